@@ -1,0 +1,118 @@
+"""Dead letters: quarantined or undeliverable mail, never deleted, each with its reason.
+
+``dead/<dead-id>.msg`` is the file as it was met (renamed, never copied or followed:
+a symlink stays a symlink, a FIFO stays a FIFO) and ``dead/<dead-id>.reason.json``
+says why, where it came from and when. The reason is written first, so a crash in
+between leaves a reason without a file (``doctor`` reports it), never mail without one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .errors import MessageNotFound
+from .fs import Foreign, faults
+from .message import iso
+from .root import Root
+
+__all__ = ["DeadLetter", "DeadLetters"]
+
+_REASON_LIMIT = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One quarantined entry: its id, why, and where it came from."""
+
+    id: str
+    reason: str
+    origin: str
+    name: str
+    at: str
+    extra: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "reason": self.reason, "origin": self.origin,
+                "name": self.name, "at": self.at, **self.extra}
+
+
+class DeadLetters:
+    """The ``dead/`` folder of one root."""
+
+    def __init__(self, root: Root) -> None:
+        self._root = root
+        self.directory = root.path / "dead"
+
+    def bury(self, path: Path, reason: str, **extra: Any) -> str | None:
+        """Move ``path`` into ``dead/`` with ``reason``; None if it was already gone."""
+        disk = self._root.disk
+        dead_id = self._root.clock.new_id()
+        origin = str(path.parent.relative_to(self._root.path))
+        record = {"id": dead_id, "reason": reason, "origin": origin, "name": path.name,
+                  "at": iso(time.time_ns()), **extra}
+        reason_path = self.directory / f"{dead_id}.reason.json"
+        staged = disk.stage(self.directory, orjson.dumps(record, option=orjson.OPT_INDENT_2))
+        disk.publish(staged, reason_path)
+        disk.unlink(staged)
+        faults.hit("quarantine.reason_written")
+        if not disk.rename(path, self.directory / f"{dead_id}.msg"):
+            disk.unlink(reason_path)
+            return None
+        disk.fsync_dir(self.directory)
+        self._root.journal.record("dead", id=dead_id, reason=reason, origin=origin,
+                                  name=path.name)
+        return dead_id
+
+    def list(self) -> list[DeadLetter]:
+        """Every dead letter, oldest first."""
+        ids = sorted(e.name[:-12] for e in self._root.disk.scan(self.directory)
+                     if e.name.endswith(".reason.json"))
+        return [d for d in map(self._load, ids) if d is not None]
+
+    def __iter__(self) -> Iterator[DeadLetter]:
+        return iter(self.list())
+
+    def get(self, dead_id: str) -> DeadLetter:
+        found = self._load(dead_id)
+        if found is None:
+            raise MessageNotFound(dead_id, "dead/")
+        return found
+
+    def content(self, dead_id: str, limit: int) -> bytes:
+        """The quarantined bytes, if it is a regular file (never follows a link)."""
+        try:
+            data, _ = self._root.disk.read(self.path_of(dead_id), limit)
+        except FileNotFoundError as exc:
+            raise MessageNotFound(dead_id, "dead/") from exc
+        except Foreign as exc:
+            return f"<{exc.reason}>".encode()
+        return data
+
+    def path_of(self, dead_id: str) -> Path:
+        return self.directory / f"{dead_id}.msg"
+
+    def remove(self, dead_id: str) -> None:
+        """Delete one dead letter for good (``purge``: the only deleting of mail)."""
+        self._root.disk.unlink(self.path_of(dead_id))
+        self._root.disk.unlink(self.directory / f"{dead_id}.reason.json")
+
+    def _load(self, dead_id: str) -> DeadLetter | None:
+        if len(dead_id) != 37 or "/" in dead_id:
+            return None
+        try:
+            data, _ = self._root.disk.read(self.directory / f"{dead_id}.reason.json",
+                                           _REASON_LIMIT)
+            obj = orjson.loads(data)
+        except (FileNotFoundError, Foreign, orjson.JSONDecodeError):
+            return None
+        if not isinstance(obj, dict):
+            return None
+        core = {k: obj.pop(k, "") for k in ("id", "reason", "origin", "name", "at")}
+        return DeadLetter(dead_id, str(core["reason"]), str(core["origin"]), str(core["name"]),
+                          str(core["at"]), obj)

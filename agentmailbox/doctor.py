@@ -1,0 +1,173 @@
+"""``mailbox doctor``: check the whole root, and with ``repair`` put it right safely.
+
+Repairs never delete mail: foreign or malformed files go to ``dead/`` with a reason.
+The only files removed are staging leftovers in ``tmp/`` (a published one has a
+second link; an unpublished one was never acknowledged to its sender) and the
+idempotency markers past their window.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import names
+from .fs import Foreign
+from .inbox import Inbox
+from .mailbox import _TOP_DIRS, Mailbox
+from .message import Malformed, decode
+from .registry import _SUBDIRS
+
+__all__ = ["Finding", "check"]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing found: what, where, and whether it was repaired."""
+
+    kind: str
+    path: str
+    detail: str
+    repaired: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path, "detail": self.detail,
+                "repaired": self.repaired}
+
+
+class _Doctor:
+    def __init__(self, mb: Mailbox, repair: bool, stale_after: float | None) -> None:
+        self.mb = mb
+        self.disk = mb.root.disk
+        self.repair = repair
+        cfg = mb.config
+        self.stale_ns = int((cfg.stale_tmp_seconds if stale_after is None else stale_after) * 1e9)
+        self.findings: list[Finding] = []
+
+    def note(self, kind: str, path: Path, detail: str, fix: Any = None) -> None:
+        repaired = False
+        if self.repair and fix is not None:
+            fix()
+            repaired = True
+        self.findings.append(Finding(kind, str(path.relative_to(self.mb.path)), detail, repaired))
+
+    def run(self) -> list[Finding]:
+        for sub in _TOP_DIRS:
+            self._need_dir(self.mb.path / sub)
+        self._tmp_dir(self.mb.path / "spool" / "tmp")
+        for name in self.mb.registry.list_names():
+            self._agent(name)
+        self._foreign_agents()
+        self._dead()
+        return self.findings
+
+    def _need_dir(self, path: Path) -> None:
+        if not path.is_dir():
+            self.note("missing-dir", path, "directory missing", lambda: self.disk.ensure_dir(path))
+
+    def _agent(self, name: str) -> None:
+        base = self.mb.root.agent_dir(name)
+        for sub in _SUBDIRS:
+            self._need_dir(base / sub)
+        inbox = self.mb.inbox(name)
+        self._tmp_dir(inbox.tmp)
+        self._tmp_dir(base / "keys", pattern_ok=lambda n: not n.startswith("."))
+        self._new(inbox)
+        self._cur(inbox)
+        self._keys(base / "keys")
+
+    def _tmp_dir(self, folder: Path, pattern_ok: Any = lambda n: False) -> None:
+        now = time.time_ns()
+        for entry in self.disk.scan(folder):
+            if pattern_ok(entry.name):
+                continue
+            path = Path(entry.path)
+            st = self.disk.lstat(path)
+            if st is None:
+                continue
+            if st.st_nlink > 1:
+                self.note("stale-tmp", path, "staging file already published",
+                          lambda p=path: self.disk.unlink(p))
+            elif now - st.st_mtime_ns >= self.stale_ns:
+                self.note("stale-tmp", path, "abandoned staging file (writer died before "
+                          "publishing; never acknowledged)", lambda p=path: self.disk.unlink(p))
+
+    def _new(self, inbox: Inbox) -> None:
+        for entry in self.disk.scan(inbox.new):
+            path = Path(entry.path)
+            if not names.is_message_file(entry.name):
+                self.note("foreign", path, "not a message file name",
+                          self._bury(path, "foreign file name in new/", inbox.agent))
+                continue
+            self._check_file(inbox, path)
+
+    def _cur(self, inbox: Inbox) -> None:
+        expired = time.time_ns() - int(self.mb.config.lease_seconds * 1e9)
+        for entry in self.disk.scan(inbox.cur):
+            path = Path(entry.path)
+            if not names.is_message_file(entry.name):
+                self.note("foreign", path, "not a message file name",
+                          self._bury(path, "foreign file name in cur/", inbox.agent))
+                continue
+            twin = inbox.new / entry.name
+            a, b = self.disk.lstat(path), self.disk.lstat(twin)
+            if a is not None and b is not None and (a.st_ino == b.st_ino):
+                self.note("half-claim", twin, "claim interrupted between link and unlink",
+                          lambda t=twin: self.disk.unlink(t))
+            elif self._check_file(inbox, path) and a is not None and a.st_mtime_ns < expired:
+                self.note("lease-expired", path, "claimed past its lease",
+                          lambda i=entry.name[:-5]: inbox.release(i, "lease expired"))
+
+    def _check_file(self, inbox: Inbox, path: Path) -> bool:
+        try:
+            data, st = self.disk.read(path, self.mb.config.max_message_bytes)
+            decode(data, expected_id=path.name[:-5])
+        except FileNotFoundError:
+            return False
+        except (Foreign, Malformed) as exc:
+            self.note("malformed", path, exc.reason, self._bury(path, exc.reason, inbox.agent))
+            return False
+        if st.st_nlink > 1 and not inbox._is_own_staging(path.name[:-5], st) and not (
+                path.parent == inbox.cur and self.disk.exists(inbox.new / path.name)):
+            self.note("hard-link", path, "hard link to a file elsewhere",
+                      self._bury(path, "hard link to a file elsewhere", inbox.agent))
+            return False
+        return True
+
+    def _bury(self, path: Path, reason: str, agent: str) -> Any:
+        return lambda: self.mb.dead.bury(path, reason, agent=agent, by="doctor")
+
+    def _keys(self, folder: Path) -> None:
+        cutoff = time.time_ns() - int(self.mb.config.key_window_days * 86400e9)
+        for entry in self.disk.scan(folder):
+            st = self.disk.lstat(Path(entry.path))
+            if entry.name.endswith(".json") and st is not None and st.st_mtime_ns < cutoff:
+                self.note("old-key", Path(entry.path), "idempotency key past its window",
+                          lambda p=Path(entry.path): self.disk.unlink(p))
+
+    def _foreign_agents(self) -> None:
+        known = set(self.mb.registry.list_names())
+        for entry in self.disk.scan(self.mb.path / "agents"):
+            if entry.name not in known:
+                self.note("foreign", Path(entry.path), "not a registered agent (left alone)")
+
+    def _dead(self) -> None:
+        folder = self.mb.dead.directory
+        for entry in self.disk.scan(folder):
+            if entry.name.endswith(".reason.json"):
+                dead_id = entry.name[:-12]
+                if not self.disk.exists(folder / f"{dead_id}.msg"):
+                    self.note("orphan-reason", Path(entry.path), "quarantine interrupted before "
+                              "the move; the file stayed where it was",
+                              lambda p=Path(entry.path): self.disk.unlink(p))
+            elif entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                self.note("stale-tmp", Path(entry.path), "interrupted reason write",
+                          lambda p=Path(entry.path): self.disk.unlink(p))
+
+
+def check(mb: Mailbox, *, repair: bool = False, stale_after: float | None = None
+          ) -> list[Finding]:
+    """Check (and with ``repair``, fix) the whole root; returns what was found."""
+    return _Doctor(mb, repair, stale_after).run()

@@ -1,0 +1,317 @@
+"""The atomic file primitives; the only module that links, renames or fsyncs.
+
+Every transition of the protocol is one ``link``, ``rename`` or exclusive create
+made here. Expected outcomes (the name exists, the file is gone) come back as
+``False``/``None``; any other ``OSError`` is translated by :func:`errors.from_oserror`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import enum
+import errno
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DiskFull, from_oserror
+
+__all__ = ["Disk", "Fsync", "Foreign", "faults"]
+
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_APPEND_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class Fsync(enum.StrEnum):
+    """When data reaches the disk before a send returns."""
+
+    ALWAYS = "always"  # fsync each file before it is linked, then its directory
+    BATCH = "batch"    # inside Mailbox.batch(): one syncfs for the batch, then link all
+    NEVER = "never"    # no fsync: for tests and tmpfs
+
+
+class Foreign(Exception):
+    """A file that is not a message of ours: a symlink, FIFO, directory, or too large.
+
+    Internal: readers turn it into a quarantine with ``reason``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Faults:
+    """Named fault-injection points, armed by ``$AGENTMAILBOX_FAULT=point[:action]``.
+
+    Used by the crash tests: a child process dies exactly at a named point,
+    between two system calls. Unarmed, each point costs one attribute test.
+    """
+
+    def __init__(self) -> None:
+        spec = os.environ.get("AGENTMAILBOX_FAULT", "")
+        self.point, _, self.action = spec.partition(":")
+
+    def hit(self, point: str) -> None:
+        if self.point and self.point == point:
+            if self.action == "raise":
+                raise DiskFull(f"injected fault at {point}")
+            os._exit(77)  # like SIGKILL: no cleanup, no flush
+
+
+faults = _Faults()
+
+
+@dataclass(frozen=True, slots=True)
+class Disk:
+    """The file operations of one root, with its fsync policy and permission modes."""
+
+    fsync: Fsync = Fsync.ALWAYS
+    file_mode: int = 0o600
+    dir_mode: int = 0o700
+
+    # -- directories --------------------------------------------------------------
+
+    def ensure_dir(self, path: Path) -> None:
+        """Create ``path`` and missing parents with this root's directory mode."""
+        try:
+            path.mkdir(mode=self.dir_mode, parents=True, exist_ok=True)
+            if self.dir_mode & 0o2000 and not path.stat().st_mode & stat.S_ISGID:
+                os.chmod(path, self.dir_mode)
+        except OSError as exc:
+            raise from_oserror(exc, "create directory", str(path)) from exc
+
+    def fsync_dir(self, path: Path) -> None:
+        """Make the names in directory ``path`` durable (only under ``always``)."""
+        if self.fsync is Fsync.ALWAYS:
+            self.sync_dir(path)
+
+    @staticmethod
+    def sync_dir(path: Path) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise from_oserror(exc, "open directory", str(path)) from exc
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def scan(path: Path) -> Iterator[os.DirEntry[str]]:
+        """Entries of ``path`` (unsorted); a missing directory is empty."""
+        try:
+            with os.scandir(path) as it:
+                yield from it
+        except FileNotFoundError:
+            return
+
+    # -- writing --------------------------------------------------------------------
+
+    def stage(self, directory: Path, data: bytes, name: str | None = None,
+              *, sync: bool | None = None) -> Path:
+        """Exclusively create a new file in ``directory`` holding ``data``.
+
+        On any failure the partial file is removed, so nothing half-written stays.
+        ``sync`` defaults to the policy (``always`` fsyncs the file).
+        """
+        path = directory / (name or f".{secrets.token_hex(8)}.tmp")
+        try:
+            fd = os.open(path, _CREATE_FLAGS, self.file_mode)
+        except OSError as exc:
+            raise from_oserror(exc, "create file", str(path)) from exc
+        try:
+            self._fill(fd, data, self.fsync is Fsync.ALWAYS if sync is None else sync)
+        except OSError as exc:
+            os.close(fd)
+            self.unlink(path)
+            raise from_oserror(exc, "write file", str(path)) from exc
+        except BaseException:
+            os.close(fd)
+            self.unlink(path)
+            raise
+        os.close(fd)
+        return path
+
+    def _fill(self, fd: int, data: bytes, sync: bool) -> None:
+        if self.file_mode & 0o060:
+            os.fchmod(fd, self.file_mode)  # the umask must not take group access away
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        faults.hit("stage.written")
+        if sync:
+            os.fsync(fd)
+
+    def publish(self, staged: Path, dest: Path) -> bool:
+        """Link ``staged`` to ``dest`` without replacing. False if ``dest`` exists."""
+        try:
+            os.link(staged, dest, follow_symlinks=False)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise from_oserror(exc, "publish", str(dest)) from exc
+        return True
+
+    def replace(self, path: Path, data: bytes) -> None:
+        """Atomically replace ``path`` with ``data`` (state files, views): write, fsync, rename."""
+        staged = self.stage(path.parent, data, sync=self.fsync is not Fsync.NEVER)
+        faults.hit("replace.staged")
+        try:
+            os.replace(staged, path)
+        except OSError as exc:
+            self.unlink(staged)
+            raise from_oserror(exc, "replace", str(path)) from exc
+        self.fsync_dir(path.parent)
+
+    def append(self, path: Path, line: bytes, *, sync: bool = False) -> None:
+        """Append one record with a single ``write`` (O_APPEND: records never interleave)."""
+        try:
+            fd = os.open(path, _APPEND_FLAGS, self.file_mode)
+        except OSError as exc:
+            raise from_oserror(exc, "open for append", str(path)) from exc
+        try:
+            if os.write(fd, line) != len(line):
+                raise DiskFull(f"short append to {path}", path=str(path))
+            if sync:
+                os.fsync(fd)
+        except OSError as exc:
+            raise from_oserror(exc, "append", str(path)) from exc
+        finally:
+            os.close(fd)
+
+    # -- moving ------------------------------------------------------------------------
+
+    def take(self, src: Path, dest: Path) -> bool | None:
+        """Claim: link ``src`` to ``dest`` then unlink ``src``; exactly one caller wins.
+
+        Returns True if we moved it, False if ``dest`` already exists (someone else
+        holds it), None if ``src`` is gone. No rename out of ``src``'s directory
+        happens, so a watcher on it sees no move event (see DESIGN: the watcher).
+        """
+        try:
+            os.link(src, dest, follow_symlinks=False)
+        except FileExistsError:
+            return False
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise from_oserror(exc, "claim", str(src)) from exc
+        faults.hit("take.linked")
+        self.unlink(src)
+        return True
+
+    def rename(self, src: Path, dest: Path) -> bool:
+        """Rename ``src`` to ``dest`` (replacing). False if ``src`` is gone."""
+        try:
+            os.rename(src, dest)
+        except FileNotFoundError as exc:
+            if not dest.parent.is_dir():
+                raise from_oserror(exc, "rename into", str(dest.parent)) from exc
+            return False
+        except OSError as exc:
+            raise from_oserror(exc, "rename", str(src)) from exc
+        return True
+
+    @staticmethod
+    def unlink(path: Path) -> bool:
+        """Remove ``path``; False if it was already gone."""
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise from_oserror(exc, "remove", str(path)) from exc
+        return True
+
+    def touch(self, path: Path, ns: int) -> None:
+        """Set the modification time (the lease start of a claim) without following links."""
+        try:
+            os.utime(path, ns=(ns, ns), follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise from_oserror(exc, "set time of", str(path)) from exc
+
+    # -- reading ------------------------------------------------------------------------
+
+    @staticmethod
+    def read(path: Path, limit: int) -> tuple[bytes, os.stat_result]:
+        """Read a regular file without following a symlink; at most ``limit`` bytes.
+
+        Raises :class:`Foreign` for a symlink, FIFO, device, directory or a file over
+        ``limit``; ``FileNotFoundError`` passes through (the caller lost a race).
+        """
+        try:
+            fd = os.open(path, _READ_FLAGS)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise Foreign("symbolic link (never followed)") from exc
+            if exc.errno in (errno.EISDIR, errno.ENXIO):
+                raise Foreign("not a regular file") from exc
+            raise from_oserror(exc, "open", str(path)) from exc
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise Foreign("not a regular file")
+            if st.st_size > limit:
+                raise Foreign(f"{st.st_size} bytes, over the {limit}-byte limit")
+            return _read_all(fd, st.st_size, limit), st
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def lstat(path: Path) -> os.stat_result | None:
+        try:
+            return os.lstat(path)
+        except FileNotFoundError:
+            return None
+        except NotADirectoryError:
+            return None
+
+    def exists(self, path: Path) -> bool:
+        return self.lstat(path) is not None
+
+    # -- batches ---------------------------------------------------------------------------
+
+    @staticmethod
+    def syncfs(path: Path) -> None:
+        """Flush the whole filesystem holding ``path`` (one call for a batch of files)."""
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if _libc_syncfs is None or _libc_syncfs(fd) != 0:
+                os.sync()
+        finally:
+            os.close(fd)
+
+
+def _read_all(fd: int, size: int, limit: int) -> bytes:
+    chunks = [os.read(fd, size + 1)]
+    total = len(chunks[0])
+    while total > size:  # grew since fstat: keep reading, but never past the limit
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        total += len(chunk)
+        if total > limit:
+            raise Foreign(f"over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _find_syncfs() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        return libc.syncfs  # type: ignore[no-any-return]
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+_libc_syncfs = _find_syncfs()

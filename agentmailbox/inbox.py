@@ -1,0 +1,325 @@
+"""One agent's inbox: delivery, listing, claim, done, release, and the lease.
+
+::
+
+    inbox/tmp/      staging; never read, never watched
+    inbox/new/      delivered, unread            <id>.json
+    inbox/cur/      claimed, not done; mtime = when the lease began
+    inbox/done/<YYYY-MM-DD>/   done, sharded by the message's own date
+
+Which folder a file sits in *is* its state. "Is id X here?" is three ``stat`` calls
+(new, cur, done/<day of X>), never a listing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from . import names
+from .dead import DeadLetters
+from .errors import MessageNotFound
+from .fs import Foreign, faults
+from .message import Malformed, Message, day_of, decode
+from .root import Root
+
+__all__ = ["Inbox", "State"]
+
+Notify = Callable[[Message, str, str], None]
+
+
+class State(enum.StrEnum):
+    """Where a message is in one inbox."""
+
+    NEW = "new"          # delivered, unread
+    CLAIMED = "cur"      # read (claimed) by an instance, not done
+    DONE = "done"        # finished: the DONE marker is the file's place
+    ABSENT = "absent"    # not in this inbox
+
+
+class Inbox:
+    """The inbox of one agent. Cheap to create; safe to use from many processes."""
+
+    def __init__(self, root: Root, agent: str, dead: DeadLetters, *,
+                 epoch: Callable[[], int | None] = lambda: None, notify: Notify | None = None
+                 ) -> None:
+        self.agent = names.check_agent(agent)
+        self._root = root
+        self._disk = root.disk
+        self._dead = dead
+        self._epoch = epoch
+        self._notify = notify
+        self.path = root.agent_dir(agent) / "inbox"
+        self.tmp, self.new, self.cur = self.path / "tmp", self.path / "new", self.path / "cur"
+        self.done_dir = self.path / "done"
+        self._queue: list[str] = []  # names from the last scan, newest first (pop() = oldest)
+        self._days: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"<Inbox {self.agent} at {self.path}>"
+
+    # -- where is it ----------------------------------------------------------------------
+
+    def _done_path(self, msg_id: str) -> Path:
+        return self.done_dir / day_of(msg_id) / f"{msg_id}.json"
+
+    def state_of(self, msg_id: str) -> State:
+        """Where ``msg_id`` is in this inbox: three ``stat`` calls at most."""
+        name = f"{names.check_id(msg_id)}.json"
+        for state, path in ((State.NEW, self.new / name), (State.CLAIMED, self.cur / name),
+                            (State.DONE, self._done_path(msg_id))):
+            if self._disk.exists(path):
+                return state
+        return State.ABSENT
+
+    def path_of(self, msg_id: str) -> tuple[State, Path] | None:
+        name = f"{names.check_id(msg_id)}.json"
+        for state, path in ((State.NEW, self.new / name), (State.CLAIMED, self.cur / name),
+                            (State.DONE, self._done_path(msg_id))):
+            st = self._disk.lstat(path)
+            if st is not None:
+                return state, path
+        return None
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    def deliver(self, msg_id: str, data: bytes) -> bool:
+        """Store one encoded message; False if this inbox already holds ``msg_id``.
+
+        Exclusive create in ``tmp/``, write, fsync (policy), link into ``new/``
+        (EEXIST = already delivered), unlink the tmp name, fsync ``new/`` (policy).
+        """
+        if self._held_beyond_new(msg_id):
+            return False
+        staged = self._disk.stage(self.tmp, data, f"{msg_id}.{os.getpid()}.{os.urandom(3).hex()}")
+        faults.hit("send.staged")
+        try:
+            published = self._disk.publish(staged, self.new / f"{msg_id}.json")
+            faults.hit("send.published")
+        finally:
+            self._disk.unlink(staged)
+        if published:
+            faults.hit("send.unlinked")
+            self._disk.fsync_dir(self.new)
+        return published
+
+    def publish_staged(self, staged: Path, msg_id: str) -> bool:
+        """Second half of a batched delivery: link an already-synced staged file."""
+        published = self._disk.publish(staged, self.new / f"{msg_id}.json")
+        self._disk.unlink(staged)
+        return published
+
+    def stage(self, msg_id: str, data: bytes) -> Path | None:
+        """First half of a batched delivery: stage without fsync; None if already held."""
+        if self._held_beyond_new(msg_id):
+            return None
+        return self._disk.stage(self.tmp, data, f"{msg_id}.{os.getpid()}.{os.urandom(3).hex()}",
+                                sync=False)
+
+    def _held_beyond_new(self, msg_id: str) -> bool:
+        # cur/ before done/: a message only moves cur -> done, so checking in this
+        # order cannot miss one that moves between the two stats. A copy that still
+        # slips into new/ is caught by claim (see _take).
+        return (self._disk.exists(self.cur / f"{msg_id}.json")
+                or self._disk.exists(self._done_path(msg_id)))
+
+    # -- listing (never mutates) -------------------------------------------------------------
+
+    def ids(self, state: State = State.NEW) -> list[str]:
+        """Message ids in ``new/`` or ``cur/``, oldest first. Foreign names are skipped."""
+        folder = self.new if state is State.NEW else self.cur
+        return sorted(e.name[:-5] for e in self._disk.scan(folder) if names.is_message_file(e.name))
+
+    def list(self, state: State = State.NEW) -> list[Message]:
+        """Unread (or claimed) messages, oldest first. Changes nothing; skips bad files."""
+        out = []
+        for msg_id in self.ids(state):
+            msg = self._peek(self.new if state is State.NEW else self.cur, msg_id)
+            if msg is not None:
+                out.append(msg)
+        return out
+
+    def count(self, state: State = State.NEW) -> int:
+        folder = self.new if state is State.NEW else self.cur
+        return sum(1 for e in self._disk.scan(folder) if names.is_message_file(e.name))
+
+    def problems(self) -> list[str]:
+        """Names in ``new/`` that are not messages (claim or ``doctor`` quarantines them)."""
+        return sorted(e.name for e in self._disk.scan(self.new) if not names.is_message_file(e.name))
+
+    def get(self, msg_id: str) -> Message:
+        """Read ``msg_id`` in whatever state it is, without changing anything."""
+        found = self.path_of(msg_id)
+        msg = self._peek(found[1].parent, msg_id) if found else None
+        if msg is None:
+            raise MessageNotFound(msg_id, f"the inbox of {self.agent}")
+        return msg
+
+    def _peek(self, folder: Path, msg_id: str) -> Message | None:
+        try:
+            data, _ = self._disk.read(folder / f"{msg_id}.json", self._root.config.max_message_bytes)
+            return decode(data, expected_id=msg_id)
+        except (FileNotFoundError, Foreign, Malformed):
+            return None
+
+    # -- claim ---------------------------------------------------------------------------------
+
+    def claim(self, msg_id: str | None = None) -> Message | None:
+        """Claim the oldest unread message (or ``msg_id``); None if there is none.
+
+        Among competing readers exactly one wins each message; the others move on.
+        Bad files met on the way are quarantined with a reason.
+        """
+        if msg_id is not None:
+            return self._take(f"{names.check_id(msg_id)}.json")
+        for _ in range(2):
+            if not self._queue:
+                self._refill()
+            while self._queue:
+                msg = self._take(self._queue.pop())
+                if msg is not None:
+                    return msg
+        return None
+
+    def _refill(self) -> None:
+        self.requeue_expired()
+        entries = list(self._disk.scan(self.new))
+        for entry in entries:
+            if not names.is_message_file(entry.name):
+                self._dead.bury(Path(entry.path), "foreign file name in new/ "
+                                f"(not <id>.json)", agent=self.agent)
+        self._queue = sorted((e.name for e in entries if names.is_message_file(e.name)),
+                             reverse=True)
+
+    def _take(self, name: str) -> Message | None:
+        src, dest = self.new / name, self.cur / name
+        won = self._disk.take(src, dest)
+        if won is None:
+            return None
+        if won is False:
+            self._settle_collision(src, dest)
+            return None
+        msg_id = name[:-5]
+        if self._disk.exists(self._done_path(msg_id)):
+            self._dead.bury(dest, "duplicate delivery of a message already done", agent=self.agent)
+            return None
+        now = time.time_ns()
+        self._disk.touch(dest, now)  # the lease starts now
+        faults.hit("claim.taken")
+        msg = self._load_claimed(dest, msg_id)
+        if msg is None:
+            return None
+        self._root.clock.observe(msg.stamp)
+        epoch = self._epoch()
+        self._root.journal.record("claim", agent=self.agent, id=msg_id, epoch=epoch)
+        if msg.receipt and self._notify:
+            self._notify(msg, "read", self.agent)
+        return msg
+
+    def _settle_collision(self, src: Path, dest: Path) -> None:
+        """``cur/X`` exists while ``new/X`` does: finish a half-done claim, or drop a duplicate."""
+        a, b = self._disk.lstat(src), self._disk.lstat(dest)
+        if a is None or b is None:
+            return
+        if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
+            self._disk.unlink(src)  # another claimer linked and has not unlinked yet (or died)
+        else:
+            self._dead.bury(src, "duplicate delivery of a message already claimed",
+                            agent=self.agent)
+
+    def _load_claimed(self, path: Path, msg_id: str) -> Message | None:
+        try:
+            data, st = self._disk.read(path, self._root.config.max_message_bytes)
+            msg = decode(data, expected_id=msg_id)
+        except FileNotFoundError:
+            return None
+        except (Foreign, Malformed) as exc:
+            self._dead.bury(path, exc.reason, agent=self.agent)
+            return None
+        if st.st_nlink > 1 and not self._is_own_staging(msg_id, st):
+            self._dead.bury(path, "hard link to a file elsewhere (not written through tmp/)",
+                            agent=self.agent)
+            return None
+        if msg.expired():
+            self._dead.bury(path, "expired", agent=self.agent, expires_at=msg.expires_at)
+            return None
+        return msg
+
+    def _is_own_staging(self, msg_id: str, st: os.stat_result) -> bool:
+        """A second link is legitimate only while the sender's tmp name still exists."""
+        for entry in self._disk.scan(self.tmp):
+            if entry.name.startswith(msg_id):
+                other = self._disk.lstat(Path(entry.path))
+                if other is not None and (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                    return True
+        return False
+
+    # -- done / release / lease ---------------------------------------------------------------
+
+    def done(self, msg: Message | str) -> bool:
+        """Mark a claimed message done (its DONE marker). False if it already was."""
+        msg_id = names.check_id(msg if isinstance(msg, str) else msg.id)
+        day = day_of(msg_id)
+        folder = self.done_dir / day
+        if day not in self._days:
+            self._disk.ensure_dir(folder)
+            self._days.add(day)
+        if not self._disk.rename(self.cur / f"{msg_id}.json", folder / f"{msg_id}.json"):
+            return self._expect(msg_id, State.DONE)
+        faults.hit("done.moved")
+        self._disk.fsync_dir(folder)
+        self._root.journal.record("done", agent=self.agent, id=msg_id, epoch=self._epoch())
+        if isinstance(msg, Message) and msg.receipt and self._notify:
+            self._notify(msg, "done", self.agent)
+        return True
+
+    def release(self, msg: Message | str, reason: str = "released") -> bool:
+        """Give a claimed message back to ``new/``. False if it was not claimed."""
+        msg_id = names.check_id(msg if isinstance(msg, str) else msg.id)
+        if not self._disk.rename(self.cur / f"{msg_id}.json", self.new / f"{msg_id}.json"):
+            return self._expect(msg_id, State.NEW)
+        self._root.journal.record("release", agent=self.agent, id=msg_id, reason=reason)
+        return True
+
+    def renew(self, msg: Message | str) -> None:
+        """Extend the lease of a claimed message (start it again now)."""
+        msg_id = names.check_id(msg if isinstance(msg, str) else msg.id)
+        self._disk.touch(self.cur / f"{msg_id}.json", time.time_ns())
+
+    def _expect(self, msg_id: str, wanted: State) -> bool:
+        state = self.state_of(msg_id)
+        if state is State.ABSENT:
+            raise MessageNotFound(msg_id, f"the inbox of {self.agent}")
+        if state is State.NEW and wanted is State.DONE:
+            raise MessageNotFound(msg_id, f"the claimed mail of {self.agent} (claim it first)")
+        return False
+
+    def requeue_expired(self, lease_seconds: float | None = None) -> list[str]:
+        """Release every claim older than the lease; returns their ids."""
+        lease = self._root.config.lease_seconds if lease_seconds is None else lease_seconds
+        cutoff = time.time_ns() - int(lease * 1e9)
+        expired = []
+        for entry in self._disk.scan(self.cur):
+            st = self._disk.lstat(Path(entry.path))
+            if names.is_message_file(entry.name) and st is not None and st.st_mtime_ns < cutoff:
+                msg_id = entry.name[:-5]
+                if self.release(msg_id, reason="lease expired"):
+                    expired.append(msg_id)
+        return expired
+
+    @contextlib.contextmanager
+    def processing(self, msg_id: str | None = None) -> Iterator[Message | None]:
+        """Claim a message for a block: done if the block succeeds, released if it raises."""
+        msg = self.claim(msg_id)
+        try:
+            yield msg
+        except BaseException:
+            if msg is not None:
+                self.release(msg, reason="processing failed")
+            raise
+        if msg is not None:
+            self.done(msg)

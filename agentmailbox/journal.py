@@ -1,0 +1,83 @@
+"""The bus journal: one JSON line per transition, appended, never rewritten.
+
+``journal/<YYYY-MM-DD>.jsonl`` under the root. Each line is written with a single
+``O_APPEND`` write, so lines from many processes never interleave. The journal is a
+*record* of what happened (who read what, when, as which instance) for ``status``
+and ``tail``; the directories remain the state. Losing a line loses detail, never mail.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .errors import MailboxError
+from .fs import Disk, Foreign
+
+__all__ = ["Journal"]
+
+
+class Journal:
+    """Appends events to, and reads them back from, one root's journal."""
+
+    def __init__(self, directory: Path, disk: Disk) -> None:
+        self.directory = directory
+        self._disk = disk
+        self._fd: int | None = None
+        self._day = ""
+        self._lock = threading.Lock()
+
+    def record(self, event: str, **fields: Any) -> None:
+        """Append one event; best effort (a full disk must not fail the transition itself)."""
+        now = time.time_ns()
+        entry = {"t": now, "ev": event, "pid": os.getpid(), **fields}
+        line = orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE)
+        try:
+            with self._lock:
+                os.write(self._open(now), line)
+        except (OSError, MailboxError):
+            pass
+
+    def _open(self, now: int) -> int:
+        day = time.strftime("%Y-%m-%d", time.gmtime(now // 1_000_000_000))
+        if day != self._day or self._fd is None:
+            self.close()
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+            self._fd = os.open(self.directory / f"{day}.jsonl", flags, self._disk.file_mode)
+            self._day = day
+        return self._fd
+
+    def close(self) -> None:
+        with_fd, self._fd = self._fd, None
+        if with_fd is not None:
+            os.close(with_fd)
+
+    def days(self) -> list[str]:
+        """Journal days present, oldest first."""
+        return sorted(e.name[:-6] for e in self._disk.scan(self.directory)
+                      if e.name.endswith(".jsonl") and e.is_file(follow_symlinks=False))
+
+    def events(self, since_day: str = "") -> Iterator[dict[str, Any]]:
+        """Every event from ``since_day`` on, in append order; torn lines are skipped."""
+        for day in self.days():
+            if day >= since_day:
+                yield from self._read_day(day)
+
+    def _read_day(self, day: str) -> Iterator[dict[str, Any]]:
+        try:
+            data, _ = self._disk.read(self.directory / f"{day}.jsonl", 1 << 40)
+        except (FileNotFoundError, MailboxError, Foreign):
+            return
+        for line in data.splitlines():
+            try:
+                entry = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(entry, dict):
+                yield entry

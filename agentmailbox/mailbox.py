@@ -1,0 +1,359 @@
+"""The public door: open a root, register agents, send mail, ask where it is."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from . import names
+from .dead import DeadLetters
+from .errors import AlreadyExists, InvalidInput, MessageNotFound
+from .fs import Disk, Foreign, Fsync, faults
+from .inbox import Inbox, State
+from .message import Message, Priority, encode, iso
+from .registry import AgentInfo, Registry
+from .root import DIRNAME, MODES, Config, Root, find_root
+
+if TYPE_CHECKING:
+    from .agent import Agent
+    from .workspace import Workspace
+
+__all__ = ["Delivery", "Mailbox", "Status"]
+
+_TOP_DIRS = ("agents", "spool/tmp", "spool/new", "spool/cur", "workspace", "dead", "run",
+             "journal")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where one copy of a message is, as its sender sees it (the read receipt)."""
+
+    agent: str
+    state: State
+    read_at: str | None = None
+    read_epoch: int | None = None
+    done_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"agent": self.agent, "state": _STATE_WORDS[self.state], "read_at": self.read_at,
+                "read_epoch": self.read_epoch, "done_at": self.done_at}
+
+
+_STATE_WORDS = {State.NEW: "delivered", State.CLAIMED: "read", State.DONE: "done",
+                State.ABSENT: "absent"}
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Per recipient: delivered, read (when, by which instance epoch) or done."""
+
+    id: str
+    sender: str
+    subject: str
+    recipients: tuple[Delivery, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "from": self.sender, "subject": self.subject,
+                "recipients": [d.to_dict() for d in self.recipients]}
+
+
+class Mailbox:
+    """One mailbox root, opened. Use as a context manager, or call :meth:`close`.
+
+    Example::
+
+        mb = Mailbox.init("/srv/team")
+        mb.add_agent("alice", role="planner"); mb.add_agent("bob", role="coder")
+        mb.send("alice", ["bob"], subject="plan v1", body={"steps": 3})
+        with mb.agent("bob").inbox.processing() as msg:
+            ...
+    """
+
+    def __init__(self, root: Root) -> None:
+        self.root = root
+        self.registry = Registry(root)
+        self.dead = DeadLetters(root)
+        self._batch: list[tuple[Inbox, str, Path]] | None = None
+        self._inboxes: dict[str, Inbox] = {}
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, path: str | os.PathLike[str] = ".", *, fsync: Fsync | str = Fsync.ALWAYS,
+             mode: str = "private", exist_ok: bool = False, **settings: Any) -> Mailbox:
+        """Create ``<path>/.mailbox`` (or use ``path`` if it is named ``.mailbox``)."""
+        where = Path(path)
+        base = where if where.name == DIRNAME else where / DIRNAME
+        if (base / "mailbox.json").exists():
+            if exist_ok:
+                return cls.open(base)
+            raise AlreadyExists(f"{base} already holds a mailbox", hint="use it, or pick a path")
+        if mode not in MODES:
+            raise InvalidInput(f"mode must be one of {sorted(MODES)}")
+        config = Config._typed({"fsync": str(Fsync(fsync)), "mode": mode, **settings})
+        disk = Disk(config.fsync, *MODES[mode])
+        for sub in _TOP_DIRS:
+            disk.ensure_dir(base / sub)
+        os.chmod(base, disk.dir_mode)
+        disk.replace(base / "mailbox.json", config.to_json())
+        return cls.open(base)
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str] | None = None, *,
+             fsync: Fsync | str | None = None) -> Mailbox:
+        """Open the root at ``root``, ``$MAILBOX_ROOT``, or the nearest ``.mailbox/`` above."""
+        return cls(Root.load(find_root(root), fsync=fsync))
+
+    def close(self) -> None:
+        self.root.journal.close()
+
+    def __enter__(self) -> Mailbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def path(self) -> Path:
+        return self.root.path
+
+    @property
+    def config(self) -> Config:
+        return self.root.config
+
+    # -- agents -----------------------------------------------------------------------------------
+
+    def add_agent(self, name: str, *, role: str = "", groups: Sequence[str] = (),
+                  topics: Sequence[str] = (), description: str = "", max_unread: int = 0
+                  ) -> AgentInfo:
+        """Register an agent and create its inbox."""
+        return self.registry.add(name, role=role, groups=tuple(groups), topics=tuple(topics),
+                                 description=description, max_unread=max_unread)
+
+    def agents(self) -> list[AgentInfo]:
+        return self.registry.all()
+
+    def agent(self, name: str) -> Agent:
+        """A handle on a registered agent (its inbox, and continuity features)."""
+        from .agent import Agent
+
+        return Agent(self, self.registry.require(name))
+
+    def inbox(self, name: str) -> Inbox:
+        """The inbox of a registered agent (cached per Mailbox, so claims share a scan)."""
+        inbox = self._inboxes.get(name)
+        if inbox is None:
+            self.registry.require(name)
+            inbox = Inbox(self.root, name, self.dead, epoch=lambda: self._epoch(name),
+                          notify=self._receipt)
+            self._inboxes[name] = inbox
+        return inbox
+
+    def _epoch(self, name: str) -> int | None:
+        try:
+            data, _ = self.root.disk.read(self.root.agent_dir(name) / "run" / "epoch", 64)
+            return int(data)
+        except (FileNotFoundError, Foreign, ValueError):
+            return None
+
+    @property
+    def workspace(self) -> Workspace:
+        from .workspace import Workspace
+
+        return Workspace(self.root)
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def send(self, sender: str, to: str | Iterable[str], subject: str = "", body: Any = None, *,
+             kind: str = "message", thread: str | None = None, reply_to: str | None = None,
+             priority: Priority | str = Priority.NORMAL, expires_at: str | None = None,
+             receipt: bool = False, headers: dict[str, str] | None = None,
+             key: str | None = None, epoch: int | None = None) -> Message:
+        """Deliver one message to each recipient; returns it (its ``id`` names it).
+
+        Every recipient is checked before anything is written. With ``key``, the
+        same (sender, key) stores one message however often it is sent (see
+        PROTOCOL.md: idempotency keys).
+        """
+        recipients = self._recipients(to)
+        self.registry.require(names.check_agent(sender))
+        msg = self._compose(sender, recipients, subject, body, kind=kind, thread=thread,
+                            reply_to=reply_to, priority=Priority(priority),
+                            expires_at=_expiry(expires_at), receipt=receipt,
+                            headers=headers or {}, epoch=epoch)
+        data = encode(msg, self.config.max_message_bytes)
+        if key is not None:
+            msg, data = self._claim_key(msg, data, names.check_key(key))
+        self.root.journal.record("send", id=msg.id, **{"from": sender}, to=list(recipients),
+                                 subject=msg.subject[:80], kind=msg.kind)
+        for name in recipients:
+            self._deliver(self.inbox(name), msg.id, data)
+        return msg
+
+    def _recipients(self, to: str | Iterable[str]) -> tuple[str, ...]:
+        wanted = [to] if isinstance(to, str) else list(to)
+        if not wanted:
+            raise InvalidInput("no recipients", hint="name at least one agent with --to")
+        out: list[str] = []
+        for address in wanted:
+            if address[:1] in ("@", "#", "+", "*"):
+                raise InvalidInput(f"{address!r} is a routed address",
+                                   hint="routed addresses (@role, #topic, +group, *) go through "
+                                        "the supervisor's spool")
+            self.registry.require(names.check_agent(address))
+            if address not in out:
+                out.append(address)
+        return tuple(out)
+
+    def _compose(self, sender: str, to: tuple[str, ...], subject: str, body: Any,
+                 **fields: Any) -> Message:
+        msg_id = self.root.clock.new_id()
+        if fields.get("thread") is None:
+            fields["thread"] = self._thread_of(fields.get("reply_to"), sender) or msg_id
+        return Message(id=msg_id, sender=sender, to=to, subject=str(subject), body=body,
+                       ts=iso(time.time_ns()), **fields)
+
+    def _thread_of(self, reply_to: str | None, sender: str) -> str | None:
+        """A reply joins the thread of what it answers (if the replier still has it)."""
+        if reply_to is None:
+            return None
+        names.check_id(reply_to)
+        try:
+            return self.inbox(sender).get(reply_to).thread
+        except MessageNotFound:
+            return reply_to
+
+    def _deliver(self, inbox: Inbox, msg_id: str, data: bytes) -> bool:
+        if self._batch is not None:
+            staged = inbox.stage(msg_id, data)
+            if staged is not None:
+                self._batch.append((inbox, msg_id, staged))
+            return staged is not None
+        return inbox.deliver(msg_id, data)
+
+    def _claim_key(self, msg: Message, data: bytes, key: str) -> tuple[Message, bytes]:
+        """Make (sender, key) name exactly one message id: the marker is the commit point.
+
+        The marker records the id; a retry after a crash at any point reuses that id,
+        so delivery completes instead of being skipped or doubled.
+        """
+        folder = self.root.agent_dir(msg.sender) / "keys"
+        marker = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
+        record = orjson.dumps({"key": key, "id": msg.id, "to": list(msg.to), "at": msg.ts})
+        staged = self.root.disk.stage(folder, record)
+        try:
+            created = self.root.disk.publish(staged, marker)
+        finally:
+            self.root.disk.unlink(staged)
+        faults.hit("send.key_marked")
+        if created:
+            self.root.disk.fsync_dir(folder)
+            return msg, data
+        earlier = orjson.loads(self.root.disk.read(marker, 1 << 16)[0])
+        first = replace(msg, id=names.check_id(earlier["id"]), ts=earlier.get("at", msg.ts),
+                        thread=msg.thread if msg.thread != msg.id else earlier["id"])
+        return first, encode(first, self.config.max_message_bytes)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group commit: sends inside are staged, synced with one syncfs, then published.
+
+        Nothing becomes visible before the batch commits; a crash inside the block
+        publishes nothing (the staged files are swept by recovery).
+        """
+        if self._batch is not None:
+            yield
+            return
+        self._batch = []
+        try:
+            yield
+            self._commit(self._batch)
+        finally:
+            pending, self._batch = self._batch, None
+            for _, _, staged in pending:
+                self.root.disk.unlink(staged)
+
+    def _commit(self, pending: list[tuple[Inbox, str, Path]]) -> None:
+        if not pending:
+            return
+        if self.root.disk.fsync is not Fsync.NEVER:
+            self.root.disk.syncfs(self.path)
+        folders = set()
+        for inbox, msg_id, staged in pending:
+            inbox.publish_staged(staged, msg_id)
+            folders.add(inbox.new)
+        pending.clear()
+        if self.root.disk.fsync is not Fsync.NEVER:
+            for folder in folders:
+                Disk.sync_dir(folder)
+
+    def _receipt(self, original: Message, state: str, reader: str) -> None:
+        """The explicit receipt a sender asked for (``receipt=True``), into its inbox."""
+        if not self.registry.exists(original.sender):
+            return
+        self.send(reader, [original.sender], subject=f"{state}: {original.subject}"[:200],
+                  body={"of": original.id, "state": state, "by": reader,
+                        "epoch": self._epoch(reader)},
+                  kind="receipt", thread=original.thread, reply_to=original.id)
+
+    # -- where is my mail -----------------------------------------------------------------------
+
+    def status(self, msg_id: str, sender: str | None = None) -> Status:
+        """Per recipient, whether ``msg_id`` was delivered, read (when, by which epoch) or done."""
+        names.check_id(msg_id)
+        found = {n: self.inbox(n).state_of(msg_id) for n in self.registry.list_names()}
+        holders = [n for n, s in found.items() if s is not State.ABSENT]
+        if not holders:
+            raise MessageNotFound(msg_id, "any inbox")
+        msg = self.inbox(holders[0]).get(msg_id)
+        if sender is not None and msg.sender != sender:
+            raise MessageNotFound(msg_id, f"mail sent by {sender}")
+        events = self._events_about(msg)
+        recipients = [n for n in msg.to if n in found] or holders
+        for n in holders:
+            if n not in recipients:
+                recipients.append(n)
+        return Status(msg_id, msg.sender, msg.subject,
+                      tuple(self._delivery(n, found[n], events) for n in recipients))
+
+    def _events_about(self, msg: Message) -> list[dict[str, Any]]:
+        return [e for e in self.root.journal.events(since_day=msg.day) if e.get("id") == msg.id]
+
+    @staticmethod
+    def _delivery(agent: str, state: State, events: list[dict[str, Any]]) -> Delivery:
+        mine = [e for e in events if e.get("agent") == agent]
+        claims = [e for e in mine if e["ev"] == "claim"]
+        dones = [e for e in mine if e["ev"] == "done"]
+        first_claim = claims[0] if claims and state is not State.NEW else None
+        return Delivery(
+            agent, state,
+            read_at=iso(first_claim["t"]) if first_claim else None,
+            read_epoch=first_claim.get("epoch") if first_claim else None,
+            done_at=iso(dones[-1]["t"]) if dones and state is State.DONE else None)
+
+
+def _expiry(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        if value and value[-1] in "smhd" and value[:-1].replace(".", "", 1).isdigit():
+            unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[value[-1]]
+            moment = datetime.now(UTC) + timedelta(seconds=float(value[:-1]) * unit)
+        else:
+            moment = datetime.fromisoformat(value)
+            if moment.tzinfo is None:
+                raise InvalidInput(f"expiry {value!r} has no time zone", hint="append Z for UTC")
+    except ValueError as exc:
+        raise InvalidInput(f"invalid expiry {value!r}",
+                           hint="give an RFC 3339 time (2026-12-01T12:00:00Z) or a duration "
+                                "like 90s, 15m, 2h, 1d") from exc
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

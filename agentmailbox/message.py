@@ -1,0 +1,263 @@
+"""The message: a frozen record, its JSON encoding, its schema, and the clock that names it.
+
+A message is one JSON object in one file (``<id>.json``), written once. Ids sort in
+timestamp order as plain strings::
+
+    01795443442123456789-9f86d081884c7d65
+    └ 20-digit HLC stamp ┘ └ 64 random bits ┘
+
+The stamp is a hybrid logical clock in nanoseconds: ``max(wall clock, last + 1)``
+per writer, pushed forward by every stamp the writer reads, so it never runs
+backwards even when the wall clock does, and replies sort after what they answer.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from . import names
+from .errors import InvalidInput, MessageTooLarge
+
+__all__ = ["FORMAT_VERSION", "Clock", "Malformed", "Message", "Priority", "decode", "encode"]
+
+FORMAT_VERSION = 1
+MAX_FUTURE_NS = 60 * 10**9  # stamps read from others further ahead than this do not move our clock
+_ADDRESS = re.compile(r"(?:[@#+]?[a-z0-9][a-z0-9_-]{0,63})|\*")
+_KNOWN = frozenset({"v", "id", "ts", "from", "to", "subject", "kind", "thread", "reply_to",
+                    "priority", "expires_at", "receipt", "headers", "body", "epoch"})
+
+
+class Priority(enum.StrEnum):
+    """How soon a message wants attention; the boot brief lists urgent mail first."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {Priority.URGENT: 0, Priority.HIGH: 1, Priority.NORMAL: 2, Priority.LOW: 3}
+
+
+class Malformed(ValueError):
+    """A file that is not a valid message; ``reason`` goes into the quarantine record."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Clock:
+    """A hybrid logical clock in nanoseconds; one per process is enough, and thread-safe."""
+
+    def __init__(self, wall: Any = time.time_ns) -> None:
+        self._wall = wall
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def stamp(self) -> int:
+        """A stamp larger than every stamp this clock gave or observed."""
+        with self._lock:
+            self._last = max(self._wall(), self._last + 1)
+            return self._last
+
+    def observe(self, stamp: int) -> None:
+        """Move forward past a stamp read from someone else (HLC receive rule)."""
+        if stamp <= self._wall() + MAX_FUTURE_NS:
+            with self._lock:
+                self._last = max(self._last, stamp)
+
+    def new_id(self) -> str:
+        return f"{self.stamp():020d}-{os.urandom(8).hex()}"
+
+
+def stamp_of(msg_id: str) -> int:
+    """The HLC stamp (nanoseconds since the epoch) at the front of an id."""
+    return int(msg_id[:20])
+
+
+def day_of(msg_id: str) -> str:
+    """UTC date of an id's stamp, ``YYYY-MM-DD``: the shard of ``done/`` it lives in."""
+    return time.strftime("%Y-%m-%d", time.gmtime(int(msg_id[:20]) // 1_000_000_000))
+
+
+def iso(ns: int) -> str:
+    """RFC 3339 UTC with microseconds for a nanosecond timestamp."""
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="microseconds").replace(
+        "+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message, as stored. Immutable: a message never changes once visible."""
+
+    id: str
+    sender: str
+    to: tuple[str, ...]
+    subject: str = ""
+    body: Any = None
+    kind: str = "message"
+    thread: str = ""
+    reply_to: str | None = None
+    priority: Priority = Priority.NORMAL
+    expires_at: str | None = None
+    receipt: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+    ts: str = ""
+    epoch: int | None = None
+    """The sender's instance epoch when it sent this (set by agents that boot)."""
+
+    @property
+    def stamp(self) -> int:
+        return stamp_of(self.id)
+
+    @property
+    def day(self) -> str:
+        return day_of(self.id)
+
+    def expired(self, now_ns: int | None = None) -> bool:
+        if not self.expires_at:
+            return False
+        limit = datetime.fromisoformat(self.expires_at).timestamp()
+        return (now_ns or time.time_ns()) / 1e9 >= limit
+
+    def to_dict(self) -> dict[str, Any]:
+        """The on-disk JSON object (``from`` spelled as on disk)."""
+        out: dict[str, Any] = {
+            "v": FORMAT_VERSION, "id": self.id, "ts": self.ts, "from": self.sender,
+            "to": list(self.to), "subject": self.subject, "kind": self.kind,
+            "thread": self.thread or self.id, "reply_to": self.reply_to,
+            "priority": str(self.priority), "expires_at": self.expires_at,
+            "receipt": self.receipt, "headers": self.headers, "body": self.body,
+        }
+        if self.epoch is not None:
+            out["epoch"] = self.epoch
+        return out
+
+    def evolve(self, **changes: Any) -> Message:
+        return replace(self, **changes)
+
+
+def encode(msg: Message, limit: int) -> bytes:
+    """Encode ``msg`` as compact JSON bytes; refuse it if over ``limit`` bytes."""
+    try:
+        data = orjson.dumps(msg.to_dict(), option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError as exc:
+        raise InvalidInput(f"message body is not JSON-serialisable: {exc}",
+                           hint="send str, numbers, lists and dicts with string keys") from exc
+    if len(data) > limit:
+        raise MessageTooLarge(len(data), limit)
+    return data
+
+
+def decode(data: bytes, *, expected_id: str | None = None) -> Message:
+    """Parse and validate one message file; raise :class:`Malformed` with the reason."""
+    obj = _parse(data)
+    if not isinstance(obj, dict):
+        raise Malformed("not a JSON object")
+    version = obj.get("v")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise Malformed(f"unknown format version {version!r} (this reader speaks {FORMAT_VERSION})")
+    msg = _build(obj)
+    if expected_id is not None and msg.id != expected_id:
+        raise Malformed(f"id {msg.id!r} does not match its file name {expected_id!r}")
+    return msg
+
+
+def _parse(data: bytes) -> Any:
+    try:
+        obj = orjson.loads(data)  # strict: UTF-8, no BOM, no NaN, nesting <= 1024, no trailing
+    except orjson.JSONDecodeError as exc:
+        raise Malformed(f"invalid JSON: {exc}") from exc
+    if orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE) != data:
+        # Not in our canonical form (written by a shell or another library): it may
+        # hide duplicate keys, which orjson resolves silently, last one winning.
+        _reject_duplicate_keys(data)
+    return obj
+
+
+def _reject_duplicate_keys(data: bytes) -> None:
+    """orjson keeps the last of duplicate keys silently; we refuse them (ambiguous mail)."""
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = {k for k, _ in pairs}
+        if len(keys) != len(pairs):
+            raise Malformed("duplicate keys in a JSON object")
+        return dict(pairs)
+
+    try:
+        json.loads(data, object_pairs_hook=pairs_hook)
+    except RecursionError as exc:
+        raise Malformed("JSON nested too deeply") from exc
+
+
+def _build(obj: dict[str, Any]) -> Message:
+    _require(obj, "id", str)
+    try:
+        names.check_id(obj["id"])
+    except InvalidInput as exc:
+        raise Malformed(str(exc)) from exc
+    sender = _require(obj, "from", str)
+    if not _ADDRESS.fullmatch(sender) or sender[0] in "@#+*":
+        raise Malformed(f"invalid sender {sender[:80]!r}")
+    to = _require(obj, "to", list)
+    if not to or not all(isinstance(a, str) and _ADDRESS.fullmatch(a) for a in to):
+        raise Malformed("'to' must be a non-empty list of addresses")
+    headers = _optional(obj, "headers", dict, {})
+    if not all(isinstance(v, str) for v in headers.values()):
+        raise Malformed("'headers' values must be strings")
+    priority = _optional(obj, "priority", str, "normal")
+    if priority not in Priority.__members__.values():
+        raise Malformed(f"unknown priority {priority[:20]!r}")
+    epoch = _optional(obj, "epoch", int, None)
+    return Message(
+        id=obj["id"], sender=sender, to=tuple(to),
+        subject=_optional(obj, "subject", str, ""), body=obj.get("body"),
+        kind=_optional(obj, "kind", str, "message"),
+        thread=_optional(obj, "thread", str, None) or obj["id"],
+        reply_to=_optional(obj, "reply_to", str, None),
+        priority=Priority(priority), expires_at=_expiry(obj),
+        receipt=_optional(obj, "receipt", bool, False), headers=headers,
+        ts=_optional(obj, "ts", str, ""), epoch=epoch,
+    )
+
+
+def _expiry(obj: dict[str, Any]) -> str | None:
+    value = _optional(obj, "expires_at", str, None)
+    if value is not None:
+        try:
+            datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise Malformed(f"'expires_at' is not an RFC 3339 time: {value[:40]!r}") from exc
+    return value
+
+
+def _require(obj: dict[str, Any], key: str, kind: type) -> Any:
+    if key not in obj:
+        raise Malformed(f"missing field {key!r}")
+    return _check_type(obj[key], key, kind)
+
+
+def _optional(obj: dict[str, Any], key: str, kind: type, default: Any) -> Any:
+    value = obj.get(key)
+    return default if value is None else _check_type(value, key, kind)
+
+
+def _check_type(value: Any, key: str, kind: type) -> Any:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise Malformed(f"field {key!r} must be {kind.__name__}, not {type(value).__name__}")
+    return value

@@ -1,0 +1,86 @@
+"""Validation of every string that becomes part of a path: the security boundary.
+
+Nothing in agentmailbox builds a path from a string that did not pass through here.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import InvalidInput, InvalidName
+
+__all__ = [
+    "MAX_NAME",
+    "check_agent",
+    "check_id",
+    "check_key",
+    "check_workspace_path",
+    "is_message_file",
+]
+
+MAX_NAME = 64
+
+# Lower case only: names must not differ only by case (macOS and Windows fold case).
+_AGENT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+# <20-digit nanosecond HLC stamp>-<16 hex random>
+_ID = re.compile(r"[0-9]{20}-[0-9a-f]{16}")
+_MESSAGE_FILE = re.compile(r"[0-9]{20}-[0-9a-f]{16}\.json")
+_WS_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+=-]{0,127}")
+_RESERVED = frozenset({"all", "everyone"})
+
+
+def _describe(value: str) -> str:
+    """A printable rendering of a possibly hostile string."""
+    return repr(value[:80]) + ("..." if len(value) > 80 else "")
+
+
+def check_agent(name: str) -> str:
+    """Return ``name`` if it is a valid agent name, else raise :class:`InvalidName`.
+
+    Valid: 1 to 64 characters of ``a-z 0-9 _ -``, starting with a letter or digit.
+    """
+    if not isinstance(name, str) or not _AGENT.fullmatch(name):
+        hint = "use 1-64 characters of a-z, 0-9, '_' and '-', starting with a letter or digit"
+        if isinstance(name, str) and name.lower() != name and _AGENT.fullmatch(name.lower()):
+            hint = f"agent names are lower case: use {name.lower()!r}"
+        raise InvalidName(f"invalid agent name {_describe(str(name))}", name=str(name), hint=hint)
+    if name in _RESERVED:
+        raise InvalidName(f"agent name {name!r} is reserved", name=name,
+                          hint="'*' addresses everyone; pick another name")
+    return name
+
+
+def check_id(msg_id: str) -> str:
+    """Return ``msg_id`` if it has the message-id shape, else raise :class:`InvalidInput`."""
+    if not isinstance(msg_id, str) or not _ID.fullmatch(msg_id):
+        raise InvalidInput(f"invalid message id {_describe(str(msg_id))}",
+                           hint="ids look like 01796000000000000000-0123456789abcdef")
+    return msg_id
+
+
+def is_message_file(name: str) -> bool:
+    """True if ``name`` is a well-formed message file name (``<id>.json``)."""
+    return _MESSAGE_FILE.fullmatch(name) is not None
+
+
+def check_key(key: str) -> str:
+    """Return an idempotency key if printable and at most 200 characters."""
+    if not isinstance(key, str) or not key or len(key) > 200 or not key.isprintable():
+        raise InvalidInput(f"invalid idempotency key {_describe(str(key))}",
+                           hint="use 1-200 printable characters")
+    return key
+
+
+def check_workspace_path(path: str) -> tuple[str, ...]:
+    """Split a workspace name like ``plans/v1.md`` into validated parts.
+
+    Each part: letters, digits and ``_ . @ + = -``, not starting with a dot; no
+    ``..``, empty parts, leading ``/`` or more than 8 levels.
+    """
+    parts = tuple(path.split("/")) if isinstance(path, str) else ()
+    if not parts or len(parts) > 8 or not all(_WS_PART.fullmatch(p) for p in parts):
+        raise InvalidName(
+            f"invalid workspace name {_describe(str(path))}", name=str(path),
+            hint="use relative names like notes/plan.md: parts of letters, digits, _.@+=- "
+                 "not starting with '.'")
+    return parts

@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Benchmark harness for performance issue #5.
+
+Measures every contestant (the plain-os floor, stdlib Maildir, persist-queue,
+dirq and, once it exists, agentmailbox) on workloads W1-W5 and memory, with
+contestants interleaved and repetitions summarised by their median. Prints a
+markdown table; a full run (no --quick) also writes docs/bench-results.json.
+Usually run through `scripts/bench`, which installs the `bench` extra first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench_contestants import CONTESTANTS, POLICIES, Contestant
+from bench_report import Entry, markdown, record
+from bench_workloads import CASES, FULL, QUICK, Case, Sizes
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO / "docs" / "bench-results.json"
+SCRATCH_PARENT = "/tmp"
+DEFAULT_REPS = {True: 3, False: 5}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, under 2 minutes")
+    parser.add_argument("--reps", type=int, help="repetitions (default 3 quick, 5 full)")
+    parser.add_argument("--only", help="workloads to run, e.g. W1,W2 (W1-W5, MEM)")
+    parser.add_argument("--contestants", help="contestants to run, e.g. floor,dirq")
+    parser.add_argument("--fsync", choices=POLICIES, default="never",
+                        help="fsync policy for W2-W5 and memory (W1 runs all three)")
+    parser.add_argument("--out", type=Path,
+                        help=f"results JSON (default {DEFAULT_OUT.relative_to(REPO)} "
+                             "for full runs, none for --quick)")
+    return parser.parse_args(argv)
+
+
+def pick(names: str | None, known: list[str], what: str) -> set[str]:
+    """The comma-separated `names` (all of `known` when None), validated."""
+    if names is None:
+        return set(known)
+    chosen = {n.strip() for n in names.split(",") if n.strip()}
+    chosen = {k for k in known if k.lower() in {n.lower() for n in chosen}} | {
+        n for n in chosen if n.lower() not in {k.lower() for k in known}}
+    unknown = chosen - set(known)
+    if unknown:
+        sys.exit(f"unknown {what}: {', '.join(sorted(unknown))} (known: {', '.join(known)})")
+    return chosen
+
+
+def plan(args: argparse.Namespace) -> list[Entry]:
+    """One entry per (case, contestant) pair to report, in table order."""
+    ids = pick(args.only, list(dict.fromkeys(c.id for c in CASES)), "workloads")
+    names = pick(args.contestants, [c.name for c in CONTESTANTS], "contestants")
+    cases = [c for c in CASES if c.id in ids]
+    contestants = [c for c in CONTESTANTS if c.name in names and c.available()]
+    return [entry_for(case, cls, args.fsync)
+            for case in cases for cls in contestants if cls.enters(case.id)]
+
+
+def entry_for(case: Case, cls: type[Contestant], default_policy: str) -> Entry:
+    """Decide the fsync policy for a pair, or why it is n/a."""
+    wanted = case.policy or default_policy
+    policy = cls.policy_for(wanted, exact=case.policy is not None)
+    skip = cls.skip_reason(case.id)
+    if skip is None and policy is None:
+        skip = f"has no fsync={wanted} mode"
+    return Entry(case, cls, wanted, policy, skip)
+
+
+@contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A fresh /tmp/bench-XXXX directory, removed afterwards."""
+    top = Path(tempfile.mkdtemp(prefix="bench-", dir=SCRATCH_PARENT))
+    try:
+        yield top
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def run(entries: list[Entry], sizes: Sizes, reps: int, top: Path) -> None:
+    """Prepare, then measure every runnable entry `reps` times, interleaved."""
+    active = [e for e in entries if not e.skip]
+    for index, entry in enumerate(active):
+        prepare(entry, sizes, top / f"prep-{index}")
+    ready = [e for e in active if not e.errors]
+    for rep in range(reps):
+        for group in by_case(ready):
+            for entry in rotated(group, rep):
+                if rep == 0 or not entry.case.once:
+                    measure(entry, sizes, top, f"{rep + 1}/{reps}")
+
+
+def by_case(entries: list[Entry]) -> list[list[Entry]]:
+    """`entries` grouped by case, in order."""
+    groups: dict[str, list[Entry]] = {}
+    for entry in entries:
+        groups.setdefault(entry.case.title, []).append(entry)
+    return list(groups.values())
+
+
+def rotated(items: list[Entry], shift: int) -> list[Entry]:
+    """`items` rotated left by `shift`, so no contestant always runs first."""
+    shift %= max(1, len(items))
+    return items[shift:] + items[:shift]
+
+
+def prepare(entry: Entry, sizes: Sizes, root: Path) -> None:
+    """Run the case's one-off setup for this contestant, if it has one."""
+    if entry.case.prepare is None:
+        return
+    log(f"prepare {entry.case.title} {entry.name}")
+    try:
+        entry.state = entry.case.prepare(entry.contestant, root, entry.policy, sizes)
+    except Exception as exc:
+        entry.errors.append(failure(exc))
+
+
+def measure(entry: Entry, sizes: Sizes, top: Path, label: str) -> None:
+    """One repetition of one pair in a fresh directory; failures are recorded."""
+    scratch = Path(tempfile.mkdtemp(dir=top))
+    try:
+        sample = entry.case.measure(entry.contestant, scratch / "store", entry.policy, sizes,
+                                    entry.state)
+        entry.samples.append(sample)
+        log(f"[{label}] {entry.case.title:<22} {entry.name:<15} {brief(entry.case, sample)}")
+    except Exception as exc:
+        entry.errors.append(failure(exc))
+        log(f"[{label}] {entry.case.title:<22} {entry.name:<15} FAILED {entry.errors[-1]}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def failure(exc: Exception) -> str:
+    """A one-line description of `exc`, with the full traceback logged."""
+    log(traceback.format_exc().rstrip())
+    return f"{type(exc).__name__}: {exc}"
+
+
+def brief(case: Case, sample: dict) -> str:
+    """The shown metrics of one sample, for the progress log."""
+    return " / ".join(f"{sample[k]:.4g}" for k in case.shown) + f" {case.unit}"
+
+
+def log(text: str) -> None:
+    """Progress goes to stderr so stdout holds only the table."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def meta(args: argparse.Namespace, sizes: Sizes, reps: int, seconds: float) -> dict:
+    """Where and how the numbers were taken."""
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": args.quick, "reps": reps,
+        "fsync_w2_w5": args.fsync, "sizes": vars(sizes), "seconds": round(seconds, 1),
+        "python": platform.python_version(), "platform": platform.platform(),
+        "cpus": len(os.sched_getaffinity(0)), "commit": git_commit(),
+    }
+
+
+def git_commit() -> str | None:
+    """The repository's HEAD commit, if there is one."""
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"],
+                             capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write `data` as indented JSON, creating the parent directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    log(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the table."""
+    args = parse_args(argv)
+    sizes, reps = (QUICK if args.quick else FULL), args.reps or DEFAULT_REPS[args.quick]
+    entries = plan(args)
+    began = time.perf_counter()
+    with scratch_dir() as top:
+        run(entries, sizes, reps, top)
+    seconds = time.perf_counter() - began
+    print(markdown(entries))
+    print(f"\n{'quick' if args.quick else 'full'} run, {reps} reps, {seconds:.0f} s")
+    out = args.out or (None if args.quick else DEFAULT_OUT)
+    if out is not None:
+        write_json(out, record(entries, meta(args, sizes, reps, seconds)))
+    return 1 if any(e.errors for e in entries) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

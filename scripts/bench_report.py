@@ -1,0 +1,135 @@
+"""Results of a benchmark run: per-pair records, medians, the table and the JSON."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench_contestants import Contestant, Floor
+from bench_workloads import Case
+
+WORST_OF = frozenset({"lost", "duplicated"})
+HEADER = ("workload", "contestant", "metric", "value", "× floor", "notes")
+LEGEND = ("× floor: cost relative to the floor on the same row group (time per message, "
+          "latency, slowdown or memory); 1.00 = floor, above 1 = worse. Medians over "
+          "repetitions; lost/dup are the worst repetition.")
+
+
+@dataclass
+class Entry:
+    """One (case, contestant) pair: what to run and what it measured."""
+
+    case: Case
+    contestant: type[Contestant]
+    wanted: str
+    policy: str | None
+    skip: str | None = None
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    state: Any = None
+
+    @property
+    def name(self) -> str:
+        """The contestant's name."""
+        return self.contestant.name
+
+    def summary(self) -> dict[str, Any]:
+        """Medians of the samples (worst for lost/duplicated, all() for flags)."""
+        if not self.samples:
+            return {}
+        keys = self.samples[0].keys()
+        return {key: combine(key, [s[key] for s in self.samples]) for key in keys}
+
+
+def combine(key: str, values: list[Any]) -> Any:
+    """Fold one metric's values across repetitions."""
+    if all(isinstance(v, bool) for v in values):
+        return all(values)
+    if key in WORST_OF:
+        return max(values)
+    return statistics.median(values)
+
+
+def fmt(value: float) -> str:
+    """Compact number: thousands separators when large, 3 significant digits otherwise."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def cost_ratio(case: Case, value: float, floor: float) -> str:
+    """How many times the floor's cost this value represents."""
+    if not value or not floor:
+        return "?"
+    return f"{(floor / value) if case.higher_is_better else (value / floor):.2f}"
+
+
+def floors(entries: list[Entry]) -> dict[str, dict[str, Any]]:
+    """The floor's summary for each case title."""
+    return {e.case.title: e.summary() for e in entries if e.name == Floor.name and e.samples}
+
+
+def table_row(entry: Entry, floor: dict[str, Any] | None) -> list[str]:
+    """One markdown row for `entry`."""
+    head = [entry.case.title, entry.name, entry.case.unit]
+    if entry.skip:
+        return [*head, "n/a", "", entry.skip]
+    if not entry.samples:
+        return [*head, "error", "", "; ".join(entry.errors[:1])]
+    summary, shown = entry.summary(), entry.case.shown
+    value = " / ".join(fmt(summary[k]) for k in shown)
+    ratio = " / ".join(cost_ratio(entry.case, summary[k], floor[k]) for k in shown) if floor else ""
+    return [*head, value, ratio, "; ".join(notes(entry, summary))]
+
+
+def notes(entry: Entry, summary: dict[str, Any]) -> list[str]:
+    """The remarks column: policy used, losses, order, wake-up, failures."""
+    parts = _policy_notes(entry) + _metric_notes(entry, summary)
+    if entry.errors:
+        parts.append(f"{len(entry.errors)} failed reps: {entry.errors[0]}")
+    return parts
+
+
+def _policy_notes(entry: Entry) -> list[str]:
+    note = entry.contestant.policies.get(entry.policy or "", "")
+    if entry.policy != entry.wanted:
+        return [f"ran fsync={entry.policy}: {note}"]
+    return [note] if entry.case.policy and note else []
+
+
+def _metric_notes(entry: Entry, s: dict[str, Any]) -> list[str]:
+    parts = []
+    if "duplicated" in s:
+        parts.append(f"lost {s['lost']}, dup {s['duplicated']}")
+    elif s.get("lost"):
+        parts.append(f"LOST {s['lost']}")
+    if s.get("in_order") is False:
+        parts.append("OUT OF ORDER")
+    if entry.case.id == "W4":
+        parts.append(f"wake: {entry.contestant.wake}")
+    if "empty_msgs_per_s" in s:
+        parts.append(f"{fmt(s['empty_msgs_per_s'])} → {fmt(s['backlog_msgs_per_s'])} msgs/s")
+    if "start_rss_mb" in s:
+        parts.append(f"{fmt(s['start_rss_mb'])} MB before draining")
+    return parts
+
+
+def markdown(entries: list[Entry]) -> str:
+    """The results table in markdown, followed by its legend."""
+    by_floor = floors(entries)
+    rows = [table_row(e, by_floor.get(e.case.title)) for e in entries]
+    lines = [HEADER, ["---"] * len(HEADER), *rows]
+    return "\n".join("| " + " | ".join(r) + " |" for r in lines) + "\n\n" + LEGEND
+
+
+def record(entries: list[Entry], meta: dict[str, Any]) -> dict[str, Any]:
+    """Everything measured, for the JSON results file."""
+    return {"meta": meta, "results": [entry_record(e) for e in entries]}
+
+
+def entry_record(entry: Entry) -> dict[str, Any]:
+    """One pair's plan, samples, summary and errors."""
+    return {
+        "workload": entry.case.id, "case": entry.case.title, "contestant": entry.name,
+        "fsync": entry.policy, "skipped": entry.skip, "unit": entry.case.unit,
+        "samples": entry.samples, "summary": entry.summary(), "errors": entry.errors,
+    }

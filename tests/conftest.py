@@ -1,0 +1,83 @@
+"""Shared fixtures: a fresh root per test, a CLI runner, and guards."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+
+from agentmailbox import Mailbox
+from agentmailbox.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves a thread running (watchers and daemons must stop)."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    for t in leaked:
+        t.join(timeout=2)
+    leaked = [t for t in leaked if t.is_alive()]
+    assert not leaked, f"threads left running: {leaked}"
+
+
+@pytest.fixture
+def mb(tmp_path: Path) -> Iterator[Mailbox]:
+    """A root with agents alice and bob; fsync off (tests run on a throwaway dir)."""
+    box = Mailbox.init(tmp_path, fsync="never")
+    box.add_agent("alice", role="planner")
+    box.add_agent("bob", role="coder")
+    yield box
+    box.close()
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> object:
+        return orjson.loads(self.out)
+
+
+@pytest.fixture
+def cli(mb: Mailbox, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """Run ``mailbox ARGS`` in-process against the ``mb`` root."""
+    monkeypatch.setenv("MAILBOX_ROOT", str(mb.path))
+
+    def run(*args: str, stdin: str | None = None) -> Result:
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", _Stdin(stdin.encode()))
+        capfd.readouterr()
+        code = main(list(args))
+        out, err = capfd.readouterr()
+        return Result(code, out, err)
+
+    return run
+
+
+class _Stdin:
+    def __init__(self, data: bytes) -> None:
+        import io
+
+        self.buffer = io.BytesIO(data)
+
+    def isatty(self) -> bool:
+        return False
+
+
+def python_env() -> dict[str, str]:
+    """Environment for child processes that import agentmailbox from this checkout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env

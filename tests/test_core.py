@@ -1,0 +1,262 @@
+"""The core bus through the library: send, list, claim, done, release, status, keys."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from agentmailbox import (
+    AgentNotFound,
+    InvalidInput,
+    InvalidName,
+    Mailbox,
+    MessageNotFound,
+    MessageTooLarge,
+    State,
+)
+
+
+def test_send_then_claim_returns_the_same_message(mb: Mailbox) -> None:
+    """What a sender sends is what the reader claims, field for field."""
+    sent = mb.send("alice", ["bob"], subject="plan v1", body={"steps": [1, 2]}, priority="high")
+    got = mb.agent("bob").inbox.claim()
+    assert got == sent
+
+
+def test_inbox_lists_in_timestamp_order_and_changes_nothing(mb: Mailbox) -> None:
+    """Listing twice gives the same oldest-first list and moves no file."""
+    ids = [mb.send("alice", "bob", subject=str(i)).id for i in range(5)]
+    inbox = mb.agent("bob").inbox
+    assert [m.id for m in inbox.list()] == ids
+    assert [m.id for m in inbox.list()] == ids
+    assert inbox.count(State.CLAIMED) == 0
+
+
+def test_claim_takes_oldest_first(mb: Mailbox) -> None:
+    """Claims come out oldest first."""
+    ids = [mb.send("alice", "bob", subject=str(i)).id for i in range(3)]
+    inbox = mb.agent("bob").inbox
+    assert [inbox.claim().id for _ in ids] == ids
+    assert inbox.claim() is None
+
+
+def test_second_claim_of_same_message_returns_none(mb: Mailbox) -> None:
+    """Losing a claim race is not an error: the loser gets None."""
+    msg = mb.send("alice", "bob")
+    first = Mailbox.open(mb.path).inbox("bob")
+    second = Mailbox.open(mb.path).inbox("bob")
+    assert first.claim(msg.id) is not None
+    assert second.claim(msg.id) is None
+
+
+def test_done_moves_to_done_and_is_idempotent(mb: Mailbox) -> None:
+    """done() puts the DONE marker once; a second done says it already was."""
+    msg = mb.send("alice", "bob")
+    inbox = mb.agent("bob").inbox
+    inbox.claim()
+    assert inbox.done(msg) is True
+    assert inbox.done(msg.id) is False
+    assert inbox.state_of(msg.id) is State.DONE
+
+
+def test_done_of_unclaimed_message_is_refused(mb: Mailbox) -> None:
+    """Marking unread mail done is refused with a clear error (claim it first)."""
+    msg = mb.send("alice", "bob")
+    with pytest.raises(MessageNotFound, match="claim it first"):
+        mb.agent("bob").inbox.done(msg.id)
+
+
+def test_release_gives_claimed_message_back(mb: Mailbox) -> None:
+    """A released message can be claimed again."""
+    msg = mb.send("alice", "bob")
+    inbox = mb.agent("bob").inbox
+    inbox.claim()
+    assert inbox.release(msg) is True
+    assert inbox.state_of(msg.id) is State.NEW
+    assert inbox.claim().id == msg.id
+
+
+def test_expired_lease_goes_back_to_new(mb: Mailbox) -> None:
+    """A claim older than the lease is put back by requeue_expired."""
+    msg = mb.send("alice", "bob")
+    inbox = mb.agent("bob").inbox
+    inbox.claim()
+    assert inbox.requeue_expired(lease_seconds=3600) == []
+    assert inbox.requeue_expired(lease_seconds=0) == [msg.id]
+    assert inbox.state_of(msg.id) is State.NEW
+
+
+def test_processing_context_marks_done_on_success_and_releases_on_error(mb: Mailbox) -> None:
+    """The processing() block is done on success and released on an exception."""
+    a, b = mb.send("alice", "bob"), mb.send("alice", "bob")
+    inbox = mb.agent("bob").inbox
+    with inbox.processing() as msg:
+        assert msg.id == a.id
+    with pytest.raises(RuntimeError), inbox.processing() as msg:
+        raise RuntimeError("handler failed")
+    assert inbox.state_of(a.id) is State.DONE
+    assert inbox.state_of(b.id) is State.NEW
+
+
+def test_same_key_twice_stores_one_message_even_after_read(mb: Mailbox) -> None:
+    """send(key=K) twice gives one id and one stored message, even once it is done."""
+    first = mb.send("alice", "bob", subject="x", key="job-7")
+    inbox = mb.agent("bob").inbox
+    inbox.done(inbox.claim())
+    again = mb.send("alice", "bob", subject="x", key="job-7")
+    assert again.id == first.id
+    assert inbox.count() == 0 and inbox.claim() is None
+
+
+def test_redelivering_an_id_stores_nothing_new(mb: Mailbox) -> None:
+    """Delivering an id the inbox holds (new, claimed or done) stores nothing."""
+    msg = mb.send("alice", "bob")
+    inbox = mb.agent("bob").inbox
+    data = (inbox.new / f"{msg.id}.json").read_bytes()
+    assert inbox.deliver(msg.id, data) is False
+    inbox.claim()
+    assert inbox.deliver(msg.id, data) is False
+    inbox.done(msg)
+    assert inbox.deliver(msg.id, data) is False
+    assert inbox.count() == 0
+
+
+def test_duplicate_that_slipped_into_new_is_never_handed_out(mb: Mailbox) -> None:
+    """A copy of a claimed id planted in new/ is quarantined at claim, not read twice."""
+    msg = mb.send("alice", "bob")
+    inbox = mb.agent("bob").inbox
+    data = (inbox.new / f"{msg.id}.json").read_bytes()
+    inbox.claim()
+    (inbox.new / f"{msg.id}.json").write_bytes(data)
+    assert inbox.claim() is None
+    assert [d.reason for d in mb.dead.list()] == ["duplicate delivery of a message already claimed"]
+
+
+def test_message_to_several_recipients_reaches_each(mb: Mailbox) -> None:
+    """One send to two agents leaves one copy in each inbox."""
+    mb.add_agent("carol")
+    msg = mb.send("alice", ["bob", "carol"], subject="all hands")
+    assert mb.inbox("bob").claim().id == msg.id
+    assert mb.inbox("carol").claim().id == msg.id
+
+
+def test_unknown_recipient_is_refused_before_anything_is_written(mb: Mailbox) -> None:
+    """A send naming one unknown agent writes nothing anywhere (no orphan inbox)."""
+    with pytest.raises(AgentNotFound, match="carol"):
+        mb.send("alice", ["bob", "carol"])
+    assert mb.inbox("bob").count() == 0
+    assert not (mb.path / "agents" / "carol").exists()
+
+
+def test_status_shows_delivered_read_and_done_per_recipient(mb: Mailbox) -> None:
+    """The sender sees delivered -> read (with time) -> done per recipient."""
+    mb.add_agent("carol")
+    msg = mb.send("alice", ["bob", "carol"])
+    assert {d.agent: d.state for d in mb.status(msg.id, "alice").recipients} == {
+        "bob": State.NEW, "carol": State.NEW}
+    bob = mb.inbox("bob")
+    bob.claim()
+    read = {d.agent: d for d in mb.status(msg.id).recipients}["bob"]
+    assert read.state is State.CLAIMED and read.read_at
+    bob.done(msg)
+    final = {d.agent: d for d in mb.status(msg.id).recipients}
+    assert final["bob"].state is State.DONE and final["bob"].done_at
+    assert final["carol"].state is State.NEW
+
+
+def test_status_of_someone_elses_message_is_not_found(mb: Mailbox) -> None:
+    """status --from checks the sender."""
+    msg = mb.send("alice", "bob")
+    with pytest.raises(MessageNotFound):
+        mb.status(msg.id, "bob")
+
+
+def test_receipt_requested_arrives_in_senders_inbox(mb: Mailbox) -> None:
+    """With receipt=True the sender gets a receipt message when read and when done."""
+    msg = mb.send("alice", "bob", subject="ping", receipt=True)
+    bob = mb.inbox("bob")
+    bob.done(bob.claim())
+    receipts = mb.inbox("alice").list()
+    assert [(r.kind, r.body["state"], r.reply_to) for r in receipts] == [
+        ("receipt", "read", msg.id), ("receipt", "done", msg.id)]
+
+
+def test_reading_creates_no_file_per_message_by_default(mb: Mailbox) -> None:
+    """Reading without a requested receipt creates no receipt file anywhere."""
+    mb.send("alice", "bob")
+    before = _count_files(mb.path / "agents")
+    mb.inbox("bob").claim()
+    assert _count_files(mb.path / "agents") == before
+
+
+def _count_files(top: Path) -> int:
+    return sum(len(files) for _, _, files in os.walk(top))
+
+
+def test_message_over_limit_is_refused_at_send(tmp_path: Path) -> None:
+    """A message over max_message_bytes is refused and nothing is written."""
+    mb = Mailbox.init(tmp_path, fsync="never", max_message_bytes=1000)
+    mb.add_agent("alice")
+    mb.add_agent("bob")
+    with pytest.raises(MessageTooLarge):
+        mb.send("alice", "bob", body="x" * 2000)
+    assert mb.inbox("bob").count() == 0
+    assert list((mb.inbox("bob").tmp).iterdir()) == []
+
+
+def test_reply_joins_the_thread(mb: Mailbox) -> None:
+    """A reply to a message carries the original's thread."""
+    first = mb.send("alice", "bob", subject="q")
+    mb.inbox("bob").claim()
+    answer = mb.send("bob", "alice", subject="a", reply_to=first.id)
+    assert answer.thread == first.thread == first.id
+
+
+def test_reply_sorts_after_what_it_answers_even_from_a_clock_ahead(mb: Mailbox) -> None:
+    """Reading a stamp moves the reader's clock past it, so its reply sorts after."""
+    import time
+
+    q = mb.send("alice", "bob", subject="q")
+    ahead = f"{time.time_ns() + 5 * 10**9:020d}-{'0' * 16}"
+    data = (mb.inbox("bob").new / f"{q.id}.json").read_bytes().replace(q.id.encode(), ahead.encode())
+    mb.inbox("bob").deliver(ahead, data)
+    assert mb.inbox("bob").claim(ahead) is not None
+    answer = mb.send("bob", "alice", reply_to=ahead)
+    assert answer.id > ahead
+
+
+def test_invalid_agent_names_are_refused(mb: Mailbox) -> None:
+    """Names with /, .., NUL, a leading dot, upper case or over 64 chars are refused."""
+    for bad in ["../x", "a/b", "a\x00b", ".hidden", "Bob", "x" * 65, "", "a b", "é"]:
+        with pytest.raises(InvalidName):
+            mb.add_agent(bad)
+
+
+def test_routed_address_without_spool_support_is_a_clear_error(mb: Mailbox) -> None:
+    """Addresses like @role are not accepted for direct delivery."""
+    with pytest.raises(InvalidInput):
+        mb.send("alice", "@coder")
+
+
+def test_batch_publishes_on_commit_only(tmp_path: Path) -> None:
+    """Inside batch() nothing is visible; at the end every message is."""
+    mb = Mailbox.init(tmp_path, fsync="batch")
+    mb.add_agent("alice")
+    mb.add_agent("bob")
+    with mb.batch():
+        for i in range(10):
+            mb.send("alice", "bob", subject=str(i))
+        assert mb.inbox("bob").count() == 0
+    assert mb.inbox("bob").count() == 10
+    assert list(mb.inbox("bob").tmp.iterdir()) == []
+
+
+def test_open_finds_root_upward(mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mailbox.open() with no path finds .mailbox/ in a parent directory."""
+    deep = mb.path.parent / "a" / "b"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    monkeypatch.delenv("MAILBOX_ROOT", raising=False)
+    assert Mailbox.open().path == mb.path
