@@ -194,7 +194,8 @@ class Mailbox:
         if key is not None:
             msg, data = self._claim_key(msg, data, names.check_key(key))
         self.root.journal.record("send", id=msg.id, **{"from": sender}, to=list(recipients),
-                                 subject=msg.subject[:80], kind=msg.kind)
+                                 subject=msg.subject[:80], kind=msg.kind, thread=msg.thread,
+                                 reply_to=msg.reply_to)
         for name in recipients:
             self._deliver(self.inbox(name), msg.id, data)
         return msg
