@@ -1,13 +1,30 @@
-"""A handle on one agent: its identity and its inbox."""
+"""A handle on one agent: its identity, inbox, and the continuity features.
+
+The three persistence layers, each with its own lifecycle::
+
+    agent.info          identity/config   agent.json (changed only by Registry.edit)
+    agent.state         working state     state.json (keys set/unset, replaced atomically)
+    agent.memory        event memory      events/*.jsonl (append-only)
+
+and the patterns that keep a restarting agent whole: ``boot()`` (a new instance
+epoch and the priority-ordered brief), ``handoff()`` (the note to the next
+instance), and DONE markers (``inbox.done`` per message, ``thread_done`` per thread).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from . import boot as boot_mod
+from .handoff import Handoff, HandoffStore, Waiting
 from .inbox import Inbox
+from .memory import Memory, MemoryEvent, WorkingState, agent_lock
 from .message import Message
 from .registry import AgentInfo
+from .threads import ThreadDone
 
 if TYPE_CHECKING:
     from .mailbox import Mailbox
@@ -21,6 +38,10 @@ class Agent:
     def __init__(self, mailbox: Mailbox, name: str) -> None:
         self.mailbox = mailbox
         self.name = name
+        root = mailbox.root
+        self.state = WorkingState(root, name)
+        self.memory = Memory(root, name)
+        self.handoffs = HandoffStore(root, name)
 
     def __repr__(self) -> str:
         return f"<Agent {self.name}>"
@@ -33,7 +54,69 @@ class Agent:
     def info(self) -> AgentInfo:
         return self.mailbox.registry.get(self.name)
 
+    @property
+    def epoch(self) -> int | None:
+        """The instance epoch this process works as (None before the agent's first boot)."""
+        return self.mailbox.epoch(self.name)
+
     def send(self, to: str | Iterable[str], subject: str = "", body: Any = None,
              **options: Any) -> Message:
-        """Send as this agent (see :meth:`Mailbox.send`)."""
+        """Send as this agent (see :meth:`Mailbox.send`), stamped with its epoch."""
+        options.setdefault("epoch", self.epoch)
         return self.mailbox.send(self.name, to, subject, body, **options)
+
+    # -- continuity ----------------------------------------------------------------------
+
+    def boot(self, *, budget: int = 4000, start_epoch: bool = True) -> boot_mod.Brief:
+        """Start a new instance epoch and return the boot brief.
+
+        With ``start_epoch=False`` the brief of the current epoch is rendered again
+        and nothing changes on disk (a dry run).
+        """
+        if start_epoch:
+            record = self._start_epoch()
+        else:
+            record = self._epoch_record() or {"epoch": None, "previous_at": None}
+        return boot_mod.build(self, epoch=record["epoch"], previous_boot_ns=record["previous_at"],
+                              budget=budget)
+
+    def _epoch_record(self) -> dict[str, Any] | None:
+        """``run/epoch``: {"epoch": N, "at": HLC stamp of that boot, "previous_at": ...}."""
+        return self.mailbox.epoch_record(self.name)
+
+    def _start_epoch(self) -> dict[str, Any]:
+        root = self.mailbox.root
+        with agent_lock(root, self.name, "epoch"):
+            current = self._epoch_record() or {"epoch": 0, "at": None}
+            record = {"epoch": int(current["epoch"]) + 1, "at": root.clock.stamp(),
+                      "previous_at": current["at"]}
+            root.disk.replace(self.mailbox.epoch_path(self.name), orjson.dumps(record) + b"\n")
+        epoch = record["epoch"]
+        self.mailbox.set_epoch(self.name, epoch)
+        self.memory.remember(f"boot: epoch {epoch} started", kind="boot", epoch=epoch)
+        root.journal.record("boot", agent=self.name, epoch=epoch)
+        return record
+
+    def handoff(self, *, in_progress: Sequence[str] = (), decided: Sequence[str] = (),
+                next: Sequence[str] = (), can_wait: Sequence[str] = (),  # noqa: A002
+                waiting_on: Sequence[Waiting | str | dict[str, str]] = ()) -> Handoff:
+        """Write the handoff note for the next instance (durably, or raise)."""
+        waits = [w if isinstance(w, Waiting) else
+                 Waiting.parse(w) if isinstance(w, str) else Waiting.from_dict(w)
+                 for w in waiting_on]
+        note = Handoff(tuple(in_progress), tuple(decided), tuple(next), tuple(can_wait),
+                       tuple(waits))
+        return self.write_handoff(note)
+
+    def write_handoff(self, note: Handoff) -> Handoff:
+        written = self.handoffs.write(note, epoch=self.epoch)
+        self.memory.remember(f"handoff {written.id} written", kind="handoff", epoch=self.epoch)
+        return written
+
+    def remember(self, text: str, *, tags: Sequence[str] = ()) -> MemoryEvent:
+        """Append to event memory (see :class:`Memory`)."""
+        return self.memory.remember(text, tags=list(tags), epoch=self.epoch)
+
+    def thread_done(self, thread: str, note: str = "") -> tuple[ThreadDone, bool]:
+        """Mark a whole thread done (returns the marker and whether it is new)."""
+        return self.mailbox.threads.mark_done(thread, self.name, note)

@@ -44,6 +44,7 @@ __all__ = [
     "RootNotFound",
     "StaleVersion",
     "StorageError",
+    "ThreadDoneWarning",
     "from_oserror",
 ]
 
@@ -182,6 +183,10 @@ class StorageError(MailboxError):
         super().__init__(message, path=path, hint="check permissions and the filesystem; "
                          "mailbox doctor reports what is wrong")
         self.errno = errno_
+
+
+class ThreadDoneWarning(UserWarning):
+    """Warned when mail is sent into a thread someone already marked done."""
 
 
 def from_oserror(exc: OSError, action: str, path: str | None = None) -> MailboxError:

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -16,12 +17,13 @@ import orjson
 
 from . import names
 from .dead import DeadLetters
-from .errors import AlreadyExists, InvalidInput, MessageNotFound
+from .errors import AlreadyExists, InvalidInput, MessageNotFound, ThreadDoneWarning
 from .fs import Disk, Foreign, Fsync, faults
 from .inbox import Inbox, State
 from .message import Message, Priority, encode, iso
 from .registry import AgentInfo, Registry
 from .root import DIRNAME, MODES, Config, Root, find_root
+from .threads import Threads
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -84,6 +86,8 @@ class Mailbox:
         self.dead = DeadLetters(root)
         self._batch: list[tuple[Inbox, str, Path]] | None = None
         self._inboxes: dict[str, Inbox] = {}
+        self._epochs: dict[str, int] = {}
+        self._threads: Threads | None = None
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -153,17 +157,41 @@ class Mailbox:
         inbox = self._inboxes.get(name)
         if inbox is None:
             self.registry.require(name)
-            inbox = Inbox(self.root, name, self.dead, epoch=lambda: self._epoch(name),
+            inbox = Inbox(self.root, name, self.dead, epoch=lambda: self.epoch(name),
                           notify=self._receipt)
             self._inboxes[name] = inbox
         return inbox
 
-    def _epoch(self, name: str) -> int | None:
+    def epoch(self, name: str) -> int | None:
+        """The instance epoch of ``name`` as this process knows it (read once, then cached)."""
+        if name not in self._epochs:
+            record = self.epoch_record(name)
+            if record is None:
+                return None
+            self._epochs[name] = int(record["epoch"])
+        return self._epochs[name]
+
+    def epoch_path(self, name: str) -> Path:
+        return self.root.agent_dir(names.check_agent(name)) / "run" / "epoch"
+
+    def epoch_record(self, name: str) -> dict[str, Any] | None:
+        """The last boot of ``name``: {"epoch", "at", "previous_at"}; None before the first."""
         try:
-            data, _ = self.root.disk.read(self.root.agent_dir(name) / "run" / "epoch", 64)
-            return int(data)
-        except (FileNotFoundError, Foreign, ValueError):
+            obj = orjson.loads(self.root.disk.read(self.epoch_path(name), 4096)[0])
+            return obj if isinstance(obj, dict) and isinstance(obj.get("epoch"), int) else None
+        except (FileNotFoundError, Foreign, orjson.JSONDecodeError):
             return None
+
+    def set_epoch(self, name: str, epoch: int) -> None:
+        """Record that this process now works as instance ``epoch`` of ``name``."""
+        self._epochs[name] = epoch
+
+    @property
+    def threads(self) -> Threads:
+        """Thread DONE markers."""
+        if self._threads is None:
+            self._threads = Threads(self.root)
+        return self._threads
 
     @property
     def workspace(self) -> Workspace:
@@ -190,6 +218,8 @@ class Mailbox:
                             reply_to=reply_to, priority=Priority(priority),
                             expires_at=_expiry(expires_at), receipt=receipt,
                             headers=headers or {}, epoch=epoch)
+        if msg.thread != msg.id:
+            self._warn_if_thread_done(msg.thread)
         data = encode(msg, self.config.max_message_bytes)
         if key is not None:
             msg, data = self._claim_key(msg, data, names.check_key(key))
@@ -199,6 +229,12 @@ class Mailbox:
         for name in recipients:
             self._deliver(self.inbox(name), msg.id, data)
         return msg
+
+    def _warn_if_thread_done(self, thread: str) -> None:
+        marker = self.threads.done(thread)
+        if marker is not None:
+            warnings.warn(f"thread {thread} was marked done by {marker.by} at {marker.at}; "
+                          "the mail is sent and flagged", ThreadDoneWarning, stacklevel=3)
 
     def _recipients(self, to: str | Iterable[str]) -> tuple[str, ...]:
         wanted = [to] if isinstance(to, str) else list(to)
@@ -303,7 +339,7 @@ class Mailbox:
             return
         self.send(reader, [original.sender], subject=f"{state}: {original.subject}"[:200],
                   body={"of": original.id, "state": state, "by": reader,
-                        "epoch": self._epoch(reader)},
+                        "epoch": self.epoch(reader)},
                   kind="receipt", thread=original.thread, reply_to=original.id)
 
     # -- where is my mail -----------------------------------------------------------------------

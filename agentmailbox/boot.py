@@ -1,0 +1,230 @@
+"""The boot brief: what a new instance of an agent reads first, in priority order.
+
+1. **Crash recovery**: mail a previous instance claimed and never finished, stale
+   staging files, and whether a handoff was written after the last boot (if not,
+   the last instance probably died mid-work).
+2. **What changed while down**: unread mail, urgent first, with counts; mail in a
+   thread already marked done is flagged (completion blindness).
+3. **Handoff and working state**: the latest handoff, with every ``waiting_on``
+   checked against DONE markers, replies and receipts: resolved (and by what) or
+   still open (stale-context defence); then the working state.
+4. **History**: not loaded; only how to get it.
+
+The brief stops where the budget (characters of text) ends, and says what it left
+out and how to get it. For the same state it is the same brief: no "now" in it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .handoff import Handoff, Waiting
+from .inbox import State
+from .message import Message, Priority, day_of, stamp_of
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+__all__ = ["Brief", "build"]
+
+
+@dataclass
+class Item:
+    """One line of the brief and its structured form."""
+
+    text: str
+    data: Any
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    items: list[Item] = field(default_factory=list)
+    summary: str = ""
+
+
+@dataclass
+class Brief:
+    """The boot brief of one agent instance."""
+
+    agent: str
+    epoch: int | None
+    sections: list[Section]
+    budget: int
+    omitted: int = 0
+
+    def to_text(self) -> str:
+        return _render(self)[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        _, kept = _render(self)
+        out: dict[str, Any] = {"agent": self.agent, "epoch": self.epoch, "budget": self.budget}
+        for s in self.sections:
+            out[s.key] = {"summary": s.summary, "items": [i.data for i in s.items[: kept[s.key]]],
+                          "omitted": len(s.items) - kept[s.key]}
+        return out
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
+
+
+def _render(brief: Brief) -> tuple[str, dict[str, int]]:
+    """Text within the budget, and how many items of each section fit."""
+    lines = [f"# boot brief: {brief.agent} (epoch {brief.epoch})"]
+    used = len(lines[0]) + 1
+    kept = {s.key: 0 for s in brief.sections}
+    full = False
+    for s in brief.sections:
+        head = [f"## {s.title}"] + ([s.summary] if s.summary else [])
+        cost = sum(len(h) + 1 for h in head)
+        if full or used + cost > brief.budget:
+            full = True
+            continue
+        lines += head
+        used += cost
+        for item in s.items:
+            if used + len(item.text) + 1 > brief.budget - 80:
+                full = True
+                break
+            lines.append(item.text)
+            used += len(item.text) + 1
+            kept[s.key] += 1
+    left = sum(len(s.items) for s in brief.sections) - sum(kept.values())
+    if full or left:
+        lines.append(f"[budget of {brief.budget} characters reached: {left} item(s) and any "
+                     "later sections left out; raise --budget or use the commands under History]")
+    return "\n".join(lines) + "\n", kept
+
+
+def build(agent: Agent, *, epoch: int | None, previous_boot_ns: int | None,
+          budget: int = 4000) -> Brief:
+    """Assemble the brief for ``agent`` (the caller has already started the new epoch)."""
+    inbox = agent.inbox
+    unread = inbox.list()
+    sections = [
+        _recovery(agent, previous_boot_ns),
+        _mail(agent, unread),
+        _handoff(agent, unread),
+        _state(agent),
+        _history(agent),
+    ]
+    return Brief(agent.name, epoch, sections, budget)
+
+
+def _summary(msg: Message, agent: Agent) -> dict[str, Any]:
+    done = agent.mailbox.threads.done(msg.thread) if msg.thread != msg.id else None
+    return {"id": msg.id, "from": msg.sender, "subject": msg.subject, "kind": msg.kind,
+            "priority": str(msg.priority), "thread": msg.thread, "ts": msg.ts,
+            "thread_done": done.to_dict() if done else None}
+
+
+def _line(msg: Message, summary: dict[str, Any], prefix: str = "-") -> str:
+    flags = "".join([f" [{msg.priority}]" if msg.priority in ("urgent", "high") else "",
+                     " [thread done: do not redo]" if summary["thread_done"] else "",
+                     f" ({msg.kind})" if msg.kind != "message" else ""])
+    return f"{prefix} {msg.id} from {msg.sender}: {msg.subject}{flags}"
+
+
+def _recovery(agent: Agent, previous_boot_ns: int | None) -> Section:
+    s = Section("recovery", "1. Crash recovery")
+    claimed = agent.inbox.list(State.CLAIMED)
+    for msg in claimed:
+        summary = _summary(msg, agent)
+        s.items.append(Item(_line(msg, summary, "- unfinished:") +
+                            " (claimed by a previous instance; finish it, or release it)",
+                            {"unfinished": summary}))
+    stale = [e.name for e in agent.mailbox.root.disk.scan(agent.inbox.tmp)]
+    if stale:
+        s.items.append(Item(f"- {len(stale)} staging file(s) in inbox/tmp: run mailbox doctor "
+                            "--repair", {"stale_tmp": len(stale)}))
+    latest = agent.handoffs.latest()
+    if previous_boot_ns is None:
+        s.summary = "first boot of this agent."
+    elif latest is None or stamp_of(latest.id) < previous_boot_ns:
+        s.summary = ("no handoff was written after the previous boot: the last instance "
+                     "probably stopped without one; check unfinished work above.")
+    else:
+        s.summary = "the previous instance wrote a handoff before stopping."
+    if not s.items and previous_boot_ns is not None:
+        s.summary += " Nothing unfinished."
+    return s
+
+
+def _mail(agent: Agent, unread: list[Message]) -> Section:
+    s = Section("mail", "2. New mail")
+    ordered = sorted(unread, key=lambda m: (Priority(m.priority).rank, m.id))
+    counts = Counter(str(m.priority) for m in unread)
+    kinds = ", ".join(f"{n} {p}" for p, n in sorted(counts.items(),
+                                                  key=lambda kv: Priority(kv[0]).rank))
+    s.summary = f"{len(unread)} unread" + (f" ({kinds})" if unread else "") + "."
+    for msg in ordered:
+        summary = _summary(msg, agent)
+        s.items.append(Item(_line(msg, summary), summary))
+    return s
+
+
+def _handoff(agent: Agent, unread: list[Message]) -> Section:
+    s = Section("handoff", "3. Handoff")
+    latest = agent.handoffs.latest()
+    if latest is None:
+        s.summary = "no handoff yet."
+        return s
+    s.summary = f"from {latest.at} (epoch {latest.epoch}, id {latest.id})."
+    for key, title in (("in_progress", "in progress"), ("decided", "decided"),
+                       ("next", "next"), ("can_wait", "can wait")):
+        for text in getattr(latest, key):
+            s.items.append(Item(f"- {title}: {text}", {"section": key, "text": text}))
+    for wait in latest.waiting_on:
+        resolved = resolve(agent, wait, unread)
+        word = f"RESOLVED by {resolved}" if resolved else "still open"
+        s.items.append(Item(f"- waiting on {wait.agent} about {wait.ref}"
+                            + (f" ({wait.note})" if wait.note else "") + f": {word}",
+                            {"section": "waiting_on", **wait.to_dict(),
+                             "resolved": resolved is not None, "resolved_by": resolved}))
+    return s
+
+
+def resolve(agent: Agent, wait: Waiting, unread: list[Message]) -> str | None:
+    """What resolved a wait, or None: a DONE marker, a reply, or a receipt."""
+    mb = agent.mailbox
+    marker = mb.threads.done(wait.ref)
+    if marker is not None:
+        return f"thread done marker by {marker.by} at {marker.at}"
+    if mb.registry.exists(wait.agent) and mb.inbox(wait.agent).state_of(wait.ref) is State.DONE:
+        return f"{wait.agent} marked {wait.ref} done"
+    for msg in unread:
+        if msg.sender == wait.agent and wait.ref in (msg.reply_to, msg.thread):
+            return f"{msg.kind} {msg.id} from {wait.agent} (unread)"
+    for event in mb.root.journal.events(since_day=day_of(wait.ref)):
+        if (event.get("ev") == "send" and event.get("from") == wait.agent
+                and agent.name in event.get("to", ())
+                and wait.ref in (event.get("reply_to"), event.get("thread"))):
+            return f"{event.get('kind', 'message')} {event.get('id')} from {wait.agent}"
+    return None
+
+
+def _state(agent: Agent) -> Section:
+    s = Section("state", "Working state")
+    snapshot = agent.state.snapshot()
+    s.summary = f"{len(snapshot)} key(s)." if snapshot else "empty."
+    for key in sorted(snapshot):
+        value = orjson.dumps(snapshot[key]).decode()
+        s.items.append(Item(f"- {key} = {value[:300]}", {"key": key, "value": snapshot[key]}))
+    return s
+
+
+def _history(agent: Agent) -> Section:
+    s = Section("history", "4. History (not loaded)")
+    n = agent.name
+    s.items = [Item(f"- {cmd}", {"command": cmd}) for cmd in (
+        f"mailbox memory {n} --since YYYY-MM-DD [--tag T] [--grep WORD]",
+        f"mailbox handoff {n} --show --history",
+        f"mailbox inbox {n} --claimed",
+        f"tail -f {agent.memory.directory}/$(date -u +%Y-%m).jsonl",
+    )]
+    return s

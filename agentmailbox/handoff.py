@@ -1,0 +1,223 @@
+"""The handoff: a short typed note from an agent instance to the next one.
+
+Five sections, each a short list: what was **in progress**, what was **decided**
+(and why), what comes **next**, what **can wait**, and who we are **waiting on**
+(an agent and a message or thread id). It is a message of kind ``handoff``, stored
+in ``agents/<name>/handoffs/<id>.json``; the newest supersedes the older ones, which
+stay as history. A budget (bytes and items per section) keeps it a handoff, not a
+dump: the next instance needs decisions, not data.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from . import names
+from .errors import HandoffTooLarge, InvalidInput
+from .fs import Foreign, faults
+from .message import Malformed, Message, decode, encode, iso
+from .root import Root
+
+__all__ = ["SECTIONS", "Handoff", "HandoffStore", "Waiting", "parse_markdown"]
+
+SECTIONS = ("in_progress", "decided", "next", "can_wait", "waiting_on")
+TITLES = {"in_progress": "In progress", "decided": "Decided (and why)", "next": "Next",
+          "can_wait": "Can wait", "waiting_on": "Waiting on"}
+DEFAULT_MAX_BYTES = 4096
+DEFAULT_MAX_ITEMS = 7
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """Something the next instance waits for: from ``agent``, about message or thread ``ref``."""
+
+    agent: str
+    ref: str
+    note: str = ""
+
+    @classmethod
+    def parse(cls, spec: str) -> Waiting:
+        """``agent:ID`` or ``agent:ID:note`` (the CLI form)."""
+        agent, _, rest = spec.partition(":")
+        ref, _, note = rest.partition(":")
+        return cls.from_dict({"agent": agent, "ref": ref, "note": note})
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> Waiting:
+        if not isinstance(obj, dict):
+            raise InvalidInput(f"waiting_on entries are objects, not {type(obj).__name__}",
+                               hint='use {"agent": "alice", "ref": "<message or thread id>"}')
+        agent, ref = obj.get("agent"), obj.get("ref") or obj.get("id") or obj.get("thread")
+        names.check_agent(agent if isinstance(agent, str) else "")
+        names.check_id(ref if isinstance(ref, str) else "")
+        return cls(agent, ref, str(obj.get("note") or ""))
+
+    def to_dict(self) -> dict[str, str]:
+        return {"agent": self.agent, "ref": self.ref, "note": self.note}
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """The five sections. Empty sections are allowed; an empty handoff is not."""
+
+    in_progress: tuple[str, ...] = ()
+    decided: tuple[str, ...] = ()
+    next: tuple[str, ...] = ()
+    can_wait: tuple[str, ...] = ()
+    waiting_on: tuple[Waiting, ...] = ()
+    id: str = ""
+    at: str = ""
+    epoch: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> Handoff:
+        """Build from JSON-like data; raises :class:`InvalidInput` on a schema error."""
+        if not isinstance(obj, dict):
+            raise InvalidInput("a handoff is a JSON object with the five sections",
+                               hint=f"keys: {', '.join(SECTIONS)}")
+        unknown = set(obj) - set(SECTIONS)
+        if unknown:
+            raise InvalidInput(f"unknown handoff sections: {sorted(unknown)}",
+                               hint=f"use: {', '.join(SECTIONS)}")
+        texts = {s: _texts(obj.get(s), s) for s in SECTIONS[:4]}
+        waits = obj.get("waiting_on") or []
+        if not isinstance(waits, list):
+            raise InvalidInput("waiting_on must be a list")
+        return cls(**texts, waiting_on=tuple(Waiting.from_dict(w) for w in waits))
+
+    def sections(self) -> dict[str, Any]:
+        return {"in_progress": list(self.in_progress), "decided": list(self.decided),
+                "next": list(self.next), "can_wait": list(self.can_wait),
+                "waiting_on": [w.to_dict() for w in self.waiting_on]}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "at": self.at, "epoch": self.epoch, **self.sections()}
+
+    def is_empty(self) -> bool:
+        return not any(self.sections().values())
+
+    def check_budget(self, max_bytes: int, max_items: int) -> None:
+        """Refuse an overloaded handoff, saying exactly what to cut."""
+        problems = [f"{s}: {len(v)} items, budget {max_items}: keep the {max_items} that matter"
+                    for s, v in self.sections().items() if len(v) > max_items]
+        size = len(orjson.dumps(self.sections()))
+        if size > max_bytes:
+            longest = max(SECTIONS, key=lambda s: len(orjson.dumps(self.sections()[s])))
+            problems.append(f"{size} bytes, budget {max_bytes}: cut {size - max_bytes} bytes "
+                            f"(largest section: {longest})")
+        if problems:
+            raise HandoffTooLarge(problems)
+
+    def to_markdown(self) -> str:
+        lines = []
+        for s in SECTIONS:
+            items = [f"{w.agent}:{w.ref}" + (f" ({w.note})" if w.note else "")
+                     for w in self.waiting_on] if s == "waiting_on" else getattr(self, s)
+            if items:
+                lines += [f"## {TITLES[s]}", *(f"- {i}" for i in items), ""]
+        return "\n".join(lines).rstrip() + "\n"
+
+
+def _texts(value: Any, section: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise InvalidInput(f"{section} must be a list of non-empty strings")
+    return tuple(v.strip() for v in value)
+
+
+_HEADING = re.compile(r"^#+\s*(.+?)\s*:?\s*$")
+
+
+def parse_markdown(text: str) -> Handoff:
+    """Read the Markdown form: ``## In progress`` headings with ``- item`` bullets."""
+    keyed = {_section_key(t): s for s, t in TITLES.items() for t in (t, s, s.replace("_", " "))}
+    obj: dict[str, list[Any]] = {}
+    current = None
+    for line in text.splitlines():
+        heading = _HEADING.match(line)
+        if heading:
+            current = keyed.get(_section_key(heading.group(1)))
+            if current is None:
+                raise InvalidInput(f"unknown handoff heading {heading.group(1)!r}",
+                                   hint=f"use: {', '.join(TITLES.values())}")
+        elif line.strip().startswith(("- ", "* ")) and current:
+            item = line.strip()[2:].strip()
+            obj.setdefault(current, []).append(
+                Waiting.parse(item.split()[0]).to_dict() | {"note": " ".join(item.split()[1:])}
+                if current == "waiting_on" else item)
+    return Handoff.from_dict(obj)
+
+
+def _section_key(title: str) -> str:
+    return re.sub(r"[^a-z]", "", title.lower().split("(")[0])
+
+
+class HandoffStore:
+    """The handoffs of one agent: write one, read the newest, list the history."""
+
+    def __init__(self, root: Root, agent: str) -> None:
+        self._root = root
+        self.agent = names.check_agent(agent)
+        self.directory = root.agent_dir(agent) / "handoffs"
+
+    def write(self, handoff: Handoff, *, epoch: int | None = None) -> Handoff:
+        """Store ``handoff`` durably (fsync file and folder whatever the policy), or raise."""
+        if handoff.is_empty():
+            raise InvalidInput("empty handoff: say at least what is in progress or next")
+        cfg = self._root.config.extra.get("handoff", {})
+        handoff.check_budget(int(cfg.get("max_bytes", DEFAULT_MAX_BYTES)),
+                             int(cfg.get("max_items", DEFAULT_MAX_ITEMS)))
+        msg_id = self._root.clock.new_id()
+        msg = Message(id=msg_id, sender=self.agent, to=(self.agent,), subject="handoff",
+                      body=handoff.sections(), kind="handoff", ts=iso(time.time_ns()),
+                      epoch=epoch)
+        data = encode(msg, self._root.config.max_message_bytes)
+        disk = self._root.disk
+        staged = disk.stage(self.directory, data, sync=True)
+        try:
+            faults.hit("handoff.staged")
+            disk.publish(staged, self.directory / f"{msg_id}.json")
+        finally:
+            disk.unlink(staged)
+        disk.sync_dir(self.directory)
+        self._root.journal.record("handoff", agent=self.agent, id=msg_id, epoch=epoch)
+        return self._from_message(msg)
+
+    def ids(self) -> list[str]:
+        return sorted(e.name[:-5] for e in self._root.disk.scan(self.directory)
+                      if names.is_message_file(e.name))
+
+    def latest(self) -> Handoff | None:
+        """The newest readable handoff, or None."""
+        for msg_id in reversed(self.ids()):
+            found = self._load(msg_id)
+            if found is not None:
+                return found
+        return None
+
+    def history(self) -> list[Handoff]:
+        """Every handoff, oldest first."""
+        return [h for h in map(self._load, self.ids()) if h is not None]
+
+    def _load(self, msg_id: str) -> Handoff | None:
+        try:
+            data, _ = self._root.disk.read(self.directory / f"{msg_id}.json", 1 << 20)
+            msg = decode(data, expected_id=msg_id)
+            return self._from_message(msg)
+        except (FileNotFoundError, Foreign, Malformed, InvalidInput):
+            return None
+
+    @staticmethod
+    def _from_message(msg: Message) -> Handoff:
+        h = Handoff.from_dict(msg.body)
+        return Handoff(h.in_progress, h.decided, h.next, h.can_wait, h.waiting_on,
+                       id=msg.id, at=msg.ts, epoch=msg.epoch)

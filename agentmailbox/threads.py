@@ -1,0 +1,89 @@
+"""Thread DONE markers: an explicit, shared "this conversation is finished".
+
+``threads/<thread-id>.done.json`` is created exclusively, once, by whoever closes the
+thread. Mail that arrives in a done thread is flagged, never hidden, and sending into
+one warns: the defence against completion blindness (redoing finished work).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from . import names
+from .errors import InvalidInput
+from .fs import Foreign
+from .message import day_of, iso
+from .root import Root
+
+__all__ = ["ThreadDone", "Threads"]
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadDone:
+    """Who closed a thread, when, and why."""
+
+    thread: str
+    by: str | None
+    at: str
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"thread": self.thread, "by": self.by, "at": self.at, "note": self.note}
+
+
+class Threads:
+    """The thread markers of one root."""
+
+    def __init__(self, root: Root) -> None:
+        self._root = root
+        self.directory = root.path / "threads"
+        self._cache: dict[str, ThreadDone | None] = {}
+
+    def mark_done(self, thread: str, by: str | None = None, note: str = ""
+                  ) -> tuple[ThreadDone, bool]:
+        """Close ``thread``; returns the marker and whether this call created it."""
+        names.check_id(thread)
+        if by is not None:
+            names.check_agent(by)
+        marker = ThreadDone(thread, by, iso(time.time_ns()), note)
+        disk = self._root.disk
+        disk.ensure_dir(self.directory)
+        staged = disk.stage(self.directory, orjson.dumps(marker.to_dict()))
+        try:
+            created = disk.publish(staged, self.directory / f"{thread}.done.json")
+        finally:
+            disk.unlink(staged)
+        if created:
+            disk.fsync_dir(self.directory)
+            self._root.journal.record("thread.done", thread=thread, agent=by, note=note[:200])
+            return marker, True
+        existing = self.done(thread)
+        return existing or marker, False
+
+    def done(self, thread: str) -> ThreadDone | None:
+        """The marker of ``thread`` if it is done (one ``stat`` when it is not)."""
+        if thread in self._cache:
+            return self._cache[thread]
+        names.check_id(thread)
+        try:
+            data, _ = self._root.disk.read(self.directory / f"{thread}.done.json", 1 << 16)
+            obj = orjson.loads(data)
+            found = ThreadDone(thread, obj.get("by"), str(obj["at"]), str(obj.get("note", "")))
+        except FileNotFoundError:
+            found = None
+        except (Foreign, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise InvalidInput(f"thread marker of {thread} is unreadable: {exc}",
+                               hint="run: mailbox doctor") from exc
+        if found is not None:
+            self._cache[thread] = found  # a done marker never goes away
+        return found
+
+    def sent_in(self, thread: str) -> list[dict[str, Any]]:
+        """The send events of ``thread``, oldest first, from the journal (since its first day)."""
+        names.check_id(thread)
+        return [e for e in self._root.journal.events(since_day=day_of(thread))
+                if e.get("ev") == "send" and (e.get("thread") == thread or e.get("id") == thread)]
