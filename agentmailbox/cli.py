@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -246,8 +247,11 @@ def inbox(c: Ctx, agent_name: str, claimed: bool, all_: bool, as_json: bool) -> 
     states = [State.NEW, State.CLAIMED] if all_ else [State.CLAIMED if claimed else State.NEW]
     rows = [(s, m) for s in states for m in box.list(s)]
     problems = box.problems()
-    emit([{**msg_json(m), "state": str(s)} for s, m in rows], as_json,
+    done_threads = {m.thread for _, m in rows if m.thread != m.id and c.mb.threads.done(m.thread)}
+    emit([{**msg_json(m), "state": str(s), "thread_done": m.thread in done_threads}
+          for s, m in rows], as_json,
          lambda _: "\n".join([*(message_line(m) + ("  [claimed]" if s is State.CLAIMED else "")
+                                + ("  [thread done]" if m.thread in done_threads else "")
                                 for s, m in rows),
                               *([f"({len(problems)} foreign file(s) in new/: run mailbox doctor)"]
                                 if problems else [])]) or "no unread mail")
@@ -410,6 +414,7 @@ def doctor(c: Ctx, repair: bool, stale_after: float | None, as_json: bool) -> No
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    warnings.showwarning = _show_warning
     try:
         cli.main(args=args, prog_name="mailbox", standalone_mode=False)
     except MailboxError as exc:
@@ -429,6 +434,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    click.echo(f"mailbox: warning: {message}", err=True)
+
+
 def _report(exc: MailboxError, args: Sequence[str]) -> None:
     if "--json" in args:
         err = {"error": type(exc).__name__, "message": str(exc), "hint": exc.hint,
@@ -445,3 +454,5 @@ def run() -> NoReturn:
     """Console-script entry point."""
     sys.exit(main())
 
+
+from . import cli_agent  # noqa: E402,F401  registers handoff, state, memory, boot, thread

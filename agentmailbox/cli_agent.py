@@ -1,0 +1,239 @@
+"""Continuity commands: handoff, state, remember, memory, boot, thread, agent edit."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+import orjson
+
+from .cli import Ctx, agent, cli, emit, fail, json_option, pass_ctx
+from .errors import InvalidInput, MessageNotFound, NotFound
+from .handoff import SECTIONS, Handoff, Waiting, parse_markdown
+
+# -- handoff -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("agent_name", metavar="AGENT")
+@click.option("--in-progress", multiple=True, help="What was in progress (repeatable).")
+@click.option("--decided", multiple=True, help="What was decided, and why (repeatable).")
+@click.option("--next", "next_", multiple=True, help="What needs attention next (repeatable).")
+@click.option("--can-wait", multiple=True, help="What can safely wait (repeatable).")
+@click.option("--waiting-on", multiple=True, metavar="AGENT:ID[:NOTE]",
+              help="Who we wait on, about which message or thread id (repeatable).")
+@click.option("--file", "source", type=click.File("r"), default=None,
+              help="Read the handoff from a JSON or Markdown file ('-' for stdin).")
+@click.option("--show", is_flag=True, help="Show the latest handoff instead of writing one.")
+@click.option("--history", is_flag=True, help="With --show: every handoff, oldest first.")
+@json_option
+@pass_ctx
+def handoff(c: Ctx, agent_name: str, in_progress: tuple[str, ...], decided: tuple[str, ...],
+            next_: tuple[str, ...], can_wait: tuple[str, ...], waiting_on: tuple[str, ...],
+            source: Any, show: bool, history: bool, as_json: bool) -> None:
+    """Write the handoff note for AGENT's next instance (or --show it)."""
+    who = c.mb.agent(agent_name)
+    if show:
+        notes = who.handoffs.history() if history else [h for h in [who.handoffs.latest()] if h]
+        emit([h.to_dict() for h in notes] if history else (notes[0].to_dict() if notes else None),
+             as_json, lambda _: "\n".join(f"# handoff {h.id} ({h.at}, epoch {h.epoch})\n"
+                                         + h.to_markdown() for h in notes) or "no handoff yet")
+        return
+    note = _read_note(source) if source is not None else Handoff(
+        in_progress, decided, next_, can_wait, tuple(Waiting.parse(w) for w in waiting_on))
+    written = who.write_handoff(note)
+    emit(written.to_dict(), as_json, written.id)
+
+
+def _read_note(source: Any) -> Handoff:
+    text = source.read()
+    if text.lstrip().startswith("{"):
+        try:
+            return Handoff.from_dict(orjson.loads(text))
+        except orjson.JSONDecodeError as exc:
+            fail(InvalidInput(f"the handoff file is not valid JSON: {exc}",
+                              hint=f"a JSON object with keys {', '.join(SECTIONS)}, or Markdown"))
+    return parse_markdown(text)
+
+
+# -- working state -------------------------------------------------------------------------------
+
+
+@cli.group()
+@click.argument("agent_name", metavar="AGENT")
+@click.pass_context
+def state(ctx: click.Context, agent_name: str) -> None:
+    """AGENT's working state: set, get, unset keys (volatile; replaced, never appended)."""
+    ctx.meta["agent_name"] = agent_name
+
+
+def _state_of(ctx: click.Context) -> Any:
+    return ctx.find_object(Ctx).mb.agent(ctx.meta["agent_name"]).state
+
+
+@state.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.option("--json-value", is_flag=True, help="Parse VALUE as JSON (number, list, object).")
+@json_option
+@click.pass_context
+def state_set(ctx: click.Context, key: str, value: str, json_value: bool, as_json: bool) -> None:
+    """Set KEY to VALUE."""
+    parsed: Any = value
+    if json_value:
+        try:
+            parsed = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            fail(InvalidInput(f"--json-value: {exc}"))
+    _state_of(ctx).set(key, parsed)
+    emit({"key": key, "value": parsed}, as_json, None)
+
+
+@state.command("get")
+@click.argument("key", required=False)
+@json_option
+@click.pass_context
+def state_get(ctx: click.Context, key: str | None, as_json: bool) -> None:
+    """Print KEY's value, or every key."""
+    snapshot = _state_of(ctx).snapshot()
+    if key is not None:
+        if key not in snapshot:
+            fail(NotFound(f"no state key {key!r}", hint="list keys: mailbox state AGENT get"))
+        value = snapshot[key]
+        emit(value, as_json, lambda v: v if isinstance(v, str) else orjson.dumps(v).decode())
+        return
+    emit(snapshot, as_json, lambda d: "\n".join(
+        f"{k} = {orjson.dumps(v).decode()}" for k, v in sorted(d.items())) or "(empty)")
+
+
+@state.command("unset")
+@click.argument("key")
+@json_option
+@click.pass_context
+def state_unset(ctx: click.Context, key: str, as_json: bool) -> None:
+    """Remove KEY."""
+    removed = _state_of(ctx).unset(key)
+    emit({"key": key, "removed": removed}, as_json, None if removed else f"{key} was not set")
+
+
+# -- event memory ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("agent_name", metavar="AGENT")
+@click.argument("text")
+@click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
+@json_option
+@pass_ctx
+def remember(c: Ctx, agent_name: str, text: str, tags: tuple[str, ...], as_json: bool) -> None:
+    """Append TEXT to AGENT's event memory (append-only)."""
+    event = c.mb.agent(agent_name).remember(text, tags=tags)
+    emit(event.to_dict(), as_json, None)
+
+
+@cli.command()
+@click.argument("agent_name", metavar="AGENT")
+@click.option("--tag", default=None, help="Only events with this tag.")
+@click.option("--since", default=None, help="Only events on or after this date (YYYY-MM-DD).")
+@click.option("--grep", default=None, help="Only events containing this word.")
+@click.option("--kind", default=None, help="Only events of this kind (note, boot, handoff).")
+@json_option
+@pass_ctx
+def memory(c: Ctx, agent_name: str, tag: str | None, since: str | None, grep: str | None,
+           kind: str | None, as_json: bool) -> None:
+    """Print AGENT's event memory, oldest first."""
+    events = c.mb.agent(agent_name).memory.events(tag=tag, since=since, grep=grep, kind=kind)
+    emit([e.to_dict() for e in events], as_json, lambda rows: "\n".join(
+        f"{r['at']}  {r['kind']:<8} {r['text']}" + (f"  #{' #'.join(r['tags'])}" if r['tags']
+                                                     else "") for r in rows) or "(nothing)")
+
+
+# -- identity ----------------------------------------------------------------------------------------
+
+
+@agent.command("edit")
+@click.argument("name")
+@click.option("--role", default=None, help="New role.")
+@click.option("--topic", "topics", multiple=True, help="Topics (repeatable; replaces the list).")
+@click.option("--group", "groups", multiple=True, help="Groups (repeatable; replaces the list).")
+@click.option("--description", default=None, help="New description.")
+@click.option("--max-unread", type=int, default=None, help="Inbox quota (0: the bus default).")
+@json_option
+@pass_ctx
+def agent_edit(c: Ctx, name: str, role: str | None, topics: tuple[str, ...],
+               groups: tuple[str, ...], description: str | None, max_unread: int | None,
+               as_json: bool) -> None:
+    """Change NAME's identity (the only way agent.json changes)."""
+    changes: dict[str, Any] = {k: v for k, v in {
+        "role": role, "description": description, "max_unread": max_unread,
+        "topics": topics or None, "groups": groups or None}.items() if v is not None}
+    if not changes:
+        fail(InvalidInput("nothing to change", hint="give --role, --topic, --group, ..."))
+    info = c.mb.registry.edit(name, **changes)
+    emit(info.to_dict(), as_json, f"edited {name}")
+
+
+# -- boot ----------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("agent_name", metavar="AGENT")
+@click.option("--budget", type=click.IntRange(200), default=4000, show_default=True,
+              help="Characters of brief at most; it stops early and says what it left out.")
+@click.option("--dry-run", is_flag=True, help="Do not start a new instance epoch.")
+@json_option
+@pass_ctx
+def boot(c: Ctx, agent_name: str, budget: int, dry_run: bool, as_json: bool) -> None:
+    """Start a new instance of AGENT and print its boot brief, most important first."""
+    brief = c.mb.agent(agent_name).boot(budget=budget, start_epoch=not dry_run)
+    if as_json:
+        sys.stdout.buffer.write(brief.to_json() + b"\n")
+    else:
+        click.echo(brief.to_text(), nl=False)
+
+
+# -- threads ---------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def thread() -> None:
+    """Thread DONE markers: mark a whole conversation finished, and see it."""
+
+
+@thread.command("done")
+@click.argument("thread_id", metavar="THREAD")
+@click.option("--as", "by", default=None, help="The agent closing it.")
+@click.option("--note", default="", help="Why it is done.")
+@json_option
+@pass_ctx
+def thread_done(c: Ctx, thread_id: str, by: str | None, note: str, as_json: bool) -> None:
+    """Mark THREAD done (idempotent: the first marker stays)."""
+    marker, created = c.mb.threads.mark_done(thread_id, by, note)
+    emit({**marker.to_dict(), "created": created}, as_json,
+         f"thread {thread_id} done" if created else f"thread {thread_id} was already done "
+         f"(by {marker.by or '?'} at {marker.at})")
+
+
+@thread.command("show")
+@click.argument("thread_id", metavar="THREAD")
+@json_option
+@pass_ctx
+def thread_show(c: Ctx, thread_id: str, as_json: bool) -> None:
+    """Show THREAD: its messages, where each is per recipient, and its DONE marker."""
+    marker = c.mb.threads.done(thread_id)
+    rows = []
+    for event in c.mb.threads.sent_in(thread_id):
+        try:
+            where = {d.agent: d.to_dict()["state"] for d in c.mb.status(event["id"]).recipients}
+        except MessageNotFound:  # no inbox holds it any more (dead, or purged)
+            where = {}
+        rows.append({"id": event["id"], "from": event.get("from"),
+                     "subject": event.get("subject", ""), "recipients": where})
+    data = {"thread": thread_id, "done": marker.to_dict() if marker else None, "messages": rows}
+    emit(data, as_json, lambda d: "\n".join(
+        [f"thread {thread_id}: " + (f"DONE by {marker.by or '?'} at {marker.at}"
+                                    + (f" ({marker.note})" if marker.note else "")
+                                    if marker else "open"),
+         *(f"  {r['id']} from {r['from']}: {r['subject']}  "
+           + ", ".join(f"{a}={s}" for a, s in r["recipients"].items()) for r in rows)]))
