@@ -56,8 +56,7 @@ def cli(mb: Mailbox, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.Monk
     monkeypatch.setenv("MAILBOX_ROOT", str(mb.path))
 
     def run(*args: str, stdin: str | None = None) -> Result:
-        if stdin is not None:
-            monkeypatch.setattr(sys, "stdin", _Stdin(stdin.encode()))
+        monkeypatch.setattr(sys, "stdin", _Stdin((stdin or "").encode()))
         capfd.readouterr()
         code = main(list(args))
         out, err = capfd.readouterr()

@@ -234,10 +234,10 @@ def test_invalid_agent_names_are_refused(mb: Mailbox) -> None:
             mb.add_agent(bad)
 
 
-def test_routed_address_without_spool_support_is_a_clear_error(mb: Mailbox) -> None:
-    """Addresses like @role are not accepted for direct delivery."""
+def test_malformed_routed_address_is_a_clear_error(mb: Mailbox) -> None:
+    """A routed address that is not @role, #topic, +group or * is refused."""
     with pytest.raises(InvalidInput):
-        mb.send("alice", "@coder")
+        mb.send("alice", "@Coder!")
 
 
 def test_batch_publishes_on_commit_only(tmp_path: Path) -> None:
