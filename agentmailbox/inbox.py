@@ -273,8 +273,11 @@ class Inbox:
         faults.hit("done.moved")
         self._disk.fsync_dir(folder)
         self._root.journal.record("done", agent=self.agent, id=msg_id, epoch=self._epoch())
-        if isinstance(msg, Message) and msg.receipt and self._notify:
-            self._notify(msg, "done", self.agent)
+        if self._notify:
+            # Done by id (the CLI does this) must still honour a requested receipt.
+            finished = msg if isinstance(msg, Message) else self._peek(folder, msg_id)
+            if finished is not None and finished.receipt:
+                self._notify(finished, "done", self.agent)
         return True
 
     def release(self, msg: Message | str, reason: str = "released") -> bool:
