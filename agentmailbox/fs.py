@@ -78,13 +78,21 @@ class Disk:
     # -- directories --------------------------------------------------------------
 
     def ensure_dir(self, path: Path) -> None:
-        """Create ``path`` and missing parents with this root's directory mode."""
-        try:
-            path.mkdir(mode=self.dir_mode, parents=True, exist_ok=True)
-            if self.dir_mode & 0o2000 and not path.stat().st_mode & stat.S_ISGID:
-                os.chmod(path, self.dir_mode)
-        except OSError as exc:
-            raise from_oserror(exc, "create directory", str(path)) from exc
+        """Create ``path`` and missing parents with this root's directory mode (umask aside)."""
+        if path.is_dir():
+            return
+        missing = []
+        while not path.exists():
+            missing.append(path)
+            path = path.parent
+        for folder in reversed(missing):
+            try:
+                os.mkdir(folder, self.dir_mode)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise from_oserror(exc, "create directory", str(folder)) from exc
+            os.chmod(folder, self.dir_mode)  # mkdir's mode is masked by the umask
 
     def fsync_dir(self, path: Path) -> None:
         """Make the names in directory ``path`` durable (only under ``always``)."""
