@@ -177,7 +177,7 @@ class DiskFull(MailboxError):
 
 
 class StorageError(MailboxError):
-    """Raised for an OS failure that is not an expected outcome; carries the errno."""
+    """Raised when an OS call fails in a way that is not an expected outcome; carries the errno."""
 
     def __init__(self, message: str, *, path: str | None = None, errno_: int | None = None) -> None:
         super().__init__(message, path=path, hint="check permissions and the filesystem; "
