@@ -1,0 +1,225 @@
+"""Mail written and read with a POSIX shell interoperates with the library (docs/PROTOCOL.md).
+
+The example scripts in examples/shell/ and the recipes quoted in PROTOCOL.md run
+under ``sh`` against a root made by the library; no jq, no Python in the shell.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import orjson
+import pytest
+
+from agentmailbox import Mailbox, State
+from agentmailbox.message import Message, encode
+
+REPO = Path(__file__).resolve().parent.parent
+SEND = REPO / "examples" / "shell" / "send.sh"
+READ = REPO / "examples" / "shell" / "read.sh"
+PROTOCOL = REPO / "docs" / "PROTOCOL.md"
+RECIPE = re.compile(r"<!-- recipe: (\w+) -->\n```sh\n(.*?)```", re.DOTALL)
+
+
+def sh(*args: str | Path, stdin: str = "", env: dict[str, str] | None = None
+       ) -> subprocess.CompletedProcess[str]:
+    """Run ``sh ARGS`` with a plain environment."""
+    return subprocess.run(["sh", *map(str, args)], input=stdin, capture_output=True, text=True,
+                          env={"PATH": os.environ["PATH"], "LC_ALL": "C.UTF-8", **(env or {})},
+                          timeout=60)
+
+
+def recipe(name: str) -> str:
+    """The shell block PROTOCOL.md marks ``<!-- recipe: NAME -->``, verbatim."""
+    recipes = dict(RECIPE.findall(PROTOCOL.read_text()))
+    return recipes[name]
+
+
+def run_recipe(name: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return sh("-eu", "-c", recipe(name), env=env)
+
+
+def deliver(mb: Mailbox, msg_id: str, body: str = "old") -> None:
+    """Put a message with a chosen id (so a chosen day) in bob's inbox."""
+    msg = Message(id=msg_id, sender="alice", to=("bob",), subject="dated", body=body)
+    assert mb.inbox("bob").deliver(msg_id, encode(msg, mb.config.max_message_bytes))
+
+
+# -- the example scripts ------------------------------------------------------------------------
+
+
+def test_message_sent_by_the_shell_script_is_read_by_the_library(mb: Mailbox) -> None:
+    """send.sh writes a message the library reads with every field right, text intact."""
+    subject = 'plan "v1" \\ with\ttab'
+    body = "line 1\nline 2 é ✓\n\tindented \\n not a newline"
+    done = sh(SEND, mb.path.parent, "alice", "bob", subject, body)
+    assert (0, "") == (done.returncode, done.stderr)
+    msg_id = done.stdout.strip()
+    got = mb.inbox("bob").claim()
+    assert (msg_id, "alice", ("bob",), subject, body) == (got.id, got.sender, got.to,
+                                                          got.subject, got.body)
+    assert ("message", msg_id, None, "normal", None, False, {}) == (
+        got.kind, got.thread, got.reply_to, str(got.priority), got.expires_at, got.receipt,
+        got.headers)
+    assert [] == mb.dead.list()
+
+
+def test_shell_script_writes_the_canonical_encoding(mb: Mailbox) -> None:
+    """send.sh's file is byte for byte what the library would write for those fields."""
+    msg_id = sh(SEND, mb.path, "alice", "bob", "s", "b\x01").stdout.strip()
+    data = (mb.inbox("bob").new / f"{msg_id}.json").read_bytes()
+    msg = mb.inbox("bob").get(msg_id)
+    assert encode(msg, mb.config.max_message_bytes) == data
+
+
+def test_shell_script_reads_the_body_from_stdin(mb: Mailbox) -> None:
+    """Without a BODY argument, send.sh sends stdin (minus its last newline)."""
+    msg_id = sh(SEND, mb.path, "alice", "bob", "piped", stdin="a\nb\n").stdout.strip()
+    assert "a\nb" == mb.inbox("bob").get(msg_id).body
+
+
+def test_shell_script_delivers_a_copy_to_each_recipient(mb: Mailbox) -> None:
+    """TO may list several agents; each inbox gets its own file (no shared inode)."""
+    mb.add_agent("carol")
+    msg_id = sh(SEND, mb.path, "alice", "bob,carol", "all", "x").stdout.strip()
+    got = [mb.inbox(name).claim() for name in ("bob", "carol")]
+    assert [(msg_id, ("bob", "carol"))] * 2 == [(m.id, m.to) for m in got]
+    assert [] == mb.dead.list()
+
+
+def test_shell_script_refuses_an_unknown_agent_and_writes_nothing(mb: Mailbox) -> None:
+    """An unregistered recipient exits 4 (as the mailbox command does) before any write."""
+    done = sh(SEND, mb.path, "alice", "bob,carol", "s", "x")
+    assert (4, "send.sh: no agent named 'carol'\n") == (done.returncode, done.stderr)
+    assert 0 == mb.inbox("bob").count()
+
+
+def test_shell_script_refuses_an_invalid_agent_name(mb: Mailbox) -> None:
+    """A name the library would refuse exits 5, before any path is built from it."""
+    assert 5 == sh(SEND, mb.path, "alice", "../bob", "s", "x").returncode
+
+
+def test_shell_script_refuses_a_message_over_the_size_limit(tmp_path: Path) -> None:
+    """max_message_bytes from mailbox.json holds for shell writers too (exit 7)."""
+    mb = Mailbox.init(tmp_path, fsync="never", max_message_bytes=400)
+    mb.add_agent("alice")
+    mb.add_agent("bob")
+    assert 7 == sh(SEND, mb.path, "alice", "bob", "s", "x" * 400).returncode
+    assert 0 == mb.inbox("bob").count()
+
+
+def test_message_sent_by_the_library_is_read_by_the_shell_script(mb: Mailbox) -> None:
+    """read.sh prints the message file; the library then sees it done, read by bob."""
+    sent = mb.send("alice", "bob", subject="plan", body={"steps": [1, 2]})
+    done = sh(READ, mb.path.parent, "bob")
+    assert 0 == done.returncode, done.stderr
+    assert sent.to_dict() == orjson.loads(done.stdout)
+    assert State.DONE == mb.inbox("bob").state_of(sent.id)
+    status = mb.status(sent.id, "alice").recipients[0]
+    assert (State.DONE, True, True) == (status.state, status.read_at is not None,
+                                        status.done_at is not None)
+
+
+def test_shell_script_reads_oldest_first(mb: Mailbox) -> None:
+    """read.sh takes messages in id order, like the library."""
+    ids = [mb.send("alice", "bob", subject=str(i)).id for i in range(3)]
+    read = [orjson.loads(sh(READ, mb.path, "bob").stdout)["id"] for _ in ids]
+    assert ids == read
+
+
+def test_shell_script_exits_3_when_there_is_no_unread_mail(mb: Mailbox) -> None:
+    """An empty inbox is exit 3, as for `mailbox read`."""
+    done = sh(READ, mb.path, "bob")
+    assert (3, "") == (done.returncode, done.stdout)
+
+
+@pytest.mark.parametrize("stamp", [
+    "00000000000000000001",  # 1970-01-01
+    "00951782400000000000",  # 2000-02-29
+    "01735689599999999999",  # 2024-12-31 23:59:59.999999999
+    "04107542400000000000",  # 2100-03-01 (not a leap year)
+])
+def test_shell_script_files_done_mail_under_the_day_of_its_id(mb: Mailbox, stamp: str) -> None:
+    """read.sh computes the done/ day the library looks in, for any date."""
+    msg_id = f"{stamp}-0123456789abcdef"
+    deliver(mb, msg_id)
+    assert 0 == sh(READ, mb.path, "bob").returncode
+    assert State.DONE == mb.inbox("bob").state_of(msg_id)
+
+
+def test_shell_script_quarantines_a_duplicate_of_done_mail(mb: Mailbox) -> None:
+    """A second copy of a done id is moved to dead/ with a reason, never printed."""
+    msg = mb.send("alice", "bob")
+    inbox = mb.inbox("bob")
+    data = (inbox.new / f"{msg.id}.json").read_bytes()
+    inbox.done(inbox.claim())
+    (inbox.new / f"{msg.id}.json").write_bytes(data)
+    done = sh(READ, mb.path, "bob")
+    assert (3, "") == (done.returncode, done.stdout)
+    assert [("duplicate delivery of a message already done", f"{msg.id}.json")] == [
+        (d.reason, d.name) for d in mb.dead.list()]
+
+
+def test_shell_script_leaves_a_root_that_doctor_finds_clean(mb: Mailbox) -> None:
+    """Mail sent and read by the scripts leaves no staging file, lock or stray line."""
+    from agentmailbox import doctor
+
+    sh(SEND, mb.path, "alice", "bob", "s", "x")
+    sh(READ, mb.path, "bob")
+    assert [] == doctor.check(mb, stale_after=0)
+    assert all(isinstance(orjson.loads(line), dict)
+               for day in (mb.path / "journal").iterdir() for line in day.read_bytes().splitlines())
+
+
+# -- the recipes in PROTOCOL.md ------------------------------------------------------------------
+
+
+def test_protocol_send_recipe_delivers_a_message_the_library_reads(mb: Mailbox) -> None:
+    """The send recipe of PROTOCOL.md, run verbatim, delivers valid mail with defaults."""
+    done = run_recipe("send", ROOT=str(mb.path), FROM="alice", TO="bob", SUBJECT="hi",
+                      BODY="from the recipe")
+    assert 0 == done.returncode, done.stderr
+    got = mb.inbox("bob").claim()
+    assert (done.stdout.strip(), "alice", "hi", "from the recipe", got.id) == (
+        got.id, got.sender, got.subject, got.body, got.thread)
+    assert [] == list(mb.inbox("bob").tmp.iterdir())
+
+
+def test_protocol_read_recipe_claims_prints_and_finishes(mb: Mailbox) -> None:
+    """The read recipe prints the oldest message and leaves it done where the library looks."""
+    first, second = mb.send("alice", "bob", body="one"), mb.send("alice", "bob", body="two")
+    done = run_recipe("read", ROOT=str(mb.path), AGENT="bob")
+    assert 0 == done.returncode, done.stderr
+    assert first.to_dict() == orjson.loads(done.stdout)
+    inbox = mb.inbox("bob")
+    assert (State.DONE, State.NEW) == (inbox.state_of(first.id), inbox.state_of(second.id))
+
+
+def test_protocol_release_recipe_gives_a_claim_back(mb: Mailbox) -> None:
+    """The release recipe puts a claimed message back where the library claims it again."""
+    msg = mb.send("alice", "bob")
+    mb.inbox("bob").claim()
+    assert 0 == run_recipe("release", ROOT=str(mb.path), AGENT="bob", ID=msg.id).returncode
+    assert msg.id == Mailbox.open(mb.path).inbox("bob").claim().id
+
+
+def test_protocol_status_recipe_reports_each_state(mb: Mailbox) -> None:
+    """The status recipe tells delivered / read / done from the folders alone."""
+    mb.add_agent("carol")
+    mb.add_agent("dave")
+    msg = mb.send("alice", ["bob", "carol", "dave"])
+    mb.inbox("carol").claim()
+    mb.inbox("dave").done(mb.inbox("dave").claim())
+    done = run_recipe("status", ROOT=str(mb.path), ID=msg.id)
+    assert ["bob delivered", "carol read", "dave done"] == done.stdout.splitlines()
+
+
+def test_protocol_quotes_the_example_scripts_it_names() -> None:
+    """PROTOCOL.md points at the example scripts, and they exist."""
+    text = PROTOCOL.read_text()
+    for script in (SEND, READ):
+        assert script.is_file()
+        assert f"examples/shell/{script.name}" in text
