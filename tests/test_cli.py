@@ -454,3 +454,20 @@ def test_every_printing_command_accepts_json(command: str, cli: Cli, mb: Mailbox
     assert EXIT_OK == result.code, result.err
     assert 1 == len(result.out.splitlines())
     assert result.json() is not None
+
+
+def test_every_command_but_ws_lock_declares_json() -> None:
+    """New commands keep the contract: all print JSON on request (ws lock prints nothing)."""
+    import click
+
+    from agentmailbox.cli import cli as group
+
+    def commands(cmd: click.Command, path: str = "") -> list[tuple[str, click.Command]]:
+        if isinstance(cmd, click.Group):
+            return [c for name, sub in cmd.commands.items()
+                    for c in commands(sub, f"{path} {name}".strip())]
+        return [(path, cmd)]
+
+    without = [path for path, cmd in commands(group)
+               if not any(p.name == "as_json" for p in cmd.params)]
+    assert ["ws lock"] == without
