@@ -31,7 +31,8 @@ class Fsync(enum.StrEnum):
     """When data reaches the disk before a send returns."""
 
     ALWAYS = "always"  # fsync each file before it is linked, then its directory
-    BATCH = "batch"    # inside Mailbox.batch(): one syncfs for the batch, then link all
+    BATCH = "batch"    # inside Mailbox.batch(): one syncfs for the batch, then link all;
+    #                    outside a batch, every write is as durable as under ALWAYS
     NEVER = "never"    # no fsync: for tests and tmpfs
 
 
@@ -95,8 +96,8 @@ class Disk:
             os.chmod(folder, self.dir_mode)  # mkdir's mode is masked by the umask
 
     def fsync_dir(self, path: Path) -> None:
-        """Make the names in directory ``path`` durable (only under ``always``)."""
-        if self.fsync is Fsync.ALWAYS:
+        """Make the names in directory ``path`` durable (unless the policy is ``never``)."""
+        if self.fsync is not Fsync.NEVER:
             self.sync_dir(path)
 
     @staticmethod
@@ -126,7 +127,7 @@ class Disk:
         """Exclusively create a new file in ``directory`` holding ``data``.
 
         On any failure the partial file is removed, so nothing half-written stays.
-        ``sync`` defaults to the policy (``always`` fsyncs the file).
+        ``sync`` defaults to the policy (anything but ``never`` fsyncs the file).
         """
         path = directory / (name or f".{secrets.token_hex(8)}.tmp")
         try:
@@ -134,7 +135,7 @@ class Disk:
         except OSError as exc:
             raise from_oserror(exc, "create file", str(path)) from exc
         try:
-            self._fill(fd, data, self.fsync is Fsync.ALWAYS if sync is None else sync)
+            self._fill(fd, data, self.fsync is not Fsync.NEVER if sync is None else sync)
         except OSError as exc:
             os.close(fd)
             self.unlink(path)

@@ -240,9 +240,11 @@ def _expiry(obj: dict[str, Any]) -> str | None:
     value = _optional(obj, "expires_at", str, None)
     if value is not None:
         try:
-            datetime.fromisoformat(value)
+            moment = datetime.fromisoformat(value)
         except ValueError as exc:
             raise Malformed(f"'expires_at' is not an RFC 3339 time: {value[:40]!r}") from exc
+        if moment.tzinfo is None:
+            raise Malformed(f"'expires_at' has no time zone: {value[:40]!r} (append Z for UTC)")
     return value
 
 
