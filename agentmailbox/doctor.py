@@ -8,6 +8,7 @@ idempotency markers past their window.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,12 +130,18 @@ class _Doctor:
         except (Foreign, Malformed) as exc:
             self.note("malformed", path, exc.reason, self._bury(path, exc.reason, inbox.agent))
             return False
-        if st.st_nlink > 1 and not inbox._is_own_staging(path.name[:-5], st) and not (
-                path.parent == inbox.cur and self.disk.exists(inbox.new / path.name)):
+        if st.st_nlink > 1 and not inbox._is_own_staging(path.name[:-5], st, path) and not (
+                self._half_claimed(inbox, path, st)):
             self.note("hard-link", path, "hard link to a file elsewhere",
                       self._bury(path, "hard link to a file elsewhere", inbox.agent))
             return False
         return True
+
+    def _half_claimed(self, inbox: Inbox, path: Path, st: os.stat_result) -> bool:
+        """``new/X`` and ``cur/X`` are one file: a claim stopped between link and unlink."""
+        other = (inbox.cur if path.parent == inbox.new else inbox.new) / path.name
+        twin = self.disk.lstat(other)
+        return twin is not None and (twin.st_dev, twin.st_ino) == (st.st_dev, st.st_ino)
 
     def _bury(self, path: Path, reason: str, agent: str) -> Any:
         return lambda: self.mb.dead.bury(path, reason, agent=agent, by="doctor")

@@ -57,6 +57,7 @@ class Inbox:
         self.tmp, self.new, self.cur = self.path / "tmp", self.path / "new", self.path / "cur"
         self.done_dir = self.path / "done"
         self._queue: list[str] = []  # names from the last scan, newest first (pop() = oldest)
+        self._seen: frozenset[str] = frozenset()  # every message name the last scan met
         self._days: set[str] = set()
 
     def __repr__(self) -> str:
@@ -186,14 +187,32 @@ class Inbox:
         return None
 
     def _refill(self) -> None:
+        """Queue the names in ``new/`` that are safe to take in id order.
+
+        A directory listing is not a snapshot: a file linked while the scan runs can
+        be missed while a later one from the same sender is met. So a name is taken
+        only once two scans in a row met it, and only if it sorts before every name
+        the second scan met first; then each older message of its sender was already
+        in ``new/`` for the whole second scan, and is queued ahead of it.
+        """
         self.requeue_expired()
-        entries = list(self._disk.scan(self.new))
-        for entry in entries:
-            if not names.is_message_file(entry.name):
+        for _ in range(2):
+            current = self._scan_new()
+            fresh, self._seen = current - self._seen, current
+            limit = min(fresh, default="~")  # "~" sorts after every id
+            self._queue = sorted((n for n in current - fresh if n < limit), reverse=True)
+            if self._queue or not fresh:
+                return
+
+    def _scan_new(self) -> frozenset[str]:
+        found = set()
+        for entry in self._disk.scan(self.new):
+            if names.is_message_file(entry.name):
+                found.add(entry.name)
+            else:
                 self._dead.bury(Path(entry.path), "foreign file name in new/ "
-                                f"(not <id>.json)", agent=self.agent)
-        self._queue = sorted((e.name for e in entries if names.is_message_file(e.name)),
-                             reverse=True)
+                                "(not <id>.json)", agent=self.agent)
+        return frozenset(found)
 
     def _take(self, name: str) -> Message | None:
         src, dest = self.new / name, self.cur / name
@@ -204,8 +223,9 @@ class Inbox:
             self._settle_collision(src, dest)
             return None
         msg_id = name[:-5]
-        if self._disk.exists(self._done_path(msg_id)):
-            self._dead.bury(dest, "duplicate delivery of a message already done", agent=self.agent)
+        done = self._disk.lstat(self._done_path(msg_id))
+        if done is not None:
+            self._drop_done_twin(dest, done)
             return None
         now = time.time_ns()
         self._disk.touch(dest, now)  # the lease starts now
@@ -219,6 +239,21 @@ class Inbox:
         if msg.receipt and self._notify:
             self._notify(msg, "read", self.agent)
         return msg
+
+    def _drop_done_twin(self, dest: Path, done: os.stat_result) -> None:
+        """We won ``cur/X`` but ``X`` is already done: a stale link, or a second copy.
+
+        ``link`` looks its source up before it takes the target directory, so a
+        claimer that met ``new/X`` just before another reader claimed, finished and
+        moved it on can still create ``cur/X``: a link to the finished file, which
+        is simply removed. A different file under a done id is a duplicate delivery.
+        """
+        ours = self._disk.lstat(dest)
+        if ours is not None and (ours.st_dev, ours.st_ino) == (done.st_dev, done.st_ino):
+            self._disk.unlink(dest)
+        else:
+            self._dead.bury(dest, "duplicate delivery of a message already done",
+                            agent=self.agent)
 
     def _settle_collision(self, src: Path, dest: Path) -> None:
         """``cur/X`` exists while ``new/X`` does: finish a half-done claim, or drop a duplicate."""
@@ -240,7 +275,7 @@ class Inbox:
         except (Foreign, Malformed) as exc:
             self._dead.bury(path, exc.reason, agent=self.agent)
             return None
-        if st.st_nlink > 1 and not self._is_own_staging(msg_id, st):
+        if st.st_nlink > 1 and not self._is_own_staging(msg_id, st, path):
             self._dead.bury(path, "hard link to a file elsewhere (not written through tmp/)",
                             agent=self.agent)
             return None
@@ -249,14 +284,20 @@ class Inbox:
             return None
         return msg
 
-    def _is_own_staging(self, msg_id: str, st: os.stat_result) -> bool:
-        """A second link is legitimate only while the sender's tmp name still exists."""
+    def _is_own_staging(self, msg_id: str, st: os.stat_result, path: Path | None = None
+                        ) -> bool:
+        """A second link is legitimate only while the sender's tmp name still exists.
+
+        The sender unlinks that name right after publishing, maybe while we look for
+        it: if ``path`` is down to one link once we looked, the other was the tmp name.
+        """
         for entry in self._disk.scan(self.tmp):
             if entry.name.startswith(msg_id):
                 other = self._disk.lstat(Path(entry.path))
                 if other is not None and (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
                     return True
-        return False
+        now = self._disk.lstat(path) if path is not None else None
+        return now is not None and now.st_nlink == 1
 
     # -- done / release / lease ---------------------------------------------------------------
 
