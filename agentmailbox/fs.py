@@ -202,6 +202,7 @@ class Disk:
         Returns True if we moved it, False if ``dest`` already exists (someone else
         holds it), None if ``src`` is gone. No rename out of ``src``'s directory
         happens, so a watcher on it sees no move event (see DESIGN: the watcher).
+        Raises :class:`Foreign` if ``src`` is a directory (it cannot be linked).
         """
         try:
             os.link(src, dest, follow_symlinks=False)
@@ -209,6 +210,11 @@ class Disk:
             return False
         except FileNotFoundError:
             return None
+        except PermissionError as exc:
+            st = self.lstat(src)
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                raise Foreign("a directory, not a message file") from exc
+            raise from_oserror(exc, "claim", str(src)) from exc
         except OSError as exc:
             raise from_oserror(exc, "claim", str(src)) from exc
         faults.hit("take.linked")

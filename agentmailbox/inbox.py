@@ -216,7 +216,11 @@ class Inbox:
 
     def _take(self, name: str) -> Message | None:
         src, dest = self.new / name, self.cur / name
-        won = self._disk.take(src, dest)
+        try:
+            won = self._disk.take(src, dest)
+        except Foreign as exc:
+            self._dead.bury(src, exc.reason, agent=self.agent)
+            return None
         if won is None:
             return None
         if won is False:

@@ -183,7 +183,11 @@ def _parse(data: bytes) -> Any:
         obj = orjson.loads(data)  # strict: UTF-8, no BOM, no NaN, nesting <= 1024, no trailing
     except orjson.JSONDecodeError as exc:
         raise Malformed(f"invalid JSON: {exc}") from exc
-    if orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE) != data:
+    try:
+        canonical = orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError as exc:  # orjson writes at most 254 levels, reads 1024
+        raise Malformed(f"JSON nested too deeply to handle: {exc}") from exc
+    if canonical != data:
         # Not in our canonical form (written by a shell or another library): it may
         # hide duplicate keys, which orjson resolves silently, last one winning.
         _reject_duplicate_keys(data)
