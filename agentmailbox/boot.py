@@ -117,7 +117,9 @@ def build(agent: Agent, *, epoch: int | None, previous_boot_ns: int | None,
 
 
 def _summary(msg: Message, agent: Agent) -> dict[str, Any]:
-    done = agent.mailbox.threads.done(msg.thread) if msg.thread != msg.id else None
+    # A thread's first message is in that thread too: a request whose own thread was
+    # closed must be flagged, or the next instance redoes finished work.
+    done = agent.mailbox.threads.done(msg.thread)
     return {"id": msg.id, "from": msg.sender, "subject": msg.subject, "kind": msg.kind,
             "priority": str(msg.priority), "thread": msg.thread, "ts": msg.ts,
             "thread_done": done.to_dict() if done else None}

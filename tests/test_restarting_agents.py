@@ -221,3 +221,15 @@ def test_splitter_killed_mid_split_sends_each_chunk_once(job: Job) -> None:
     assert job.run("splitter", "splitter", fault="send.published") == 77
     assert job.run("splitter", "splitter") == 0
     assert chunks_of([m for c in COUNTERS for m in stored(job.mb, c)]) == [0, 1]
+
+
+# -- the brief an instance acts on ----------------------------------------------------------
+
+
+def test_brief_flags_a_claimed_request_whose_own_thread_is_done(mb: Mailbox) -> None:
+    """A job message left claimed after its thread was closed shows as "do not redo" at boot."""
+    request = mb.send("alice", "bob", subject="count the corpus")
+    mb.inbox("bob").claim()  # the instance working on it dies; meanwhile the job is finished
+    mb.threads.mark_done(request.thread, "alice")
+    items = mb.agent("bob").boot().to_dict()["recovery"]["items"]
+    assert [i["unfinished"]["thread_done"] is not None for i in items] == [True]
