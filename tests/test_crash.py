@@ -35,6 +35,8 @@ SEND_FAULTS = ("stage.written", "send.staged", "send.published", "send.unlinked"
 FAULT_EVERY = 4  # one iteration in four dies at a fault point instead of by SIGKILL
 FAULT_EXIT = 77  # the exit status of a process that died at a fault point
 SEED = int(os.environ.get("CRASH_SEED", "20260101"))
+# bob is read while senders die; carol is left unread, so all her mail is checked in new/.
+RECIPIENTS = ("bob", "carol")
 TIMEOUT = 120
 
 
@@ -47,11 +49,10 @@ class Crashes:
     acked: dict[str, int] = field(default_factory=dict)  # id -> sender child
     undecodable_in_new: list[str] = field(default_factory=list)
     seen_in_new: int = 0
-    reader_claimed: list[str] = field(default_factory=list)
-    final_claimed: list[str] = field(default_factory=list)
+    claimed: dict[str, list[str]] = field(default_factory=dict)  # agent -> ids, all readers
     dead_reasons: list[str] = field(default_factory=list)
-    stored: Counter[str] = field(default_factory=Counter)
-    stored_by_child: dict[str, int] = field(default_factory=dict)
+    stored: dict[str, Counter[str]] = field(default_factory=dict)  # agent -> id -> copies
+    stored_by_child: dict[str, dict[str, int]] = field(default_factory=dict)
     repaired: list[doctor.Finding] = field(default_factory=list)
     after_repair: list[doctor.Finding] = field(default_factory=list)
 
@@ -82,7 +83,8 @@ def _sender(root: Path, acks: Path, child: int, fault: str | None, warmup: int) 
             while True:
                 if fault is not None and seq == warmup:
                     faults.point, faults.action = fault, ""
-                msg = mb.send("alice", "bob", subject=str(seq), body={"child": child, "seq": seq})
+                msg = mb.send("alice", RECIPIENTS, subject=str(seq),
+                              body={"child": child, "seq": seq})
                 os.write(fd, f"{child} {msg.id}\n".encode())
                 if fault is not None and seq == warmup:
                     code = 3  # the armed fault point was never reached
@@ -148,11 +150,11 @@ def _stored(inbox: Inbox) -> Counter[str]:
 
 @pytest.fixture(scope="module")
 def crashes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crashes]:
-    """200 senders killed mid-send while a reader claims; then a final reader and doctor."""
+    """200 senders killed mid-send while bob's reader claims; then a final reader and doctor."""
     base = tmp_path_factory.mktemp("crash")
     mb = Mailbox.init(base, fsync="never")
-    mb.add_agent("alice")
-    mb.add_agent("bob")
+    for name in ("alice", *RECIPIENTS):
+        mb.add_agent(name)
     report = Crashes(mb)
     acks, stop = base / "acks", base / "stop-reader"
     reader = _child("drain", str(mb.path), "bob", str(stop))
@@ -163,15 +165,17 @@ def crashes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crashes]:
             report.statuses.append((fault, _run_sender(mb.path, acks, i, fault, rng)))
     finally:
         stop.touch()
-        report.reader_claimed = list(_result(reader)["ids"])
+        report.claimed["bob"] = list(_result(reader)["ids"])
     report.acked = _read_acks(acks)
     with Mailbox.open(mb.path) as fresh:
-        inbox = fresh.inbox("bob")
-        _scan_new(inbox, report)
-        report.final_claimed = _claim_all(inbox)
+        _scan_new(fresh.inbox("carol"), report)
+        for name in RECIPIENTS:
+            inbox = fresh.inbox(name)
+            report.claimed[name] = report.claimed.get(name, []) + _claim_all(inbox)
+            report.stored[name] = _stored(inbox)
+            report.stored_by_child[name] = {
+                m.id: m.body["child"] for m in _done_messages(inbox)}
         report.dead_reasons = [d.reason for d in fresh.dead.list()]
-        report.stored = _stored(inbox)
-        report.stored_by_child = {m.id: m.body["child"] for m in _done_messages(inbox)}
         report.repaired = doctor.check(fresh, repair=True, stale_after=0)
         report.after_repair = doctor.check(fresh)
     yield report
@@ -206,35 +210,43 @@ def test_readers_meet_no_malformed_mail(crashes: Crashes) -> None:
 
 
 @pytest.mark.slow
-def test_both_readers_had_work(crashes: Crashes) -> None:
-    """The concurrent reader claimed during the crashes, and the sends left mail to check."""
-    assert (True, True) == (len(crashes.reader_claimed) > 0, len(crashes.acked) > KILLS)
+def test_the_run_had_work_to_check(crashes: Crashes) -> None:
+    """Senders got sends acknowledged, bob's reader claimed while they died, and carol's
+    new/ held all of her mail at the end."""
+    assert (True, True, True) == (len(crashes.acked) > KILLS, len(crashes.claimed["bob"]) > 0,
+                                  crashes.seen_in_new >= len(crashes.acked))
 
 
 @pytest.mark.slow
-def test_every_acknowledged_send_is_stored_exactly_once(crashes: Crashes) -> None:
-    """An id whose send returned is in the inbox, once, whatever happened after."""
-    counts = {msg_id: crashes.stored[msg_id] for msg_id in crashes.acked}
+@pytest.mark.parametrize("agent", RECIPIENTS)
+def test_every_acknowledged_send_is_stored_exactly_once(crashes: Crashes, agent: str) -> None:
+    """An id whose send returned is in each recipient's inbox, once, whatever happened after."""
+    counts = {msg_id: crashes.stored[agent][msg_id] for msg_id in crashes.acked}
     assert [] == [(i, n) for i, n in counts.items() if n != 1]
 
 
 @pytest.mark.slow
-def test_no_message_is_stored_twice(crashes: Crashes) -> None:
+@pytest.mark.parametrize("agent", RECIPIENTS)
+def test_no_message_is_stored_twice(crashes: Crashes, agent: str) -> None:
     """No id appears in more than one place or twice in one place."""
-    assert [] == [(i, n) for i, n in crashes.stored.items() if n != 1]
+    assert [] == [(i, n) for i, n in crashes.stored[agent].items() if n != 1]
 
 
 @pytest.mark.slow
-def test_each_claimed_message_was_claimed_once(crashes: Crashes) -> None:
-    """The concurrent reader and the final reader never claimed the same id."""
-    claimed = Counter([*crashes.reader_claimed, *crashes.final_claimed])
-    assert ([], set(crashes.stored)) == ([i for i, n in claimed.items() if n != 1], set(claimed))
+@pytest.mark.parametrize("agent", RECIPIENTS)
+def test_each_stored_message_was_claimed_once(crashes: Crashes, agent: str) -> None:
+    """The readers claimed every stored message, and never the same id twice."""
+    claimed = Counter(crashes.claimed[agent])
+    assert ([], set(crashes.stored[agent])) == (
+        [i for i, n in claimed.items() if n != 1], set(claimed))
 
 
 @pytest.mark.slow
-def test_at_most_the_send_in_flight_is_stored_unacknowledged(crashes: Crashes) -> None:
+@pytest.mark.parametrize("agent", RECIPIENTS)
+def test_at_most_the_send_in_flight_is_stored_unacknowledged(crashes: Crashes, agent: str
+                                                             ) -> None:
     """A killed sender leaves at most one stored message it never acknowledged."""
-    unacked = Counter(child for msg_id, child in crashes.stored_by_child.items()
+    unacked = Counter(child for msg_id, child in crashes.stored_by_child[agent].items()
                       if msg_id not in crashes.acked)
     assert [] == [(child, n) for child, n in unacked.items() if n > 1]
 
