@@ -13,8 +13,9 @@ the partial counts to the merger; the merger adds them into ``result.json``
 Every instance lives the same life (:meth:`Instance.run`):
 
 1. ``boot()``: a new instance epoch and the brief, in priority order.
-2. Crash recovery first: each message a previous instance claimed and never
-   finished is redone, or just marked done if its thread is already done.
+2. Crash recovery first: working state is checked against the source of truth it
+   notes (the merger's ``result.json``), then each message a previous instance
+   claimed and never finished is redone, or just marked done if its thread is done.
 3. Then new mail, one small step at a time, progress kept in working state and
    the workspace, a heartbeat with spare capacity after each step.
 4. A handoff every few steps and before a clean exit (SIGTERM, or the job's DONE
