@@ -56,6 +56,7 @@ def killed_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
          "--kill-min", "0.5", "--kill-max", str(KILL_MAX), "--fsync", "never",
          "--timeout", "120", "--json"],
         cwd=ROOT, env=python_env(), capture_output=True, timeout=240, check=False)
+    assert proc.stdout, proc.stderr.decode()[-3000:]
     facts = orjson.loads(proc.stdout.splitlines()[-1])
     with Mailbox.open(base / ".mailbox") as mb:
         yield facts, proc.returncode, mb

@@ -49,9 +49,10 @@ AGENTS = (("splitter", "splitter"), ("counter", COUNTERS[0]), ("counter", COUNTE
           ("merger", MERGER))
 
 # Exit codes.
-EXACT = 0      # the result is exact and nothing was done twice
-WRONG = 1      # a wrong result, duplicated work, or an agent that crashed by itself
-TIMEOUT = 2    # no DONE marker before --timeout
+EXACT = 0        # the result is exact and nothing was done twice
+WRONG = 1        # a wrong result, duplicated work, or an agent that crashed by itself
+TIMEOUT = 2      # no DONE marker before --timeout
+INTERRUPTED = 130  # Ctrl-C: every agent process is killed, the root is kept
 
 
 @dataclass
@@ -295,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         finished = run_job(mb, fleet, job, args)
         fleet.finish(grace=15.0)
+    except KeyboardInterrupt:
+        print(f"interrupted; root and logs kept in {base}", file=sys.stderr)
+        return INTERRUPTED
     finally:
         fleet.close()
     facts = report(mb, fleet, job, args, time.monotonic() - started, finished)
