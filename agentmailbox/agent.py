@@ -99,18 +99,24 @@ class Agent:
 
     def handoff(self, *, in_progress: Sequence[str] = (), decided: Sequence[str] = (),
                 next: Sequence[str] = (), can_wait: Sequence[str] = (),  # noqa: A002
-                waiting_on: Sequence[Waiting | str | dict[str, str]] = ()) -> Handoff:
-        """Write the handoff note for the next instance (durably, or raise)."""
+                waiting_on: Sequence[Waiting | str | dict[str, str]] = (),
+                final: bool = True) -> Handoff:
+        """Write the handoff note for the next instance (durably, or raise).
+
+        ``final=False`` marks a checkpoint written while still working: the next boot
+        then knows the instance did not reach a clean stop after it.
+        """
         waits = [w if isinstance(w, Waiting) else
                  Waiting.parse(w) if isinstance(w, str) else Waiting.from_dict(w)
                  for w in waiting_on]
         note = Handoff(tuple(in_progress), tuple(decided), tuple(next), tuple(can_wait),
-                       tuple(waits))
+                       tuple(waits), final=final)
         return self.write_handoff(note)
 
     def write_handoff(self, note: Handoff) -> Handoff:
         written = self.handoffs.write(note, epoch=self.epoch)
-        self.memory.remember(f"handoff {written.id} written", kind="handoff", epoch=self.epoch)
+        word = "handoff" if written.final else "checkpoint"
+        self.memory.remember(f"{word} {written.id} written", kind="handoff", epoch=self.epoch)
         return written
 
     def remember(self, text: str, *, tags: Sequence[str] = ()) -> MemoryEvent:

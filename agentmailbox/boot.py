@@ -150,8 +150,11 @@ def _recovery(agent: Agent, previous_boot_ns: int | None) -> Section:
     elif latest is None or stamp_of(latest.id) < previous_boot_ns:
         s.summary = ("no handoff was written after the previous boot: the last instance "
                      "probably stopped without one; check unfinished work above.")
+    elif not latest.final:
+        s.summary = (f"the previous instance wrote a checkpoint ({latest.at}) but no final "
+                     "handoff: it probably died after it; work since then may be unfinished.")
     else:
-        s.summary = "the previous instance wrote a handoff before stopping."
+        s.summary = "the previous instance wrote a final handoff before stopping."
     if not s.items and previous_boot_ns is not None:
         s.summary += " Nothing unfinished."
     return s

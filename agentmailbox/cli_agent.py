@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any
 
@@ -25,13 +26,15 @@ from .handoff import SECTIONS, Handoff, Waiting, parse_markdown
               help="Who we wait on, about which message or thread id (repeatable).")
 @click.option("--file", "source", type=click.File("r"), default=None,
               help="Read the handoff from a JSON or Markdown file ('-' for stdin).")
+@click.option("--checkpoint", is_flag=True,
+              help="A checkpoint while still working, not the final note at stop.")
 @click.option("--show", is_flag=True, help="Show the latest handoff instead of writing one.")
 @click.option("--history", is_flag=True, help="With --show: every handoff, oldest first.")
 @json_option
 @pass_ctx
 def handoff(c: Ctx, agent_name: str, in_progress: tuple[str, ...], decided: tuple[str, ...],
             next_: tuple[str, ...], can_wait: tuple[str, ...], waiting_on: tuple[str, ...],
-            source: Any, show: bool, history: bool, as_json: bool) -> None:
+            source: Any, checkpoint: bool, show: bool, history: bool, as_json: bool) -> None:
     """Write the handoff note for AGENT's next instance (or --show it)."""
     who = c.mb.agent(agent_name)
     if show:
@@ -42,7 +45,7 @@ def handoff(c: Ctx, agent_name: str, in_progress: tuple[str, ...], decided: tupl
         return
     note = _read_note(source) if source is not None else Handoff(
         in_progress, decided, next_, can_wait, tuple(Waiting.parse(w) for w in waiting_on))
-    written = who.write_handoff(note)
+    written = who.write_handoff(dataclasses.replace(note, final=not checkpoint))
     emit(written.to_dict(), as_json, written.id)
 
 

@@ -73,6 +73,8 @@ class Handoff:
     id: str = ""
     at: str = ""
     epoch: int | None = None
+    final: bool = True
+    """False for a checkpoint written while still working; True for the note at stop."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -97,7 +99,8 @@ class Handoff:
                 "waiting_on": [w.to_dict() for w in self.waiting_on]}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "at": self.at, "epoch": self.epoch, **self.sections()}
+        return {"id": self.id, "at": self.at, "epoch": self.epoch, "final": self.final,
+                **self.sections()}
 
     def is_empty(self) -> bool:
         return not any(self.sections().values())
@@ -170,16 +173,21 @@ class HandoffStore:
         self.directory = root.agent_dir(agent) / "handoffs"
 
     def write(self, handoff: Handoff, *, epoch: int | None = None) -> Handoff:
-        """Store ``handoff`` durably (fsync file and folder whatever the policy), or raise."""
+        """Store ``handoff`` durably (fsync file and folder whatever the policy), or raise.
+
+        ``handoff.final`` tells the next boot whether this was the note written at a
+        clean stop (True) or a checkpoint written while still working (False).
+        """
         if handoff.is_empty():
             raise InvalidInput("empty handoff: say at least what is in progress or next")
         cfg = self._root.config.extra.get("handoff", {})
         handoff.check_budget(int(cfg.get("max_bytes", DEFAULT_MAX_BYTES)),
                              int(cfg.get("max_items", DEFAULT_MAX_ITEMS)))
         msg_id = self._root.clock.new_id()
-        msg = Message(id=msg_id, sender=self.agent, to=(self.agent,), subject="handoff",
+        msg = Message(id=msg_id, sender=self.agent, to=(self.agent,),
+                      subject="handoff" if handoff.final else "checkpoint",
                       body=handoff.sections(), kind="handoff", ts=iso(time.time_ns()),
-                      epoch=epoch)
+                      epoch=epoch, headers={"final": "true" if handoff.final else "false"})
         data = encode(msg, self._root.config.max_message_bytes)
         disk = self._root.disk
         staged = disk.stage(self.directory, data, sync=True)
@@ -220,4 +228,5 @@ class HandoffStore:
     def _from_message(msg: Message) -> Handoff:
         h = Handoff.from_dict(msg.body)
         return Handoff(h.in_progress, h.decided, h.next, h.can_wait, h.waiting_on,
-                       id=msg.id, at=msg.ts, epoch=msg.epoch)
+                       id=msg.id, at=msg.ts, epoch=msg.epoch,
+                       final=msg.headers.get("final", "true") != "false")

@@ -156,7 +156,17 @@ def test_boot_notes_a_handoff_written_after_the_last_boot(mb: Mailbox) -> None:
     bob = mb.agent("bob")
     bob.boot()
     bob.handoff(next=["continue"])
-    assert "wrote a handoff" in bob.boot().to_dict()["recovery"]["summary"]
+    assert "wrote a final handoff" in bob.boot().to_dict()["recovery"]["summary"]
+
+
+def test_boot_tells_a_checkpoint_from_a_final_handoff(mb: Mailbox) -> None:
+    """A checkpoint without a final handoff means the last instance died after it."""
+    bob = mb.agent("bob")
+    bob.boot()
+    bob.handoff(in_progress=["chunk 3 of 9"], final=False)
+    summary = bob.boot().to_dict()["recovery"]["summary"]
+    assert "checkpoint" in summary and "no final handoff" in summary
+    assert bob.handoffs.latest().final is False
 
 
 def test_boot_lists_urgent_mail_first_with_counts(mb: Mailbox) -> None:

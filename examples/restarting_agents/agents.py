@@ -88,7 +88,7 @@ class Instance:
             else:
                 time.sleep(IDLE_SLEEP)
             self.beat()
-        self.write_handoff()
+        self.write_handoff(final=True)
         self.say("clean exit: " + ("job thread is done" if self.job_done() else "stopped"))
         return 0
 
@@ -133,8 +133,9 @@ class Instance:
             self.job = thread
             self.agent.state["job"] = thread
 
-    def write_handoff(self) -> None:
-        self.agent.handoff(**self.handoff_note())
+    def write_handoff(self, final: bool = False) -> None:
+        """A checkpoint while working; the final handoff only at a clean stop."""
+        self.agent.handoff(**self.handoff_note(), final=final)
 
     def beat(self, capacity: float | None = None) -> None:
         """A heartbeat, at most every BEAT_EVERY seconds."""
