@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bench_contestants import CONTESTANTS, POLICIES, Contestant
 from bench_report import Entry, markdown, record
-from bench_workloads import CASES, FULL, QUICK, Case, Sizes
+from bench_workloads import CASES, FULL, QUICK, Case, Sizes, settle
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "docs" / "bench-results.json"
@@ -50,16 +50,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def pick(names: str | None, known: list[str], what: str) -> set[str]:
-    """The comma-separated `names` (all of `known` when None), validated."""
+    """The comma-separated `names` (all of `known` when None), case-insensitive."""
     if names is None:
         return set(known)
-    chosen = {n.strip() for n in names.split(",") if n.strip()}
-    chosen = {k for k in known if k.lower() in {n.lower() for n in chosen}} | {
-        n for n in chosen if n.lower() not in {k.lower() for k in known}}
-    unknown = chosen - set(known)
+    by_lower = {k.lower(): k for k in known}
+    asked = {n.strip().lower() for n in names.split(",") if n.strip()}
+    unknown = asked - by_lower.keys()
     if unknown:
         sys.exit(f"unknown {what}: {', '.join(sorted(unknown))} (known: {', '.join(known)})")
-    return chosen
+    return {by_lower[n] for n in asked}
 
 
 def plan(args: argparse.Namespace) -> list[Entry]:
@@ -123,26 +122,33 @@ def prepare(entry: Entry, sizes: Sizes, root: Path) -> None:
     """Run the case's one-off setup for this contestant, if it has one."""
     if entry.case.prepare is None:
         return
-    log(f"prepare {entry.case.title} {entry.name}")
+    began = time.perf_counter()
     try:
         entry.state = entry.case.prepare(entry.contestant, root, entry.policy, sizes)
     except Exception as exc:
         entry.errors.append(failure(exc))
+    log(f"prepare {entry.case.title} {entry.name} ({time.perf_counter() - began:.1f} s)")
 
 
 def measure(entry: Entry, sizes: Sizes, top: Path, label: str) -> None:
-    """One repetition of one pair in a fresh directory; failures are recorded."""
-    scratch = Path(tempfile.mkdtemp(dir=top))
+    """One repetition of one pair in a fresh directory; failures are recorded.
+
+    Scratch directories are removed only at the end of the run: deleting
+    thousands of files between measurements slows down the next one.
+    """
+    root = Path(tempfile.mkdtemp(dir=top)) / "store"
+    settle()
+    began = time.perf_counter()
     try:
-        sample = entry.case.measure(entry.contestant, scratch / "store", entry.policy, sizes,
-                                    entry.state)
-        entry.samples.append(sample)
-        log(f"[{label}] {entry.case.title:<22} {entry.name:<15} {brief(entry.case, sample)}")
+        sample = entry.case.measure(entry.contestant, root, entry.policy, sizes, entry.state)
     except Exception as exc:
         entry.errors.append(failure(exc))
-        log(f"[{label}] {entry.case.title:<22} {entry.name:<15} FAILED {entry.errors[-1]}")
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        outcome = f"FAILED {entry.errors[-1]}"
+    else:
+        entry.samples.append(sample)
+        outcome = brief(entry.case, sample)
+    took = time.perf_counter() - began
+    log(f"[{label}] {entry.case.title:<22} {entry.name:<15} {outcome} ({took:.1f} s)")
 
 
 def failure(exc: Exception) -> str:

@@ -10,10 +10,11 @@ from bench_contestants import Contestant, Floor
 from bench_workloads import Case
 
 WORST_OF = frozenset({"lost", "duplicated"})
-HEADER = ("workload", "contestant", "metric", "value", "× floor", "notes")
-LEGEND = ("× floor: cost relative to the floor on the same row group (time per message, "
-          "latency, slowdown or memory); 1.00 = floor, above 1 = worse. Medians over "
-          "repetitions; lost/dup are the worst repetition.")
+HEADER = ("workload", "contestant", "metric", "value", "x floor", "notes")
+LEGEND = ("x floor: cost relative to the floor on the same row group (time per message, "
+          "latency, slowdown or memory); 1.00 = floor, above 1 = worse. Values are medians "
+          "over repetitions; spread is half the min-max range over the median; lost/dup "
+          "are the worst repetition.")
 
 
 @dataclass
@@ -84,9 +85,18 @@ def table_row(entry: Entry, floor: dict[str, Any] | None) -> list[str]:
 def notes(entry: Entry, summary: dict[str, Any]) -> list[str]:
     """The remarks column: policy used, losses, order, wake-up, failures."""
     parts = _policy_notes(entry) + _metric_notes(entry, summary)
+    if len(entry.samples) > 1:
+        parts.append(f"spread ±{spread(entry):.0%}")
     if entry.errors:
         parts.append(f"{len(entry.errors)} failed reps: {entry.errors[0]}")
     return parts
+
+
+def spread(entry: Entry) -> float:
+    """Half the range of the first shown metric across repetitions, over its median."""
+    values = [s[entry.case.shown[0]] for s in entry.samples]
+    middle = statistics.median(values)
+    return (max(values) - min(values)) / 2 / middle if middle else 0.0
 
 
 def _policy_notes(entry: Entry) -> list[str]:

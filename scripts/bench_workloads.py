@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
+import os
 import resource
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -75,6 +76,11 @@ def opened(cls: type[Contestant], root: Path, policy: str) -> Iterator[Contestan
         yield store
     finally:
         store.close()
+
+
+def settle() -> None:
+    """Flush dirty pages so earlier writes are not billed to the next measurement."""
+    os.sync()
 
 
 def timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
@@ -287,12 +293,27 @@ def w5_prepare(cls: type[Contestant], root: Path, policy: str, sizes: Sizes) -> 
 
 def w5_backlog(cls: type[Contestant], root: Path, policy: str, sizes: Sizes,
                state: Path) -> dict:
-    """Send+drain `sizes.cycle` messages in an empty store and in the backlog store."""
-    create(cls, root, policy)
-    empty = cycle(cls, root, policy, sizes.cycle)
+    """Send+drain `sizes.cycle` messages in an empty store and in the backlog store.
+
+    The empty-store cycle runs before and after the backlog one (two fresh
+    stores) and the two are averaged, so drift in disk speed cancels out.
+    """
+    before = cycle(cls, fresh(root / "before", cls, policy), policy, sizes.cycle)
+    settle()
     loaded = cycle(cls, state, policy, sizes.cycle)
+    settle()
+    after = cycle(cls, fresh(root / "after", cls, policy), policy, sizes.cycle)
+    empty = (before + after) / 2
     return {"slowdown": loaded / empty, "empty_msgs_per_s": sizes.cycle / empty,
             "backlog_msgs_per_s": sizes.cycle / loaded}
+
+
+def fresh(root: Path, cls: type[Contestant], policy: str) -> Path:
+    """Create an empty store of `cls` at `root`, flush, and return `root`."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    create(cls, root, policy)
+    settle()
+    return root
 
 
 def cycle(cls: type[Contestant], root: Path, policy: str, n: int) -> float:
@@ -327,11 +348,12 @@ def memory(cls: type[Contestant], root: Path, policy: str, sizes: Sizes, state: 
 def drain_and_measure(cls: type[Contestant], root: Path, policy: str, n: int,
                       results: Any) -> None:
     """Child: drain `n` messages without keeping them; report RSS in MB."""
-    start_mb = current_rss_mb()
+    start_mb = proc_status_mb("VmRSS")
     with opened(cls, root, policy) as store:
         received = count_received(store, n)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    results.put({"peak_rss_mb": peak_mb, "start_rss_mb": start_mb, "received": received})
+    results.put({"peak_rss_mb": proc_status_mb("VmHWM"), "start_rss_mb": start_mb,
+                 "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                 "received": received})
 
 
 def count_received(store: Contestant, n: int) -> int:
@@ -342,11 +364,15 @@ def count_received(store: Contestant, n: int) -> int:
     return count
 
 
-def current_rss_mb() -> float:
-    """Resident set size of this process now, in MB."""
+def proc_status_mb(field: str) -> float:
+    """A memory field of /proc/self/status (VmRSS now, VmHWM peak), in MB.
+
+    The peak is VmHWM, not getrusage's ru_maxrss: ru_maxrss survives fork and
+    exec, so a spawned child reports at least its parent's RSS at spawn time.
+    """
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
