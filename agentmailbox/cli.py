@@ -202,13 +202,19 @@ def agents(c: Ctx, as_json: bool) -> None:
 @click.option("--reply-to", default=None, help="Id of the message this answers.")
 @click.option("--kind", default="message", help="Message kind (default: message).")
 @click.option("--expires", default=None, help="RFC 3339 time or a duration: 90s, 15m, 2h, 1d.")
+@click.option("--pick", type=click.Choice(["one"]), default=None,
+              help="Routed addresses reach exactly one live agent (the one with most capacity).")
 @json_option
 @pass_ctx
 def send(c: Ctx, sender: str, to: tuple[str, ...], subject: str, body: str | None,
          body_file: Any, json_body: bool, key: str | None, receipt: bool, priority: str,
          thread: str | None, reply_to: str | None, kind: str, expires: str | None,
-         as_json: bool) -> None:
-    """Send a message; prints its id."""
+         pick: str | None, as_json: bool) -> None:
+    """Send a message; prints its id.
+
+    --to takes agent names, or routed addresses that the supervisor expands:
+    @ROLE, #TOPIC, +GROUP, or '*' (everyone but the sender).
+    """
     recipients = [a.strip() for item in to for a in item.split(",") if a.strip()]
     text = _body_text(body, body_file)
     value: Any = text
@@ -219,7 +225,7 @@ def send(c: Ctx, sender: str, to: tuple[str, ...], subject: str, body: str | Non
             fail(InvalidInput(f"--json-body: the body is not valid JSON: {exc}"))
     msg = c.mb.send(sender, recipients, subject, value, kind=kind, thread=thread,
                     reply_to=reply_to, priority=priority, expires_at=expires, receipt=receipt,
-                    key=key)
+                    key=key, pick=pick)
     emit({"id": msg.id, "to": list(msg.to), "thread": msg.thread}, as_json, msg.id)
 
 
@@ -456,3 +462,4 @@ def run() -> NoReturn:
 
 
 from . import cli_agent  # noqa: E402,F401  registers handoff, state, memory, boot, thread
+from . import cli_supervisor  # noqa: E402,F401  registers supervise, dead

@@ -8,7 +8,7 @@ import os
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,12 +17,13 @@ import orjson
 
 from . import names
 from .dead import DeadLetters
-from .errors import AlreadyExists, InvalidInput, MessageNotFound, ThreadDoneWarning
+from .errors import AlreadyExists, InboxFull, InvalidInput, MessageNotFound, ThreadDoneWarning
 from .fs import Disk, Foreign, Fsync, faults
 from .inbox import Inbox, State
 from .message import Message, Priority, encode, iso
 from .registry import AgentInfo, Registry
 from .root import DIRNAME, MODES, Config, Root, find_root
+from .routing import Quotas, Spool, expansion_of, split_addresses
 from .threads import Threads
 
 if TYPE_CHECKING:
@@ -62,10 +63,16 @@ class Status:
     sender: str
     subject: str
     recipients: tuple[Delivery, ...]
+    routed: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """How the supervisor expanded each routed address (address -> agents)."""
+    spool: str | None = None
+    """Where routed mail still waits: ``new``, ``cur``, ``deferred`` or ``held``."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "from": self.sender, "subject": self.subject,
-                "recipients": [d.to_dict() for d in self.recipients]}
+                "recipients": [d.to_dict() for d in self.recipients],
+                "routed": {a: list(agents) for a, agents in self.routed.items()},
+                "spool": self.spool}
 
 
 class Mailbox:
@@ -84,7 +91,9 @@ class Mailbox:
         self.root = root
         self.registry = Registry(root)
         self.dead = DeadLetters(root)
-        self._batch: list[tuple[Inbox, str, Path]] | None = None
+        self.spool = Spool(root)
+        self.quotas = Quotas(self.registry, root.config)
+        self._batch: list[tuple[Inbox | Spool, str, Path]] | None = None
         self._inboxes: dict[str, Inbox] = {}
         self._epochs: dict[str, int] = {}
         self._threads: Threads | None = None
@@ -205,30 +214,52 @@ class Mailbox:
              kind: str = "message", thread: str | None = None, reply_to: str | None = None,
              priority: Priority | str = Priority.NORMAL, expires_at: str | None = None,
              receipt: bool = False, headers: dict[str, str] | None = None,
-             key: str | None = None, epoch: int | None = None) -> Message:
+             key: str | None = None, epoch: int | None = None, pick: str | None = None
+             ) -> Message:
         """Deliver one message to each recipient; returns it (its ``id`` names it).
 
-        Every recipient is checked before anything is written. With ``key``, the
-        same (sender, key) stores one message however often it is sent (see
-        PROTOCOL.md: idempotency keys).
+        Agent names are delivered now. Routed addresses (``@role``, ``#topic``,
+        ``+group``, ``*``) are posted once to ``spool/`` for the supervisor, which
+        expands them; ``to`` keeps the addresses as written, and an agent reached
+        both ways gets one copy (the same id). Every recipient is checked before
+        anything is written. With ``key``, the same (sender, key) stores one message
+        however often it is sent (see PROTOCOL.md: idempotency keys).
+
+        Args:
+            pick: ``"one"``: each routed address reaches exactly one live agent,
+                chosen by the supervisor by spare capacity (header ``pick: one``).
+
+        Raises:
+            InboxFull: a named agent's inbox holds its quota of unread mail.
         """
-        recipients = self._recipients(to)
+        written, direct, routed = self._recipients(to)
         self.registry.require(names.check_agent(sender))
-        msg = self._compose(sender, recipients, subject, body, kind=kind, thread=thread,
-                            reply_to=reply_to, priority=Priority(priority),
+        msg = self._compose(sender, written, subject, body, kind=kind,
+                            thread=thread, reply_to=reply_to, priority=Priority(priority),
                             expires_at=_expiry(expires_at), receipt=receipt,
-                            headers=headers or {}, epoch=epoch)
+                            headers=_pick_header(headers or {}, pick, routed), epoch=epoch)
         if msg.thread != msg.id:
             self._warn_if_thread_done(msg.thread)
         data = encode(msg, self.config.max_message_bytes)
         if key is not None:
             msg, data = self._claim_key(msg, data, names.check_key(key))
-        self.root.journal.record("send", id=msg.id, **{"from": sender}, to=list(recipients),
+        inboxes = [self.inbox(name) for name in direct]
+        self._check_quotas(inboxes)
+        self.root.journal.record("send", id=msg.id, **{"from": sender}, to=list(msg.to),
                                  subject=msg.subject[:80], kind=msg.kind, thread=msg.thread,
                                  reply_to=msg.reply_to)
-        for name in recipients:
-            self._deliver(self.inbox(name), msg.id, data)
+        for inbox in inboxes:
+            if self._deliver(inbox, msg.id, data):
+                self.quotas.delivered(inbox.agent)
+        if routed:
+            self._deliver(self.spool, msg.id, data)
         return msg
+
+    def _check_quotas(self, inboxes: list[Inbox]) -> None:
+        for inbox in inboxes:
+            fill = self.quotas.full(inbox)
+            if fill is not None:
+                raise InboxFull(fill.agent, fill.unread, fill.quota)
 
     def _warn_if_thread_done(self, thread: str) -> None:
         marker = self.threads.done(thread)
@@ -236,20 +267,16 @@ class Mailbox:
             warnings.warn(f"thread {thread} was marked done by {marker.by} at {marker.at}; "
                           "the mail is sent and flagged", ThreadDoneWarning, stacklevel=3)
 
-    def _recipients(self, to: str | Iterable[str]) -> tuple[str, ...]:
+    def _recipients(self, to: str | Iterable[str]
+                    ) -> tuple[tuple[str, ...], list[str], list[str]]:
+        """(``to`` as written, agent names, routed addresses); agent names must be registered."""
         wanted = [to] if isinstance(to, str) else list(to)
         if not wanted:
             raise InvalidInput("no recipients", hint="name at least one agent with --to")
-        out: list[str] = []
-        for address in wanted:
-            if address[:1] in ("@", "#", "+", "*"):
-                raise InvalidInput(f"{address!r} is a routed address",
-                                   hint="routed addresses (@role, #topic, +group, *) go through "
-                                        "the supervisor's spool")
-            self.registry.require(names.check_agent(address))
-            if address not in out:
-                out.append(address)
-        return tuple(out)
+        direct, routed = split_addresses(wanted)
+        for name in direct:
+            self.registry.require(name)
+        return tuple(dict.fromkeys(wanted)), direct, routed
 
     def _compose(self, sender: str, to: tuple[str, ...], subject: str, body: Any,
                  **fields: Any) -> Message:
@@ -269,7 +296,7 @@ class Mailbox:
         except MessageNotFound:
             return reply_to
 
-    def _deliver(self, inbox: Inbox, msg_id: str, data: bytes) -> bool:
+    def _deliver(self, inbox: Inbox | Spool, msg_id: str, data: bytes) -> bool:
         if self._batch is not None:
             staged = inbox.stage(msg_id, data)
             if staged is not None:
@@ -319,7 +346,7 @@ class Mailbox:
             for _, _, staged in pending:
                 self.root.disk.unlink(staged)
 
-    def _commit(self, pending: list[tuple[Inbox, str, Path]]) -> None:
+    def _commit(self, pending: list[tuple[Inbox | Spool, str, Path]]) -> None:
         if not pending:
             return
         if self.root.disk.fsync is not Fsync.NEVER:
@@ -349,18 +376,23 @@ class Mailbox:
         names.check_id(msg_id)
         found = {n: self.inbox(n).state_of(msg_id) for n in self.registry.list_names()}
         holders = [n for n, s in found.items() if s is not State.ABSENT]
-        if not holders:
-            raise MessageNotFound(msg_id, "any inbox")
-        msg = self.inbox(holders[0]).get(msg_id)
+        spooled = self.spool.get(msg_id)
+        if holders:
+            msg = self.inbox(holders[0]).get(msg_id)
+        elif spooled is not None:
+            msg = spooled[1]
+        else:
+            raise MessageNotFound(msg_id, "any inbox or the spool")
         if sender is not None and msg.sender != sender:
             raise MessageNotFound(msg_id, f"mail sent by {sender}")
         events = self._events_about(msg)
-        recipients = [n for n in msg.to if n in found] or holders
+        recipients = [n for n in msg.to if n in found]
         for n in holders:
             if n not in recipients:
                 recipients.append(n)
         return Status(msg_id, msg.sender, msg.subject,
-                      tuple(self._delivery(n, found[n], events) for n in recipients))
+                      tuple(self._delivery(n, found[n], events) for n in recipients),
+                      routed=expansion_of(events), spool=spooled[0] if spooled else None)
 
     def _events_about(self, msg: Message) -> list[dict[str, Any]]:
         return [e for e in self.root.journal.events(since_day=msg.day) if e.get("id") == msg.id]
@@ -376,6 +408,19 @@ class Mailbox:
             read_at=iso(first_claim["t"]) if first_claim else None,
             read_epoch=first_claim.get("epoch") if first_claim else None,
             done_at=iso(dones[-1]["t"]) if dones and state is State.DONE else None)
+
+
+def _pick_header(headers: dict[str, str], pick: str | None, routed: list[str]
+                 ) -> dict[str, str]:
+    """Record ``pick: one`` in the headers (only meaningful for routed addresses)."""
+    if pick is None:
+        return headers
+    if pick != "one":
+        raise InvalidInput(f"unknown pick {pick!r}", hint="the only choice is: one")
+    if not routed:
+        raise InvalidInput("pick one needs a routed address",
+                           hint="address a role, topic or group: --to @coder --pick one")
+    return {**headers, "pick": "one"}
 
 
 def _expiry(value: str | None) -> str | None:

@@ -1,0 +1,158 @@
+"""``mailbox supervise`` and ``mailbox dead``: thin commands over :mod:`agentmailbox.supervisor`.
+
+Imported at the end of :mod:`agentmailbox.cli`, which registers them on the group.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+import orjson
+import structlog
+
+from .cli import Ctx, cli, emit, json_option, pass_ctx
+from .dead import DeadLetter
+from .errors import InvalidInput
+from .supervisor import Supervisor, purge_dead_letters, retry_dead_letter
+
+_SUPERVISE_EPILOG = """\b
+Examples:
+  mailbox supervise                      # run until Ctrl-C or SIGTERM; JSON logs on stderr
+  mailbox supervise --once --json        # route what waits now, then exit
+  mailbox send --from alice --to @coder --pick one --body "fix #12"
+"""
+
+
+@contextmanager
+def _json_logs(level: str) -> Iterator[None]:
+    """stdlib records (the supervisor's, with their ``extra`` fields) as JSON lines on stderr.
+
+    Daemons only; the library never configures logging. Restores the previous
+    logging setup on exit, so running the command in-process leaves nothing behind.
+    """
+    shared: list[Any] = [structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
+                         structlog.processors.TimeStamper(fmt="iso", utc=True)]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info,
+                    structlog.processors.JSONRenderer(
+                        serializer=lambda o, **kw: orjson.dumps(o, **kw).decode())]))
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper()))
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+@contextmanager
+def _stop_on_signals(sup: Supervisor) -> Iterator[None]:
+    """SIGTERM and SIGINT ask the supervisor to stop (the handlers only set a flag)."""
+    def handler(signum: int, frame: Any) -> None:
+        sup.request_stop()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@cli.command(epilog=_SUPERVISE_EPILOG)
+@click.option("--once", is_flag=True, help="Do one pass (route, retry, sweep), then exit.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True, help="Lowest level logged to stderr.")
+@json_option
+@pass_ctx
+def supervise(c: Ctx, once: bool, log_level: str, as_json: bool) -> None:
+    """Route spooled mail (@role, #topic, +group, *), enforce quotas and rates, expire mail.
+
+    One per root: a second one exits at once with code 6.
+    """
+    sup = Supervisor(c.mb)
+    with _json_logs(log_level):
+        if once:
+            with sup:
+                report = sup.run_once()
+            emit(report.to_dict(), as_json,
+                 lambda d: " ".join(f"{k} {v}" for k, v in d.items()))
+            return
+        with _stop_on_signals(sup):
+            sup.run()
+
+
+# -- dead letters ----------------------------------------------------------------------------------
+
+@cli.group()
+def dead() -> None:
+    """Dead letters: quarantined or undeliverable mail, each with its reason."""
+
+
+def _letter_line(d: DeadLetter) -> str:
+    return f"{d.id}  {d.at[:19]}  {d.origin:<28} {d.reason}"
+
+
+@dead.command("ls")
+@json_option
+@pass_ctx
+def dead_ls(c: Ctx, as_json: bool) -> None:
+    """List dead letters, oldest first."""
+    letters = c.mb.dead.list()
+    emit([d.to_dict() for d in letters], as_json,
+         lambda _: "\n".join(map(_letter_line, letters)) or "no dead letters")
+
+
+@dead.command("show")
+@click.argument("dead_id", metavar="ID")
+@json_option
+@pass_ctx
+def dead_show(c: Ctx, dead_id: str, as_json: bool) -> None:
+    """Show why ID is dead, and its content (a link is named, never followed)."""
+    letter = c.mb.dead.get(dead_id)
+    content = c.mb.dead.content(dead_id, c.mb.config.max_message_bytes)
+    text = content.decode("utf-8", "replace")
+    emit({**letter.to_dict(), "content": text}, as_json,
+         lambda d: "\n".join(f"{k + ':':<10}{v}" for k, v in d.items() if k != "content")
+         + "\n\n" + text)
+
+
+@dead.command("retry")
+@click.argument("dead_id", metavar="ID")
+@json_option
+@pass_ctx
+def dead_retry(c: Ctx, dead_id: str, as_json: bool) -> None:
+    """Put ID back where it came from (its inbox, or the spool), with the same id."""
+    done = retry_dead_letter(c.mb, dead_id)
+    emit(done.to_dict(), as_json,
+         f"{done.msg_id} back in {done.to}" if done.stored
+         else f"{done.msg_id} is already in {done.to}; the dead letter stays")
+
+
+@dead.command("purge")
+@click.option("--older-than", "days", type=float, default=None, metavar="DAYS",
+              help="Only dead letters buried more than DAYS days ago.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@pass_ctx
+def dead_purge(c: Ctx, days: float | None, yes: bool, as_json: bool) -> None:
+    """Delete dead letters for good (the only command that deletes mail)."""
+    if not yes:
+        what = f"older than {days:g} days" if days is not None else "all"
+        if not sys.stdin.isatty():
+            raise InvalidInput(f"purge deletes dead letters ({what}) for good",
+                               hint="confirm with --yes")
+        click.confirm(f"Delete dead letters ({what}) for good?", abort=True)
+    removed = purge_dead_letters(c.mb, days)
+    emit({"purged": removed}, as_json, f"purged {len(removed)} dead letter(s)")

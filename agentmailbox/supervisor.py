@@ -1,0 +1,786 @@
+"""The supervisor: routes the spool, enforces quotas and rates, expires mail, requeues leases.
+
+Optional (principle 6): without it direct mail still flows; routed mail waits in
+``spool/new`` until a supervisor runs. One per root, held by an flock on
+``run/supervisor.lock`` (never deleted; ``run/supervisor.json`` names the holder).
+
+Transitions, each one atomic step (see :mod:`agentmailbox.routing` for the folders)::
+
+    claim   spool/new/X  --link+unlink-->  spool/cur/X
+    route   deliver X to every recipient (Inbox.deliver: idempotent by id), journal
+            "route" {id, from, recipients, expansion, dead}, then unlink spool/cur/X
+    defer   spool/cur/X  --rename-->  spool/deferred/X   a recipient is at its quota, or
+                                                           no live agent can be picked
+    hold    spool/cur/X  --rename-->  spool/held/X       the sender is over its rate
+    bury    spool/*/X    --rename-->  dead/               expired, malformed, undeliverable
+
+A file left in ``spool/cur`` by a killed supervisor is routed again at start-up:
+recipients that hold the id get nothing twice, a ``pick: one`` message already held
+by any candidate is not picked again, and notices have ids derived from
+(message, kind, address), so a sender is told once. The one repeatable effect of
+a crash at the very end of routing is a second dead-letter copy for an
+unroutable address.
+
+Notices go to the sender's inbox as messages of kind ``notice`` from
+``supervisor``, body ``{"of", "notice", "reason", "address"}`` where ``notice`` is
+``undeliverable``, ``deferred`` (a recipient's inbox is full; retried with
+backoff), ``waiting`` (pick one found no live agent with room), ``held`` (the
+sender's rate tripped the circuit breaker) or ``resumed`` (its held mail is
+flowing again). Notices bypass quotas.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import portalocker
+
+from . import names
+from .errors import AgentNotFound, InvalidInput, LockTimeout, MessageNotFound
+from .fs import Foreign
+from .inbox import Inbox, State
+from .mailbox import Mailbox
+from .message import Malformed, Message, decode, encode, iso, stamp_of
+from .presence import Mode, Presence
+from .root import Root
+from .routing import Directory, Spool, Unroutable, is_routed
+
+__all__ = ["Pass", "Retried", "Supervisor", "purge_dead_letters", "retry_dead_letter"]
+
+NOTICE_SENDER = "supervisor"
+
+# The library logs through stdlib logging (silent until configured); ``mailbox
+# supervise`` renders these records, with their ``extra`` fields, as JSON lines.
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pass:
+    """What one pass did (counts), for tests and logs."""
+
+    routed: int = 0
+    deferred: int = 0
+    held: int = 0
+    released: int = 0
+    dead: int = 0
+    expired: int = 0
+    requeued: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+# -- notices -----------------------------------------------------------------------------------
+
+# A notice's stamp is its message's plus this: it sorts right after the mail it is
+# about, and "resumed" after "held".
+_NOTICE_ORDER = {"deferred": 1, "waiting": 1, "held": 1, "undeliverable": 2, "resumed": 3}
+
+
+def notice_id(of: str, what: str, address: str) -> str:
+    """A notice's id, derived from what it is about: redelivering it stores nothing."""
+    digest = hashlib.blake2b(f"{of}|{what}|{address}".encode(), digest_size=8).hexdigest()
+    return f"{stamp_of(of) + _NOTICE_ORDER.get(what, 1):020d}-{digest}"
+
+
+class Notices:
+    """Tells senders what became of their routed mail (at most once per kind and address)."""
+
+    def __init__(self, mb: Mailbox) -> None:
+        self._mb = mb
+        self._told: set[str] = set()
+
+    def tell(self, msg: Message, what: str, address: str, reason: str) -> None:
+        nid = notice_id(msg.id, what, address)
+        if nid in self._told or not self._mb.registry.exists(msg.sender):
+            return
+        notice = Message(id=nid, sender=NOTICE_SENDER, to=(msg.sender,),
+                         subject=f"{what}: {msg.subject}"[:200], kind="notice",
+                         thread=msg.thread, reply_to=msg.id, ts=iso(time.time_ns()),
+                         body={"of": msg.id, "notice": what, "reason": reason,
+                               "address": address})
+        data = encode(notice, self._mb.config.max_message_bytes)
+        self._mb.inbox(msg.sender).deliver(nid, data)
+        self._told.add(nid)
+
+
+# -- rate limit (circuit breaker) --------------------------------------------------------------
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+    queue: deque[str] = field(default_factory=deque)  # held file names, oldest first
+    opened_by: str | None = None  # the first held id of the current opening
+
+
+class RateGate:
+    """Per-sender token buckets (mailbox.json ``"rate": {"per_second": N, "burst": M}``).
+
+    A sender with no token left, or with mail already held, has its routed mail held
+    (never dropped); held mail is released oldest first as tokens come back, so the
+    breaker closes once the sender's rate falls below ``per_second``.
+    """
+
+    def __init__(self, per_second: float, burst: float) -> None:
+        self.per_second = per_second
+        self.burst = max(1.0, burst)
+        self.buckets: dict[str, _Bucket] = {}
+
+    @classmethod
+    def from_config(cls, extra: dict[str, Any]) -> RateGate | None:
+        rate = extra.get("rate")
+        if not isinstance(rate, dict) or not rate.get("per_second"):
+            return None
+        per_second = float(rate["per_second"])
+        return cls(per_second, float(rate.get("burst") or per_second)) if per_second > 0 else None
+
+    def _bucket(self, sender: str, now: float) -> _Bucket:
+        bucket = self.buckets.get(sender)
+        if bucket is None:
+            bucket = self.buckets[sender] = _Bucket(self.burst, now)
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.per_second)
+        bucket.at = now
+        return bucket
+
+    def admit(self, sender: str, now: float) -> bool:
+        """Take a token for new mail of ``sender``; False if it must be held."""
+        bucket = self._bucket(sender, now)
+        if bucket.queue or bucket.tokens < 1:
+            return False
+        bucket.tokens -= 1
+        return True
+
+    def hold(self, sender: str, name: str) -> bool:
+        """Queue a held file; True if this opened the breaker."""
+        bucket = self.buckets.setdefault(sender, _Bucket(0.0, 0.0))
+        bucket.queue.append(name)
+        opened = bucket.opened_by is None
+        if opened:
+            bucket.opened_by = name[:-5]
+        return opened
+
+    def releasable(self, now: float) -> Iterable[tuple[str, str]]:
+        """(sender, name) of held mail whose turn has come, taking a token each."""
+        for sender, bucket in list(self.buckets.items()):
+            self._bucket(sender, now)
+            while bucket.queue and bucket.tokens >= 1:
+                bucket.tokens -= 1
+                yield sender, bucket.queue.popleft()
+
+    def closed(self) -> list[tuple[str, str]]:
+        """(sender, first held id) of breakers that just drained; resets them."""
+        out = []
+        for sender, bucket in self.buckets.items():
+            if not bucket.queue and bucket.opened_by is not None:
+                out.append((sender, bucket.opened_by))
+                bucket.opened_by = None
+        return out
+
+
+# -- pick one ------------------------------------------------------------------------------------
+
+class Picker:
+    """Chooses one agent for ``pick: one``: alive, not in maintenance, below its quota,
+    highest spare capacity first (no capacity reported counts as 0.5).
+
+    Between two heartbeats an agent's capacity is divided by one plus the number of
+    messages picked for it since that heartbeat, so a burst spreads across agents.
+    """
+
+    def __init__(self, mb: Mailbox) -> None:
+        self._mb = mb
+        self._presence = Presence(mb.root)
+        self._picks: dict[str, tuple[int, int]] = {}  # agent -> (heartbeat at, picks since)
+
+    def choose(self, agents: Iterable[str]) -> str | None:
+        best: tuple[float, str] | None = None
+        for agent in agents:
+            score = self._score(agent)
+            if score is not None and (best is None or score > best[0]):
+                best = (score, agent)
+        if best is None:
+            return None
+        self._count(best[1])
+        return best[1]
+
+    def _score(self, agent: str) -> float | None:
+        beat = self._presence.last(agent)
+        limit = self._mb.config.heartbeat_seconds * 1e9
+        if beat is None or time.time_ns() - beat.at > limit or beat.mode is Mode.MAINTENANCE:
+            return None
+        if self._mb.quotas.full(self._mb.inbox(agent)) is not None:
+            return None
+        at, picks = self._picks.get(agent, (beat.at, 0))
+        picks = picks if at == beat.at else 0
+        self._picks[agent] = (beat.at, picks)
+        capacity = 0.5 if beat.capacity is None else float(beat.capacity)
+        return capacity / (1 + picks)
+
+    def _count(self, agent: str) -> None:
+        at, picks = self._picks[agent]
+        self._picks[agent] = (at, picks + 1)
+
+
+# -- one routing decision ------------------------------------------------------------------------
+
+@dataclass
+class _Outcome:
+    expansion: dict[str, list[str]] = field(default_factory=dict)
+    holders: list[str] = field(default_factory=list)
+    waiting: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (what, address)
+    unroutable: list[Unroutable] = field(default_factory=list)
+
+    def hold(self, address: str, agent: str) -> None:
+        got = self.expansion.setdefault(address, [])
+        if agent not in got:
+            got.append(agent)
+        if agent not in self.holders:
+            self.holders.append(agent)
+
+    def wait(self, what: str, address: str, reason: str) -> None:
+        self.waiting.setdefault((what, address), []).append(reason)
+
+
+# -- the daemon ----------------------------------------------------------------------------------
+
+class _PollWakeup:
+    """Wakes the loop when ``spool/new`` has mail, checking every ``interval`` seconds.
+
+    The stand-in for a watchdog watcher: same interface (``wait``, ``close``).
+    """
+
+    def __init__(self, spool: Spool, stopped: Callable[[], bool], interval: float) -> None:
+        self._spool = spool
+        self._stopped = stopped
+        self._interval = interval
+        self._event = threading.Event()
+
+    def wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._stopped() and not self._spool.names(self._spool.new):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._event.wait(min(self._interval, left))
+
+    def wake(self) -> None:
+        self._event.set()
+
+    def close(self) -> None:
+        self._event.set()
+
+
+class Supervisor:
+    """The routing daemon of one root. ``run()`` until ``stop()``; ``run_once()`` in tests.
+
+    Example::
+
+        sup = Supervisor("/srv/team/.mailbox")
+        threading.Thread(target=sup.run).start()
+        ...
+        sup.stop()            # thread-safe; run() returns after the current pass
+
+    Args:
+        root: A :class:`Mailbox`, or the path of a root. The supervisor opens its own
+            handle on it (sharing the clock), so it can run in a thread beside yours.
+        poll_seconds: How often an idle loop looks for new spool mail.
+        sweep_seconds: How often inboxes are swept for expired mail and leases.
+        backoff: First and longest delay between retries of deferred mail.
+        clock: Monotonic seconds (tests pass a fake one to drive the rate limit).
+    """
+
+    def __init__(self, root: Mailbox | str | Any, *, poll_seconds: float = 0.05,
+                 sweep_seconds: float = 5.0, backoff: tuple[float, float] = (0.5, 30.0),
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.mb = _own_mailbox(root)
+        self.spool = self.mb.spool
+        self.poll_seconds = poll_seconds
+        self.sweep_seconds = sweep_seconds
+        self.backoff = backoff
+        self._clock = clock
+        self._stop = threading.Event()
+        self._wakeup: _PollWakeup | None = None
+        self._stop_requested = False  # set by signal handlers: a plain flag, nothing else
+        self._lock: portalocker.Lock | None = None
+        self._notices = Notices(self.mb)
+        self._picker = Picker(self.mb)
+        self._gate = RateGate.from_config(self.mb.config.extra)
+        self._retry: dict[str, tuple[float, int]] = {}  # deferred name -> (due, attempts)
+        self._expiry: dict[str, dict[str, str | None]] = {}  # agent -> name -> expires_at
+        self._directory: Directory | None = None
+        self._last_sweep = float("-inf")
+        self._started = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the current pass (from any thread)."""
+        self._stop.set()
+        wakeup = self._wakeup
+        if wakeup is not None:
+            wakeup.wake()
+
+    def request_stop(self) -> None:
+        """Like :meth:`stop`, safe inside a signal handler (only sets a flag)."""
+        self._stop_requested = True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested or self._stop.is_set()
+
+    def run(self) -> None:
+        """Route until stopped: pass, wait for spool mail (or a timer), pass again.
+
+        Raises:
+            LockTimeout: another supervisor holds this root.
+        """
+        self._acquire()
+        wakeup = self._wakeup = _PollWakeup(self.spool, lambda: self.stopping,
+                                            self.poll_seconds)
+        log.info("supervisor started", extra={"root": str(self.mb.path)})
+        try:
+            while not self.stopping:
+                self._pass(sweep=self._clock() - self._last_sweep >= self.sweep_seconds,
+                           retry_all=False)
+                wakeup.wait(self._idle_seconds())
+        finally:
+            wakeup.close()
+            log.info("supervisor stopped")
+            self.close()
+
+    def run_once(self) -> Pass:
+        """One full pass now: route the spool, retry all deferred mail, sweep inboxes.
+
+        Raises:
+            LockTimeout: another supervisor holds this root.
+        """
+        self._acquire()
+        return self._pass(sweep=True, retry_all=True)
+
+    def close(self) -> None:
+        """Release the root (the lock file stays: lock files are never deleted)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        self.mb.close()
+
+    def _acquire(self) -> None:
+        if self._lock is not None:
+            return
+        run = self.mb.path / "run"
+        self.mb.root.disk.ensure_dir(run)
+        lock = portalocker.Lock(str(run / "supervisor.lock"), mode="a", timeout=0,
+                                fail_when_locked=True,
+                                flags=portalocker.LockFlags.EXCLUSIVE
+                                | portalocker.LockFlags.NON_BLOCKING)
+        try:
+            lock.acquire()
+        except portalocker.LockException as exc:
+            raise LockTimeout(f"a supervisor is already running for {self.mb.path}"
+                              f"{_holder(run)}", hint="one per root: stop that one first, "
+                              "or leave it running") from exc
+        self._lock = lock
+        self.mb.root.disk.replace(run / "supervisor.json", _holder_record())
+        self.spool.ensure()
+
+    def _idle_seconds(self) -> float:
+        now = self._clock()
+        due = [self._last_sweep + self.sweep_seconds, now + 1.0]
+        due += [when for when, _ in self._retry.values()]
+        if self._gate is not None and any(b.queue for b in self._gate.buckets.values()):
+            due.append(now + 1.0 / self._gate.per_second)
+        return max(self.poll_seconds, min(due) - now)
+
+    # -- one pass ---------------------------------------------------------------------------------
+
+    def _pass(self, *, sweep: bool, retry_all: bool) -> Pass:
+        report = Pass()
+        self._directory = None
+        if not self._started:
+            self._recover_held()
+            self._started = True
+        self._bury_foreign(report)
+        for name in self.spool.names(self.spool.cur):
+            self._recover(name, report)
+        self._release_held(report)
+        for name in self.spool.names(self.spool.new):
+            if self.stopping:
+                break
+            self._admit(name, report)
+        self._retry_deferred(report, retry_all)
+        if sweep:
+            self._sweep(report)
+            self._last_sweep = self._clock()
+        return report
+
+    @property
+    def directory(self) -> Directory:
+        """Who is registered and the routing rules, read once per pass."""
+        if self._directory is None:
+            self._directory = Directory.load(self.mb.registry, self.mb.config)
+        return self._directory
+
+    def _bury_foreign(self, report: Pass) -> None:
+        for folder in (self.spool.new, self.spool.cur, self.spool.deferred, self.spool.held):
+            for path in self.spool.foreign(folder):
+                if self.mb.dead.bury(path, f"foreign file name in spool/{folder.name}/"):
+                    report.dead += 1
+
+    def _recover(self, name: str, report: Pass) -> None:
+        """A file in spool/cur was being routed by a supervisor that died: route it again."""
+        cur, new = self.spool.cur / name, self.spool.new / name
+        a, b = self.mb.root.disk.lstat(cur), self.mb.root.disk.lstat(new)
+        if a is not None and b is not None and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
+            self.mb.root.disk.unlink(new)  # the claim died between link and unlink
+        self._route_file(cur, report)
+
+    def _admit(self, name: str, report: Pass) -> None:
+        new, cur = self.spool.new / name, self.spool.cur / name
+        taken = self.mb.root.disk.take(new, cur)
+        if taken is None:
+            return
+        if taken is False:
+            self._recover(name, report)
+            return
+        loaded = self._load(cur, report)
+        if loaded is None:
+            return
+        msg, data = loaded
+        if self._gate is not None and not self._gate.admit(msg.sender, self._clock()):
+            self._hold(self._gate, cur, msg, report)
+            return
+        self._route(cur, msg, data, report)
+
+    def _load(self, path: Path, report: Pass) -> tuple[Message, bytes] | None:
+        try:
+            return self.spool.read(path)
+        except FileNotFoundError:
+            return None
+        except (Foreign, Malformed) as exc:
+            if self.mb.dead.bury(path, exc.reason, by="supervisor"):
+                report.dead += 1
+            return None
+
+    def _route_file(self, path: Path, report: Pass) -> None:
+        loaded = self._load(path, report)
+        if loaded is not None:
+            self._route(path, *loaded, report)
+
+    # -- routing one message ------------------------------------------------------------------
+
+    def _route(self, path: Path, msg: Message, data: bytes, report: Pass) -> None:
+        if msg.expired():
+            if self.mb.dead.bury(path, "expired", expires_at=msg.expires_at, by="supervisor"):
+                report.expired += 1
+            return
+        outcome = _Outcome()
+        pick = msg.headers.get("pick") == "one"
+        for address in msg.to:
+            expansion = self.directory.expand(address, msg.sender)
+            outcome.unroutable += expansion.unroutable
+            if pick and is_routed(address) and expansion.agents:
+                self._pick(address, expansion.agents, msg, data, outcome)
+            else:
+                for agent in expansion.agents:
+                    self._offer(agent, address, msg, data, outcome)
+        if outcome.waiting:
+            self._defer(path, msg, outcome, report)
+        else:
+            self._finish(path, msg, data, outcome, report)
+
+    def _offer(self, agent: str, address: str, msg: Message, data: bytes,
+               outcome: _Outcome) -> None:
+        """Deliver to one agent unless it holds the id already or its inbox is full."""
+        try:
+            inbox = self.mb.inbox(agent)
+        except AgentNotFound:
+            outcome.unroutable.append(Unroutable(address, f"no agent named {agent!r}"))
+            return
+        if agent in outcome.holders or inbox.state_of(msg.id) is not State.ABSENT:
+            outcome.hold(address, agent)
+            return
+        fill = self.mb.quotas.full(inbox)
+        if fill is not None:
+            outcome.wait("deferred", address, f"inbox of {agent} is full "
+                         f"({fill.unread} unread, quota {fill.quota})")
+            return
+        if inbox.deliver(msg.id, data):
+            self.mb.quotas.delivered(agent)
+        outcome.hold(address, agent)
+
+    def _pick(self, address: str, agents: tuple[str, ...], msg: Message, data: bytes,
+              outcome: _Outcome) -> None:
+        """Deliver to exactly one agent of ``agents`` (unless one already holds it)."""
+        for agent in agents:
+            if self._holds(agent, msg.id):
+                outcome.hold(address, agent)
+                return
+        chosen = self._picker.choose(agents)
+        if chosen is None:
+            outcome.wait("waiting", address, f"no live agent of {address} has room now "
+                         f"({len(agents)} known)")
+            return
+        self._offer(chosen, address, msg, data, outcome)
+
+    def _holds(self, agent: str, msg_id: str) -> bool:
+        try:
+            return self.mb.inbox(agent).state_of(msg_id) is not State.ABSENT
+        except AgentNotFound:
+            return False
+
+    def _finish(self, path: Path, msg: Message, data: bytes, outcome: _Outcome,
+                report: Pass) -> None:
+        reasons: dict[str, str] = {}
+        for problem in outcome.unroutable:
+            known = reasons.get(problem.address)
+            reasons[problem.address] = f"{known}; {problem.reason}" if known else problem.reason
+        for address, reason in reasons.items():
+            self._notices.tell(msg, "undeliverable", address, reason)
+        self.mb.root.journal.record(
+            "route", id=msg.id, **{"from": msg.sender}, recipients=outcome.holders,
+            expansion=outcome.expansion, dead=list(reasons))
+        if reasons:
+            report.dead += self._bury_unroutable(path, msg, data, outcome.holders, reasons)
+        if self.mb.root.disk.exists(path):
+            self.mb.root.disk.unlink(path)
+        self._retry.pop(path.name, None)
+        report.routed += 1
+        log.debug("routed", extra={"id": msg.id, "sender": msg.sender,
+                                   "recipients": outcome.holders})
+
+    def _bury_unroutable(self, path: Path, msg: Message, data: bytes, holders: list[str],
+                         reasons: dict[str, str]) -> int:
+        """Nobody got it: bury the file. Some did: bury a copy per unroutable address."""
+        log.info("undeliverable", extra={"id": msg.id, "sender": msg.sender, "reasons": reasons})
+        if not holders:
+            text = "; ".join(reasons.values())
+            return int(self.mb.dead.bury(path, f"undeliverable: {text}", msg_id=msg.id,
+                                         addresses=list(reasons), by="supervisor") is not None)
+        buried = 0
+        for address, reason in reasons.items():
+            copy = self.spool.stage(msg.id, data)
+            if self.mb.dead.bury(copy, f"undeliverable: {reason}", msg_id=msg.id,
+                                 address=address, by="supervisor") is not None:
+                buried += 1
+        return buried
+
+    def _defer(self, path: Path, msg: Message, outcome: _Outcome, report: Pass) -> None:
+        for (what, address), reasons in outcome.waiting.items():
+            self._notices.tell(msg, what, address, "; ".join(reasons))
+        target = self.spool.deferred / path.name
+        if path != target:
+            self.mb.root.disk.rename(path, target)
+            self.mb.root.journal.record("defer", id=msg.id, **{"from": msg.sender},
+                                        recipients=outcome.holders,
+                                        waiting=sorted({a for _, a in outcome.waiting}))
+            log.info("deferred", extra={"id": msg.id, "sender": msg.sender, "waiting": {
+                a: r for (_, a), r in outcome.waiting.items()}})
+            report.deferred += 1
+        _, attempts = self._retry.get(path.name, (0.0, 0))
+        first, longest = self.backoff
+        delay = min(longest, first * 2 ** attempts)
+        self._retry[path.name] = (self._clock() + delay, attempts + 1)
+
+    def _retry_deferred(self, report: Pass, retry_all: bool) -> None:
+        now = self._clock()
+        waiting = self.spool.names(self.spool.deferred)
+        for gone in set(self._retry) - set(waiting):
+            del self._retry[gone]
+        for name in waiting:
+            if self.stopping:
+                return
+            due, _ = self._retry.get(name, (now, 0))
+            if retry_all or due <= now:
+                self._route_file(self.spool.deferred / name, report)
+
+    # -- the circuit breaker ------------------------------------------------------------------
+
+    def _hold(self, gate: RateGate, path: Path, msg: Message, report: Pass) -> None:
+        self.mb.root.disk.rename(path, self.spool.held / path.name)
+        report.held += 1
+        if gate.hold(msg.sender, path.name):
+            rate = f"{gate.per_second:g}/s, burst {gate.burst:g}"
+            self._notices.tell(msg, "held", "", f"you are sending routed mail faster than "
+                               f"{rate}; it is held (not dropped) and released at that rate")
+            log.warning("sender held", extra={"sender": msg.sender, "rate": rate})
+
+    def _recover_held(self) -> None:
+        """After a restart, queue what ``spool/held`` holds, per sender, oldest first."""
+        for name in self.spool.names(self.spool.held):
+            try:
+                msg, _ = self.spool.read(self.spool.held / name)
+            except (FileNotFoundError, Foreign, Malformed):
+                continue  # routed (and buried if bad) once the gate lets it through
+            if self._gate is None:
+                self.mb.root.disk.rename(self.spool.held / name, self.spool.new / name)
+            else:
+                self._gate.hold(msg.sender, name)
+
+    def _release_held(self, report: Pass) -> None:
+        if self._gate is None:
+            return
+        for _, name in self._gate.releasable(self._clock()):
+            report.released += 1
+            self._route_file(self.spool.held / name, report)
+        for sender, first in self._gate.closed():
+            about = Message(id=first, sender=sender, to=(sender,))
+            self._notices.tell(about, "resumed", "", "your routed mail is flowing again")
+            log.info("sender resumed", extra={"sender": sender})
+
+    # -- sweeping inboxes ----------------------------------------------------------------------
+
+    def _sweep(self, report: Pass) -> None:
+        """Requeue claims past their lease; bury unread mail past its ``expires_at``."""
+        for agent in self.mb.registry.list_names():
+            if self.stopping:
+                return
+            inbox = self.mb.inbox(agent)
+            report.requeued += len(inbox.requeue_expired())
+            report.expired += self._expire(inbox)
+
+    def _expire(self, inbox: Inbox) -> int:
+        known = self._expiry.setdefault(inbox.agent, {})
+        present = inbox.ids()
+        for gone in set(known) - set(present):
+            del known[gone]
+        expired = 0
+        now = time.time_ns()
+        for msg_id in present:
+            if msg_id not in known:
+                known[msg_id] = self._expires_at(inbox.new / f"{msg_id}.json")
+            when = known[msg_id]
+            if when is not None and _passed(when, now):
+                if self.mb.dead.bury(inbox.new / f"{msg_id}.json", "expired",
+                                     agent=inbox.agent, expires_at=when, by="supervisor"):
+                    expired += 1
+                del known[msg_id]
+        return expired
+
+    def _expires_at(self, path: Path) -> str | None:
+        try:
+            data, _ = self.mb.root.disk.read(path, self.mb.config.max_message_bytes)
+            return decode(data).expires_at
+        except (FileNotFoundError, Foreign, Malformed):
+            return None  # claim or doctor deals with bad files
+
+
+def _passed(expires_at: str, now_ns: int) -> bool:
+    return now_ns / 1e9 >= datetime.fromisoformat(expires_at).timestamp()
+
+
+def _own_mailbox(root: Mailbox | str | Any) -> Mailbox:
+    if isinstance(root, Mailbox):
+        return Mailbox(Root.load(root.path, fsync=root.root.disk.fsync, clock=root.root.clock))
+    return Mailbox.open(root)
+
+
+def _holder_record() -> bytes:
+    return orjson.dumps({"pid": os.getpid(), "started": iso(time.time_ns())})
+
+
+def _holder(run: Path) -> str:
+    try:
+        pid = orjson.loads((run / "supervisor.json").read_bytes()).get("pid")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return f" (pid {pid})" if isinstance(pid, int) else ""
+
+
+# -- dead letters ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """A dead letter put back: its message id, where to, and whether it was stored."""
+
+    dead_id: str
+    msg_id: str
+    to: str
+    stored: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dead_id": self.dead_id, "id": self.msg_id, "to": self.to, "stored": self.stored}
+
+
+def retry_dead_letter(mb: Mailbox, dead_id: str) -> Retried:
+    """Put a dead letter back where it came from, with the same id.
+
+    Mail from an inbox goes back to that inbox's ``new/``; routed mail goes back to
+    ``spool/new`` (the supervisor routes it again; recipients that hold it get
+    nothing twice). The dead letter is removed once the mail is stored; if the
+    destination already holds the id, nothing is stored and the dead letter stays.
+
+    Raises:
+        MessageNotFound: no dead letter ``dead_id``.
+        InvalidInput: its content is not a valid message (or has expired), or it did
+            not come from an inbox or the spool.
+        AgentNotFound: its inbox's agent is no longer registered.
+    """
+    letter = mb.dead.get(dead_id)
+    msg, data = _dead_message(mb, dead_id)
+    target, where = _origin(mb, letter.origin)
+    stored = target.deliver(msg.id, data)
+    if stored:
+        mb.dead.remove(dead_id)
+    mb.root.journal.record("retry", dead_id=dead_id, id=msg.id, to=where, stored=stored)
+    return Retried(dead_id, msg.id, where, stored)
+
+
+def _dead_message(mb: Mailbox, dead_id: str) -> tuple[Message, bytes]:
+    try:
+        data, _ = mb.root.disk.read(mb.dead.path_of(dead_id), mb.config.max_message_bytes)
+        msg = decode(data)
+    except FileNotFoundError as exc:
+        raise MessageNotFound(dead_id, "dead/") from exc
+    except (Foreign, Malformed) as exc:
+        raise InvalidInput(f"dead letter {dead_id} is not a valid message ({exc.reason}); "
+                           "it cannot be retried",
+                           hint=f"inspect it: mailbox dead show {dead_id}") from exc
+    if msg.expired():
+        raise InvalidInput(f"dead letter {dead_id} expired at {msg.expires_at}; retrying would "
+                           "bury it again", hint="send it again with a later --expires")
+    return msg, data
+
+
+def _origin(mb: Mailbox, origin: str) -> tuple[Inbox | Spool, str]:
+    parts = origin.split("/")
+    if parts[0] == "spool":
+        return mb.spool, "spool"
+    if len(parts) == 4 and parts[0] == "agents" and parts[2] == "inbox":
+        return mb.inbox(names.check_agent(parts[1])), f"agents/{parts[1]}/inbox"
+    raise InvalidInput(f"this dead letter came from {origin!r}; only mail from an inbox or "
+                       "the spool can be retried")
+
+
+def purge_dead_letters(mb: Mailbox, older_than_days: float | None = None,
+                       now_ns: int | None = None) -> list[str]:
+    """Delete dead letters for good (all, or those buried more than N days ago).
+
+    The only deleting of mail agentmailbox does; returns the dead ids removed.
+    """
+    cutoff = (now_ns or time.time_ns()) - int((older_than_days or 0) * 86400e9)
+    removed = []
+    for letter in mb.dead.list():
+        if older_than_days is None or stamp_of(letter.id) < cutoff:
+            mb.dead.remove(letter.id)
+            removed.append(letter.id)
+    if removed:
+        mb.root.journal.record("purge", count=len(removed))
+    return removed
