@@ -20,6 +20,8 @@ from .errors import InvalidInput, MailboxError
 from .inbox import State
 from .mailbox import Mailbox
 from .message import Message
+from .routing import is_routed
+from .supervisor import running_supervisor
 
 EXIT_OK = 0            # it worked
 EXIT_ERROR = 1         # an error not listed below (StorageError and the like)
@@ -227,6 +229,9 @@ def send(c: Ctx, sender: str, to: tuple[str, ...], subject: str, body: str | Non
                     reply_to=reply_to, priority=priority, expires_at=expires, receipt=receipt,
                     key=key, pick=pick)
     emit({"id": msg.id, "to": list(msg.to), "thread": msg.thread}, as_json, msg.id)
+    if any(map(is_routed, msg.to)) and running_supervisor(c.mb) is None:
+        click.echo("mailbox: no supervisor is running: routed mail waits in the spool until "
+                   "one does (mailbox supervise)", err=True)
 
 
 def _body_text(body: str | None, body_file: Any) -> str:

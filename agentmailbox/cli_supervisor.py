@@ -16,7 +16,7 @@ import click
 import orjson
 import structlog
 
-from .cli import Ctx, cli, emit, json_option, pass_ctx
+from .cli import EXIT_INTERRUPTED, Ctx, cli, emit, json_option, pass_ctx
 from .dead import DeadLetter
 from .errors import InvalidInput
 from .supervisor import Supervisor, purge_dead_letters, retry_dead_letter
@@ -57,14 +57,20 @@ def _json_logs(level: str) -> Iterator[None]:
 
 
 @contextmanager
-def _stop_on_signals(sup: Supervisor) -> Iterator[None]:
-    """SIGTERM and SIGINT ask the supervisor to stop (the handlers only set a flag)."""
+def _stop_on_signals(sup: Supervisor) -> Iterator[list[int]]:
+    """SIGTERM and SIGINT ask the supervisor to stop; yields the signals received.
+
+    The handlers only record the signal and set a flag; the loop notices it.
+    """
+    received: list[int] = []
+
     def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
         sup.request_stop()
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield
+        yield received
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
@@ -79,7 +85,8 @@ def _stop_on_signals(sup: Supervisor) -> Iterator[None]:
 def supervise(c: Ctx, once: bool, log_level: str, as_json: bool) -> None:
     """Route spooled mail (@role, #topic, +group, *), enforce quotas and rates, expire mail.
 
-    One per root: a second one exits at once with code 6.
+    One per root: a second one exits at once with code 6. SIGTERM stops it (exit 0),
+    Ctrl-C too (exit 130), after the message in hand.
     """
     sup = Supervisor(c.mb)
     with _json_logs(log_level):
@@ -89,8 +96,10 @@ def supervise(c: Ctx, once: bool, log_level: str, as_json: bool) -> None:
             emit(report.to_dict(), as_json,
                  lambda d: " ".join(f"{k} {v}" for k, v in d.items()))
             return
-        with _stop_on_signals(sup):
+        with _stop_on_signals(sup) as received:
             sup.run()
+    if signal.SIGINT in received:
+        raise SystemExit(EXIT_INTERRUPTED)  # stopped cleanly, by Ctrl-C
 
 
 # -- dead letters ----------------------------------------------------------------------------------

@@ -56,7 +56,8 @@ from .presence import Mode, Presence
 from .root import Root
 from .routing import Directory, Spool, Unroutable, is_routed
 
-__all__ = ["Pass", "Retried", "Supervisor", "purge_dead_letters", "retry_dead_letter"]
+__all__ = ["Pass", "Retried", "Supervisor", "purge_dead_letters", "retry_dead_letter",
+           "running_supervisor"]
 
 NOTICE_SENDER = "supervisor"
 
@@ -352,7 +353,11 @@ class Supervisor:
         Raises:
             LockTimeout: another supervisor holds this root.
         """
-        self._acquire()
+        try:
+            self._acquire()
+        except BaseException:
+            self.close()
+            raise
         wakeup = self._wakeup = _PollWakeup(self.spool, lambda: self.stopping,
                                             self.poll_seconds)
         log.info("supervisor started", extra={"root": str(self.mb.path)})
@@ -514,15 +519,15 @@ class Supervisor:
         except AgentNotFound:
             outcome.unroutable.append(Unroutable(address, f"no agent named {agent!r}"))
             return
-        if agent in outcome.holders or inbox.state_of(msg.id) is not State.ABSENT:
+        if agent in outcome.holders:
             outcome.hold(address, agent)
             return
         fill = self.mb.quotas.full(inbox)
-        if fill is not None:
+        if fill is not None and inbox.state_of(msg.id) is State.ABSENT:
             outcome.wait("deferred", address, f"inbox of {agent} is full "
                          f"({fill.unread} unread, quota {fill.quota})")
             return
-        if inbox.deliver(msg.id, data):
+        if fill is None and inbox.deliver(msg.id, data):  # deliver is idempotent by id
             self.mb.quotas.delivered(agent)
         outcome.hold(address, agent)
 
@@ -559,8 +564,7 @@ class Supervisor:
             expansion=outcome.expansion, dead=list(reasons))
         if reasons:
             report.dead += self._bury_unroutable(path, msg, data, outcome.holders, reasons)
-        if self.mb.root.disk.exists(path):
-            self.mb.root.disk.unlink(path)
+        self.mb.root.disk.unlink(path)  # gone already if the whole message was buried
         self._retry.pop(path.name, None)
         report.routed += 1
         log.debug("routed", extra={"id": msg.id, "sender": msg.sender,
@@ -697,11 +701,35 @@ def _holder_record() -> bytes:
 
 
 def _holder(run: Path) -> str:
+    pid = _recorded_pid(run)
+    return f" (pid {pid})" if pid is not None else ""
+
+
+def _recorded_pid(run: Path) -> int | None:
     try:
         pid = orjson.loads((run / "supervisor.json").read_bytes()).get("pid")
     except (OSError, ValueError, AttributeError):
-        return ""
-    return f" (pid {pid})" if isinstance(pid, int) else ""
+        return None
+    return pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
+
+
+def running_supervisor(mb: Mailbox) -> int | None:
+    """The pid of the supervisor last started on this root, if that process is alive.
+
+    A hint for senders of routed mail (it waits in the spool until one runs), read
+    from ``run/supervisor.json`` without touching the lock, so it can never get in
+    the way of a supervisor starting. A recycled pid can make it say yes wrongly.
+    """
+    pid = _recorded_pid(mb.path / "run")
+    if pid is None:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid  # alive, owned by another user
+    return pid
 
 
 # -- dead letters ----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,3 +190,25 @@ def test_cli_send_accepts_routed_addresses_and_pick_one(cli, mb: Mailbox) -> Non
     assert result.code == 0
     msg_id = result.json()["id"]  # type: ignore[index]
     assert mb.spool.get(msg_id)[1].headers == {"pick": "one"}  # type: ignore[index]
+
+
+def test_routed_send_inside_a_batch_is_posted_at_commit(team: Mailbox) -> None:
+    """batch() holds routed mail back too: nothing in spool/new until the batch commits."""
+    with team.batch():
+        msg = team.send("alice", ["bob", "@coder"])
+        assert team.spool.names(team.spool.new) == [] and holders(team, msg.id) == []
+    assert team.spool.names(team.spool.new) == [f"{msg.id}.json"]
+    assert holders(team, msg.id) == ["bob"]
+
+
+def test_cli_send_of_routed_mail_warns_when_no_supervisor_runs(cli, mb: Mailbox) -> None:  # type: ignore[no-untyped-def]
+    """A sender is told on stderr that routed mail waits until a supervisor runs."""
+    result = cli("send", "--from", "alice", "--to", "@coder", "--body", "x")
+    assert result.code == 0 and "no supervisor is running" in result.err
+
+
+def test_cli_send_of_routed_mail_is_quiet_while_a_supervisor_runs(cli, mb: Mailbox) -> None:  # type: ignore[no-untyped-def]
+    """With a live supervisor recorded in run/supervisor.json, no warning is printed."""
+    (mb.path / "run" / "supervisor.json").write_text(f'{{"pid": {os.getpid()}}}')
+    result = cli("send", "--from", "alice", "--to", "@coder", "--body", "x")
+    assert (result.code, result.err) == (0, "")

@@ -328,17 +328,19 @@ def test_second_mailbox_supervise_exits_6_with_a_clear_message(team: Mailbox) ->
 
 
 @pytest.mark.slow
-def test_sigterm_stops_mailbox_supervise_cleanly_after_routing(team: Mailbox) -> None:
-    """SIGTERM ends `mailbox supervise` with exit 0; it logged JSON lines on stderr."""
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_signal_stops_mailbox_supervise_cleanly_after_routing(team: Mailbox, sig: int,
+                                                              code: int) -> None:
+    """SIGTERM (exit 0) or Ctrl-C (exit 130) ends `mailbox supervise`, which logged JSON lines."""
     proc = _supervise(team.path)
     try:
         assert orjson.loads(_started(proc))["event"] == "supervisor started"
         msg = team.send("alice", "@coder")
         _wait_for(lambda: unread(team, "carol") == [msg.id])
     finally:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0
+    assert proc.returncode == code
     assert b"supervisor stopped" in err
     assert unread(team, "bob") == [msg.id]
 
