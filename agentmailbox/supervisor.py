@@ -47,7 +47,14 @@ import orjson
 import portalocker
 
 from . import names
-from .errors import AgentNotFound, InvalidInput, LockTimeout, MessageNotFound
+from .errors import (
+    AgentNotFound,
+    DiskFull,
+    InvalidInput,
+    LockTimeout,
+    MailboxError,
+    MessageNotFound,
+)
 from .fs import Foreign
 from .inbox import Inbox, State
 from .mailbox import Mailbox
@@ -302,6 +309,9 @@ class Supervisor:
         clock: Monotonic seconds (tests pass a fake one to drive the rate limit).
     """
 
+    DISK_FULL_PAUSE = 5.0
+    """Seconds routing pauses after the disk filled up (the mail stays in the spool)."""
+
     def __init__(self, root: Mailbox | str | Any, *, poll_seconds: float = 0.05,
                  sweep_seconds: float = 5.0, backoff: tuple[float, float] = (0.5, 30.0),
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -322,6 +332,7 @@ class Supervisor:
         self._expiry: dict[str, dict[str, str | None]] = {}  # agent -> name -> expires_at
         self._directory: Directory | None = None
         self._last_sweep = float("-inf")
+        self._paused_until = float("-inf")
         self._started = False
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -363,13 +374,24 @@ class Supervisor:
         log.info("supervisor started", extra={"root": str(self.mb.path)})
         try:
             while not self.stopping:
-                self._pass(sweep=self._clock() - self._last_sweep >= self.sweep_seconds,
-                           retry_all=False)
+                if self._clock() < self._paused_until:
+                    self._stop.wait(min(self._paused_until - self._clock(), 0.25))
+                    continue
+                self._loop_pass()
                 wakeup.wait(self._idle_seconds())
         finally:
             wakeup.close()
             log.info("supervisor stopped")
             self.close()
+
+    def _loop_pass(self) -> None:
+        try:
+            self._pass(sweep=self._clock() - self._last_sweep >= self.sweep_seconds,
+                       retry_all=False)
+        except DiskFull as exc:
+            log.error("disk full: routing paused", extra={"error": str(exc),
+                                                          "seconds": self.DISK_FULL_PAUSE})
+            self._paused_until = self._clock() + self.DISK_FULL_PAUSE
 
     def run_once(self) -> Pass:
         """One full pass now: route the spool, retry all deferred mail, sweep inboxes.
@@ -423,18 +445,35 @@ class Supervisor:
             self._recover_held()
             self._started = True
         self._bury_foreign(report)
-        for name in self.spool.names(self.spool.cur):
-            self._recover(name, report)
+        cur, new = self.spool.cur, self.spool.new
+        for name in self.spool.names(cur):
+            self._guarded(report, lambda n=name: self._recover(n, report), cur / name)
         self._release_held(report)
-        for name in self.spool.names(self.spool.new):
+        for name in self.spool.names(new):
             if self.stopping:
                 break
-            self._admit(name, report)
+            self._guarded(report, lambda n=name: self._admit(n, report), cur / name, new / name)
         self._retry_deferred(report, retry_all)
         if sweep:
             self._sweep(report)
             self._last_sweep = self._clock()
         return report
+
+    def _guarded(self, report: Pass, work: Callable[[], None], *paths: Path) -> None:
+        """Do one message's work; if it fails, bury that message instead of stopping.
+
+        A full disk is not the message's fault: it ends the pass (the caller pauses).
+        """
+        try:
+            work()
+        except DiskFull:
+            raise
+        except (MailboxError, Foreign) as exc:
+            log.exception("could not route", extra={"file": paths[0].name})
+            for path in paths:
+                if self.mb.dead.bury(path, f"could not route: {exc}", by="supervisor"):
+                    report.dead += 1
+                    return
 
     @property
     def directory(self) -> Directory:
@@ -613,7 +652,8 @@ class Supervisor:
                 return
             due, _ = self._retry.get(name, (now, 0))
             if retry_all or due <= now:
-                self._route_file(self.spool.deferred / name, report)
+                path = self.spool.deferred / name
+                self._guarded(report, lambda p=path: self._route_file(p, report), path)
 
     # -- the circuit breaker ------------------------------------------------------------------
 
@@ -643,7 +683,8 @@ class Supervisor:
             return
         for _, name in self._gate.releasable(self._clock()):
             report.released += 1
-            self._route_file(self.spool.held / name, report)
+            path = self.spool.held / name
+            self._guarded(report, lambda p=path: self._route_file(p, report), path)
         for sender, first in self._gate.closed():
             about = Message(id=first, sender=sender, to=(sender,))
             self._notices.tell(about, "resumed", "", "your routed mail is flowing again")
@@ -656,9 +697,14 @@ class Supervisor:
         for agent in self.mb.registry.list_names():
             if self.stopping:
                 return
-            inbox = self.mb.inbox(agent)
-            report.requeued += len(inbox.requeue_expired())
-            report.expired += self._expire(inbox)
+            try:
+                inbox = self.mb.inbox(agent)
+                report.requeued += len(inbox.requeue_expired())
+                report.expired += self._expire(inbox)
+            except DiskFull:
+                raise
+            except MailboxError:
+                log.exception("could not sweep an inbox", extra={"agent": agent})
 
     def _expire(self, inbox: Inbox) -> int:
         known = self._expiry.setdefault(inbox.agent, {})

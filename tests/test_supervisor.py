@@ -377,3 +377,14 @@ def test_foreign_file_in_the_spool_is_quarantined(team: Mailbox, sup: Supervisor
     shutil.copy(__file__, team.spool.new / "notes.txt")
     sup.run_once()
     assert [d.reason for d in team.dead.list()] == ["foreign file name in spool/new/"]
+
+
+def test_a_spool_entry_that_cannot_be_routed_is_buried_and_routing_goes_on(
+        team: Mailbox, sup: Supervisor) -> None:
+    """A directory posing as a message is quarantined; the mail after it still arrives."""
+    (team.spool.new / "01000000000000000000-0123456789abcdef.json").mkdir()
+    msg = team.send("alice", "@coder")
+    sup.run_once()
+    [letter] = team.dead.list()
+    assert letter.reason.startswith("could not route:")
+    assert unread(team, "bob") == [msg.id]
