@@ -67,6 +67,7 @@ __all__ = ["Pass", "Retried", "Supervisor", "purge_dead_letters", "retry_dead_le
            "running_supervisor"]
 
 NOTICE_SENDER = "supervisor"
+_TOLD_MEMORY = 100_000
 
 # The library logs through stdlib logging (silent until configured); ``mailbox
 # supervise`` renders these records, with their ``extra`` fields, as JSON lines.
@@ -120,6 +121,8 @@ class Notices:
                                "address": address})
         data = encode(notice, self._mb.config.max_message_bytes)
         self._mb.inbox(msg.sender).deliver(nid, data)
+        if len(self._told) >= _TOLD_MEMORY:
+            self._told.clear()  # only a shortcut: the inbox refuses a second copy anyway
         self._told.add(nid)
 
 
@@ -590,14 +593,20 @@ class Supervisor:
         except AgentNotFound:
             return False
 
-    def _finish(self, path: Path, msg: Message, data: bytes, outcome: _Outcome,
-                report: Pass) -> None:
+    def _tell_unroutable(self, msg: Message, outcome: _Outcome) -> dict[str, str]:
+        """Tell the sender about each unroutable address (now, even if the rest waits)."""
         reasons: dict[str, str] = {}
         for problem in outcome.unroutable:
             known = reasons.get(problem.address)
             reasons[problem.address] = f"{known}; {problem.reason}" if known else problem.reason
         for address, reason in reasons.items():
             self._notices.tell(msg, "undeliverable", address, reason)
+        return reasons
+
+    def _finish(self, path: Path, msg: Message, data: bytes, outcome: _Outcome,
+                report: Pass) -> None:
+        """Every recipient holds it, or was given up: bury what was unroutable, remove it."""
+        reasons = self._tell_unroutable(msg, outcome)
         self.mb.root.journal.record(
             "route", id=msg.id, **{"from": msg.sender}, recipients=outcome.holders,
             expansion=outcome.expansion, dead=list(reasons))
@@ -626,6 +635,11 @@ class Supervisor:
         return buried
 
     def _defer(self, path: Path, msg: Message, outcome: _Outcome, report: Pass) -> None:
+        """Some recipient must wait: keep it in spool/deferred, tell the sender, retry later.
+
+        Unroutable addresses are told now and buried when the message finishes.
+        """
+        self._tell_unroutable(msg, outcome)
         for (what, address), reasons in outcome.waiting.items():
             self._notices.tell(msg, what, address, "; ".join(reasons))
         target = self.spool.deferred / path.name

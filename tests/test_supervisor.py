@@ -96,6 +96,22 @@ def test_full_inbox_defers_routed_mail_until_there_is_room(team: Mailbox, sup: S
     assert team.spool.find(msg.id) is None
 
 
+def test_unroutable_part_of_deferred_mail_is_told_at_once(team: Mailbox,
+                                                          sup: Supervisor) -> None:
+    """While the rest waits for room, the sender already learns what reaches nobody."""
+    team.registry.edit("bob", max_unread=1)
+    team.send("alice", "bob")
+    msg = team.send("alice", ["@coder", "@tester"])
+    sup.run_once()
+    assert sorted((n["notice"], n["address"]) for n in notices(team)) == [
+        ("deferred", "@coder"), ("undeliverable", "@tester")]
+    assert team.dead.list() == []
+    team.inbox("bob").claim()
+    sup.run_once()
+    assert [d.extra["address"] for d in team.dead.list()] == ["@tester"]
+    assert unread(team, "bob") == [msg.id] and len(notices(team)) == 2
+
+
 def test_deferred_sender_is_told_once(team: Mailbox, sup: Supervisor) -> None:
     """However many retries, the sender gets one 'deferred' notice per message."""
     team.registry.edit("bob", max_unread=1)
