@@ -1,14 +1,16 @@
 """``mailbox doctor``: check the whole root, and with ``repair`` put it right safely.
 
 Repairs never delete mail: foreign or malformed files go to ``dead/`` with a reason.
-The only files removed are staging leftovers in ``tmp/`` (a published one has a
-second link; an unpublished one was never acknowledged to its sender) and the
-idempotency markers past their window.
+The only files removed are staging leftovers (in ``tmp/``, and the hidden
+``.<16 hex>.tmp`` files that atomic replaces and links stage beside their target:
+a published one has a second link; an unpublished one was never acknowledged to
+its writer) and the idempotency markers past their window.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,12 @@ from .message import Malformed, decode
 from .registry import _SUBDIRS
 
 __all__ = ["Finding", "check"]
+
+# The name Disk.stage gives a staging file when the caller names none.
+_HIDDEN_STAGING = re.compile(r"\.[0-9a-f]{16}\.tmp")
+# Folders where state files, views, handoffs and markers are staged beside their target.
+_ROOT_STAGING_DIRS = ("", "run", "run/heartbeats", "threads")
+_AGENT_STAGING_DIRS = ("", "run", "handoffs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +66,11 @@ class _Doctor:
         for sub in _TOP_DIRS:
             self._need_dir(self.mb.path / sub)
         self._tmp_dir(self.mb.path / "spool" / "tmp")
+        for sub in _ROOT_STAGING_DIRS:
+            self._hidden_staging(self.mb.path / sub)
+        for folder in _workspace_dirs(self.mb.path / "workspace"):
+            self._hidden_staging(folder)
+        self._views()
         for name in self.mb.registry.list_names():
             self._agent(name)
         self._foreign_agents()
@@ -75,6 +88,8 @@ class _Doctor:
         inbox = self.mb.inbox(name)
         self._tmp_dir(inbox.tmp)
         self._tmp_dir(base / "keys", pattern_ok=lambda n: not n.startswith("."))
+        for sub in _AGENT_STAGING_DIRS:
+            self._hidden_staging(base / sub)
         self._new(inbox)
         self._cur(inbox)
         self._keys(base / "keys")
@@ -94,6 +109,24 @@ class _Doctor:
             elif now - st.st_mtime_ns >= self.stale_ns:
                 self.note("stale-tmp", path, "abandoned staging file (writer died before "
                           "publishing; never acknowledged)", lambda p=path: self.disk.unlink(p))
+
+    def _hidden_staging(self, folder: Path) -> None:
+        """Staging files of an interrupted replace or link (state, views, handoffs...)."""
+        self._tmp_dir(folder, pattern_ok=lambda n: not _HIDDEN_STAGING.fullmatch(n))
+
+    def _views(self) -> None:
+        """Each workspace view must show its newest version (the versions are the truth)."""
+        ws = self.mb.workspace
+        for current in ws.ls():
+            view = ws.path.joinpath(*names.check_workspace_path(current.name))
+            try:
+                shown: bytes | None = self.disk.read(view, max(current.size, 1))[0]
+            except (FileNotFoundError, NotADirectoryError, Foreign):
+                shown = None
+            if shown != ws.get(current.name, current.version).data:
+                self.note("stale-view", view, f"does not show version {current.version} "
+                          "(a writer died before refreshing it)",
+                          lambda n=current.name: ws.refresh_view(n))
 
     def _new(self, inbox: Inbox) -> None:
         for entry in self.disk.scan(inbox.new):
@@ -172,6 +205,20 @@ class _Doctor:
             elif entry.name.startswith(".") and entry.name.endswith(".tmp"):
                 self.note("stale-tmp", Path(entry.path), "interrupted reason write",
                           lambda p=Path(entry.path): self.disk.unlink(p))
+
+
+def _workspace_dirs(top: Path) -> list[Path]:
+    """``workspace/`` and every folder below it (views and versions), links not followed."""
+    found, stack = [], [top]
+    while stack:
+        folder = stack.pop()
+        found.append(folder)
+        try:
+            with os.scandir(folder) as it:
+                stack += [Path(e.path) for e in it if e.is_dir(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return found
 
 
 def check(mb: Mailbox, *, repair: bool = False, stale_after: float | None = None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .errors import DiskFull, from_oserror
 
-__all__ = ["Disk", "Fsync", "Foreign", "faults"]
+__all__ = ["POINTS", "Disk", "Fsync", "Foreign", "faults"]
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -47,11 +47,52 @@ class Foreign(Exception):
         self.reason = reason
 
 
+# Every fault-injection point, named ``<transition>.<step>``, and what has happened on
+# disk when it fires. tests/test_crash_points.py dies at each one and checks recovery;
+# docs/RELIABILITY.md tabulates them. A ``faults.hit`` with a name not listed here
+# fails the tests.
+POINTS: dict[str, str] = {
+    "stage.written": "a staging file is written in full but not yet fsynced or linked",
+    "send.staged": "the message is staged (written, fsynced) in <inbox>/tmp/; "
+                   "new/ does not hold it",
+    "send.published": "the message is linked into new/ (delivered); its staging name "
+                      "in tmp/ is still there",
+    "send.unlinked": "delivered and its staging name removed; new/ not yet fsynced",
+    "send.key_marked": "the idempotency-key marker names the message id; "
+                       "no inbox holds the message yet",
+    "take.linked": "new/X and cur/X are one file (the claim is made); "
+                   "new/X is not yet unlinked",
+    "claim.taken": "cur/X holds the claim and its lease has started; "
+                   "not yet read, journalled or receipted",
+    "receipt.pending": "the message is claimed and journalled; the read receipt "
+                       "the sender asked for is not yet sent",
+    "done.moved": "cur/X is renamed into done/<day>/; the folder is not fsynced, "
+                  "nothing journalled",
+    "release.moved": "cur/X is renamed back to new/X; not journalled",
+    "quarantine.reason_written": "dead/<dead-id>.reason.json exists; "
+                                 "the file has not moved yet",
+    "route.claimed": "spool/new/X is moved to spool/cur/X; no recipient holds it",
+    "route.delivered": "the first recipient holds X, the others not yet; "
+                       "spool/cur/X remains",
+    "route.recorded": "every recipient holds X and the route is journalled; "
+                      "spool/cur/X is not yet removed",
+    "handoff.staged": "the handoff is staged (fsynced) in handoffs/ under a hidden "
+                      "name; not linked",
+    "state.locked": "the agent's state lock is held and state.json read; "
+                    "nothing written",
+    "replace.staged": "the replacement is staged (fsynced) beside its target, which "
+                      "still holds the old content",
+    "ws.versioned": "version N+1 is linked in workspace/.versions/ (committed); "
+                    "the view still shows version N",
+}
+
+
 class _Faults:
     """Named fault-injection points, armed by ``$AGENTMAILBOX_FAULT=point[:action]``.
 
     Used by the crash tests: a child process dies exactly at a named point,
     between two system calls. Unarmed, each point costs one attribute test.
+    The points are listed in :data:`POINTS`.
     """
 
     def __init__(self) -> None:

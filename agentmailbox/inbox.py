@@ -330,6 +330,7 @@ class Inbox:
         msg_id = names.check_id(msg if isinstance(msg, str) else msg.id)
         if not self._disk.rename(self.cur / f"{msg_id}.json", self.new / f"{msg_id}.json"):
             return self._expect(msg_id, State.NEW)
+        faults.hit("release.moved")
         self._root.journal.record("release", agent=self.agent, id=msg_id, reason=reason)
         return True
 

@@ -364,6 +364,7 @@ class Mailbox:
         """The explicit receipt a sender asked for (``receipt=True``), into its inbox."""
         if not self.registry.exists(original.sender):
             return
+        faults.hit("receipt.pending")
         self.send(reader, [original.sender], subject=f"{state}: {original.subject}"[:200],
                   body={"of": original.id, "state": state, "by": reader,
                         "epoch": self.epoch(reader)},

@@ -26,7 +26,7 @@ import portalocker
 
 from . import names
 from .errors import InvalidInput, LockTimeout
-from .fs import Foreign
+from .fs import Foreign, faults
 from .message import iso
 from .root import Root
 
@@ -122,6 +122,7 @@ class WorkingState(Mapping[str, Any]):
             self._write(current)
 
     def _write(self, obj: dict[str, Any]) -> None:
+        faults.hit("state.locked")  # callers hold the state lock and have read the file
         try:
             data = orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
                                 | orjson.OPT_SORT_KEYS)

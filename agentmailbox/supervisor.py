@@ -55,7 +55,7 @@ from .errors import (
     MailboxError,
     MessageNotFound,
 )
-from .fs import Foreign
+from .fs import Foreign, faults
 from .inbox import Inbox, State
 from .mailbox import Mailbox
 from .message import Malformed, Message, decode, encode, iso, stamp_of
@@ -507,6 +507,7 @@ class Supervisor:
         if taken is False:
             self._recover(name, report)
             return
+        faults.hit("route.claimed")
         loaded = self._load(cur, report)
         if loaded is None:
             return
@@ -571,6 +572,7 @@ class Supervisor:
             return
         if fill is None and inbox.deliver(msg.id, data):  # deliver is idempotent by id
             self.mb.quotas.delivered(agent)
+        faults.hit("route.delivered")
         outcome.hold(address, agent)
 
     def _pick(self, address: str, agents: tuple[str, ...], msg: Message, data: bytes,
@@ -610,6 +612,7 @@ class Supervisor:
         self.mb.root.journal.record(
             "route", id=msg.id, **{"from": msg.sender}, recipients=outcome.holders,
             expansion=outcome.expansion, dead=list(reasons))
+        faults.hit("route.recorded")
         if reasons:
             report.dead += self._bury_unroutable(path, msg, data, outcome.holders, reasons)
         self.mb.root.disk.unlink(path)  # gone already if the whole message was buried

@@ -97,7 +97,7 @@ class Workspace:
             self._disk.unlink(staged)
         faults.hit("ws.versioned")
         self._disk.fsync_dir(folder)
-        self._refresh_view(name)
+        self.refresh_view(name)
         self._root.journal.record("ws.put", name=name, version=number, author=author)
         return number
 
@@ -111,7 +111,7 @@ class Workspace:
             if if_version is not None:
                 raise StaleVersion(name, if_version, self.version(name))
 
-    def _refresh_view(self, name: str) -> None:
+    def refresh_view(self, name: str) -> None:
         """Make ``workspace/<name>`` show the newest version; converges under races.
 
         Each writer re-checks after replacing, so the last one to finish leaves
