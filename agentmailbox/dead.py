@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from .errors import MessageNotFound
+from .names import as_text
 from .fs import Foreign, faults
 from .message import iso
 from .root import Root
@@ -53,8 +54,9 @@ class DeadLetters:
         """Move ``path`` into ``dead/`` with ``reason``; None if it was already gone."""
         disk = self._root.disk
         dead_id = self._root.clock.new_id()
-        origin = str(path.parent.relative_to(self._root.path))
-        record = {"id": dead_id, "reason": reason, "origin": origin, "name": path.name,
+        origin = as_text(str(path.parent.relative_to(self._root.path)))
+        name = as_text(path.name)  # a hostile name need not be UTF-8
+        record = {"id": dead_id, "reason": reason, "origin": origin, "name": name,
                   "at": iso(time.time_ns()), **extra}
         reason_path = self.directory / f"{dead_id}.reason.json"
         staged = disk.stage(self.directory, orjson.dumps(record, option=orjson.OPT_INDENT_2))
@@ -65,8 +67,7 @@ class DeadLetters:
             disk.unlink(reason_path)
             return None
         disk.fsync_dir(self.directory)
-        self._root.journal.record("dead", id=dead_id, reason=reason, origin=origin,
-                                  name=path.name)
+        self._root.journal.record("dead", id=dead_id, reason=reason, origin=origin, name=name)
         return dead_id
 
     def list(self) -> list[DeadLetter]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,8 @@ class _Doctor:
         if self.repair and fix is not None:
             fix()
             repaired = True
-        self.findings.append(Finding(kind, str(path.relative_to(self.mb.path)), detail, repaired))
+        where = names.as_text(str(path.relative_to(self.mb.path)))
+        self.findings.append(Finding(kind, where, detail, repaired))
 
     def run(self) -> list[Finding]:
         for sub in _TOP_DIRS:
@@ -103,7 +105,10 @@ class _Doctor:
             st = self.disk.lstat(path)
             if st is None:
                 continue
-            if st.st_nlink > 1:
+            if not stat.S_ISREG(st.st_mode):
+                self.note("foreign", path, "not a staging file (a folder, link or device)",
+                          self._bury(path, "foreign entry in a staging folder", None))
+            elif st.st_nlink > 1:
                 self.note("stale-tmp", path, "staging file already published",
                           lambda p=path: self.disk.unlink(p))
             elif now - st.st_mtime_ns >= self.stale_ns:
@@ -176,8 +181,9 @@ class _Doctor:
         twin = self.disk.lstat(other)
         return twin is not None and (twin.st_dev, twin.st_ino) == (st.st_dev, st.st_ino)
 
-    def _bury(self, path: Path, reason: str, agent: str) -> Any:
-        return lambda: self.mb.dead.bury(path, reason, agent=agent, by="doctor")
+    def _bury(self, path: Path, reason: str, agent: str | None) -> Any:
+        about = {} if agent is None else {"agent": agent}
+        return lambda: self.mb.dead.bury(path, reason, **about, by="doctor")
 
     def _keys(self, folder: Path) -> None:
         cutoff = time.time_ns() - int(self.mb.config.key_window_days * 86400e9)

@@ -231,6 +231,10 @@ class Inbox:
         if done is not None:
             self._drop_done_twin(dest, done)
             return None
+        if self._linked_elsewhere(dest, msg_id):
+            self._dead.bury(dest, "hard link to a file elsewhere (not written through tmp/)",
+                            agent=self.agent)
+            return None
         now = time.time_ns()
         self._disk.touch(dest, now)  # the lease starts now
         faults.hit("claim.taken")
@@ -243,6 +247,13 @@ class Inbox:
         if msg.receipt and self._notify:
             self._notify(msg, "read", self.agent)
         return msg
+
+    def _linked_elsewhere(self, path: Path, msg_id: str) -> bool:
+        """A second link that is not the sender's staging name: a file planted from
+        elsewhere. Checked before the lease is set, since setting it would change the
+        modification time of that other file too."""
+        st = self._disk.lstat(path)
+        return st is not None and st.st_nlink > 1 and not self._is_own_staging(msg_id, st, path)
 
     def _drop_done_twin(self, dest: Path, done: os.stat_result) -> None:
         """We won ``cur/X`` but ``X`` is already done: a stale link, or a second copy.

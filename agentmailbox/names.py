@@ -11,6 +11,7 @@ from .errors import InvalidInput, InvalidName
 
 __all__ = [
     "MAX_NAME",
+    "as_text",
     "check_agent",
     "check_id",
     "check_key",
@@ -61,6 +62,15 @@ def check_id(msg_id: str) -> str:
 def is_message_file(name: str) -> bool:
     """True if ``name`` is a well-formed message file name (``<id>.json``)."""
     return _MESSAGE_FILE.fullmatch(name) is not None
+
+
+def as_text(name: str) -> str:
+    """A file name met on disk as valid UTF-8 text, for records and output.
+
+    A name that is not UTF-8 comes back from ``os.scandir`` with surrogate escapes,
+    which no JSON encoder accepts; they are written as ``\\udcNN`` instead.
+    """
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def check_key(key: str) -> str:

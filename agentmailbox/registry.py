@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -71,6 +72,9 @@ class Registry:
             fields[seq] = tuple(names.check_agent(v) for v in fields.get(seq, ()))
         info = AgentInfo(name=name, created=iso(time.time_ns()), **fields)
         base = self._root.agent_dir(name)
+        if self._root.disk.exists(base) and not self._is_folder(base):
+            raise InvalidInput(f"{base} exists and is not a folder (a link or a file)",
+                               hint="remove it by hand; agent folders are never links")
         for sub in _SUBDIRS:
             self._root.disk.ensure_dir(base / sub)
         data = orjson.dumps(info.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
@@ -85,7 +89,14 @@ class Registry:
         return info
 
     def exists(self, name: str) -> bool:
-        return self._root.disk.exists(self._root.agent_dir(names.check_agent(name)) / "agent.json")
+        """Registered: ``agents/<name>`` is a folder (never a link out of the root) with an
+        ``agent.json``."""
+        base = self._root.agent_dir(names.check_agent(name))
+        return self._is_folder(base) and self._root.disk.exists(base / "agent.json")
+
+    def _is_folder(self, path: Path) -> bool:
+        st = self._root.disk.lstat(path)
+        return st is not None and stat.S_ISDIR(st.st_mode)
 
     def require(self, name: str) -> str:
         if not self.exists(name):

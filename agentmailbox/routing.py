@@ -240,8 +240,25 @@ class Spool:
 
     def read(self, path: Path) -> tuple[Message, bytes]:
         """Read and decode one spooled message; raises Malformed/Foreign/FileNotFoundError."""
-        data, _ = self._disk.read(path, self._root.config.max_message_bytes)
-        return decode(data, expected_id=path.name[:-5]), data
+        data, st = self._disk.read(path, self._root.config.max_message_bytes)
+        msg = decode(data, expected_id=path.name[:-5])
+        if st.st_nlink > 1 and not self._own_link(path, st):
+            raise Foreign("hard link to a file elsewhere (not written through spool/tmp/)")
+        return msg, data
+
+    def _own_link(self, path: Path, st: os.stat_result) -> bool:
+        """A second link is ours while a post or a claim is between its link and unlink:
+        the poster's staging name in ``spool/tmp``, or the same name in ``new/`` and
+        ``cur/``. A link gone by the time we look was one of those."""
+        msg_id = path.name[:-5]
+        others = [self.new / path.name, self.cur / path.name]
+        others += [Path(e.path) for e in self._disk.scan(self.tmp) if e.name.startswith(msg_id)]
+        for other in others:
+            found = self._disk.lstat(other) if other != path else None
+            if found is not None and (found.st_dev, found.st_ino) == (st.st_dev, st.st_ino):
+                return True
+        now = self._disk.lstat(path)
+        return now is not None and now.st_nlink == 1
 
     def get(self, msg_id: str) -> tuple[str, Message] | None:
         """The spooled message ``msg_id`` and its folder, if it is still waiting."""
