@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -19,7 +20,8 @@ from . import doctor as doctor_mod
 from .errors import InvalidInput, MailboxError
 from .inbox import State
 from .mailbox import Mailbox
-from .message import Message
+from .message import Message, iso, stamp_of
+from .presence import Presence
 from .routing import is_routed
 from .supervisor import running_supervisor
 
@@ -177,14 +179,41 @@ def _plain(value: Any) -> str:
 @json_option
 @pass_ctx
 def agents(c: Ctx, as_json: bool) -> None:
-    """List registered agents with their unread counts."""
-    rows = []
-    for info in c.mb.agents():
-        inbox = c.mb.inbox(info.name)
-        rows.append({**info.to_dict(), "unread": inbox.count(), "claimed": inbox.count(State.CLAIMED)})
-    emit(rows, as_json, lambda rs: "\n".join(
-        f"{r['name']:<16} {r['role'] or '-':<12} unread {r['unread']:<6} claimed {r['claimed']}"
-        for r in rs) or "no agents yet: mailbox agent add NAME")
+    """List agents: role, liveness, last heartbeat, capacity, mode, unread and claimed mail."""
+    presence, now = Presence(c.mb.root), time.time_ns()
+    rows = [_agent_row(c.mb, info, presence, now) for info in c.mb.agents()]
+    head = (f"{'AGENT':<16} {'ROLE':<12} {'LIVENESS':<10} {'BEAT':>6} {'CAP':>5} {'MODE':<11} "
+            f"{'UNREAD':>6} {'OLDEST':>6} {'CLAIMED':>7}")
+    emit(rows, as_json, lambda rs: "\n".join([head, *(
+        f"{r['name']:<16} {r['role'] or '-':<12} {r['liveness']:<10} "
+        f"{_age(r['heartbeat_age_seconds']):>6} "
+        f"{'-' if r['capacity'] is None else format(r['capacity'], '.2f'):>5} "
+        f"{r['mode'] or '-':<11} {r['unread']:>6} {_age(r['oldest_unread_age_seconds']):>6} "
+        f"{r['claimed']:>7}" for r in rs)]) if rs else "no agents yet: mailbox agent add NAME")
+
+
+def _agent_row(mb: Mailbox, info: Any, presence: Presence, now: int) -> dict[str, Any]:
+    inbox = mb.inbox(info.name)
+    unread = inbox.ids()
+    beat = presence.last(info.name)
+    return {**info.to_dict(), "liveness": str(presence.liveness(info.name, now)),
+            "heartbeat_at": iso(beat.at) if beat else None,
+            "heartbeat_age_seconds": (now - beat.at) / 1e9 if beat else None,
+            "capacity": beat.capacity if beat else None,
+            "mode": str(beat.mode) if beat else None,
+            "unread": len(unread),
+            "oldest_unread_age_seconds": (now - stamp_of(unread[0])) / 1e9 if unread else None,
+            "claimed": inbox.count(State.CLAIMED)}
+
+
+def _age(seconds: float | None) -> str:
+    """A short age: 42s, 7m, 3h, 2d; '-' for none."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{max(int(seconds), 0)}s"
 
 
 # -- mail -----------------------------------------------------------------------------------------
@@ -467,4 +496,5 @@ def run() -> NoReturn:
 
 
 from . import cli_agent  # noqa: E402,F401  registers handoff, state, memory, boot, thread
+from . import cli_live  # noqa: E402,F401  registers watch, heartbeat, tail
 from . import cli_supervisor  # noqa: E402,F401  registers supervise, dead

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -383,3 +384,45 @@ class Inbox:
             raise
         if msg is not None:
             self.done(msg)
+
+    # -- waiting (watchdog wake-ups; see watch.py) ----------------------------------------------
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until unread mail is present; returns at once if some already is.
+
+        When it has to wait, it starts a watch for this call alone (a few ms); a
+        long-running reader should loop over :meth:`watch` instead, which keeps one.
+
+        Args:
+            timeout: Seconds to wait at most; None waits for ever.
+
+        Returns:
+            True when unread mail is present, False if ``timeout`` passed first.
+        """
+        from .watch import wait_for_mail
+
+        return wait_for_mail(self.new, timeout)
+
+    def watch(self, stop: threading.Event | None = None, timeout: float | None = None,
+              heartbeat: bool = True) -> Iterator[Message]:
+        """Claim and yield each message as it arrives, oldest first::
+
+            for msg in inbox.watch(stop=stop_event):
+                handle(msg)
+                inbox.done(msg)        # or inbox.release(msg) to give it back
+
+        Every yielded message is already *claimed*: the caller marks it done or
+        releases it (an unfinished claim returns to ``new/`` when its lease expires).
+        Watching starts before the first scan, and the directory is scanned again
+        every few seconds whatever the events say, so no delivery is missed.
+
+        Args:
+            stop: Ends the loop once set (checked between messages and while idle).
+            timeout: Ends the loop after this many seconds without a message.
+            heartbeat: Record this agent's presence every ``heartbeat_seconds / 3``.
+
+        The watcher's threads stop when the loop ends or the generator is closed.
+        """
+        from .watch import watch_inbox
+
+        return watch_inbox(self, self._root, stop=stop, timeout=timeout, heartbeat=heartbeat)

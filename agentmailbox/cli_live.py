@@ -1,0 +1,213 @@
+"""Live commands: watch an inbox, run a command per message, heartbeat, tail the journal."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from .cli import Ctx, cli, emit, json_option, message_line, msg_json, pass_ctx
+from .logs import daemon_logging
+from .message import Message
+from .presence import Mode, Presence
+from .runner import CommandRunner
+from .watch import arrivals
+
+TAIL_POLL_SECONDS = 0.2
+"""How often ``tail -f`` looks for new journal lines."""
+
+WATCH_EPILOG = """\b
+Examples:
+  mailbox watch bob                         print new mail as it arrives (claims nothing)
+  mailbox watch bob --claim --json          claim and print each message as a JSON line
+  mailbox watch bob --exec 'python handle.py' --max-inflight 4
+  mailbox watch bob --exec ./handle.sh --once   handle what is there, then exit
+
+\b
+--exec runs the command through the shell with the message JSON on stdin and
+MAILBOX_ID, MAILBOX_PATH (the claimed file), MAILBOX_AGENT, MAILBOX_ROOT set.
+Exit 0 marks the message done; any other exit releases it for another try.
+"""
+
+
+@cli.command(epilog=WATCH_EPILOG)
+@click.argument("agent_name", metavar="AGENT")
+@click.option("--claim", is_flag=True, help="Claim each message as it is printed "
+              "(you mark it done: mailbox done AGENT ID).")
+@click.option("--exec", "command", default=None, metavar="CMD",
+              help="Claim each message and run CMD for it (see below).")
+@click.option("--max-inflight", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --exec: how many commands may run at once.")
+@click.option("--once", is_flag=True, help="Handle what is there now, then exit.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Exit 0 after this many seconds without new mail.")
+@json_option
+@pass_ctx
+def watch(c: Ctx, agent_name: str, claim: bool, command: str | None, max_inflight: int,
+          once: bool, timeout: float | None, as_json: bool) -> None:
+    """Print AGENT's new mail as it arrives, or run a command for each message."""
+    box = c.mb.inbox(agent_name)
+    with daemon_logging():
+        if command is not None:
+            CommandRunner(box, c.mb.root, command, max_inflight=max_inflight).run(
+                once=once, idle_timeout=timeout)
+            return
+        msgs = box.watch(timeout=0 if once else timeout) if claim else arrivals(
+            box, once=once, timeout=timeout)
+        _print_messages(msgs, as_json)
+
+
+def _print_messages(msgs: Iterable[Message], as_json: bool) -> None:
+    for msg in msgs:
+        emit(msg_json(msg), as_json, message_line(msg))
+
+
+# -- presence --------------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("agent_name", metavar="AGENT")
+@click.option("--capacity", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Spare capacity, 0.0 (full) to 1.0 (idle).")
+@click.option("--mode", type=click.Choice([str(m) for m in Mode]), default=str(Mode.NORMAL),
+              show_default=True, help="maintenance: alive, but takes no new distributed work.")
+@json_option
+@pass_ctx
+def heartbeat(c: Ctx, agent_name: str, capacity: float | None, mode: str, as_json: bool) -> None:
+    """Record that AGENT is alive now (run it from the agent's loop or a cron job)."""
+    c.mb.registry.require(agent_name)
+    beat = Presence(c.mb.root).beat(agent_name, capacity=capacity, mode=mode)
+    emit(beat.to_dict(), as_json, lambda d: f"{d['agent']} alive at {d['at_iso']}"
+         + (f", capacity {d['capacity']}" if d["capacity"] is not None else "")
+         + (f", {d['mode']}" if d["mode"] != Mode.NORMAL else ""))
+
+
+# -- tail ------------------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("agents", nargs=-1, metavar="[AGENT]...")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new events as they happen.")
+@click.option("-n", "--lines", "count", type=click.IntRange(min=0), default=50,
+              show_default=True, help="How many past events to print first.")
+@json_option
+@pass_ctx
+def tail(c: Ctx, agents: tuple[str, ...], follow: bool, count: int, as_json: bool) -> None:
+    """Print the bus journal (send, claim, done, release, dead, ws.put...) in time order.
+
+    With AGENT names, only events involving them (as agent, sender or recipient).
+    """
+    for name in agents:
+        c.mb.registry.require(name)
+    reader = _JournalReader(c.mb.root.journal.directory)
+    wanted = frozenset(agents)
+    for event in reader.last(count, wanted):
+        _print_event(event, as_json)
+    while follow:
+        for event in reader.follow():
+            if _involves(event, wanted):
+                _print_event(event, as_json)
+        time.sleep(TAIL_POLL_SECONDS)
+
+
+class _JournalReader:
+    """Reads ``journal/<day>.jsonl`` files; remembers where it stopped to follow them."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.day = ""
+        self.offset = 0
+
+    def days(self) -> list[str]:
+        try:
+            return sorted(n[:-6] for n in os.listdir(self.directory) if n.endswith(".jsonl"))
+        except FileNotFoundError:
+            return []
+
+    def last(self, count: int, wanted: frozenset[str]) -> list[dict[str, Any]]:
+        """The last ``count`` matching events in time order; follow() goes on from there."""
+        days = self.days()
+        found: list[dict[str, Any]] = []
+        for day in reversed(days):
+            events, end = self._read(day, 0)
+            if day == days[-1]:
+                self.day, self.offset = day, end
+            found[:0] = [e for e in events if _involves(e, wanted)]
+            if len(found) >= count:
+                break
+        found.sort(key=lambda e: e.get("t", 0))
+        return found[len(found) - count:] if count else []
+
+    def follow(self) -> Iterator[dict[str, Any]]:
+        """Events appended since the last call, across a change of day."""
+        while True:
+            events, self.offset = self._read(self.day, self.offset) if self.day else ([], 0)
+            yield from events
+            later = [d for d in self.days() if d > self.day]
+            if not later:
+                return
+            self.day, self.offset = later[0], 0  # rolled over: the old day is finished
+
+    def _read(self, day: str, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """Complete lines of one day from ``offset``; a line still being written waits."""
+        try:
+            with open(self.directory / f"{day}.jsonl", "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:
+            return [], offset
+        complete = data[: data.rfind(b"\n") + 1]
+        return _parse(complete.splitlines()), offset + len(complete)
+
+
+def _parse(lines: list[bytes]) -> list[dict[str, Any]]:
+    out = []
+    for line in lines:
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # a torn line: the journal is a record, not the state
+        if isinstance(event, dict):
+            out.append(event)
+    return out
+
+
+def _involves(event: dict[str, Any], wanted: frozenset[str]) -> bool:
+    if not wanted:
+        return True
+    to = event.get("to")
+    origin = str(event.get("origin") or "").split("/")
+    return bool(
+        {event.get("agent"), event.get("from"), event.get("author")} & wanted
+        or (isinstance(to, list) and wanted.intersection(map(str, to)))
+        or (len(origin) > 1 and origin[0] == "agents" and origin[1] in wanted))
+
+
+_COLOURS = {"send": "green", "claim": "cyan", "done": "blue", "release": "yellow",
+            "dead": "red", "ws.put": "magenta"}
+_SHOWN = ("t", "ev", "pid", "agent", "from", "to", "author", "id")
+
+
+def _print_event(event: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit(event, True)
+        return
+    ev = str(event.get("ev", "?"))
+    t = int(event.get("t", 0))
+    when = f"{time.strftime('%H:%M:%S', time.gmtime(t // 10**9))}.{t // 10**6 % 1000:03d}"
+    rest = " ".join(f"{k}={_plain(v)}" for k, v in event.items() if k not in _SHOWN)
+    click.echo(f"{when} {click.style(f'{ev:<8}', fg=_COLOURS.get(ev, 'white'), bold=True)} "
+               f"{_who(event):<24} {event.get('id', '')} {rest}".rstrip())
+
+
+def _who(event: dict[str, Any]) -> str:
+    if "from" in event:
+        return f"{event['from']} -> {', '.join(map(str, event.get('to') or []))}"
+    return str(event.get("agent") or event.get("author") or event.get("origin") or "")
+
+
+def _plain(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()

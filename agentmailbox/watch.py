@@ -1,0 +1,367 @@
+"""Wake-ups for directories of mail: watchdog events are hints, scans are the truth.
+
+The consumer loop is always::
+
+    with Watcher(inbox.new) as watcher:      # watching starts before the first scan
+        while running:
+            scan and handle what is there
+            watcher.wait()                     # an event, an overflow, or the rescan timer
+
+An event handler only sets a flag. Events can be lost (inotify overflow, a dead
+watchdog thread), so a wait never lasts longer than the rescan interval, an
+overflow wakes every watcher at once, and a dead observer is replaced. Nothing here
+decides what mail exists: the directories do.
+
+Claims link ``new/X`` into ``cur/`` and then unlink ``new/X``: no rename leaves a
+watched directory, so watchdog never holds a "moved from" event for its 0.5 s
+pairing window and wake-ups stay in the millisecond range (see DESIGN: the watcher).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from watchdog.events import (
+    FileCreatedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+
+from . import names
+from .errors import MessageNotFound, from_oserror
+from .fs import Disk
+from .presence import Presence
+
+if TYPE_CHECKING:
+    from .inbox import Inbox
+    from .message import Message
+    from .root import Root
+
+__all__ = ["RESCAN_SECONDS", "Watcher", "arrivals", "has_mail", "wait_for_mail", "watch_inbox"]
+
+RESCAN_SECONDS = 2.0
+"""Longest wait between two scans, whatever the events say."""
+
+STOP_CHECK_SECONDS = 0.1
+"""How often an idle loop looks at a caller's stop event."""
+
+
+log = logging.getLogger(__name__)
+
+# watchdog reports a kernel queue overflow only as a log record on this logger
+# (gorakhargosh/watchdog#654): no event reaches any handler.
+_INOTIFY_LOG = logging.getLogger("watchdog.observers.inotify_c")
+
+
+class _QuietShutdown(logging.Filter):
+    """Drops watchdog's ERROR about an emitter read racing its own stop.
+
+    Stopping an observer while its emitter is between two reads logs "queue_events()
+    called when the thread is inactive" (watchdog 7.1, observers/inotify.py); nothing
+    is wrong and nothing is lost, but a loop calling ``Inbox.wait()`` would print it
+    to stderr again and again.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in str(record.msg)
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_QuietShutdown())
+
+
+class _Nudge(FileSystemEventHandler):
+    """Runs on watchdog's dispatcher thread: note the directory, set the flag, nothing else.
+
+    A handler that raises kills the dispatcher for good (gorakhargosh/watchdog#427),
+    so this one does as little as possible.
+    """
+
+    def __init__(self, watcher: Watcher) -> None:
+        self._watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        path = event.dest_path or event.src_path
+        self._watcher.mark(os.path.dirname(os.fsdecode(path)))
+
+
+class _OverflowAlarm(logging.Handler):
+    """Turns watchdog's "Inotify queue overflowed" warning into a full rescan."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        super().__init__(logging.WARNING)
+        self._watcher = watcher
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in str(record.msg).lower():
+            self._watcher.overflowed()
+
+
+class Watcher:
+    """Wakes a consumer when files may have appeared in some directories.
+
+    Watches each directory (non-recursively; give ``new/``, never ``tmp/``) for
+    created and moved-in files. Use as a context manager; ``wait`` is the only
+    blocking call. One instance can watch several directories; ``due`` says which
+    ones to scan.
+
+    Args:
+        *directories: The directories to watch; they must exist.
+        rescan_interval: The longest ``wait()`` without an argument blocks.
+    """
+
+    def __init__(self, *directories: Path | str, rescan_interval: float = RESCAN_SECONDS) -> None:
+        self.directories = tuple(Path(d) for d in directories)
+        self.rescan_interval = rescan_interval
+        self.restarts = 0
+        """How many times a dead observer was replaced."""
+        self.overflows = 0
+        """How many inotify overflows woke this watcher."""
+        self._flag = threading.Event()
+        self._lock = threading.Lock()
+        self._dirty: set[str] = set()
+        self._everything = False
+        self._alarm = _OverflowAlarm(self)
+        self._observer: BaseObserver | None = None
+
+    def __repr__(self) -> str:
+        return f"<Watcher {', '.join(map(str, self.directories))}>"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> Watcher:
+        """Start watching; scan only after this returns, so nothing slips between."""
+        if self._observer is None:
+            _INOTIFY_LOG.addHandler(self._alarm)
+            try:
+                self._observer = self._start_observer()
+            except BaseException:
+                _INOTIFY_LOG.removeHandler(self._alarm)
+                raise
+        return self
+
+    def stop(self) -> None:
+        """Stop watching and join watchdog's threads."""
+        _INOTIFY_LOG.removeHandler(self._alarm)
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            _halt(observer)
+
+    def __enter__(self) -> Watcher:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def observer(self) -> BaseObserver | None:
+        """The current watchdog observer (it is replaced if it dies)."""
+        return self._observer
+
+    def _start_observer(self) -> BaseObserver:
+        observer = Observer()
+        nudge = _Nudge(self)
+        try:
+            for directory in self.directories:
+                observer.schedule(nudge, str(directory), recursive=False,
+                                  event_filter=[FileCreatedEvent, FileMovedEvent])
+            observer.start()
+        except OSError as exc:
+            _halt(observer)  # a failed start can leave watchdog's inotify reader running
+            raise from_oserror(exc, "watch", str(exc.filename or self.directories[0])) from exc
+        return observer
+
+    # -- wake-ups -----------------------------------------------------------------------------
+
+    def mark(self, directory: str) -> None:
+        """Something appeared in ``directory``: wake the consumer (thread-safe)."""
+        with self._lock:
+            self._dirty.add(directory)
+        self._flag.set()
+
+    def wake(self) -> None:
+        """Wake the consumer for a full rescan (thread-safe; e.g. a child process ended)."""
+        with self._lock:
+            self._everything = True
+        self._flag.set()
+
+    def overflowed(self) -> None:
+        """The kernel dropped events: every directory must be scanned again."""
+        self.overflows += 1
+        log.warning("inotify queue overflowed; rescanning %s", self)
+        self.wake()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until something may have arrived, or ``timeout`` seconds pass.
+
+        Replaces a dead observer first (that counts as a wake-up: events were lost).
+
+        Args:
+            timeout: Seconds; None means the rescan interval.
+
+        Returns:
+            True if woken (an event, an overflow, a replaced observer), False on timeout.
+            Scan after either.
+        """
+        self._ensure_alive()
+        woke = self._flag.wait(self.rescan_interval if timeout is None else max(timeout, 0.0))
+        self._flag.clear()
+        if not woke:
+            with self._lock:
+                self._everything = True
+        return woke
+
+    def due(self) -> tuple[Path, ...]:
+        """The directories to scan now (all of them after a timeout or an overflow); clears."""
+        with self._lock:
+            dirty, everything = self._dirty, self._everything
+            self._dirty, self._everything = set(), False
+        if everything:
+            return self.directories
+        return tuple(d for d in self.directories if str(d) in dirty)
+
+    def _ensure_alive(self) -> None:
+        observer = self._observer
+        if observer is None or _healthy(observer):
+            return
+        log.warning("watch thread died; replacing the observer of %s", self)
+        _halt(observer)
+        self._observer = self._start_observer()
+        self.restarts += 1
+        self.wake()
+
+
+def _healthy(observer: BaseObserver) -> bool:
+    return observer.is_alive() and all(e.is_alive() for e in list(observer.emitters))
+
+
+def _halt(observer: BaseObserver) -> None:
+    observer.stop()
+    if observer.ident is not None:
+        observer.join()
+
+
+# -- waiting for and consuming one inbox ---------------------------------------------------------
+
+def has_mail(directory: Path) -> bool:
+    """True if ``directory`` holds at least one message file (stops at the first)."""
+    return any(names.is_message_file(e.name) for e in Disk.scan(directory))
+
+
+def wait_for_mail(directory: Path, timeout: float | None,
+                  rescan_interval: float = RESCAN_SECONDS) -> bool:
+    """Block until ``directory`` holds a message file; see :meth:`Inbox.wait`."""
+    if has_mail(directory):
+        return True
+    if timeout is not None and timeout <= 0:
+        return False
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with Watcher(directory, rescan_interval=rescan_interval) as watcher:
+        while not has_mail(directory):
+            left = _left(deadline)
+            if left is not None and left <= 0:
+                return False
+            watcher.wait(soonest(left, rescan_interval))
+    return True
+
+
+def watch_inbox(inbox: Inbox, root: Root, *, stop: threading.Event | None = None,
+                timeout: float | None = None, heartbeat: bool = True,
+                rescan_interval: float = RESCAN_SECONDS) -> Iterator[Message]:
+    """Claim and yield messages as they arrive; see :meth:`Inbox.watch`."""
+    pulse = Pulse(root, inbox.agent) if heartbeat else None
+    with Watcher(inbox.new, rescan_interval=rescan_interval) as watcher:
+        idle_since = time.monotonic()
+        while not (stop is not None and stop.is_set()):
+            if pulse is not None:
+                pulse.beat_if_due()
+            msg = inbox.claim()
+            if msg is not None:
+                yield msg
+                idle_since = time.monotonic()
+                continue
+            left = None if timeout is None else idle_since + timeout - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            watcher.wait(soonest(left, rescan_interval,
+                                   pulse.due_in() if pulse else None,
+                                   STOP_CHECK_SECONDS if stop is not None else None))
+
+
+def arrivals(inbox: Inbox, *, once: bool = False, timeout: float | None = None,
+             stop: threading.Event | None = None,
+             rescan_interval: float = RESCAN_SECONDS) -> Iterator[Message]:
+    """Yield each unread message once as it arrives, *without* claiming it.
+
+    A tail of ``new/`` for people and scripts that only look. It remembers the ids it
+    showed that are still unread, so a released message is shown again.
+
+    Args:
+        inbox: The inbox to look at.
+        once: Yield what is unread now, then stop.
+        timeout: Stop after this many seconds without a new message.
+        stop: Stop once set.
+    """
+    shown: set[str] = set()
+    with Watcher(inbox.new, rescan_interval=rescan_interval) as watcher:
+        idle_since = time.monotonic()
+        while not (stop is not None and stop.is_set()):
+            ids = inbox.ids()
+            fresh = [i for i in ids if i not in shown]
+            for msg_id in fresh:
+                msg = _peek(inbox, msg_id)
+                if msg is not None:
+                    yield msg
+            shown = set(ids)
+            if fresh:
+                idle_since = time.monotonic()
+            left = None if timeout is None else idle_since + timeout - time.monotonic()
+            if once or (left is not None and left <= 0):
+                return
+            watcher.wait(soonest(left, rescan_interval,
+                                   STOP_CHECK_SECONDS if stop is not None else None))
+
+
+def _peek(inbox: Inbox, msg_id: str) -> Message | None:
+    try:
+        return inbox.get(msg_id)
+    except MessageNotFound:
+        return None
+
+
+class Pulse:
+    """Heartbeats from a consumer loop: three per ``heartbeat_seconds`` (``beat_if_due``)."""
+
+    def __init__(self, root: Root, agent: str) -> None:
+        self._presence = Presence(root)
+        self._agent = agent
+        self._period = root.config.heartbeat_seconds / 3
+        self._next = 0.0
+
+    def due_in(self) -> float:
+        return max(self._next - time.monotonic(), 0.0)
+
+    def beat_if_due(self, capacity: float | None = None) -> None:
+        if time.monotonic() >= self._next:
+            self._presence.beat(self._agent, capacity=capacity)
+            self._next = time.monotonic() + self._period
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def soonest(*timeouts: float | None) -> float | None:
+    """The shortest of the given waits (None: no limit), never negative."""
+    given = [t for t in timeouts if t is not None]
+    return max(min(given), 0.0) if given else None
