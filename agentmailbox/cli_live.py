@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -32,6 +35,8 @@ Examples:
 --exec runs the command through the shell with the message JSON on stdin and
 MAILBOX_ID, MAILBOX_PATH (the claimed file), MAILBOX_AGENT, MAILBOX_ROOT set.
 Exit 0 marks the message done; any other exit releases it for another try.
+SIGTERM stops the watch cleanly (running commands get SIGTERM and are settled
+by their exit code) with exit 0; Ctrl-C does the same with exit 130.
 """
 
 
@@ -52,14 +57,28 @@ def watch(c: Ctx, agent_name: str, claim: bool, command: str | None, max_infligh
           once: bool, timeout: float | None, as_json: bool) -> None:
     """Print AGENT's new mail as it arrives, or run a command for each message."""
     box = c.mb.inbox(agent_name)
-    with daemon_logging():
+    with daemon_logging(), _stop_on_sigterm() as stop:
         if command is not None:
             CommandRunner(box, c.mb.root, command, max_inflight=max_inflight).run(
-                once=once, idle_timeout=timeout)
+                once=once, idle_timeout=timeout, stop=stop)
             return
-        msgs = box.watch(timeout=0 if once else timeout) if claim else arrivals(
-            box, once=once, timeout=timeout)
+        msgs = box.watch(stop=stop, timeout=0 if once else timeout) if claim else arrivals(
+            box, once=once, timeout=timeout, stop=stop)
         _print_messages(msgs, as_json)
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[threading.Event]:
+    """SIGTERM asks the loop to finish (the handler only sets a flag); exit is then 0."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_messages(msgs: Iterable[Message], as_json: bool) -> None:

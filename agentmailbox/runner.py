@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -189,7 +190,9 @@ class CommandRunner:
             # The claimed file *is* the message JSON: it becomes stdin (no pipe to fill).
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
-                proc = subprocess.Popen(self.command, shell=True, env=env, stdin=fd)
+                # Its own process group: stopping the command stops what it started too.
+                proc = subprocess.Popen(self.command, shell=True, env=env, stdin=fd,
+                                        process_group=0)
             finally:
                 os.close(fd)
         except BaseException:
@@ -244,11 +247,19 @@ class CommandRunner:
         """On the way out: terminate what still runs, then settle each by its exit code."""
         self._reap()
         for run in self._running.values():
-            run.proc.terminate()
+            if run.proc.poll() is None:
+                _signal_group(run.proc, signal.SIGTERM)
         for run in self._running.values():
             try:
                 run.proc.wait(timeout=TERMINATE_GRACE_SECONDS)
             except subprocess.TimeoutExpired:
-                run.proc.kill()
+                _signal_group(run.proc, signal.SIGKILL)
                 run.proc.wait()
         self._reap()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
+    try:
+        os.killpg(proc.pid, signum)
+    except ProcessLookupError:
+        pass  # it ended meanwhile

@@ -168,19 +168,58 @@ def test_exec_renews_the_lease_of_a_long_command(tmp_path: Path) -> None:
     assert mb.inbox("bob").state_of(msg.id) is State.DONE
 
 
+def _running_command(mb: Mailbox, pidfile: Path, *extra: str) -> subprocess.Popen[str]:
+    """``watch bob --exec`` with a 30 s command that writes its pid to ``pidfile``."""
+    return _mailbox(mb, "watch", "bob", "--exec", f"echo $$ > {pidfile}; exec sleep 30",
+                    *extra, stderr=subprocess.DEVNULL)
+
+
+def _has_pid(pidfile: Path) -> bool:
+    return pidfile.exists() and pidfile.read_text().endswith("\n")
+
+
+def _kill_pid_in(pidfile: Path) -> None:
+    try:
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        pass
+
+
 @pytest.mark.slow
-def test_exec_killed_mid_command_loses_no_mail(mb: Mailbox) -> None:
+def test_exec_killed_mid_command_loses_no_mail(mb: Mailbox, tmp_path: Path) -> None:
     """SIGKILL while a command runs leaves the claim in cur/; the lease brings it back."""
     msg = mb.send("alice", "bob")
     inbox = mb.inbox("bob")
-    proc = _mailbox(mb, "watch", "bob", "--exec", "sleep 30", stderr=subprocess.DEVNULL)
+    pidfile = tmp_path / "pid"
+    proc = _running_command(mb, pidfile)
     try:
-        _until(lambda: inbox.state_of(msg.id) is State.CLAIMED, "the claim")
+        _until(lambda: _has_pid(pidfile), "the command")
     finally:
-        _kill_group(proc)  # the watcher and its command
+        _kill_group(proc)
+        _kill_pid_in(pidfile)  # the command runs in a process group of its own
     assert inbox.state_of(msg.id) is State.CLAIMED
     assert inbox.requeue_expired(lease_seconds=0) == [msg.id]
     assert inbox.claim().id == msg.id
+
+
+@pytest.mark.slow
+def test_sigterm_stops_exec_and_gives_the_running_message_back(
+        mb: Mailbox, tmp_path: Path) -> None:
+    """SIGTERM ends watch --exec with exit 0: its command is stopped and the mail unread."""
+    msg = mb.send("alice", "bob")
+    pidfile = tmp_path / "pid"
+    proc = _running_command(mb, pidfile)
+    try:
+        _until(lambda: _has_pid(pidfile), "the command")
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    finally:
+        _kill_group(proc)
+        _kill_pid_in(pidfile)
+    assert code == 0
+    assert mb.inbox("bob").state_of(msg.id) is State.NEW
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pidfile.read_text()), 0)
 
 
 @pytest.mark.slow
