@@ -10,7 +10,9 @@ The consumer loop is always::
 An event handler only sets a flag. Events can be lost (inotify overflow, a dead
 watchdog thread), so a wait never lasts longer than the rescan interval, an
 overflow wakes every watcher at once, and a dead observer is replaced. Nothing here
-decides what mail exists: the directories do.
+decides what mail exists: the directories do. (watchdog announces an overflow only
+by a WARNING on ``watchdog.observers.inotify_c``; an application that silences that
+logger leaves the periodic rescan as the only net.)
 
 Claims link ``new/X`` into ``cur/`` and then unlink ``new/X``: no rename leaves a
 watched directory, so watchdog never holds a "moved from" event for its 0.5 s
