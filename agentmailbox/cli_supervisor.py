@@ -13,12 +13,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
-import orjson
-import structlog
 
 from .cli import EXIT_INTERRUPTED, Ctx, cli, emit, json_option, pass_ctx
 from .dead import DeadLetter
 from .errors import InvalidInput
+from .logs import daemon_logging
 from .supervisor import Supervisor, purge_dead_letters, retry_dead_letter
 
 _SUPERVISE_EPILOG = """\b
@@ -27,33 +26,6 @@ Examples:
   mailbox supervise --once --json        # route what waits now, then exit
   mailbox send --from alice --to @coder --pick one --body "fix #12"
 """
-
-
-@contextmanager
-def _json_logs(level: str) -> Iterator[None]:
-    """stdlib records (the supervisor's, with their ``extra`` fields) as JSON lines on stderr.
-
-    Daemons only; the library never configures logging. Restores the previous
-    logging setup on exit, so running the command in-process leaves nothing behind.
-    """
-    shared: list[Any] = [structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
-                         structlog.processors.TimeStamper(fmt="iso", utc=True)]
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.format_exc_info,
-                    structlog.processors.JSONRenderer(
-                        serializer=lambda o, **kw: orjson.dumps(o, **kw).decode())]))
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(getattr(logging, level.upper()))
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
 
 
 @contextmanager
@@ -89,7 +61,7 @@ def supervise(c: Ctx, once: bool, log_level: str, as_json: bool) -> None:
     Ctrl-C too (exit 130), after the message in hand.
     """
     sup = Supervisor(c.mb)
-    with _json_logs(log_level):
+    with daemon_logging(getattr(logging, log_level.upper())):
         if once:
             with sup:
                 report = sup.run_once()

@@ -62,11 +62,16 @@ from .message import Malformed, Message, decode, encode, iso, stamp_of
 from .presence import Mode, Presence
 from .root import Root
 from .routing import Directory, Spool, Unroutable, is_routed
+from .watch import RESCAN_SECONDS, Watcher
 
 __all__ = ["Pass", "Retried", "Supervisor", "purge_dead_letters", "retry_dead_letter",
            "running_supervisor"]
 
 NOTICE_SENDER = "supervisor"
+SIGNAL_CHECK_SECONDS = 0.25
+"""Longest the loop waits before looking at the flag a signal handler may have set."""
+MIN_RETRY_SECONDS = 0.05
+"""Shortest delay before deferred mail is retried by the loop."""
 _TOLD_MEMORY = 100_000
 
 # The library logs through stdlib logging (silent until configured); ``mailbox
@@ -266,33 +271,6 @@ class _Outcome:
 
 # -- the daemon ----------------------------------------------------------------------------------
 
-class _PollWakeup:
-    """Wakes the loop when ``spool/new`` has mail, checking every ``interval`` seconds.
-
-    The stand-in for a watchdog watcher: same interface (``wait``, ``close``).
-    """
-
-    def __init__(self, spool: Spool, stopped: Callable[[], bool], interval: float) -> None:
-        self._spool = spool
-        self._stopped = stopped
-        self._interval = interval
-        self._event = threading.Event()
-
-    def wait(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not self._stopped() and not self._spool.names(self._spool.new):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            self._event.wait(min(self._interval, left))
-
-    def wake(self) -> None:
-        self._event.set()
-
-    def close(self) -> None:
-        self._event.set()
-
-
 class Supervisor:
     """The routing daemon of one root. ``run()`` until ``stop()``; ``run_once()`` in tests.
 
@@ -306,7 +284,8 @@ class Supervisor:
     Args:
         root: A :class:`Mailbox`, or the path of a root. The supervisor opens its own
             handle on it (sharing the clock), so it can run in a thread beside yours.
-        poll_seconds: How often an idle loop looks for new spool mail.
+        rescan_seconds: Longest time between two passes when no watcher event comes
+            (the safety net for events the watcher lost).
         sweep_seconds: How often inboxes are swept for expired mail and leases.
         backoff: First and longest delay between retries of deferred mail.
         clock: Monotonic seconds (tests pass a fake one to drive the rate limit).
@@ -315,17 +294,17 @@ class Supervisor:
     DISK_FULL_PAUSE = 5.0
     """Seconds routing pauses after the disk filled up (the mail stays in the spool)."""
 
-    def __init__(self, root: Mailbox | str | Any, *, poll_seconds: float = 0.05,
+    def __init__(self, root: Mailbox | str | Any, *, rescan_seconds: float = RESCAN_SECONDS,
                  sweep_seconds: float = 5.0, backoff: tuple[float, float] = (0.5, 30.0),
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.mb = _own_mailbox(root)
         self.spool = self.mb.spool
-        self.poll_seconds = poll_seconds
+        self.rescan_seconds = rescan_seconds
         self.sweep_seconds = sweep_seconds
         self.backoff = backoff
         self._clock = clock
         self._stop = threading.Event()
-        self._wakeup: _PollWakeup | None = None
+        self._watcher: Watcher | None = None
         self._stop_requested = False  # set by signal handlers: a plain flag, nothing else
         self._lock: portalocker.Lock | None = None
         self._notices = Notices(self.mb)
@@ -336,6 +315,7 @@ class Supervisor:
         self._directory: Directory | None = None
         self._last_sweep = float("-inf")
         self._paused_until = float("-inf")
+        self._last_pass = float("-inf")
         self._started = False
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -349,9 +329,9 @@ class Supervisor:
     def stop(self) -> None:
         """Ask :meth:`run` to return after the current pass (from any thread)."""
         self._stop.set()
-        wakeup = self._wakeup
-        if wakeup is not None:
-            wakeup.wake()
+        watcher = self._watcher
+        if watcher is not None:
+            watcher.wake()
 
     def request_stop(self) -> None:
         """Like :meth:`stop`, safe inside a signal handler (only sets a flag)."""
@@ -372,20 +352,35 @@ class Supervisor:
         except BaseException:
             self.close()
             raise
-        wakeup = self._wakeup = _PollWakeup(self.spool, lambda: self.stopping,
-                                            self.poll_seconds)
         log.info("supervisor started", extra={"root": str(self.mb.path)})
         try:
-            while not self.stopping:
-                if self._clock() < self._paused_until:
-                    self._stop.wait(min(self._paused_until - self._clock(), 0.25))
-                    continue
-                self._loop_pass()
-                wakeup.wait(self._idle_seconds())
+            with Watcher(self.spool.new, rescan_interval=self.rescan_seconds) as watcher:
+                self._watcher = watcher
+                self._loop(watcher)
         finally:
-            wakeup.close()
+            self._watcher = None
             log.info("supervisor stopped")
             self.close()
+
+    def _loop(self, watcher: Watcher) -> None:
+        """Pass; wait for spool mail, a timer or the rescan interval; pass again.
+
+        The watch starts before the first pass, so mail posted meanwhile wakes the
+        next wait. Waits are cut into :data:`SIGNAL_CHECK_SECONDS` slices because a
+        signal handler only sets a flag.
+        """
+        work = True
+        while not self.stopping:
+            now = self._clock()
+            if now < self._paused_until:
+                self._stop.wait(min(self._paused_until - now, SIGNAL_CHECK_SECONDS))
+                continue
+            if work:
+                self._loop_pass()
+                self._last_pass = self._clock()
+            left = self._next_due() - self._clock()
+            woke = watcher.wait(max(0.0, min(left, SIGNAL_CHECK_SECONDS)))
+            work = woke or self._clock() >= self._next_due()
 
     def _loop_pass(self) -> None:
         try:
@@ -431,13 +426,13 @@ class Supervisor:
         self.mb.root.disk.replace(run / "supervisor.json", _holder_record())
         self.spool.ensure()
 
-    def _idle_seconds(self) -> float:
-        now = self._clock()
-        due = [self._last_sweep + self.sweep_seconds, now + 1.0]
+    def _next_due(self) -> float:
+        """When the loop must pass again without an event: sweep, retry, release, rescan."""
+        due = [self._last_sweep + self.sweep_seconds, self._last_pass + self.rescan_seconds]
         due += [when for when, _ in self._retry.values()]
         if self._gate is not None and any(b.queue for b in self._gate.buckets.values()):
-            due.append(now + 1.0 / self._gate.per_second)
-        return max(self.poll_seconds, min(due) - now)
+            due.append(self._last_pass + 1.0 / self._gate.per_second)
+        return min(due)
 
     # -- one pass ---------------------------------------------------------------------------------
 
@@ -656,7 +651,7 @@ class Supervisor:
             report.deferred += 1
         _, attempts = self._retry.get(path.name, (0.0, 0))
         first, longest = self.backoff
-        delay = min(longest, first * 2 ** attempts)
+        delay = max(MIN_RETRY_SECONDS, min(longest, first * 2 ** attempts))
         self._retry[path.name] = (self._clock() + delay, attempts + 1)
 
     def _retry_deferred(self, report: Pass, retry_all: bool) -> None:

@@ -298,7 +298,7 @@ def test_second_supervisor_on_the_same_root_is_refused(team: Mailbox, sup: Super
 
 def test_run_routes_until_stop_is_called_from_another_thread(team: Mailbox) -> None:
     """run() routes mail as it arrives and returns once stop() is called."""
-    supervisor = Supervisor(team, poll_seconds=0.01)
+    supervisor = Supervisor(team)
     runner = threading.Thread(target=supervisor.run)
     runner.start()
     try:
