@@ -535,6 +535,7 @@ class Supervisor:
                 report.expired += 1
             return
         outcome = _Outcome()
+        self._count_direct(msg, outcome)
         pick = msg.headers.get("pick") == "one"
         for address in msg.to:
             expansion = self.directory.expand(address, msg.sender)
@@ -548,6 +549,15 @@ class Supervisor:
             self._defer(path, msg, outcome, report)
         else:
             self._finish(path, msg, data, outcome, report)
+
+    def _count_direct(self, msg: Message, outcome: _Outcome) -> None:
+        """Agents named in ``to`` got their copy from the sender before it posted the
+        spool copy: they hold it already and are not offered it again. (An offer checks
+        ``cur/`` and ``done/`` and then links into ``new/``; a reader that claims the
+        sender's copy in between would find a second copy there.)"""
+        for address in msg.to:
+            if not is_routed(address) and address in self.directory.agents:
+                outcome.hold(address, address)
 
     def _offer(self, agent: str, address: str, msg: Message, data: bytes,
                outcome: _Outcome) -> None:

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from conftest import python_env
 
-from agentmailbox import LockTimeout, Mailbox, Message, State
+from agentmailbox import Inbox, LockTimeout, Mailbox, Message, State
 from agentmailbox.presence import Presence
 from agentmailbox.supervisor import Supervisor
 
@@ -205,6 +205,29 @@ def test_replay_of_a_routed_message_delivers_nothing_twice(team: Mailbox,
     assert team.inbox("bob").ids() == [] and unread(team, "carol") == [msg.id]
     assert len(notices(team)) == 1
     assert team.spool.names(team.spool.cur) == []
+
+
+def test_agent_named_directly_is_not_offered_the_routed_copy_again(
+        team: Mailbox, sup: Supervisor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bob, named directly and reached through @coder, holds one copy even if his reader
+    finishes it while the supervisor routes: no second copy, nothing in dead/."""
+    msg = team.send("alice", ["bob", "@coder"])
+    real = Inbox._held_beyond_new
+
+    def reader_finishes_in_between(inbox: Inbox, msg_id: str) -> bool:
+        held = real(inbox, msg_id)
+        if inbox.agent == "bob" and not held:  # bob's reader wins the race here
+            with Mailbox.open(team.path) as reader:
+                reader.inbox("bob").done(reader.inbox("bob").claim())
+        return held
+
+    monkeypatch.setattr(Inbox, "_held_beyond_new", reader_finishes_in_between)
+    sup.run_once()
+    monkeypatch.undo()
+    bob = team.inbox("bob")
+    copies = [*bob.new.iterdir(), *bob.cur.iterdir(), *bob.done_dir.glob("*/*")]
+    assert ([f"{msg.id}.json"], [], [msg.id]) == (
+        [p.name for p in copies], team.dead.list(), unread(team, "carol"))
 
 
 # -- expiry and leases --------------------------------------------------------------------------
