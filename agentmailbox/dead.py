@@ -50,8 +50,9 @@ class DeadLetters:
         self._root = root
         self.directory = root.path / "dead"
 
-    def bury(self, path: Path, reason: str, **extra: Any) -> str | None:
+    def bury(self, path: Path | str, reason: str, **extra: Any) -> str | None:
         """Move ``path`` into ``dead/`` with ``reason``; None if it was already gone."""
+        path = Path(path)
         disk = self._root.disk
         dead_id = self._root.clock.new_id()
         origin = as_text(str(path.parent.relative_to(self._root.path)))

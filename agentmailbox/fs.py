@@ -20,6 +20,8 @@ from pathlib import Path
 
 from .errors import DiskFull, from_oserror
 
+StrPath = str | os.PathLike[str]
+
 __all__ = ["POINTS", "Disk", "Fsync", "Foreign", "faults"]
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -136,13 +138,13 @@ class Disk:
                 raise from_oserror(exc, "create directory", str(folder)) from exc
             os.chmod(folder, self.dir_mode)  # mkdir's mode is masked by the umask
 
-    def fsync_dir(self, path: Path) -> None:
+    def fsync_dir(self, path: StrPath) -> None:
         """Make the names in directory ``path`` durable (unless the policy is ``never``)."""
         if self.fsync is not Fsync.NEVER:
             self.sync_dir(path)
 
     @staticmethod
-    def sync_dir(path: Path) -> None:
+    def sync_dir(path: StrPath) -> None:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
@@ -163,14 +165,14 @@ class Disk:
 
     # -- writing --------------------------------------------------------------------
 
-    def stage(self, directory: Path, data: bytes, name: str | None = None,
-              *, sync: bool | None = None) -> Path:
-        """Exclusively create a new file in ``directory`` holding ``data``.
+    def stage(self, directory: StrPath, data: bytes, name: str | None = None,
+              *, sync: bool | None = None) -> str:
+        """Exclusively create a new file in ``directory`` holding ``data``; returns its path.
 
         On any failure the partial file is removed, so nothing half-written stays.
         ``sync`` defaults to the policy (anything but ``never`` fsyncs the file).
         """
-        path = directory / (name or f".{secrets.token_hex(8)}.tmp")
+        path = os.path.join(directory, name or f".{secrets.token_hex(8)}.tmp")
         try:
             fd = os.open(path, _CREATE_FLAGS, self.file_mode)
         except OSError as exc:
@@ -198,7 +200,7 @@ class Disk:
         if sync:
             os.fsync(fd)
 
-    def publish(self, staged: Path, dest: Path) -> bool:
+    def publish(self, staged: StrPath, dest: StrPath) -> bool:
         """Link ``staged`` to ``dest`` without replacing. False if ``dest`` exists."""
         try:
             os.link(staged, dest, follow_symlinks=False)
@@ -237,7 +239,7 @@ class Disk:
 
     # -- moving ------------------------------------------------------------------------
 
-    def take(self, src: Path, dest: Path) -> bool | None:
+    def take(self, src: StrPath, dest: StrPath) -> bool | None:
         """Claim: link ``src`` to ``dest`` then unlink ``src``; exactly one caller wins.
 
         Returns True if we moved it, False if ``dest`` already exists (someone else
@@ -262,20 +264,20 @@ class Disk:
         self.unlink(src)
         return True
 
-    def rename(self, src: Path, dest: Path) -> bool:
+    def rename(self, src: StrPath, dest: StrPath) -> bool:
         """Rename ``src`` to ``dest`` (replacing). False if ``src`` is gone."""
         try:
             os.rename(src, dest)
         except FileNotFoundError as exc:
-            if not dest.parent.is_dir():
-                raise from_oserror(exc, "rename into", str(dest.parent)) from exc
+            if not os.path.isdir(os.path.dirname(dest)):
+                raise from_oserror(exc, "rename into", os.path.dirname(dest)) from exc
             return False
         except OSError as exc:
             raise from_oserror(exc, "rename", str(src)) from exc
         return True
 
     @staticmethod
-    def unlink(path: Path) -> bool:
+    def unlink(path: StrPath) -> bool:
         """Remove ``path``; False if it was already gone."""
         try:
             os.unlink(path)
@@ -285,7 +287,7 @@ class Disk:
             raise from_oserror(exc, "remove", str(path)) from exc
         return True
 
-    def touch(self, path: Path, ns: int) -> None:
+    def touch(self, path: StrPath, ns: int) -> None:
         """Set the modification time (the lease start of a claim) without following links."""
         try:
             os.utime(path, ns=(ns, ns), follow_symlinks=False)
@@ -297,7 +299,7 @@ class Disk:
     # -- reading ------------------------------------------------------------------------
 
     @staticmethod
-    def read(path: Path, limit: int) -> tuple[bytes, os.stat_result]:
+    def read(path: StrPath, limit: int) -> tuple[bytes, os.stat_result]:
         """Read a regular file without following a symlink; at most ``limit`` bytes.
 
         Raises :class:`Foreign` for a symlink, FIFO, device, directory or a file over
@@ -324,7 +326,7 @@ class Disk:
             os.close(fd)
 
     @staticmethod
-    def lstat(path: Path) -> os.stat_result | None:
+    def lstat(path: StrPath) -> os.stat_result | None:
         try:
             return os.lstat(path)
         except FileNotFoundError:
@@ -332,7 +334,7 @@ class Disk:
         except NotADirectoryError:
             return None
 
-    def exists(self, path: Path) -> bool:
+    def exists(self, path: StrPath) -> bool:
         return self.lstat(path) is not None
 
     # -- batches ---------------------------------------------------------------------------

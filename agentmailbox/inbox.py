@@ -33,6 +33,11 @@ __all__ = ["Inbox", "State"]
 Notify = Callable[[Message, str, str], None]
 
 
+def _staging_name(msg_id: str) -> str:
+    """``<id>.<pid>.<6 hex>``: starts with the id, so a reader can find it by prefix."""
+    return f"{msg_id}.{os.getpid()}.{os.urandom(3).hex()}"
+
+
 class State(enum.StrEnum):
     """Where a message is in one inbox."""
 
@@ -57,6 +62,9 @@ class Inbox:
         self.path = root.agent_dir(agent) / "inbox"
         self.tmp, self.new, self.cur = self.path / "tmp", self.path / "new", self.path / "cur"
         self.done_dir = self.path / "done"
+        # Plain strings on the hot paths: pathlib joins cost more than the syscalls.
+        self._tmp_s, self._new_s, self._cur_s, self._done_s = (
+            f"{d}/" for d in (self.tmp, self.new, self.cur, self.done_dir))
         self._queue: list[str] = []  # names from the last scan, newest first (pop() = oldest)
         self._seen: frozenset[str] = frozenset()  # every message name the last scan met
         self._days: set[str] = set()
@@ -66,25 +74,23 @@ class Inbox:
 
     # -- where is it ----------------------------------------------------------------------
 
-    def _done_path(self, msg_id: str) -> Path:
-        return self.done_dir / day_of(msg_id) / f"{msg_id}.json"
+    def _done_path(self, msg_id: str) -> str:
+        return f"{self._done_s}{day_of(msg_id)}/{msg_id}.json"
+
+    def _places(self, msg_id: str) -> tuple[tuple[State, str], ...]:
+        name = f"{names.check_id(msg_id)}.json"
+        return ((State.NEW, self._new_s + name), (State.CLAIMED, self._cur_s + name),
+                (State.DONE, self._done_path(msg_id)))
 
     def state_of(self, msg_id: str) -> State:
         """Where ``msg_id`` is in this inbox: three ``stat`` calls at most."""
-        name = f"{names.check_id(msg_id)}.json"
-        for state, path in ((State.NEW, self.new / name), (State.CLAIMED, self.cur / name),
-                            (State.DONE, self._done_path(msg_id))):
-            if self._disk.exists(path):
-                return state
-        return State.ABSENT
+        found = self.path_of(msg_id)
+        return found[0] if found else State.ABSENT
 
     def path_of(self, msg_id: str) -> tuple[State, Path] | None:
-        name = f"{names.check_id(msg_id)}.json"
-        for state, path in ((State.NEW, self.new / name), (State.CLAIMED, self.cur / name),
-                            (State.DONE, self._done_path(msg_id))):
-            st = self._disk.lstat(path)
-            if st is not None:
-                return state, path
+        for state, path in self._places(msg_id):
+            if self._disk.lstat(path) is not None:
+                return state, Path(path)
         return None
 
     # -- delivery ----------------------------------------------------------------------------
@@ -97,10 +103,10 @@ class Inbox:
         """
         if self._held_beyond_new(msg_id):
             return False
-        staged = self._disk.stage(self.tmp, data, f"{msg_id}.{os.getpid()}.{os.urandom(3).hex()}")
+        staged = self._disk.stage(self._tmp_s, data, _staging_name(msg_id))
         faults.hit("send.staged")
         try:
-            published = self._disk.publish(staged, self.new / f"{msg_id}.json")
+            published = self._disk.publish(staged, f"{self._new_s}{msg_id}.json")
             faults.hit("send.published")
         finally:
             self._disk.unlink(staged)
@@ -109,24 +115,23 @@ class Inbox:
             self._disk.fsync_dir(self.new)
         return published
 
-    def publish_staged(self, staged: Path, msg_id: str) -> bool:
+    def publish_staged(self, staged: str, msg_id: str) -> bool:
         """Second half of a batched delivery: link an already-synced staged file."""
-        published = self._disk.publish(staged, self.new / f"{msg_id}.json")
+        published = self._disk.publish(staged, f"{self._new_s}{msg_id}.json")
         self._disk.unlink(staged)
         return published
 
-    def stage(self, msg_id: str, data: bytes) -> Path | None:
+    def stage(self, msg_id: str, data: bytes) -> str | None:
         """First half of a batched delivery: stage without fsync; None if already held."""
         if self._held_beyond_new(msg_id):
             return None
-        return self._disk.stage(self.tmp, data, f"{msg_id}.{os.getpid()}.{os.urandom(3).hex()}",
-                                sync=False)
+        return self._disk.stage(self._tmp_s, data, _staging_name(msg_id), sync=False)
 
     def _held_beyond_new(self, msg_id: str) -> bool:
         # cur/ before done/: a message only moves cur -> done, so checking in this
         # order cannot miss one that moves between the two stats. A copy that still
         # slips into new/ is caught by claim (see _take).
-        return (self._disk.exists(self.cur / f"{msg_id}.json")
+        return (self._disk.exists(f"{self._cur_s}{msg_id}.json")
                 or self._disk.exists(self._done_path(msg_id)))
 
     # -- listing (never mutates) -------------------------------------------------------------
@@ -216,7 +221,7 @@ class Inbox:
         return frozenset(found)
 
     def _take(self, name: str) -> Message | None:
-        src, dest = self.new / name, self.cur / name
+        src, dest = self._new_s + name, self._cur_s + name
         try:
             won = self._disk.take(src, dest)
         except Foreign as exc:
@@ -249,14 +254,14 @@ class Inbox:
             self._notify(msg, "read", self.agent)
         return msg
 
-    def _linked_elsewhere(self, path: Path, msg_id: str) -> bool:
+    def _linked_elsewhere(self, path: str, msg_id: str) -> bool:
         """A second link that is not the sender's staging name: a file planted from
         elsewhere. Checked before the lease is set, since setting it would change the
         modification time of that other file too."""
         st = self._disk.lstat(path)
         return st is not None and st.st_nlink > 1 and not self._is_own_staging(msg_id, st, path)
 
-    def _drop_done_twin(self, dest: Path, done: os.stat_result) -> None:
+    def _drop_done_twin(self, dest: str, done: os.stat_result) -> None:
         """We won ``cur/X`` but ``X`` is already done: a stale link, or a second copy.
 
         ``link`` looks its source up before it takes the target directory, so a
@@ -271,7 +276,7 @@ class Inbox:
             self._dead.bury(dest, "duplicate delivery of a message already done",
                             agent=self.agent)
 
-    def _settle_collision(self, src: Path, dest: Path) -> None:
+    def _settle_collision(self, src: str, dest: str) -> None:
         """``cur/X`` exists while ``new/X`` does: finish a half-done claim, or drop a duplicate."""
         a, b = self._disk.lstat(src), self._disk.lstat(dest)
         if a is None or b is None:
@@ -282,7 +287,7 @@ class Inbox:
             self._dead.bury(src, "duplicate delivery of a message already claimed",
                             agent=self.agent)
 
-    def _load_claimed(self, path: Path, msg_id: str) -> Message | None:
+    def _load_claimed(self, path: str, msg_id: str) -> Message | None:
         try:
             data, st = self._disk.read(path, self._root.config.max_message_bytes)
             msg = decode(data, expected_id=msg_id)
@@ -300,7 +305,7 @@ class Inbox:
             return None
         return msg
 
-    def _is_own_staging(self, msg_id: str, st: os.stat_result, path: Path | None = None
+    def _is_own_staging(self, msg_id: str, st: os.stat_result, path: str | Path | None = None
                         ) -> bool:
         """A second link is legitimate only while the sender's tmp name still exists.
 
@@ -321,18 +326,18 @@ class Inbox:
         """Mark a claimed message done (its DONE marker). False if it already was."""
         msg_id = names.check_id(msg if isinstance(msg, str) else msg.id)
         day = day_of(msg_id)
-        folder = self.done_dir / day
+        folder = f"{self._done_s}{day}"
         if day not in self._days:
-            self._disk.ensure_dir(folder)
+            self._disk.ensure_dir(Path(folder))
             self._days.add(day)
-        if not self._disk.rename(self.cur / f"{msg_id}.json", folder / f"{msg_id}.json"):
+        if not self._disk.rename(f"{self._cur_s}{msg_id}.json", f"{folder}/{msg_id}.json"):
             return self._expect(msg_id, State.DONE)
         faults.hit("done.moved")
         self._disk.fsync_dir(folder)
         self._root.journal.record("done", agent=self.agent, id=msg_id, epoch=self._epoch())
         if self._notify:
             # Done by id (the CLI does this) must still honour a requested receipt.
-            finished = msg if isinstance(msg, Message) else self._peek(folder, msg_id)
+            finished = msg if isinstance(msg, Message) else self._peek(Path(folder), msg_id)
             if finished is not None and finished.receipt:
                 self._notify(finished, "done", self.agent)
         return True

@@ -22,6 +22,8 @@ from .fs import Disk, Foreign
 
 __all__ = ["Journal"]
 
+_DAY_NS = 86_400_000_000_000
+
 
 class Journal:
     """Appends events to, and reads them back from, one root's journal."""
@@ -31,6 +33,7 @@ class Journal:
         self._disk = disk
         self._fd: int | None = None
         self._day = ""
+        self._day_ends = 0
         self._lock = threading.Lock()
 
     def record(self, event: str, **fields: Any) -> None:
@@ -45,7 +48,10 @@ class Journal:
             pass
 
     def _open(self, now: int) -> int:
+        if self._fd is not None and now < self._day_ends:
+            return self._fd
         day = time.strftime("%Y-%m-%d", time.gmtime(now // 1_000_000_000))
+        self._day_ends = (now // _DAY_NS + 1) * _DAY_NS
         if day != self._day or self._fd is None:
             self.close()
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC

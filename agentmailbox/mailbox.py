@@ -95,7 +95,7 @@ class Mailbox:
         self.quotas = Quotas(self.registry, root.config)
         self._batch: list[tuple[Inbox | Spool, str, Path]] | None = None
         self._inboxes: dict[str, Inbox] = {}
-        self._epochs: dict[str, int] = {}
+        self._epochs: dict[str, int | None] = {}
         self._threads: Threads | None = None
 
     # -- opening -------------------------------------------------------------------------------
@@ -175,9 +175,7 @@ class Mailbox:
         """The instance epoch of ``name`` as this process knows it (read once, then cached)."""
         if name not in self._epochs:
             record = self.epoch_record(name)
-            if record is None:
-                return None
-            self._epochs[name] = int(record["epoch"])
+            self._epochs[name] = None if record is None else int(record["epoch"])
         return self._epochs[name]
 
     def epoch_path(self, name: str) -> Path:

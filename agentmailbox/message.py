@@ -14,6 +14,7 @@ backwards even when the wall clock does, and replies sort after what they answer
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import os
 import re
@@ -51,6 +52,7 @@ class Priority(enum.StrEnum):
 
 
 _RANK = {Priority.URGENT: 0, Priority.HIGH: 1, Priority.NORMAL: 2, Priority.LOW: 3}
+_PRIORITIES = {str(p): p for p in Priority}
 
 
 class Malformed(ValueError):
@@ -92,7 +94,12 @@ def stamp_of(msg_id: str) -> int:
 
 def day_of(msg_id: str) -> str:
     """UTC date of an id's stamp, ``YYYY-MM-DD``: the shard of ``done/`` it lives in."""
-    return time.strftime("%Y-%m-%d", time.gmtime(int(msg_id[:20]) // 1_000_000_000))
+    return _day_name(int(msg_id[:20]) // 86_400_000_000_000)
+
+
+@functools.lru_cache(maxsize=64)
+def _day_name(day_number: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(day_number * 86_400))
 
 
 def iso(ns: int) -> str:
@@ -224,9 +231,9 @@ def _build(obj: dict[str, Any]) -> Message:
     headers = _optional(obj, "headers", dict, {})
     if not all(isinstance(v, str) for v in headers.values()):
         raise Malformed("'headers' values must be strings")
-    priority = _optional(obj, "priority", str, "normal")
-    if priority not in Priority.__members__.values():
-        raise Malformed(f"unknown priority {priority[:20]!r}")
+    priority = _PRIORITIES.get(_optional(obj, "priority", str, "normal"))
+    if priority is None:
+        raise Malformed(f"unknown priority {str(obj.get('priority'))[:20]!r}")
     epoch = _optional(obj, "epoch", int, None)
     return Message(
         id=obj["id"], sender=sender, to=tuple(to),
@@ -234,7 +241,7 @@ def _build(obj: dict[str, Any]) -> Message:
         kind=_optional(obj, "kind", str, "message"),
         thread=_optional(obj, "thread", str, None) or obj["id"],
         reply_to=_optional(obj, "reply_to", str, None),
-        priority=Priority(priority), expires_at=_expiry(obj),
+        priority=priority, expires_at=_expiry(obj),
         receipt=_optional(obj, "receipt", bool, False), headers=headers,
         ts=_optional(obj, "ts", str, ""), epoch=epoch,
     )
