@@ -287,7 +287,7 @@ def inbox(c: Ctx, agent_name: str, claimed: bool, all_: bool, as_json: bool) -> 
     states = [State.NEW, State.CLAIMED] if all_ else [State.CLAIMED if claimed else State.NEW]
     rows = [(s, m) for s in states for m in box.list(s)]
     problems = box.problems()
-    done_threads = {m.thread for _, m in rows if m.thread != m.id and c.mb.threads.done(m.thread)}
+    done_threads = {m.thread for _, m in rows if c.mb.threads.done(m.thread)}
     emit([{**msg_json(m), "state": str(s), "thread_done": m.thread in done_threads}
           for s, m in rows], as_json,
          lambda _: "\n".join([*(message_line(m) + ("  [claimed]" if s is State.CLAIMED else "")

@@ -13,6 +13,7 @@ Which folder a file sits in *is* its state. "Is id X here?" is three ``stat`` ca
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import enum
 import os
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from . import names
 from .dead import DeadLetters
-from .errors import MessageNotFound
+from .errors import InvalidInput, MessageNotFound
 from .fs import Foreign, faults
 from .message import Malformed, Message, day_of, decode
 from .root import Root
@@ -136,25 +137,42 @@ class Inbox:
 
     # -- listing (never mutates) -------------------------------------------------------------
 
-    def ids(self, state: State = State.NEW) -> list[str]:
-        """Message ids in ``new/`` or ``cur/``, oldest first. Foreign names are skipped."""
-        folder = self.new if state is State.NEW else self.cur
-        return sorted(e.name[:-5] for e in self._disk.scan(folder) if names.is_message_file(e.name))
+    def ids(self, state: State = State.NEW) -> builtins.list[str]:
+        """Message ids in one state, oldest first. Foreign names are skipped.
 
-    def list(self, state: State = State.NEW) -> list[Message]:
-        """Unread (or claimed) messages, oldest first. Changes nothing; skips bad files."""
+        ``State.DONE`` lists every day shard of ``done/``: a full listing, for tools
+        and checks, never for the send or claim path.
+        """
+        if state is State.DONE:
+            return sorted(e.name[:-5] for day in self._disk.scan(self.done_dir)
+                          if day.is_dir(follow_symlinks=False)
+                          for e in self._disk.scan(day.path) if names.is_message_file(e.name))
+        return sorted(e.name[:-5] for e in self._disk.scan(self._folder(state))
+                      if names.is_message_file(e.name))
+
+    def _folder(self, state: State) -> Path:
+        folders = {State.NEW: self.new, State.CLAIMED: self.cur}
+        if state not in folders:
+            raise InvalidInput(f"no folder for state {state}")
+        return folders[state]
+
+    def list(self, state: State = State.NEW) -> builtins.list[Message]:
+        """Messages in one state (default unread), oldest first. Changes nothing; skips bad files."""
         out = []
         for msg_id in self.ids(state):
-            msg = self._peek(self.new if state is State.NEW else self.cur, msg_id)
+            folder = (self.done_dir / day_of(msg_id)) if state is State.DONE else self._folder(state)
+            msg = self._peek(folder, msg_id)
             if msg is not None:
                 out.append(msg)
         return out
 
     def count(self, state: State = State.NEW) -> int:
-        folder = self.new if state is State.NEW else self.cur
-        return sum(1 for e in self._disk.scan(folder) if names.is_message_file(e.name))
+        """How many messages are in one state (a listing of that folder)."""
+        if state is State.DONE:
+            return len(self.ids(state))
+        return sum(1 for e in self._disk.scan(self._folder(state)) if names.is_message_file(e.name))
 
-    def problems(self) -> list[str]:
+    def problems(self) -> builtins.list[str]:
         """Names in ``new/`` that are not messages (claim or ``doctor`` quarantines them)."""
         return sorted(e.name for e in self._disk.scan(self.new) if not names.is_message_file(e.name))
 
@@ -364,7 +382,7 @@ class Inbox:
             raise MessageNotFound(msg_id, f"the claimed mail of {self.agent} (claim it first)")
         return False
 
-    def requeue_expired(self, lease_seconds: float | None = None) -> list[str]:
+    def requeue_expired(self, lease_seconds: float | None = None) -> builtins.list[str]:
         """Release every claim older than the lease; returns their ids."""
         lease = self._root.config.lease_seconds if lease_seconds is None else lease_seconds
         cutoff = time.time_ns() - int(lease * 1e9)

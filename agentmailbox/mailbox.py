@@ -17,7 +17,7 @@ import orjson
 
 from . import names
 from .dead import DeadLetters
-from .errors import AlreadyExists, InboxFull, InvalidInput, MessageNotFound, ThreadDoneWarning
+from .errors import AlreadyExists, Conflict, InboxFull, InvalidInput, MessageNotFound, ThreadDoneWarning
 from .fs import Disk, Foreign, Fsync, faults
 from .inbox import Inbox, State
 from .message import Message, Priority, encode, iso
@@ -321,6 +321,11 @@ class Mailbox:
             self.root.disk.fsync_dir(folder)
             return msg, data
         earlier = orjson.loads(self.root.disk.read(marker, 1 << 16)[0])
+        if sorted(earlier.get("to", ())) != sorted(msg.to):
+            raise Conflict(f"key {key!r} was first used for mail to {', '.join(earlier['to'])}; "
+                           f"this send is to {', '.join(msg.to)}",
+                           hint="a retry must name the same recipients; use a new key for "
+                                "different mail")
         first = replace(msg, id=names.check_id(earlier["id"]), ts=earlier.get("at", msg.ts),
                         thread=msg.thread if msg.thread != msg.id else earlier["id"])
         return first, encode(first, self.config.max_message_bytes)

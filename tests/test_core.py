@@ -260,3 +260,26 @@ def test_open_finds_root_upward(mb: Mailbox, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.chdir(deep)
     monkeypatch.delenv("MAILBOX_ROOT", raising=False)
     assert Mailbox.open().path == mb.path
+
+
+def test_same_key_to_other_recipients_is_a_conflict(mb: Mailbox) -> None:
+    """Reusing a key for mail to someone else is refused, not silently delivered twice."""
+    from agentmailbox import Conflict
+
+    mb.add_agent("carol")
+    mb.send("alice", "bob", subject="task 7", key="count:7")
+    with pytest.raises(Conflict, match="first used for mail to bob"):
+        mb.send("alice", "carol", subject="task 7", key="count:7")
+    assert mb.inbox("carol").count() == 0
+
+
+def test_done_mail_can_be_listed(mb: Mailbox) -> None:
+    """ids/list/count with State.DONE read done/, not the claimed folder."""
+    first, second = mb.send("alice", "bob"), mb.send("alice", "bob")
+    inbox = mb.inbox("bob")
+    inbox.done(inbox.claim())
+    inbox.claim()
+    assert inbox.ids(State.DONE) == [first.id]
+    assert [m.id for m in inbox.list(State.DONE)] == [first.id]
+    assert (inbox.count(State.DONE), inbox.count(State.CLAIMED)) == (1, 1)
+    assert second.id in inbox.ids(State.CLAIMED)
