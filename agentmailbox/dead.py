@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 
 from .errors import MessageNotFound
-from .names import as_text
 from .fs import Foreign, faults
 from .message import iso
+from .names import as_text
 from .root import Root
 
 __all__ = ["DeadLetter", "DeadLetters"]

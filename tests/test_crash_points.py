@@ -355,7 +355,7 @@ SCENARIOS = (
 CASES = {f"{s.transition}@{point}": (s, point) for s in SCENARIOS for point in s.points}
 
 
-# -- running one case --------------------------------------------------------------------------------
+# -- running one case ------------------------------------------------------------------------------
 
 @dataclass
 class Run:
@@ -378,7 +378,7 @@ def _die_at(point: str, root: Path, act: Callable[[Mailbox], object]) -> int:
         code = NOT_REACHED_EXIT
         try:
             os.environ["AGENTMAILBOX_FAULT"] = point
-            faults.__init__()  # type: ignore[misc]  # armed as a fresh process is, from $AGENTMAILBOX_FAULT
+            faults.__init__()  # type: ignore[misc]  # read $AGENTMAILBOX_FAULT, as at start-up
             with Mailbox.open(root) as mb:
                 act(mb)
         except BaseException:
@@ -442,7 +442,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     return {case: _run(tmp_path_factory.mktemp("crash"), *CASES[case]) for case in CASES}
 
 
-# -- the promise, case by case ------------------------------------------------------------------------
+# -- the promise, case by case ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", CASES)
 def test_the_process_died_at_the_point(runs: dict[str, Run], case: str) -> None:
@@ -511,7 +511,7 @@ def test_doctor_reports_clean_after_recovery(runs: dict[str, Run], case: str) ->
     assert [] == [f.to_dict() for f in runs[case].findings]
 
 
-# -- the registry of points, and the table in docs/RELIABILITY.md -----------------------------------
+# -- the registry of points, and the table in docs/RELIABILITY.md ----------------------------------
 
 def _hits_in_package() -> tuple[list[str], int]:
     """Every literal ``faults.hit("...")`` in the package, and the count of all calls."""

@@ -6,18 +6,20 @@ tests/test_bad_input.py holds the reader's catalogue of malformed files; this fi
 what it lacks (a 50 MB sparse file, hostile names, case-only twins, unknown recipients,
 links out of the root) and plants the same hostile files before the watcher, the
 supervisor and doctor. Every test here runs beside a sentinel outside the root whose
-content and modification time must not change (``outside`` fixture).
+content and modification time must not change (the ``outside`` fixture, autouse).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
 import pytest
+from conftest import ROOT
 
 from agentmailbox import AgentNotFound, InvalidInput, InvalidName, Mailbox, doctor
 from agentmailbox.inbox import Inbox
@@ -43,7 +45,7 @@ def _fingerprint(top: Path) -> dict[str, tuple[str, int, int, int]]:
     return out
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def outside(tmp_path: Path) -> Iterator[Path]:
     """A folder beside the root with a valid-looking message and a fake agent in it; the
     test fails if anything there is created, changed or removed."""
@@ -162,7 +164,7 @@ def no_hang() -> Iterator[None]:
     signal.signal(signal.SIGALRM, previous)
 
 
-# -- readers ----------------------------------------------------------------------------------------
+# -- readers ---------------------------------------------------------------------------------------
 
 def test_sparse_50_mb_file_is_quarantined_without_being_read(
         mb: Mailbox, outside: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -205,7 +207,7 @@ def test_hostile_file_name_in_new_is_quarantined_under_its_own_name(
     assert (good, [as_text(name)]) == (claimed.id if claimed else None, _dead_names(mb))
 
 
-# -- the watcher ------------------------------------------------------------------------------------
+# -- the watcher -----------------------------------------------------------------------------------
 
 needs_watch = pytest.mark.skipif(not hasattr(Inbox, "watch"), reason="no inbox watcher yet")
 
@@ -235,7 +237,7 @@ def test_wait_returns_with_hostile_files_in_new(mb: Mailbox, outside: Path, no_h
     assert mb.inbox("bob").wait(timeout=5)
 
 
-# -- the supervisor ---------------------------------------------------------------------------------
+# -- the supervisor --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_supervisor_buries_hostile_spool_file_and_routes_the_rest(
@@ -277,7 +279,7 @@ def test_routed_mail_to_an_unknown_agent_is_buried_and_the_sender_told(
         reasons, notices, (mb.path / "agents" / "ghost").exists())
 
 
-# -- doctor -----------------------------------------------------------------------------------------
+# -- doctor ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("folder", ["new", "cur"])
 @pytest.mark.parametrize("case", sorted(HOSTILE))
@@ -300,7 +302,7 @@ def test_doctor_clears_hostile_file_in_tmp(mb: Mailbox, outside: Path, no_hang: 
     assert [] == [f.to_dict() for f in doctor.check(mb, stale_after=0) if not f.repaired]
 
 
-# -- names ------------------------------------------------------------------------------------------
+# -- names -----------------------------------------------------------------------------------------
 
 HOSTILE_NAMES = {
     "dot-dot": "..",
@@ -421,3 +423,23 @@ def test_adding_an_agent_over_a_symlinked_folder_writes_nothing_outside(
     (mb.path / "agents" / "mallory").symlink_to(outside / "agent")
     with pytest.raises(InvalidInput):
         mb.add_agent("mallory")
+
+
+# -- the catalogue in docs/RELIABILITY.md -------------------------------------------------------
+
+def _catalogue() -> str:
+    text = (ROOT / "docs" / "RELIABILITY.md").read_text()
+    return text.split("<!-- hostile-table:begin -->", 1)[1].split("<!-- hostile-table:end -->")[0]
+
+
+def test_catalogue_names_only_tests_that_exist() -> None:
+    """Each test the hostile-input catalogue cites as proof is defined where it says."""
+    cited = re.findall(r"`(tests/\w+\.py)::(\w+)`", _catalogue())
+    missing = [f"{f}::{name}" for f, name in cited
+               if f"def {name}(" not in (ROOT / f).read_text()]
+    assert (True, []) == (len(cited) > 20, missing)
+
+
+def test_catalogue_lists_every_hostile_file_planted_here() -> None:
+    """Each hostile file these tests plant has its row in the catalogue."""
+    assert [] == [case for case in HOSTILE if f"`{case}`" not in _catalogue()]
