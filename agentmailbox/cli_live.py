@@ -158,7 +158,7 @@ class _JournalReader:
             if len(found) >= count:
                 break
         found.sort(key=lambda e: e.get("t", 0))
-        return found[len(found) - count:] if count else []
+        return found[max(len(found) - count, 0):] if count else []
 
     def follow(self) -> Iterator[dict[str, Any]]:
         """Events appended since the last call, across a change of day."""
