@@ -223,3 +223,71 @@ def test_protocol_quotes_the_example_scripts_it_names() -> None:
     for script in (SEND, READ):
         assert script.is_file()
         assert f"examples/shell/{script.name}" in text
+
+
+# -- routed mail and presence from a shell -------------------------------------------------------
+
+
+def post(mb: Mailbox, to: str, **env: str) -> str:
+    """Run the post recipe as alice; returns the id it printed."""
+    done = run_recipe("post", ROOT=str(mb.path), FROM="alice", TO=to, SUBJECT="routed",
+                      BODY="from the shell", **env)
+    assert 0 == done.returncode, done.stderr
+    return done.stdout.strip()
+
+
+def route(mb: Mailbox) -> None:
+    from agentmailbox.supervisor import Supervisor
+
+    with Supervisor(mb) as sup:
+        sup.run_once()
+
+
+def test_protocol_post_recipe_is_routed_by_the_supervisor(mb: Mailbox) -> None:
+    """Mail posted into spool/ by the recipe waits there, then reaches every coder."""
+    mb.add_agent("carol", role="coder")
+    msg_id = post(mb, "@coder")
+    assert [f"{msg_id}.json"] == os.listdir(mb.spool.new)
+    assert "new" == mb.status(msg_id).spool
+    route(mb)
+    status = mb.status(msg_id, "alice")
+    assert ({"@coder": ("bob", "carol")}, None) == (status.routed, status.spool)
+    assert [("bob", State.NEW), ("carol", State.NEW)] == [
+        (d.agent, d.state) for d in status.recipients]
+    got = mb.inbox("carol").claim()
+    assert (msg_id, ("@coder",), "from the shell", {}) == (got.id, got.to, got.body, got.headers)
+    assert ([], [], 0) == (os.listdir(mb.spool.tmp), mb.dead.list(), mb.inbox("alice").count())
+
+
+def test_protocol_heartbeat_and_post_recipes_pick_the_agent_with_most_capacity(
+        mb: Mailbox) -> None:
+    """Heartbeats written by the shell steer pick one: carol (0.9) gets it, bob (0.2) not."""
+    from agentmailbox import doctor
+    from agentmailbox.presence import Liveness, Presence
+
+    mb.add_agent("carol", role="coder")
+    for agent, capacity in (("bob", "0.2"), ("carol", "0.9")):
+        done = run_recipe("heartbeat", ROOT=str(mb.path), AGENT=agent, CAPACITY=capacity)
+        assert 0 == done.returncode, done.stderr
+    presence = Presence(mb.root)
+    assert [(Liveness.ALIVE, 0.2), (Liveness.ALIVE, 0.9)] == [
+        (presence.liveness(a), presence.last(a).capacity) for a in ("bob", "carol")]
+    msg_id = post(mb, "@coder", PICK="one")
+    route(mb)
+    assert {"@coder": ("carol",)} == mb.status(msg_id).routed
+    assert (State.ABSENT, State.NEW) == (mb.inbox("bob").state_of(msg_id),
+                                         mb.inbox("carol").state_of(msg_id))
+    assert {"pick": "one"} == mb.inbox("carol").get(msg_id).headers
+    assert [] == doctor.check(mb, stale_after=0)
+
+
+def test_protocol_post_recipe_to_nobody_is_buried_and_the_sender_told(mb: Mailbox) -> None:
+    """An address that reaches nobody goes to dead/ and alice gets an undeliverable notice."""
+    msg_id = post(mb, "@tester")
+    route(mb)
+    assert [("undeliverable: no agent has role 'tester'", "spool/cur")] == [
+        (d.reason, d.origin) for d in mb.dead.list()]
+    notice = mb.inbox("alice").claim()
+    assert ("notice", "supervisor", msg_id) == (notice.kind, notice.sender, notice.reply_to)
+    assert {"of": msg_id, "notice": "undeliverable", "reason": "no agent has role 'tester'",
+            "address": "@tester"} == notice.body

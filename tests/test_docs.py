@@ -1,0 +1,84 @@
+"""The documents match the code: docs/CLI.md is generated from the command, and every
+``mailbox`` command line quoted in README.md names a real command with real options."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shlex
+from pathlib import Path
+
+import click
+import pytest
+
+from agentmailbox.cli import cli
+
+REPO = Path(__file__).resolve().parent.parent
+BLOCK = re.compile(r"^```[a-z]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def _generator():  # type: ignore[no-untyped-def]
+    path = REPO / "scripts" / "gen_cli_docs.py"
+    spec = importlib.util.spec_from_file_location("gen_cli_docs", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_md_is_generated_from_the_command() -> None:
+    """docs/CLI.md is what scripts/gen_cli_docs.py writes now (run it after changing a command)."""
+    assert _generator().render() == (REPO / "docs" / "CLI.md").read_text(), (
+        "docs/CLI.md is out of date: run python scripts/gen_cli_docs.py")
+
+
+def test_cli_md_lists_every_exit_code() -> None:
+    """The exit-code table of docs/CLI.md has every EXIT_* constant of agentmailbox.cli."""
+    from agentmailbox import cli as cli_mod
+
+    codes = {v for k, v in vars(cli_mod).items() if k.startswith("EXIT_")}
+    assert codes == {code for code, _, _ in _generator().exit_codes()}
+
+
+def command_lines(path: Path) -> list[str]:
+    """Every ``mailbox ...`` line in the code blocks of a Markdown file (continuations joined)."""
+    lines = []
+    for block in BLOCK.findall(path.read_text()):
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.startswith("mailbox "):
+                lines.append(line)
+    return lines
+
+
+def resolve(line: str) -> tuple[click.Command, list[str]]:
+    """The command a documented line runs, and the option names it uses."""
+    words = [w.strip("[]") for w in shlex.split(line, comments=True)[1:]]
+    if "--" in words:
+        words = words[: words.index("--")]
+    cmd: click.Command = cli
+    used: list[str] = []
+    for word in words:
+        if word.startswith("-") and len(word) > 1:
+            used.append(word.split("=")[0])
+        elif isinstance(cmd, click.Group) and word in cmd.commands:
+            used = [u for u in used if u != "--root"]
+            cmd = cmd.commands[word]
+    return cmd, used
+
+
+README_LINES = command_lines(REPO / "README.md")
+
+
+def test_the_readme_shows_commands() -> None:
+    assert len(README_LINES) > 30
+
+
+@pytest.mark.parametrize("line", README_LINES)
+def test_readme_command_exists_with_those_options(line: str) -> None:
+    """Each command line of README.md names a command (not a group) and only its options."""
+    cmd, used = resolve(line)
+    assert not isinstance(cmd, click.Group), f"{line!r} names no command of {cmd.name}"
+    known = {opt for p in cmd.params if isinstance(p, click.Option) for opt in p.opts}
+    known |= {"-h", "--help"}
+    unknown = [u for u in used if u not in known]
+    assert not unknown, f"{line!r}: mailbox {cmd.name} has no option {unknown}"
