@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import portalocker
 
-from . import names
-from .errors import InvalidInput, LockTimeout
+from . import locks, names
+from .errors import InvalidInput
 from .fs import Foreign, faults
 from .message import iso
 from .root import Root
@@ -40,18 +39,10 @@ _KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
 def agent_lock(root: Root, agent: str, name: str, timeout: float = 10.0) -> Iterator[None]:
     """An exclusive cross-process lock on ``agents/<agent>/run/<name>.lock``."""
     path = root.agent_dir(agent) / "run" / f"{name}.lock"
-    lock = portalocker.Lock(str(path), mode="a", timeout=timeout, check_interval=0.01,
-                            flags=portalocker.LockFlags.EXCLUSIVE
-                            | portalocker.LockFlags.NON_BLOCKING)
-    try:
-        lock.acquire()
-    except portalocker.LockException as exc:
-        raise LockTimeout(f"{agent}: {name} is locked by another process",
-                          hint="retry; if it persists, find the process holding it") from exc
-    try:
+    with locks.held(path, root.disk, timeout=timeout,
+                    message=f"{agent}: {name} is locked by another process",
+                    hint="retry; if it persists, find the process holding it"):
         yield
-    finally:
-        lock.release()
 
 
 class WorkingState(Mapping[str, Any]):

@@ -46,12 +46,11 @@ from typing import Any
 import orjson
 import portalocker
 
-from . import names
+from . import locks, names
 from .errors import (
     AgentNotFound,
     DiskFull,
     InvalidInput,
-    LockTimeout,
     MailboxError,
     MessageNotFound,
 )
@@ -412,16 +411,10 @@ class Supervisor:
             return
         run = self.mb.path / "run"
         self.mb.root.disk.ensure_dir(run)
-        lock = portalocker.Lock(str(run / "supervisor.lock"), mode="a", timeout=0,
-                                fail_when_locked=True,
-                                flags=portalocker.LockFlags.EXCLUSIVE
-                                | portalocker.LockFlags.NON_BLOCKING)
-        try:
-            lock.acquire()
-        except portalocker.LockException as exc:
-            raise LockTimeout(f"a supervisor is already running for {self.mb.path}"
-                              f"{_holder(run)}", hint="one per root: stop that one first, "
-                              "or leave it running") from exc
+        lock = locks.acquire(run / "supervisor.lock", self.mb.root.disk, timeout=0,
+                             message=f"a supervisor is already running for {self.mb.path}"
+                                     f"{_holder(run)}",
+                             hint="one per root: stop that one first, or leave it running")
         self._lock = lock
         self.mb.root.disk.replace(run / "supervisor.json", _holder_record())
         self.spool.ensure()

@@ -15,16 +15,13 @@ drift: nobody overwrites a change they have not seen.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import portalocker
-
-from . import names
-from .errors import InvalidInput, LockTimeout, NotFound, StaleVersion
+from . import locks, names
+from .errors import InvalidInput, NotFound, StaleVersion
 from .fs import Disk, Foreign, faults
 from .root import Root
 
@@ -145,21 +142,10 @@ class Workspace:
         """
         parts = names.check_workspace_path(name)
         path = self.path / ".locks" / ("/".join(parts) + ".lock")
-        self._disk.ensure_dir(path.parent)
-        lock = portalocker.Lock(str(path), mode="a", timeout=timeout, check_interval=0.05,
-                                flags=portalocker.LockFlags.EXCLUSIVE
-                                | portalocker.LockFlags.NON_BLOCKING)
-        started = time.monotonic()
-        try:
-            lock.acquire()
-        except portalocker.LockException as exc:
-            raise LockTimeout(f"{name} is locked by someone else "
-                              f"(waited {time.monotonic() - started:.1f}s)",
-                              hint="wait and retry, or raise --timeout") from exc
-        try:
+        with locks.held(path, self._disk, timeout=timeout,
+                        message=f"{name} is locked by someone else",
+                        hint="wait and retry, or raise --timeout"):
             yield
-        finally:
-            lock.release()
 
 
 def _leaf_dirs(base: Path) -> Iterator[Path]:

@@ -46,3 +46,15 @@ def test_group_mode_uses_setgid_dirs_and_0660_files(tmp_path: Path) -> None:
     state = mb.agent("bob").state
     state["k"] = 1
     assert stat.S_IMODE(os.stat(state.path).st_mode) == 0o660
+
+
+def test_group_mode_lock_files_are_group_writable(tmp_path: Path) -> None:
+    """Lock files (workspace, state, supervisor) get the root's file mode, umask aside."""
+    mb = Mailbox.init(tmp_path, fsync="never", mode="group")
+    mb.add_agent("bob")
+    with mb.workspace.lock("plan.md"):
+        pass
+    mb.agent("bob").state["k"] = 1
+    for lock in (mb.path / "workspace" / ".locks" / "plan.md.lock",
+                 mb.path / "agents" / "bob" / "run" / "state.lock"):
+        assert stat.S_IMODE(os.stat(lock).st_mode) == 0o660
