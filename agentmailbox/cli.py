@@ -366,7 +366,10 @@ def status(c: Ctx, msg_id: str, sender: str | None, as_json: bool) -> None:
          *(f"  {r['agent']:<16} {r['state']:<10}"
            + (f" read {r['read_at']}" if r['read_at'] else "")
            + (f" (epoch {r['read_epoch']})" if r['read_epoch'] is not None else "")
-           + (f" done {r['done_at']}" if r['done_at'] else "") for r in d["recipients"])]))
+           + (f" done {r['done_at']}" if r['done_at'] else "") for r in d["recipients"]),
+         *(f"  {address} reached {', '.join(agents) or 'nobody yet'}"
+           for address, agents in (d.get("routed") or {}).items()),
+         *([f"  waiting in spool/{d['spool']} for the supervisor"] if d.get("spool") else [])]))
 
 
 # -- workspace -------------------------------------------------------------------------------------

@@ -99,7 +99,8 @@ def _print_messages(msgs: Iterable[Message], as_json: bool) -> None:
 def heartbeat(c: Ctx, agent_name: str, capacity: float | None, mode: str, as_json: bool) -> None:
     """Record that AGENT is alive now (run it from the agent's loop or a cron job)."""
     c.mb.registry.require(agent_name)
-    beat = Presence(c.mb.root).beat(agent_name, capacity=capacity, mode=mode)
+    beat = Presence(c.mb.root).beat(agent_name, capacity=capacity, mode=mode,
+                                    epoch=c.mb.epoch(agent_name))
     emit(beat.to_dict(), as_json, lambda d: f"{d['agent']} alive at {d['at_iso']}"
          + (f", capacity {d['capacity']}" if d["capacity"] is not None else "")
          + (f", {d['mode']}" if d["mode"] != Mode.NORMAL else ""))
@@ -205,9 +206,9 @@ def _involves(event: dict[str, Any], wanted: frozenset[str]) -> bool:
         or (len(origin) > 1 and origin[0] == "agents" and origin[1] in wanted))
 
 
-_COLOURS = {"send": "green", "claim": "cyan", "done": "blue", "release": "yellow",
-            "dead": "red", "ws.put": "magenta"}
-_SHOWN = ("t", "ev", "pid", "agent", "from", "to", "author", "id")
+_COLOURS = {"send": "green", "route": "green", "claim": "cyan", "done": "blue",
+            "release": "yellow", "dead": "red", "ws.put": "magenta"}
+_SHOWN = ("t", "ev", "pid", "agent", "from", "to", "recipients", "author", "id")
 
 
 def _print_event(event: dict[str, Any], as_json: bool) -> None:
@@ -224,7 +225,8 @@ def _print_event(event: dict[str, Any], as_json: bool) -> None:
 
 def _who(event: dict[str, Any]) -> str:
     if "from" in event:
-        return f"{event['from']} -> {', '.join(map(str, event.get('to') or []))}"
+        to = event.get("to") or event.get("recipients") or []
+        return f"{event['from']} -> {', '.join(map(str, to))}"
     return str(event.get("agent") or event.get("author") or event.get("origin") or "")
 
 

@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -28,16 +27,13 @@ def test_demo_runs_to_the_end_and_routes_as_it_says(tmp_path: Path) -> None:
     the supervisor stops cleanly."""
     env = {k: v for k, v in os.environ.items() if k != "MAILBOX_ROOT"}
     env.update(MAILBOX_DEMO_PYTHON=sys.executable, TMPDIR=str(tmp_path))
-    started = time.monotonic()
     done = subprocess.run(["bash", str(DEMO)], capture_output=True, text=True, env=env,
                           timeout=90, stdin=subprocess.DEVNULL)
-    took = time.monotonic() - started
     out = done.stdout
     assert 0 == done.returncode, f"{out[-3000:]}\n{done.stderr[-3000:]}"
-    assert took < 60, f"the demo took {took:.0f} s"
     assert "mailbox: " not in done.stderr  # no error or warning: the supervisor was up in time
-    assert re.search(r'route +alice -> +\S+ recipients=\["bob","carol"\] '
-                     r'expansion=\{"@coder":\["bob","carol"\]\}', out)
+    assert re.search(r'route +alice -> bob, carol +\S+ expansion=\{"@coder":\["bob","carol"\]\}',
+                     out)
     assert '"routed":{"@coder":["carol"]},"spool":null' in out  # pick one: capacity 0.9 won
     assert "undeliverable: no agent has role 'tester'" in out
     assert "# boot brief: carol (epoch 2)" in out
