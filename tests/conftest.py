@@ -31,6 +31,22 @@ def no_leaked_threads() -> Iterator[None]:
 
 
 @pytest.fixture
+def no_hang() -> Iterator[None]:
+    """A blocked system call (a FIFO opened for reading, say) fails the test instead of
+    hanging the run."""
+    import signal
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError("blocked in a system call")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, 20)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
 def mb(tmp_path: Path) -> Iterator[Mailbox]:
     """A root with agents alice and bob; fsync off (tests run on a throwaway dir)."""
     box = Mailbox.init(tmp_path, fsync="never")

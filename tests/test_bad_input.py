@@ -8,8 +8,7 @@ follow a link out of the root, and hand out the good message.
 from __future__ import annotations
 
 import os
-import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -65,19 +64,6 @@ BAD_CONTENT: dict[str, tuple[Callable[[str], bytes], tuple[str, ...]]] = {
     "id-malformed": (lambda i: _edited(i, id="../../etc/passwd"), ("invalid message id",)),
     "bad-sender": (lambda i: _edited(i, **{"from": "../x"}), ("invalid sender",)),
 }
-
-
-@pytest.fixture
-def no_hang() -> Iterator[None]:
-    """Turn a blocked system call into a test failure instead of a hung test run."""
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError("the reader blocked")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, 20)
-    yield
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, previous)
 
 
 def _bad_then_good(mb: Mailbox) -> tuple[Path, str]:

@@ -149,21 +149,6 @@ def _dead_names(mb: Mailbox) -> list[str]:
     return [d.name for d in mb.dead.list()]
 
 
-@pytest.fixture
-def no_hang() -> Iterator[None]:
-    """A blocked system call fails the test instead of hanging the run."""
-    import signal
-
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError("blocked")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, 20)
-    yield
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, previous)
-
-
 # -- readers ---------------------------------------------------------------------------------------
 
 def test_sparse_50_mb_file_is_quarantined_without_being_read(
