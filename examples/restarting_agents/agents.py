@@ -165,11 +165,22 @@ class Instance:
         """After recovery, before new mail: anything the role checks once per boot."""
 
     def step(self) -> bool:
-        """One small unit of work; False if there was nothing to do."""
+        """One small unit of work: claim the oldest message and handle it.
+
+        Returns False if there was nothing to do.
+        """
+        msg = self.agent.inbox.claim()
+        if msg is None:
+            return False
+        self.handle(msg)
+        return True
+
+    def handle(self, msg: Message) -> None:
         raise NotImplementedError
 
     def redo(self, msg: Message) -> None:
-        raise NotImplementedError
+        """Finish a claim a previous instance left unfinished: handle it again."""
+        self.handle(msg)
 
     def handoff_note(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -263,16 +274,6 @@ class Counter(Instance):
     Working state: ``job`` and ``current`` (the chunk being counted, or null).
     """
 
-    def redo(self, msg: Message) -> None:
-        self.handle(msg)
-
-    def step(self) -> bool:
-        msg = self.agent.inbox.claim()
-        if msg is None:
-            return False
-        self.handle(msg)
-        return True
-
     def handle(self, msg: Message) -> None:
         """Count, send the partial (keyed), then mark the task done: its DONE marker."""
         task = msg.body
@@ -311,9 +312,6 @@ class Merger(Instance):
 
     work = 0.5
 
-    def redo(self, msg: Message) -> None:
-        self.handle(msg)
-
     def reconcile(self) -> None:
         """State drift defence: the workspace's version wins over working state's note of it.
 
@@ -333,13 +331,6 @@ class Merger(Instance):
         if result is not None:
             self.learn_job(result["job"])
             self.complete_if_all_merged(result, version)
-
-    def step(self) -> bool:
-        msg = self.agent.inbox.claim()
-        if msg is None:
-            return False
-        self.handle(msg)
-        return True
 
     def handle(self, msg: Message) -> None:
         """Merge one partial (or skip it if its chunk is in already), then mark it done."""
