@@ -98,7 +98,7 @@ class Agent:
         return record
 
     def handoff(self, *, in_progress: Sequence[str] = (), decided: Sequence[str] = (),
-                next: Sequence[str] = (), can_wait: Sequence[str] = (),  # noqa: A002
+                next: Sequence[str] = (), can_wait: Sequence[str] = (),
                 waiting_on: Sequence[Waiting | str | dict[str, str]] = (),
                 final: bool = True) -> Handoff:
         """Write the handoff note for the next instance (durably, or raise).

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .handoff import Handoff, Waiting
+from .handoff import Waiting
 from .inbox import State
 from .message import Message, Priority, day_of, stamp_of
 

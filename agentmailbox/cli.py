@@ -39,8 +39,8 @@ EXIT_UNHEALTHY = 10    # doctor found problems it did not repair
 EXIT_INTERRUPTED = 130  # Ctrl-C
 
 __doc__ = (__doc__ or "") + "\n".join(
-    f"    {name} = {value}" for name, value in sorted(globals().items(), key=lambda kv: (not isinstance(kv[1], int), kv[1] if isinstance(kv[1], int) else 0))
-    if name.startswith("EXIT_"))
+    f"    {name} = {value}" for name, value in sorted(
+        ((n, v) for n, v in globals().items() if n.startswith("EXIT_")), key=lambda kv: kv[1]))
 
 EPILOG = """\b
 Examples:
@@ -216,7 +216,7 @@ def _age(seconds: float | None) -> str:
     return f"{max(int(seconds), 0)}s"
 
 
-# -- mail -----------------------------------------------------------------------------------------
+# -- mail --------------------------------------------------------------------------------------
 
 @cli.command()
 @click.option("--from", "sender", required=True, help="The sending agent.")
@@ -372,7 +372,7 @@ def status(c: Ctx, msg_id: str, sender: str | None, as_json: bool) -> None:
          *([f"  waiting in spool/{d['spool']} for the supervisor"] if d.get("spool") else [])]))
 
 
-# -- workspace -------------------------------------------------------------------------------------
+# -- workspace ---------------------------------------------------------------------------------
 
 @cli.group()
 def ws() -> None:
@@ -433,7 +433,7 @@ def ws_lock(c: Ctx, name: str, command: tuple[str, ...], timeout: float) -> None
     raise SystemExit(code)
 
 
-# -- health -----------------------------------------------------------------------------------------
+# -- health ------------------------------------------------------------------------------------
 
 @cli.command()
 @click.option("--repair", is_flag=True, help="Fix what is safe to fix (never deletes mail).")
@@ -452,7 +452,7 @@ def doctor(c: Ctx, repair: bool, stale_after: float | None, as_json: bool) -> No
         raise SystemExit(EXIT_UNHEALTHY)
 
 
-# -- entry points ---------------------------------------------------------------------------------
+# -- entry points ------------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
@@ -498,6 +498,9 @@ def run() -> NoReturn:
     sys.exit(main())
 
 
-from . import cli_agent  # noqa: E402,F401  registers handoff, state, memory, boot, thread
-from . import cli_live  # noqa: E402,F401  registers watch, heartbeat, tail
-from . import cli_supervisor  # noqa: E402,F401  registers supervise, dead
+# The command modules register their commands on `cli`, defined above.
+from . import (  # noqa: E402
+    cli_agent,  # noqa: F401  registers handoff, state, memory, boot, thread
+    cli_live,  # noqa: F401  registers watch, heartbeat, tail
+    cli_supervisor,  # noqa: F401  registers supervise, dead
+)

@@ -60,7 +60,7 @@ def _read_note(source: Any) -> Handoff:
     return parse_markdown(text)
 
 
-# -- working state -------------------------------------------------------------------------------
+# -- working state -----------------------------------------------------------------------------
 
 
 @cli.group()
@@ -72,7 +72,7 @@ def state(ctx: click.Context, agent_name: str) -> None:
 
 
 def _state_of(ctx: click.Context) -> Any:
-    return ctx.find_object(Ctx).mb.agent(ctx.meta["agent_name"]).state
+    return ctx.ensure_object(Ctx).mb.agent(ctx.meta["agent_name"]).state
 
 
 @state.command("set")
@@ -120,7 +120,7 @@ def state_unset(ctx: click.Context, key: str, as_json: bool) -> None:
     emit({"key": key, "removed": removed}, as_json, None if removed else f"{key} was not set")
 
 
-# -- event memory ----------------------------------------------------------------------------------
+# -- event memory ------------------------------------------------------------------------------
 
 
 @cli.command()
@@ -152,7 +152,7 @@ def memory(c: Ctx, agent_name: str, tag: str | None, since: str | None, grep: st
                                                      else "") for r in rows) or "(nothing)")
 
 
-# -- identity ----------------------------------------------------------------------------------------
+# -- identity ----------------------------------------------------------------------------------
 
 
 @agent.command("edit")
@@ -177,7 +177,7 @@ def agent_edit(c: Ctx, name: str, role: str | None, topics: tuple[str, ...],
     emit(info.to_dict(), as_json, f"edited {name}")
 
 
-# -- boot ----------------------------------------------------------------------------------------------
+# -- boot --------------------------------------------------------------------------------------
 
 
 @cli.command()
@@ -196,7 +196,7 @@ def boot(c: Ctx, agent_name: str, budget: int, dry_run: bool, as_json: bool) -> 
         click.echo(brief.to_text(), nl=False)
 
 
-# -- threads ---------------------------------------------------------------------------------------------
+# -- threads -----------------------------------------------------------------------------------
 
 
 @cli.group()

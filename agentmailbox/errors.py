@@ -145,8 +145,10 @@ class StaleVersion(Conflict):
 
     def __init__(self, name: str, expected: int, current: int) -> None:
         super().__init__(
-            f"{name}: you based your change on version {expected}, but version {current} is current",
-            hint=f"read it again (mailbox ws get {name}), merge, and put with --if-version {current}",
+            f"{name}: you based your change on version {expected}, "
+            f"but version {current} is current",
+            hint=f"read it again (mailbox ws get {name}), merge, "
+                 f"and put with --if-version {current}",
         )
         self.name = name
         self.expected = expected

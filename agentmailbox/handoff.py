@@ -53,8 +53,8 @@ class Waiting:
             raise InvalidInput(f"waiting_on entries are objects, not {type(obj).__name__}",
                                hint='use {"agent": "alice", "ref": "<message or thread id>"}')
         agent, ref = obj.get("agent"), obj.get("ref") or obj.get("id") or obj.get("thread")
-        names.check_agent(agent if isinstance(agent, str) else "")
-        names.check_id(ref if isinstance(ref, str) else "")
+        agent = names.check_agent(agent if isinstance(agent, str) else "")
+        ref = names.check_id(ref if isinstance(ref, str) else "")
         return cls(agent, ref, str(obj.get("note") or ""))
 
     def to_dict(self) -> dict[str, str]:
@@ -91,7 +91,8 @@ class Handoff:
         waits = obj.get("waiting_on") or []
         if not isinstance(waits, list):
             raise InvalidInput("waiting_on must be a list")
-        return cls(**texts, waiting_on=tuple(Waiting.from_dict(w) for w in waits))
+        return cls(texts["in_progress"], texts["decided"], texts["next"], texts["can_wait"],
+                   tuple(Waiting.from_dict(w) for w in waits))
 
     def sections(self) -> dict[str, Any]:
         return {"in_progress": list(self.in_progress), "decided": list(self.decided),

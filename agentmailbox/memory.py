@@ -103,7 +103,7 @@ class WorkingState(Mapping[str, Any]):
         if not self.unset(key):
             raise KeyError(key)
 
-    def update(self, values: Mapping[str, Any]) -> None:  # type: ignore[override]
+    def update(self, values: Mapping[str, Any]) -> None:
         """Set several keys in one atomic replace."""
         for key in values:
             _check_key(key)
@@ -184,7 +184,7 @@ class Memory:
         segments = sorted(e.name for e in self._root.disk.scan(self.directory)
                           if e.name.endswith(".jsonl"))
         first = time.strftime("%Y-%m", time.gmtime(since_ns // 10**9)) if since_ns else ""
-        out = []
+        out: list[MemoryEvent] = []
         for name in segments:
             if name[:7] >= first:
                 out.extend(e for e in self._read(self.directory / name)

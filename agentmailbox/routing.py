@@ -209,12 +209,12 @@ class Spool:
             self._disk.fsync_dir(self.new)
         return published
 
-    def stage(self, msg_id: str, data: bytes, *, sync: bool | None = False) -> Path:
+    def stage(self, msg_id: str, data: bytes, *, sync: bool | None = False) -> str:
         """First half of a post (used by batches): exclusive create in ``spool/tmp``."""
         name = f"{names.check_id(msg_id)}.{os.getpid()}.{os.urandom(3).hex()}"
         return self._disk.stage(self.tmp, data, name, sync=sync)
 
-    def publish_staged(self, staged: Path, msg_id: str) -> bool:
+    def publish_staged(self, staged: str, msg_id: str) -> bool:
         """Second half: link the staged file into ``spool/new`` (EEXIST = already posted)."""
         try:
             return self._disk.publish(staged, self.new / f"{msg_id}.json")

@@ -31,6 +31,7 @@ flowing again). Notices bypass quotas.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -438,12 +439,13 @@ class Supervisor:
         self._bury_foreign(report)
         cur, new = self.spool.cur, self.spool.new
         for name in self.spool.names(cur):
-            self._guarded(report, lambda n=name: self._recover(n, report), cur / name)
+            self._guarded(report, functools.partial(self._recover, name, report), cur / name)
         self._release_held(report)
         for name in self.spool.names(new):
             if self.stopping:
                 break
-            self._guarded(report, lambda n=name: self._admit(n, report), cur / name, new / name)
+            self._guarded(report, functools.partial(self._admit, name, report),
+                          cur / name, new / name)
         self._retry_deferred(report, retry_all)
         if sweep:
             self._sweep(report)
@@ -668,7 +670,7 @@ class Supervisor:
             due, _ = self._retry.get(name, (now, 0))
             if retry_all or due <= now:
                 path = self.spool.deferred / name
-                self._guarded(report, lambda p=path: self._route_file(p, report), path)
+                self._guarded(report, functools.partial(self._route_file, path, report), path)
 
     # -- the circuit breaker ------------------------------------------------------------------
 
@@ -699,7 +701,7 @@ class Supervisor:
         for _, name in self._gate.releasable(self._clock()):
             report.released += 1
             path = self.spool.held / name
-            self._guarded(report, lambda p=path: self._route_file(p, report), path)
+            self._guarded(report, functools.partial(self._route_file, path, report), path)
         for sender, first in self._gate.closed():
             about = Message(id=first, sender=sender, to=(sender,))
             self._notices.tell(about, "resumed", "", "your routed mail is flowing again")

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .inbox import Inbox
 from .mailbox import Mailbox
@@ -27,7 +28,7 @@ __all__ = ["drain", "temp_mailbox"]
 
 
 @contextlib.contextmanager
-def temp_mailbox(*agents: str, fsync: str = "never", **settings: object) -> Iterator[Mailbox]:
+def temp_mailbox(*agents: str, fsync: str = "never", **settings: Any) -> Iterator[Mailbox]:
     """A throwaway root with ``agents`` registered; removed afterwards.
 
     fsync defaults to ``never``: tests need speed, not durability.

@@ -98,7 +98,7 @@ class Workspace:
         self._root.journal.record("ws.put", name=name, version=number, author=author)
         return number
 
-    def _link_next(self, name: str, folder: Path, staged: Path, if_version: int | None) -> int:
+    def _link_next(self, name: str, folder: Path, staged: str, if_version: int | None) -> int:
         while True:
             current = self.version(name)
             if if_version is not None and if_version != current:
