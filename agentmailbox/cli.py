@@ -429,7 +429,11 @@ def ws_lock(c: Ctx, name: str, command: tuple[str, ...], timeout: float) -> None
     """Run COMMAND while holding the lock of NAME: mailbox ws lock plan.md -- CMD ARGS."""
     with c.mb.workspace.lock(name, timeout=timeout):
         env = {**os.environ, "MAILBOX_ROOT": str(c.mb.path), "MAILBOX_LOCKED": name}
-        code = subprocess.call(list(command), env=env)
+        try:
+            code = subprocess.call(list(command), env=env)
+        except OSError as exc:
+            fail(InvalidInput(f"cannot run {command[0]!r}: {exc.strerror or exc}",
+                              hint="check the command after --"))
     raise SystemExit(code)
 
 

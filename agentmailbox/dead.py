@@ -19,7 +19,7 @@ import orjson
 from .errors import MessageNotFound
 from .fs import Foreign, faults
 from .message import iso
-from .names import as_text
+from .names import as_text, is_id
 from .root import Root
 
 __all__ = ["DeadLetter", "DeadLetters"]
@@ -57,12 +57,7 @@ class DeadLetters:
         dead_id = self._root.clock.new_id()
         origin = as_text(str(path.parent.relative_to(self._root.path)))
         name = as_text(path.name)  # a hostile name need not be UTF-8
-        record = {"id": dead_id, "reason": reason, "origin": origin, "name": name,
-                  "at": iso(time.time_ns()), **extra}
-        reason_path = self.directory / f"{dead_id}.reason.json"
-        staged = disk.stage(self.directory, orjson.dumps(record, option=orjson.OPT_INDENT_2))
-        disk.publish(staged, reason_path)
-        disk.unlink(staged)
+        reason_path = self._write_reason(dead_id, reason, origin=origin, name=name, **extra)
         faults.hit("quarantine.reason_written")
         if not disk.rename(path, self.directory / f"{dead_id}.msg"):
             disk.unlink(reason_path)
@@ -70,6 +65,21 @@ class DeadLetters:
         disk.fsync_dir(self.directory)
         self._root.journal.record("dead", id=dead_id, reason=reason, origin=origin, name=name)
         return dead_id
+
+    def _write_reason(self, dead_id: str, reason: str, **fields: Any) -> Path:
+        record = {"id": dead_id, "reason": reason, "at": iso(time.time_ns()), **fields}
+        disk = self._root.disk
+        reason_path = self.directory / f"{dead_id}.reason.json"
+        staged = disk.stage(self.directory, orjson.dumps(record, option=orjson.OPT_INDENT_2))
+        try:
+            disk.publish(staged, reason_path)
+        finally:
+            disk.unlink(staged)
+        return reason_path
+
+    def restore_reason(self, dead_id: str) -> None:
+        """Give a dead letter whose reason file was lost a reason again (doctor)."""
+        self._write_reason(dead_id, "reason lost (quarantine interrupted)", origin="?", name="?")
 
     def list(self) -> list[DeadLetter]:
         """Every dead letter, oldest first."""
@@ -105,7 +115,7 @@ class DeadLetters:
         self._root.disk.unlink(self.directory / f"{dead_id}.reason.json")
 
     def _load(self, dead_id: str) -> DeadLetter | None:
-        if len(dead_id) != 37 or "/" in dead_id:
+        if not is_id(dead_id):
             return None
         try:
             data, _ = self._root.disk.read(self.directory / f"{dead_id}.reason.json",

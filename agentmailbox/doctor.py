@@ -201,13 +201,23 @@ class _Doctor:
 
     def _dead(self) -> None:
         folder = self.mb.dead.directory
+        now = time.time_ns()
         for entry in self.disk.scan(folder):
+            st = self.disk.lstat(entry.path)
+            if st is None or now - st.st_mtime_ns < self.stale_ns:
+                continue  # maybe a quarantine in progress right now: leave it be
             if entry.name.endswith(".reason.json"):
                 dead_id = entry.name[:-12]
                 if not self.disk.exists(folder / f"{dead_id}.msg"):
                     self.note("orphan-reason", Path(entry.path), "quarantine interrupted before "
                               "the move; the file stayed where it was",
                               lambda p=Path(entry.path): self.disk.unlink(p))
+            elif entry.name.endswith(".msg"):
+                dead_id = entry.name[:-4]
+                if not self.disk.exists(folder / f"{dead_id}.reason.json"):
+                    self.note("lost-reason", Path(entry.path), "dead letter without its reason "
+                              "file (invisible to mailbox dead)",
+                              lambda d=dead_id: self.mb.dead.restore_reason(d))
             elif entry.name.startswith(".") and entry.name.endswith(".tmp"):
                 self.note("stale-tmp", Path(entry.path), "interrupted reason write",
                           lambda p=Path(entry.path): self.disk.unlink(p))

@@ -16,6 +16,7 @@ __all__ = [
     "check_id",
     "check_key",
     "check_workspace_path",
+    "is_id",
     "is_message_file",
 ]
 
@@ -57,6 +58,11 @@ def check_id(msg_id: str) -> str:
         raise InvalidInput(f"invalid message id {_describe(str(msg_id))}",
                            hint="ids look like 01796000000000000000-0123456789abcdef")
     return msg_id
+
+
+def is_id(value: str) -> bool:
+    """True if ``value`` has the message-id shape (threads named by ids can carry markers)."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 def is_message_file(name: str) -> bool:

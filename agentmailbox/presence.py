@@ -83,8 +83,11 @@ class Presence:
         path = self.directory / f"{names.check_agent(agent)}.json"
         try:
             obj = orjson.loads(self._root.disk.read(path, 1 << 16)[0])
-            return Heartbeat(agent, int(obj["at"]), int(obj["pid"]), obj.get("capacity"),
-                             Mode(obj.get("mode") or "normal"), obj.get("epoch"))
+            epoch = obj.get("epoch")
+            return Heartbeat(agent, int(obj["at"]), int(obj["pid"]), _capacity(obj.get("capacity")),
+                             Mode(obj.get("mode") or "normal"),
+                             epoch if isinstance(epoch, int) and not isinstance(epoch, bool)
+                             else None)
         except (FileNotFoundError, Foreign, orjson.JSONDecodeError, KeyError, TypeError,
                 ValueError):
             return None
@@ -95,3 +98,10 @@ class Presence:
             return Liveness.NEVER
         age = ((now_ns or time.time_ns()) - beat.at) / 1e9
         return Liveness.ALIVE if age <= self._root.config.heartbeat_seconds else Liveness.STALE
+
+
+def _capacity(value: object) -> float | None:
+    """A capacity read from disk, if it is a number from 0 to 1 (anything else: unknown)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
+        return float(value)
+    return None

@@ -461,10 +461,11 @@ class Supervisor:
             work()
         except DiskFull:
             raise
-        except (MailboxError, Foreign) as exc:
+        except Exception as exc:  # noqa: BLE001  one bad message must not stop all routing
             log.exception("could not route", extra={"file": paths[0].name})
             for path in paths:
-                if self.mb.dead.bury(path, f"could not route: {exc}", by="supervisor"):
+                if self.mb.dead.bury(path, f"could not route: {type(exc).__name__}: {exc}",
+                                     by="supervisor"):
                     report.dead += 1
                     return
 
@@ -698,10 +699,14 @@ class Supervisor:
     def _release_held(self, report: Pass) -> None:
         if self._gate is None:
             return
-        for _, name in self._gate.releasable(self._clock()):
+        for sender, name in self._gate.releasable(self._clock()):
             report.released += 1
             path = self.spool.held / name
-            self._guarded(report, functools.partial(self._route_file, path, report), path)
+            try:
+                self._guarded(report, functools.partial(self._route_file, path, report), path)
+            except BaseException:
+                self._gate.buckets[sender].queue.appendleft(name)  # still held: keep its turn
+                raise
         for sender, first in self._gate.closed():
             about = Message(id=first, sender=sender, to=(sender,))
             self._notices.tell(about, "resumed", "", "your routed mail is flowing again")

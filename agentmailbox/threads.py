@@ -68,7 +68,8 @@ class Threads:
         """The marker of ``thread`` if it is done (one ``stat`` when it is not)."""
         if thread in self._cache:
             return self._cache[thread]
-        names.check_id(thread)
+        if not names.is_id(thread):
+            return None  # a thread named by another writer ("release-42"): no marker can exist
         try:
             data, _ = self._root.disk.read(self.directory / f"{thread}.done.json", 1 << 16)
             obj = orjson.loads(data)

@@ -40,7 +40,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from . import names
-from .errors import MessageNotFound, from_oserror
+from .errors import MailboxError, MessageNotFound, from_oserror
 from .fs import Disk
 from .presence import Presence
 
@@ -143,6 +143,10 @@ class Watcher:
     def start(self) -> Watcher:
         """Start watching; scan only after this returns, so nothing slips between."""
         if self._observer is None:
+            if _INOTIFY_LOG.level == logging.NOTSET:
+                # The overflow alarm must hear watchdog's WARNING even when the
+                # application logs at ERROR (its handlers still decide what is shown).
+                _INOTIFY_LOG.setLevel(logging.WARNING)
             _INOTIFY_LOG.addHandler(self._alarm)
             try:
                 self._observer = self._start_observer()
@@ -354,8 +358,12 @@ class Pulse:
         return max(self._next - time.monotonic(), 0.0)
 
     def beat_if_due(self, capacity: float | None = None) -> None:
+        """Beat if one is due; a failed beat (full disk...) is logged, never fatal to the loop."""
         if time.monotonic() >= self._next:
-            self._presence.beat(self._agent, capacity=capacity)
+            try:
+                self._presence.beat(self._agent, capacity=capacity)
+            except MailboxError as exc:
+                log.warning("heartbeat failed", extra={"agent": self._agent, "error": str(exc)})
             self._next = time.monotonic() + self._period
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agentmailbox import AgentNotFound, InvalidName, Mailbox, MessageTooLarge
+from agentmailbox import AgentNotFound, InvalidName, Mailbox, MessageTooLarge, doctor
 from agentmailbox.message import Message, encode
 
 MiB = 1 << 20
@@ -323,3 +323,12 @@ def test_reserved_name_says_it_is_reserved(mb: Mailbox) -> None:
 def test_longest_valid_name_is_accepted(mb: Mailbox) -> None:
     """A 64-character name is the longest accepted."""
     assert "x" * 64 == mb.add_agent("x" * 64).name
+
+
+def test_dead_letter_without_reason_gets_one_back_from_doctor(mb: Mailbox) -> None:
+    """A .msg whose reason file was lost is made visible to `mailbox dead` again."""
+    (mb.dead.directory / f"{mb.root.clock.new_id()}.msg").write_bytes(b"x")
+    assert mb.dead.list() == []
+    found = doctor.check(mb, repair=True, stale_after=0)
+    assert ["lost-reason"] == [f.kind for f in found]
+    assert ["reason lost (quarantine interrupted)"] == [d.reason for d in mb.dead.list()]
