@@ -461,7 +461,7 @@ class Supervisor:
             work()
         except DiskFull:
             raise
-        except Exception as exc:  # noqa: BLE001  one bad message must not stop all routing
+        except Exception as exc:  # one bad message must not stop all routing
             log.exception("could not route", extra={"file": paths[0].name})
             for path in paths:
                 if self.mb.dead.bury(path, f"could not route: {type(exc).__name__}: {exc}",
