@@ -12,6 +12,7 @@ import ctypes.util
 import enum
 import errno
 import os
+import random
 import secrets
 import stat
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from .errors import DiskFull, from_oserror
 
 StrPath = str | os.PathLike[str]
 
-__all__ = ["POINTS", "Disk", "Fsync", "Foreign", "faults"]
+__all__ = ["POINTS", "Disk", "Foreign", "Fsync", "faults", "pid", "read_open", "staging_suffix"]
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -111,6 +112,29 @@ class _Faults:
 faults = _Faults()
 
 
+class _Pid:
+    """This process's id, read once and again after a fork (no system call per message)."""
+
+    value = os.getpid()
+
+    @classmethod
+    def refresh(cls) -> None:
+        cls.value = os.getpid()
+
+
+os.register_at_fork(after_in_child=_Pid.refresh)
+
+
+def pid() -> int:
+    """The current process id (cached; correct in forked children too)."""
+    return _Pid.value
+
+
+def staging_suffix() -> str:
+    """``<pid>.<6 hex>``: what makes a staging name unique among writers of one id."""
+    return f"{_Pid.value}.{random.getrandbits(24):06x}"
+
+
 @dataclass(frozen=True, slots=True)
 class Disk:
     """The file operations of one root, with its fsync policy and permission modes."""
@@ -155,7 +179,7 @@ class Disk:
             os.close(fd)
 
     @staticmethod
-    def scan(path: Path) -> Iterator[os.DirEntry[str]]:
+    def scan(path: StrPath) -> Iterator[os.DirEntry[str]]:
         """Entries of ``path`` (unsorted); a missing directory is empty."""
         try:
             with os.scandir(path) as it:
@@ -172,7 +196,11 @@ class Disk:
         On any failure the partial file is removed, so nothing half-written stays.
         ``sync`` defaults to the policy (anything but ``never`` fsyncs the file).
         """
-        path = os.path.join(directory, name or f".{secrets.token_hex(8)}.tmp")
+        name = name or f".{secrets.token_hex(8)}.tmp"
+        if isinstance(directory, str) and directory.endswith("/"):
+            path = directory + name  # the hot path: inboxes pass "<inbox>/tmp/"
+        else:
+            path = os.path.join(directory, name)
         try:
             fd = os.open(path, _CREATE_FLAGS, self.file_mode)
         except OSError as exc:
@@ -305,6 +333,19 @@ class Disk:
         Raises :class:`Foreign` for a symlink, FIFO, device, directory or a file over
         ``limit``; ``FileNotFoundError`` passes through (the caller lost a race).
         """
+        fd, st = Disk.open_regular(path, limit)
+        try:
+            return _read_all(fd, st.st_size, limit), st
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def open_regular(path: StrPath, limit: int) -> tuple[int, os.stat_result]:
+        """Open a regular file of at most ``limit`` bytes for reading, never following a
+        symlink; returns the descriptor (the caller closes it) and its ``fstat``.
+
+        Raises like :meth:`read`; :func:`read_open` then reads it.
+        """
         try:
             fd = os.open(path, _READ_FLAGS)
         except FileNotFoundError:
@@ -321,9 +362,18 @@ class Disk:
                 raise Foreign("not a regular file")
             if st.st_size > limit:
                 raise Foreign(f"{st.st_size} bytes, over the {limit}-byte limit")
-            return _read_all(fd, st.st_size, limit), st
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        return fd, st
+
+    @staticmethod
+    def touch_open(fd: int, ns: int, path: StrPath) -> None:
+        """Set the modification time of an open file (the lease start of a claim)."""
+        try:
+            os.utime(fd, ns=(ns, ns))
+        except OSError as exc:
+            raise from_oserror(exc, "set time of", str(path)) from exc
 
     @staticmethod
     def lstat(path: StrPath) -> os.stat_result | None:
@@ -350,9 +400,17 @@ class Disk:
             os.close(fd)
 
 
+def read_open(fd: int, st: os.stat_result, limit: int) -> bytes:
+    """The content of a file opened by :meth:`Disk.open_regular` (at most ``limit`` bytes)."""
+    return _read_all(fd, st.st_size, limit)
+
+
 def _read_all(fd: int, size: int, limit: int) -> bytes:
-    chunks = [os.read(fd, size + 1)]
-    total = len(chunks[0])
+    first = os.read(fd, size + 1)
+    if len(first) <= size:
+        return first  # the usual case: one read, the whole file
+    chunks = [first]
+    total = len(first)
     while total > size:  # grew since fstat: keep reading, but never past the limit
         chunk = os.read(fd, 65536)
         if not chunk:
@@ -367,7 +425,7 @@ def _read_all(fd: int, size: int, limit: int) -> bytes:
 def _find_syncfs() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        return libc.syncfs  # type: ignore[no-any-return]
+        return libc.syncfs
     except (OSError, AttributeError, TypeError):
         return None
 

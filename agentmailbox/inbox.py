@@ -25,7 +25,7 @@ from pathlib import Path
 from . import names
 from .dead import DeadLetters
 from .errors import InvalidInput, MessageNotFound
-from .fs import Foreign, faults
+from .fs import Foreign, faults, read_open, staging_suffix
 from .message import Malformed, Message, day_of, decode
 from .root import Root
 
@@ -36,7 +36,7 @@ Notify = Callable[[Message, str, str], None]
 
 def _staging_name(msg_id: str) -> str:
     """``<id>.<pid>.<6 hex>``: starts with the id, so a reader can find it by prefix."""
-    return f"{msg_id}.{os.getpid()}.{os.urandom(3).hex()}"
+    return f"{msg_id}.{staging_suffix()}"
 
 
 class State(enum.StrEnum):
@@ -96,13 +96,17 @@ class Inbox:
 
     # -- delivery ----------------------------------------------------------------------------
 
-    def deliver(self, msg_id: str, data: bytes) -> bool:
+    def deliver(self, msg_id: str, data: bytes, *, fresh: bool = False) -> bool:
         """Store one encoded message; False if this inbox already holds ``msg_id``.
 
         Exclusive create in ``tmp/``, write, fsync (policy), link into ``new/``
         (EEXIST = already delivered), unlink the tmp name, fsync ``new/`` (policy).
+
+        Args:
+            fresh: The id was minted by this send and never used before, so no inbox
+                can hold it yet: the look into ``cur/`` and ``done/`` is skipped.
         """
-        if self._held_beyond_new(msg_id):
+        if not fresh and self._held_beyond_new(msg_id):
             return False
         staged = self._disk.stage(self._tmp_s, data, _staging_name(msg_id))
         faults.hit("send.staged")
@@ -122,9 +126,9 @@ class Inbox:
         self._disk.unlink(staged)
         return published
 
-    def stage(self, msg_id: str, data: bytes) -> str | None:
+    def stage(self, msg_id: str, data: bytes, *, fresh: bool = False) -> str | None:
         """First half of a batched delivery: stage without fsync; None if already held."""
-        if self._held_beyond_new(msg_id):
+        if not fresh and self._held_beyond_new(msg_id):
             return None
         return self._disk.stage(self._tmp_s, data, _staging_name(msg_id), sync=False)
 
@@ -157,10 +161,13 @@ class Inbox:
         return folders[state]
 
     def list(self, state: State = State.NEW) -> builtins.list[Message]:
-        """Messages in one state (default unread), oldest first. Changes nothing; skips bad files."""
+        """Messages in one state (default unread), oldest first.
+
+        Changes nothing; skips bad files."""
         out = []
         for msg_id in self.ids(state):
-            folder = (self.done_dir / day_of(msg_id)) if state is State.DONE else self._folder(state)
+            folder = (self.done_dir / day_of(msg_id) if state is State.DONE
+                      else self._folder(state))
             msg = self._peek(folder, msg_id)
             if msg is not None:
                 out.append(msg)
@@ -174,7 +181,8 @@ class Inbox:
 
     def problems(self) -> builtins.list[str]:
         """Names in ``new/`` that are not messages (claim or ``doctor`` quarantines them)."""
-        return sorted(e.name for e in self._disk.scan(self.new) if not names.is_message_file(e.name))
+        return sorted(e.name for e in self._disk.scan(self.new)
+                      if not names.is_message_file(e.name))
 
     def get(self, msg_id: str) -> Message:
         """Read ``msg_id`` in whatever state it is, without changing anything."""
@@ -186,7 +194,8 @@ class Inbox:
 
     def _peek(self, folder: Path, msg_id: str) -> Message | None:
         try:
-            data, _ = self._disk.read(folder / f"{msg_id}.json", self._root.config.max_message_bytes)
+            data, _ = self._disk.read(folder / f"{msg_id}.json",
+                                      self._root.config.max_message_bytes)
             return decode(data, expected_id=msg_id)
         except (FileNotFoundError, Foreign, Malformed):
             return None
@@ -255,13 +264,6 @@ class Inbox:
         if done is not None:
             self._drop_done_twin(dest, done)
             return None
-        if self._linked_elsewhere(dest, msg_id):
-            self._dead.bury(dest, "hard link to a file elsewhere (not written through tmp/)",
-                            agent=self.agent)
-            return None
-        now = time.time_ns()
-        self._disk.touch(dest, now)  # the lease starts now
-        faults.hit("claim.taken")
         msg = self._load_claimed(dest, msg_id)
         if msg is None:
             return None
@@ -271,13 +273,6 @@ class Inbox:
         if msg.receipt and self._notify:
             self._notify(msg, "read", self.agent)
         return msg
-
-    def _linked_elsewhere(self, path: str, msg_id: str) -> bool:
-        """A second link that is not the sender's staging name: a file planted from
-        elsewhere. Checked before the lease is set, since setting it would change the
-        modification time of that other file too."""
-        st = self._disk.lstat(path)
-        return st is not None and st.st_nlink > 1 and not self._is_own_staging(msg_id, st, path)
 
     def _drop_done_twin(self, dest: str, done: os.stat_result) -> None:
         """We won ``cur/X`` but ``X`` is already done: a stale link, or a second copy.
@@ -306,17 +301,38 @@ class Inbox:
                             agent=self.agent)
 
     def _load_claimed(self, path: str, msg_id: str) -> Message | None:
+        """Start the lease of the claim at ``path``, then read and check the message.
+
+        One open file serves every step: its ``fstat`` shows a second link (a file
+        planted from elsewhere, quarantined *before* the lease is set, since setting
+        it would change the modification time of that other file too), the lease is
+        set on it, and it is read.
+        """
+        limit = self._root.config.max_message_bytes
         try:
-            data, st = self._disk.read(path, self._root.config.max_message_bytes)
-            msg = decode(data, expected_id=msg_id)
+            fd, st = self._disk.open_regular(path, limit)
         except FileNotFoundError:
             return None
-        except (Foreign, Malformed) as exc:
+        except Foreign as exc:
             self._dead.bury(path, exc.reason, agent=self.agent)
             return None
-        if st.st_nlink > 1 and not self._is_own_staging(msg_id, st, path):
-            self._dead.bury(path, "hard link to a file elsewhere (not written through tmp/)",
-                            agent=self.agent)
+        try:
+            if st.st_nlink > 1 and not self._is_own_staging(msg_id, st, path):
+                self._dead.bury(path, "hard link to a file elsewhere (not written through "
+                                "tmp/)", agent=self.agent)
+                return None
+            self._disk.touch_open(fd, time.time_ns(), path)  # the lease starts now
+            faults.hit("claim.taken")
+            data = read_open(fd, st, limit)
+        except Foreign as exc:
+            self._dead.bury(path, exc.reason, agent=self.agent)
+            return None
+        finally:
+            os.close(fd)
+        try:
+            msg = decode(data, expected_id=msg_id)
+        except Malformed as exc:
+            self._dead.bury(path, exc.reason, agent=self.agent)
             return None
         if msg.expired():
             self._dead.bury(path, "expired", agent=self.agent, expires_at=msg.expires_at)

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from .errors import MailboxError
-from .fs import Disk, Foreign
+from .fs import Disk, Foreign, pid
 
 __all__ = ["Journal"]
 
@@ -39,7 +39,7 @@ class Journal:
     def record(self, event: str, **fields: Any) -> None:
         """Append one event; best effort (a full disk must not fail the transition itself)."""
         now = time.time_ns()
-        entry = {"t": now, "ev": event, "pid": os.getpid(), **fields}
+        entry = {"t": now, "ev": event, "pid": pid(), **fields}
         line = orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE)
         try:
             with self._lock:

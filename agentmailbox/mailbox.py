@@ -17,7 +17,14 @@ import orjson
 
 from . import names
 from .dead import DeadLetters
-from .errors import AlreadyExists, Conflict, InboxFull, InvalidInput, MessageNotFound, ThreadDoneWarning
+from .errors import (
+    AlreadyExists,
+    Conflict,
+    InboxFull,
+    InvalidInput,
+    MessageNotFound,
+    ThreadDoneWarning,
+)
 from .fs import Disk, Foreign, Fsync, faults
 from .inbox import Inbox, State
 from .message import Message, Priority, encode, iso
@@ -93,7 +100,7 @@ class Mailbox:
         self.dead = DeadLetters(root)
         self.spool = Spool(root)
         self.quotas = Quotas(self.registry, root.config)
-        self._batch: list[tuple[Inbox | Spool, str, Path]] | None = None
+        self._batch: list[tuple[Inbox | Spool, str, str]] | None = None
         self._inboxes: dict[str, Inbox] = {}
         self._epochs: dict[str, int | None] = {}
         self._threads: Threads | None = None
@@ -124,7 +131,7 @@ class Mailbox:
     def open(cls, root: str | os.PathLike[str] | None = None, *,
              fsync: Fsync | str | None = None) -> Mailbox:
         """Open the root at ``root``, ``$MAILBOX_ROOT``, or the nearest ``.mailbox/`` above."""
-        return cls(Root.load(find_root(root), fsync=fsync))
+        return cls(Root.load(find_root(None if root is None else os.fspath(root)), fsync=fsync))
 
     def close(self) -> None:
         self.root.journal.close()
@@ -233,21 +240,24 @@ class Mailbox:
         written, direct, routed = self._recipients(to)
         self.registry.require(names.check_agent(sender))
         msg = self._compose(sender, written, subject, body, kind=kind,
-                            thread=thread, reply_to=reply_to, priority=Priority(priority),
+                            thread=thread, reply_to=reply_to,
+                            priority=priority if type(priority) is Priority else Priority(priority),
                             expires_at=_expiry(expires_at), receipt=receipt,
                             headers=_pick_header(headers or {}, pick, routed), epoch=epoch)
         if msg.thread != msg.id:
             self._warn_if_thread_done(msg.thread)
         data = encode(msg, self.config.max_message_bytes)
+        minted = msg.id
         if key is not None:
             msg, data = self._claim_key(msg, data, names.check_key(key))
+        fresh = msg.id == minted  # an id minted just now: no inbox can hold it yet
         inboxes = [self.inbox(name) for name in direct]
         self._check_quotas(inboxes)
         self.root.journal.record("send", id=msg.id, **{"from": sender}, to=list(msg.to),
                                  subject=msg.subject[:80], kind=msg.kind, thread=msg.thread,
                                  reply_to=msg.reply_to)
         for inbox in inboxes:
-            if self._deliver(inbox, msg.id, data):
+            if self._deliver(inbox, msg.id, data, fresh=fresh):
                 self.quotas.delivered(inbox.agent)
         if routed:
             self._deliver(self.spool, msg.id, data)
@@ -294,12 +304,16 @@ class Mailbox:
         except MessageNotFound:
             return reply_to
 
-    def _deliver(self, inbox: Inbox | Spool, msg_id: str, data: bytes) -> bool:
+    def _deliver(self, inbox: Inbox | Spool, msg_id: str, data: bytes, *,
+                 fresh: bool = False) -> bool:
         if self._batch is not None:
-            staged = inbox.stage(msg_id, data)
+            staged = (inbox.stage(msg_id, data, fresh=fresh) if isinstance(inbox, Inbox)
+                      else inbox.stage(msg_id, data))
             if staged is not None:
                 self._batch.append((inbox, msg_id, staged))
             return staged is not None
+        if isinstance(inbox, Inbox):
+            return inbox.deliver(msg_id, data, fresh=fresh)
         return inbox.deliver(msg_id, data)
 
     def _claim_key(self, msg: Message, data: bytes, key: str) -> tuple[Message, bytes]:
@@ -349,7 +363,7 @@ class Mailbox:
             for _, _, staged in pending:
                 self.root.disk.unlink(staged)
 
-    def _commit(self, pending: list[tuple[Inbox | Spool, str, Path]]) -> None:
+    def _commit(self, pending: list[tuple[Inbox | Spool, str, str]]) -> None:
         if not pending:
             return
         if self.root.disk.fsync is not Fsync.NEVER:

@@ -103,9 +103,21 @@ def _day_name(day_number: int) -> str:
 
 
 def iso(ns: int) -> str:
-    """RFC 3339 UTC with microseconds for a nanosecond timestamp."""
-    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="microseconds").replace(
-        "+00:00", "Z")
+    """RFC 3339 UTC with microseconds (truncated) for a nanosecond timestamp."""
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    if 0 <= seconds < _YEAR_10000:
+        return f"{_iso_second(seconds)}.{fraction // 1000:06d}Z"
+    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=fraction // 1000).isoformat(
+        timespec="microseconds").replace("+00:00", "Z")
+
+
+_YEAR_10000 = 253_402_300_800
+
+
+@functools.lru_cache(maxsize=16)
+def _iso_second(seconds: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of a whole second (every send stamps one, so it is cached)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +229,56 @@ def _reject_duplicate_keys(data: bytes) -> None:
 
 
 def _build(obj: dict[str, Any]) -> Message:
+    msg = _build_plain(obj)
+    return msg if msg is not None else _build_checked(obj)
+
+
+_AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}").fullmatch
+_ID_SHAPE = re.compile(r"[0-9]{20}-[0-9a-f]{16}").fullmatch
+_ANY_ADDRESS = _ADDRESS.fullmatch
+_TEXT_FIELDS = ("subject", "kind", "thread", "reply_to", "ts")
+
+
+def _build_plain(obj: dict[str, Any]) -> Message | None:
+    """The common case, checked with as few calls as possible: every field present has
+    the exact JSON type it must have, names and addresses are well formed, and there is
+    no ``expires_at``. Anything else returns None, and :func:`_build_checked` decides
+    (and says what is wrong). Both accept exactly the same messages."""
+    get = obj.get
+    msg_id, sender, to = get("id"), get("from"), get("to")
+    if not (type(msg_id) is str and _ID_SHAPE(msg_id) and type(sender) is str
+            and _AGENT_NAME(sender) and type(to) is list and to):
+        return None
+    for address in to:
+        if type(address) is not str or not _ANY_ADDRESS(address):
+            return None
+    text = [get(k) for k in _TEXT_FIELDS]
+    for value in text:
+        if value is not None and type(value) is not str:
+            return None
+    subject, kind, thread, reply_to, ts = text
+    headers, priority, receipt, epoch = (get("headers"), get("priority"), get("receipt"),
+                                         get("epoch"))
+    if headers is None:
+        headers = {}
+    elif type(headers) is not dict or not all(type(v) is str for v in headers.values()):
+        return None
+    if priority is None:
+        priority = Priority.NORMAL
+    elif type(priority) is not str or (priority := _PRIORITIES.get(priority)) is None:
+        return None
+    if (get("expires_at") is not None or (receipt is not None and type(receipt) is not bool)
+            or (epoch is not None and type(epoch) is not int)):
+        return None
+    return Message(
+        id=msg_id, sender=sender, to=tuple(to), subject=subject or "", body=get("body"),
+        kind="message" if kind is None else kind, thread=thread or msg_id,
+        reply_to=reply_to, priority=priority, expires_at=None, receipt=receipt or False,
+        headers=headers, ts=ts or "", epoch=epoch,
+    )
+
+
+def _build_checked(obj: dict[str, Any]) -> Message:
     _require(obj, "id", str)
     try:
         names.check_id(obj["id"])
@@ -248,7 +310,7 @@ def _build(obj: dict[str, Any]) -> Message:
 
 
 def _expiry(obj: dict[str, Any]) -> str | None:
-    value = _optional(obj, "expires_at", str, None)
+    value: str | None = _optional(obj, "expires_at", str, None)
     if value is not None:
         try:
             moment = datetime.fromisoformat(value)

@@ -61,6 +61,7 @@ class Registry:
     def __init__(self, root: Root) -> None:
         self._root = root
         self.directory = root.path / "agents"
+        self._prefix = f"{self.directory}/"  # plain strings: every send checks its agents
 
     def add(self, name: str, **fields: Any) -> AgentInfo:
         """Register ``name`` and create its folders; AlreadyExists if it is there."""
@@ -91,8 +92,10 @@ class Registry:
     def exists(self, name: str) -> bool:
         """Registered: ``agents/<name>`` is a folder (never a link out of the root) with an
         ``agent.json``."""
-        base = self._root.agent_dir(names.check_agent(name))
-        return self._is_folder(base) and self._root.disk.exists(base / "agent.json")
+        base = self._prefix + names.check_agent(name)
+        st = self._root.disk.lstat(base)
+        return (st is not None and stat.S_ISDIR(st.st_mode)
+                and self._root.disk.lstat(f"{base}/agent.json") is not None)
 
     def _is_folder(self, path: Path) -> bool:
         st = self._root.disk.lstat(path)
