@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Benchmark harness for performance issue #5.
+"""Benchmark harness: agentmailbox against a plain-os floor and its peers.
 
 Measures every contestant (the plain-os floor, stdlib Maildir, persist-queue,
-dirq and, once it exists, agentmailbox) on workloads W1-W5 and memory, with
-contestants interleaved and repetitions summarised by their median. Prints a
-markdown table; a full run (no --quick) also writes docs/bench-results.json.
+dirq and agentmailbox) on workloads W1-W6 and memory, with contestants
+interleaved and repetitions summarised by their median. Prints a markdown
+table; a full run (no --quick) also writes docs/bench-results.json.
 Usually run through `scripts/bench`, which installs the `bench` extra first.
 """
 
@@ -39,10 +39,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, under 2 minutes")
     parser.add_argument("--reps", type=int, help="repetitions (default 3 quick, 5 full)")
-    parser.add_argument("--only", help="workloads to run, e.g. W1,W2 (W1-W5, MEM)")
+    parser.add_argument("--only", help="workloads to run, e.g. W1,W2 (W1-W6, MEM, IDLE)")
     parser.add_argument("--contestants", help="contestants to run, e.g. floor,dirq")
     parser.add_argument("--fsync", choices=POLICIES, default="never",
-                        help="fsync policy for W2-W5 and memory (W1 runs all three)")
+                        help="fsync policy for W3-W6 and memory (W1 runs all three, "
+                             "W2 always and never)")
+    parser.add_argument("--scratch", default=SCRATCH_PARENT,
+                        help=f"parent of the scratch folder (default {SCRATCH_PARENT}; "
+                             "/dev/shm measures without the disk)")
     parser.add_argument("--out", type=Path,
                         help=f"results JSON (default {DEFAULT_OUT.relative_to(REPO)} "
                              "for full runs, none for --quick)")
@@ -82,9 +86,9 @@ def entry_for(case: Case, cls: type[Contestant], default_policy: str) -> Entry:
 
 
 @contextmanager
-def scratch_dir() -> Iterator[Path]:
-    """A fresh /tmp/bench-XXXX directory, removed afterwards."""
-    top = Path(tempfile.mkdtemp(prefix="bench-", dir=SCRATCH_PARENT))
+def scratch_dir(parent: str) -> Iterator[Path]:
+    """A fresh <parent>/bench-XXXX directory, removed afterwards."""
+    top = Path(tempfile.mkdtemp(prefix="bench-", dir=parent))
     try:
         yield top
     finally:
@@ -99,9 +103,13 @@ def run(entries: list[Entry], sizes: Sizes, reps: int, top: Path) -> None:
     ready = [e for e in active if not e.errors]
     for rep in range(reps):
         for group in by_case(ready):
+            label = f"{rep + 1}/{reps}"
+            if group[0].case.lockstep:
+                measure_lockstep(group, sizes, top, label, rep)
+                continue
             for entry in rotated(group, rep):
                 if rep == 0 or not entry.case.once:
-                    measure(entry, sizes, top, f"{rep + 1}/{reps}")
+                    measure(entry, sizes, top, label)
 
 
 def by_case(entries: list[Entry]) -> list[list[Entry]]:
@@ -151,6 +159,28 @@ def measure(entry: Entry, sizes: Sizes, top: Path, label: str) -> None:
     log(f"[{label}] {entry.case.title:<22} {entry.name:<15} {outcome} ({took:.1f} s)")
 
 
+def measure_lockstep(entries: list[Entry], sizes: Sizes, top: Path, label: str,
+                     rep: int) -> None:
+    """One repetition of a case whose contestants take turns in one process."""
+    runs = [(e.contestant, Path(tempfile.mkdtemp(dir=top)) / "store", e.policy or "")
+            for e in entries]
+    settle()
+    began = time.perf_counter()
+    try:
+        samples = entries[0].case.measure(runs, sizes, rep)
+    except Exception as exc:
+        reason = failure(exc)
+        for entry in entries:
+            entry.errors.append(reason)
+        log(f"[{label}] {entries[0].case.title:<22} FAILED {reason}")
+        return
+    took = time.perf_counter() - began
+    for entry, sample in zip(entries, samples, strict=True):
+        entry.samples.append(sample)
+        log(f"[{label}] {entry.case.title:<22} {entry.name:<15} {brief(entry.case, sample)}")
+    log(f"[{label}] {entries[0].case.title:<22} ({took:.1f} s, in turns)")
+
+
 def failure(exc: Exception) -> str:
     """A one-line description of `exc`, with the full traceback logged."""
     log(traceback.format_exc().rstrip())
@@ -167,11 +197,13 @@ def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def meta(args: argparse.Namespace, sizes: Sizes, reps: int, seconds: float) -> dict:
+def meta(args: argparse.Namespace, sizes: Sizes, reps: int, seconds: float,
+         load_before: list[float]) -> dict:
     """Where and how the numbers were taken."""
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": args.quick, "reps": reps,
-        "fsync_w2_w5": args.fsync, "sizes": vars(sizes), "seconds": round(seconds, 1),
+        "fsync_w3_w6": args.fsync, "sizes": vars(sizes), "seconds": round(seconds, 1),
+        "scratch": args.scratch, "load_before": load_before,
         "python": platform.python_version(), "platform": platform.platform(),
         "cpus": len(os.sched_getaffinity(0)), "commit": git_commit(),
     }
@@ -199,15 +231,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes, reps = (QUICK if args.quick else FULL), args.reps or DEFAULT_REPS[args.quick]
     entries = plan(args)
+    load_before = [round(x, 2) for x in os.getloadavg()]
     began = time.perf_counter()
-    with scratch_dir() as top:
+    with scratch_dir(args.scratch) as top:
         run(entries, sizes, reps, top)
     seconds = time.perf_counter() - began
     print(markdown(entries))
-    print(f"\n{'quick' if args.quick else 'full'} run, {reps} reps, {seconds:.0f} s")
+    print(f"\n{'quick' if args.quick else 'full'} run, {reps} reps, {seconds:.0f} s, "
+          f"scratch in {args.scratch}, {len(os.sched_getaffinity(0))} CPUs, load average "
+          f"{load_before[0]} before / {os.getloadavg()[0]:.2f} after")
     out = args.out or (None if args.quick else DEFAULT_OUT)
     if out is not None:
-        write_json(out, record(entries, meta(args, sizes, reps, seconds)))
+        write_json(out, record(entries, meta(args, sizes, reps, seconds, load_before)))
     return 1 if any(e.errors for e in entries) else 0
 
 

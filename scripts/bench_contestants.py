@@ -23,6 +23,7 @@ from bench_linux import Inotify, fsync_dir, syncfs
 POLICIES = ("always", "batch", "never")
 BATCH_SIZE = 100
 POLL_S = 0.05
+GROUP = ("g1", "g2", "g3")
 FILE_MODE = 0o644
 MAILDIR_KEY = re.compile(r"^(\d+)\.M(\d+)P(\d+)Q(\d+)")
 
@@ -68,6 +69,8 @@ class Contestant:
     native: ClassVar[str] = "never"
     workloads: ClassVar[frozenset[str] | None] = None
     wake: ClassVar[str] = f"poll {POLL_S * 1000:.0f} ms"
+    router: ClassVar[str | None] = None
+    """How W6 routing is done (None: the store has no routing, W6 is n/a)."""
     module: ClassVar[str | None] = None
 
     def __init__(self, root: Path, fsync: str) -> None:
@@ -87,6 +90,10 @@ class Contestant:
     @classmethod
     def skip_reason(cls, case_id: str) -> str | None:
         """Why this store cannot do workload `case_id` ("n/a" row), or None."""
+        if case_id == "W6" and cls.router is None:
+            return "no routing to groups"
+        if case_id == "IDLE" and not hasattr(cls, "idle_watch"):
+            return "no way to wait on many inboxes"
         return None
 
     @classmethod
@@ -138,6 +145,22 @@ class Contestant:
         """Block until a new message may have arrived (at most `timeout` s)."""
         time.sleep(max(0.0, min(POLL_S, timeout)))
 
+    def collect(self, n: int, idle_s: float) -> list[int]:
+        """W4: receive `n` messages as they come, waking by `wait`; latencies in ns.
+
+        Stops early after `idle_s` seconds without a message.
+        """
+        latencies: list[int] = []
+        idle_since = time.monotonic()
+        while len(latencies) < n and (left := idle_since + idle_s - time.monotonic()) > 0:
+            msg = self.receive()
+            if msg is None:
+                self.wait(left)
+            else:
+                latencies.append(time.perf_counter_ns() - msg["t"])
+                idle_since = time.monotonic()
+        return latencies
+
     def prefill(self, msgs: list[dict[str, Any]]) -> None:
         """Untimed setup: put `msgs` in the inbox as pending messages."""
         self.send_many(msgs)
@@ -162,12 +185,14 @@ class Floor(Contestant):
         "never": "no fsync",
     }
     wake = "raw inotify"
+    router = "router process: rename out of spool/new, one copy per member, raw inotify"
     dirs = ("tmp", "new", "cur", "done")
 
     def create(self) -> None:
-        """Create tmp/, new/, cur/ and done/."""
-        for sub in self.dirs:
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        """Create tmp/, new/, cur/ and done/; for W6 also spool/ and three member inboxes."""
+        for base in (self.root, self.root / "spool", *(self.root / m for m in GROUP)):
+            for sub in self.dirs:
+                (base / sub).mkdir(parents=True, exist_ok=True)
 
     def open(self) -> None:
         """Remember the folder paths; start the name counter."""
@@ -262,6 +287,65 @@ class Floor(Contestant):
         for msg in msgs:
             write_file(f"{folder}/{self._new_name()}", orjson.dumps(msg))
 
+    # -- W6 routed: the same dance through a spool and a router process ------------------
+
+    def _sub(self, name: str) -> Floor:
+        store = Floor(self.root / name, self.fsync)
+        store.open()
+        return store
+
+    def send_routed(self, msg: dict[str, Any]) -> None:
+        """Post the message into spool/ like a send."""
+        if not hasattr(self, "spool"):
+            self.spool = self._sub("spool")
+        self.spool.send(msg)
+
+    def group_new_dirs(self) -> list[str]:
+        """The new/ folders of the three members."""
+        return [str(self.root / m / "new") for m in GROUP]
+
+    def route_forever(self, stop: Any) -> None:
+        """Child process: claim each spool file by rename, give every member its own
+        copy (stage, (fsync), rename into new/, (fsync new/)), remove the spool file."""
+        spool = self._sub("spool")
+        members = [self._sub(m) for m in GROUP]
+        watch = Inotify(spool.new)
+        try:
+            while not stop.is_set():
+                for name in sorted(os.listdir(spool.new)):
+                    self._route_one(spool, members, name)
+                watch.wait(POLL_S)
+        finally:
+            watch.close()
+
+    @staticmethod
+    def _route_one(spool: Floor, members: list[Floor], name: str) -> None:
+        try:
+            os.rename(f"{spool.new}/{name}", f"{spool.cur}/{name}")
+        except FileNotFoundError:
+            return
+        data = read_file(f"{spool.cur}/{name}")
+        always = spool.fsync == "always"
+        for member in members:
+            write_file(f"{member.tmp}/{name}", data, sync=always)
+            member._publish(name)
+            if always:
+                fsync_dir(member.new)
+        os.unlink(f"{spool.cur}/{name}")
+
+    def drain_group(self) -> int:
+        """Receive everything in the three members' inboxes."""
+        count = 0
+        for member in GROUP:
+            count += len(self._sub(member).drain(1 << 30))
+        return count
+
+    # -- memory -------------------------------------------------------------------------
+
+    def idle_watch(self, folders: list[str]) -> Any:
+        """One raw inotify descriptor watching every folder."""
+        return Inotify(*folders)
+
 
 class FloorPoll(Floor):
     """The floor with a reader that polls new/ every POLL_S instead of inotify."""
@@ -270,6 +354,116 @@ class FloorPoll(Floor):
     wake = Contestant.wake
     workloads = frozenset({"W4"})
     watch = Contestant.watch
+
+
+class ProtocolFloor(Floor):
+    """agentmailbox's system calls, in its order, with no library code around them.
+
+    The gap between this and `floor` is what the protocol's extra steps cost; the gap
+    between this and `agentmailbox` is the library's own Python. Per send: 2 lstat per
+    agent (registered?), a journal line, exclusive create of a staging name, write,
+    (fsync), link into new/, unlink the staging name, (fsync new/). Per receive: the
+    two-scan refill, link + unlink claim, lstat of done/<day>/X, open, fstat, lease
+    (futimens), read, parse + re-encode check, journal line, rename into done/<day>/,
+    (fsync the day folder), journal line.
+    """
+
+    name = "floor-protocol"
+    policies: ClassVar[dict[str, str]] = {
+        "always": "as agentmailbox: fsync file + new/ on send, done/<day>/ on done",
+        "batch": f"as agentmailbox: {BATCH_SIZE} staged, 1 syncfs, links, 1 new/ fsync",
+        "never": "no fsync",
+    }
+    workloads = frozenset({"W1", "W2"})
+    agents = ("alice", "bob")
+
+    def create(self) -> None:
+        """The floor's folders plus agents/<name>/agent.json and journal/."""
+        super().create()
+        (self.root / "done" / "day").mkdir(exist_ok=True)
+        (self.root / "journal").mkdir(exist_ok=True)
+        for agent in self.agents:
+            (self.root / "agents" / agent).mkdir(parents=True, exist_ok=True)
+            (self.root / "agents" / agent / "agent.json").touch()
+
+    def open(self) -> None:
+        """Open the journal for appending, as the library keeps it open."""
+        super().open()
+        self.day = f"{self.done}/day"
+        self.registered = [f"{self.root}/agents/{a}{leaf}" for a in self.agents
+                           for leaf in ("", "/agent.json")]
+        self.journal = os.open(f"{self.root}/journal/day.jsonl",
+                               os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self.seen: frozenset[str] = frozenset()
+
+    def close(self) -> None:
+        """Close the journal."""
+        os.close(self.journal)
+        super().close()
+
+    def _note(self, event: str, name: str) -> None:
+        os.write(self.journal, orjson.dumps({"t": time.time_ns(), "ev": event, "id": name},
+                                            option=orjson.OPT_APPEND_NEWLINE))
+
+    def _stage(self, msg: dict[str, Any], sync: bool) -> str:
+        for path in self.registered:
+            os.lstat(path)
+        name = self._new_name()
+        self._note("send", name)
+        write_file(f"{self.tmp}/{name}", orjson.dumps(msg), sync=sync)
+        return name
+
+    def _publish(self, name: str) -> None:
+        os.link(f"{self.tmp}/{name}", f"{self.new}/{name}")
+        os.unlink(f"{self.tmp}/{name}")
+
+    def receive(self) -> dict[str, Any] | None:
+        """Claim by link + unlink, check, lease, read, journal, rename into done/<day>/."""
+        name = self._claim()
+        if name is None:
+            return None
+        try:
+            os.lstat(f"{self.day}/{name}")
+        except FileNotFoundError:
+            pass
+        fd = os.open(f"{self.cur}/{name}", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
+            now = time.time_ns()
+            os.utime(fd, ns=(now, now))
+            data = os.read(fd, size + 1)
+        finally:
+            os.close(fd)
+        msg = orjson.loads(data)
+        if orjson.dumps(msg) != data:
+            raise ValueError(f"{name}: not canonical")
+        self._note("claim", name)
+        os.rename(f"{self.cur}/{name}", f"{self.day}/{name}")
+        if self.fsync == "always":
+            fsync_dir(self.day)
+        self._note("done", name)
+        return msg  # type: ignore[no-any-return]
+
+    def _claim(self) -> str | None:
+        while self.pending or self._refill():
+            name = self.pending.popleft()
+            try:
+                os.link(f"{self.new}/{name}", f"{self.cur}/{name}")
+            except (FileNotFoundError, FileExistsError):
+                continue  # another reader claimed it first
+            os.unlink(f"{self.new}/{name}")
+            return name
+        return None
+
+    def _refill(self) -> bool:
+        for _ in range(2):
+            current = frozenset(os.listdir(self.new))
+            fresh, self.seen = current - self.seen, current
+            limit = min(fresh, default="~")
+            self.pending.extend(sorted(n for n in current - fresh if n < limit))
+            if self.pending or not fresh:
+                break
+        return bool(self.pending)
 
 
 class StdlibMaildir(Contestant):
@@ -293,7 +487,7 @@ class StdlibMaildir(Contestant):
         """W5 needs a store that keeps done messages."""
         if case_id == "W5":
             return "done = remove: keeps no done history"
-        return None
+        return super().skip_reason(case_id)
 
     def create(self) -> None:
         """Create the Maildir."""
@@ -372,7 +566,7 @@ class PersistQueue(Contestant):
     }
     module = "persistqueue"
     table = "ack_queue_default"
-    acked = 5
+    inited, acked = 0, 5
     clear_every = 1000
 
     def create(self) -> None:
@@ -413,11 +607,18 @@ class PersistQueue(Contestant):
             self.q.clear_acked_data()
         return msg
 
+    def prefill(self, msgs: list[dict[str, Any]]) -> None:
+        """Insert rows as `put` leaves them, in one transaction."""
+        self._insert(msgs, self.inited)
+
     def prefill_done(self, msgs: list[dict[str, Any]]) -> None:
         """Insert rows already acked, as `put` + `get` + `ack` would leave them."""
+        self._insert(msgs, self.acked)
+
+    def _insert(self, msgs: list[dict[str, Any]], status: int) -> None:
         from persistqueue.serializers import pickle as serializer
 
-        rows = [(serializer.dumps(orjson.dumps(m)), time.time(), self.acked) for m in msgs]
+        rows = [(serializer.dumps(orjson.dumps(m)), time.time(), status) for m in msgs]
         sql = f"INSERT INTO {self.table} (data, timestamp, status) VALUES (?, ?, ?)"
         with self.q._putter as conn:
             conn.executemany(sql, rows)
@@ -439,7 +640,7 @@ class Dirq(Contestant):
         """W5 needs a store that keeps done messages."""
         if case_id == "W5":
             return "removes processed messages: keeps no done history"
-        return None
+        return super().skip_reason(case_id)
 
     def open(self) -> None:
         """Open the queue directory."""
@@ -468,46 +669,58 @@ class Dirq(Contestant):
 
 
 class AgentMailbox(Contestant):
-    """Our library.
+    """agentmailbox, used through its public API, with the protocol's full checks.
 
-    TODO(#5): untested until `agentmailbox` exposes `Mailbox`; skipped while
-    `from agentmailbox import Mailbox` fails. Confirm the names marked below
-    once the API lands, and replace polling in `wait` with the library's
-    wake-up.
+    send: `mb.send("alice", ["bob"], subject, body=payload)`: both agents' registration
+    checked, a `send` journal line, exclusive create in tmp/, (fsync), link into new/,
+    unlink the staging name, (fsync new/). The payload travels as the message body
+    inside the library's envelope (about 750 bytes on disk instead of 500).
+    receive: `inbox.claim()` (two-scan refill, link + unlink claim, done check, lease,
+    read with schema check, `claim` journal line), then `inbox.done()` (rename into
+    done/<day>/, (fsync the day folder), `done` journal line).
+    W4 consumes `inbox.watch()`, the library's watcher loop; W6 runs a `Supervisor`
+    in its own process and addresses the group `+team`.
     """
 
     name = "agentmailbox"
     policies: ClassVar[dict[str, str]] = {
-        "always": "fsync=always", "batch": "mb.batch() per group", "never": "fsync=never",
+        "always": "fsync file + new/ on send, done/<day>/ on done",
+        "batch": f"mb.batch() per {BATCH_SIZE}: 1 syncfs, links, 1 new/ fsync",
+        "never": "no fsync",
     }
+    wake = "inbox.watch() (watchdog inotify)"
+    router = "Supervisor process"
+    sender, reader = "alice", "bob"
 
     @classmethod
     def available(cls) -> bool:
-        """True once `from agentmailbox import Mailbox` works."""
-        try:
-            from agentmailbox import Mailbox  # noqa: F401
-        except ImportError:
-            return False
-        return True
+        """True when the package in this repository imports."""
+        return importlib.util.find_spec("agentmailbox") is not None
 
     def create(self) -> None:
-        """Make a mailbox with a sender and a receiver."""
+        """Make a mailbox with a sender, a reader and a group of three for W6."""
         from agentmailbox import Mailbox
 
-        mb = Mailbox.init(self.root, fsync=self.fsync)
-        mb.add_agent("alice")
-        mb.add_agent("bob")
+        with Mailbox.init(self.root, fsync=self.fsync) as mb:
+            mb.add_agent(self.sender)
+            mb.add_agent(self.reader)
+            for member in GROUP:
+                mb.add_agent(member, groups=["team"])
 
     def open(self) -> None:
-        """Open the mailbox and bob's inbox."""
+        """Open the mailbox and the reader's inbox."""
         from agentmailbox import Mailbox
 
-        self.mb = Mailbox.open(self.root, fsync=self.fsync)  # TODO(#5): confirm open()
-        self.inbox = self.mb.agent("bob").inbox
+        self.mb = Mailbox.open(self.root, fsync=self.fsync)
+        self.inbox = self.mb.inbox(self.reader)
+
+    def close(self) -> None:
+        """Close the mailbox (its journal descriptor)."""
+        self.mb.close()
 
     def send(self, msg: dict[str, Any]) -> None:
         """alice -> bob with the payload as body."""
-        self.mb.send("alice", ["bob"], subject=msg["subject"], body=msg)
+        self.mb.send(self.sender, [self.reader], subject=msg["subject"], body=msg)
 
     def send_batch(self, msgs: list[dict[str, Any]]) -> None:
         """One `mb.batch()` per group under the batch policy."""
@@ -524,9 +737,88 @@ class AgentMailbox(Contestant):
         if m is None:
             return None
         self.inbox.done(m)
-        return m.body  # TODO(#5): confirm the body is the parsed dict
+        return m.body  # type: ignore[no-any-return]
+
+    def collect(self, n: int, idle_s: float) -> list[int]:
+        """W4: consume `inbox.watch()` until `n` messages came; latency after done, in ns."""
+        latencies: list[int] = []
+        for m in self.inbox.watch(timeout=idle_s):
+            self.inbox.done(m)
+            latencies.append(time.perf_counter_ns() - m.body["t"])
+            if len(latencies) == n:
+                break
+        return latencies
+
+    # -- W6 routed --------------------------------------------------------------------
+
+    def send_routed(self, msg: dict[str, Any]) -> None:
+        """alice -> +team: posted once to spool/ for the supervisor."""
+        self.mb.send(self.sender, ["+team"], subject=msg["subject"], body=msg)
+
+    def group_new_dirs(self) -> list[str]:
+        """The new/ folders of the three group members."""
+        return [str(self.mb.inbox(m).new) for m in GROUP]
+
+    def route_forever(self, stop: Any) -> None:
+        """Child process: run a Supervisor until `stop` (an mp.Event) is set."""
+        import threading
+
+        from agentmailbox.supervisor import Supervisor
+
+        sup = Supervisor(self.mb)
+        threading.Thread(target=lambda: (stop.wait(), sup.stop()), daemon=True).start()
+        sup.run()
+
+    def drain_group(self) -> int:
+        """Claim and mark done everything in the three members' inboxes."""
+        count = 0
+        for member in GROUP:
+            inbox = self.mb.inbox(member)
+            while (m := inbox.claim()) is not None:
+                inbox.done(m)
+                count += 1
+        return count
+
+    # -- memory -----------------------------------------------------------------------
+
+    def idle_watch(self, folders: list[str]) -> Any:
+        """One library `Watcher` on `folders` (the way to wait on many inboxes)."""
+        from agentmailbox.watch import Watcher
+
+        return Watcher(*folders).start()
+
+    # -- fast set-up -------------------------------------------------------------------
+
+    def prefill(self, msgs: list[dict[str, Any]]) -> None:
+        """Write delivered messages straight into new/<id>.json, encoded by the library."""
+        for msg_id, data in self._encoded(msgs):
+            write_file(f"{self.inbox.new}/{msg_id}.json", data)
+
+    def prefill_done(self, msgs: list[dict[str, Any]]) -> None:
+        """Write finished messages straight into done/<day>/<id>.json (the protocol's
+        layout, as claim + done would leave them; the journal is not back-filled)."""
+        from agentmailbox.message import day_of
+
+        made: set[str] = set()
+        for msg_id, data in self._encoded(msgs):
+            folder = f"{self.inbox.done_dir}/{day_of(msg_id)}"
+            if folder not in made:
+                os.makedirs(folder, exist_ok=True)
+                made.add(folder)
+            write_file(f"{folder}/{msg_id}.json", data)
+
+    def _encoded(self, msgs: list[dict[str, Any]]) -> Iterator[tuple[str, bytes]]:
+        from agentmailbox.message import Message, encode, iso
+
+        clock, limit = self.mb.root.clock, self.mb.config.max_message_bytes
+        for payload in msgs:
+            msg_id = clock.new_id()
+            msg = Message(id=msg_id, sender=self.sender, to=(self.reader,),
+                          subject=payload["subject"], body=payload, ts=iso(time.time_ns()))
+            yield msg_id, encode(msg, limit)
+
 
 
 CONTESTANTS: tuple[type[Contestant], ...] = (
-    Floor, FloorPoll, StdlibMaildir, PersistQueue, Dirq, AgentMailbox,
+    Floor, FloorPoll, ProtocolFloor, StdlibMaildir, PersistQueue, Dirq, AgentMailbox,
 )

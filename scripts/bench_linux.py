@@ -5,12 +5,24 @@ from __future__ import annotations
 import ctypes
 import os
 import select
+import struct
 
 IN_MOVED_TO = 0x00000080
 IN_CREATE = 0x00000100
 IN_NONBLOCK = 0o4000
 IN_CLOEXEC = 0o2000000
 READ_SIZE = 64 * 1024
+_EVENT_HEADER = struct.Struct("iIII")  # wd, mask, cookie, len
+
+
+def _count_events(chunk: bytes) -> int:
+    """Events in one read of an inotify descriptor (16-byte header + name each)."""
+    count, offset = 0, 0
+    while offset + _EVENT_HEADER.size <= len(chunk):
+        _, _, _, length = _EVENT_HEADER.unpack_from(chunk, offset)
+        offset += _EVENT_HEADER.size + length
+        count += 1
+    return count
 
 
 def _libc() -> ctypes.CDLL:
@@ -47,12 +59,14 @@ def syncfs(path: str) -> None:
 
 
 class Inotify:
-    """A raw inotify watch on one directory, for files created or moved into it."""
+    """Raw inotify watches on directories, for files created or moved into them."""
 
-    def __init__(self, path: str, mask: int = IN_MOVED_TO | IN_CREATE) -> None:
+    def __init__(self, *paths: str, mask: int = IN_MOVED_TO | IN_CREATE) -> None:
         libc = _libc()
         self.fd = _check(libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC), "inotify_init1")
-        _check(libc.inotify_add_watch(self.fd, os.fsencode(path), mask), "inotify_add_watch")
+        for path in paths:
+            _check(libc.inotify_add_watch(self.fd, os.fsencode(path), mask),
+                   "inotify_add_watch")
 
     def wait(self, timeout: float) -> bool:
         """Block until an event arrives or `timeout` passes; consume pending events."""
@@ -62,11 +76,21 @@ class Inotify:
         return bool(ready)
 
     def _discard_events(self) -> None:
+        self.read_events()
+
+    def read_events(self) -> int:
+        """Consume every pending event without blocking; return how many there were."""
+        count = 0
         try:
-            while os.read(self.fd, READ_SIZE):
-                pass
+            while chunk := os.read(self.fd, READ_SIZE):
+                count += _count_events(chunk)
         except BlockingIOError:
             pass
+        return count
+
+    def stop(self) -> None:
+        """Same as `close` (so an idle watch of any contestant can be stopped alike)."""
+        self.close()
 
     def close(self) -> None:
         """Release the inotify descriptor."""

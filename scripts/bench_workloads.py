@@ -1,4 +1,4 @@
-"""Workloads W1-W5 and memory, with the child-process entry points they start.
+"""Workloads W1-W6 and memory, with the child-process entry points they start.
 
 Every measure function has the signature
 `measure(cls, root, policy, sizes, state) -> dict` where `root` is a path that
@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
+import queue
 import resource
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,17 +20,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_contestants import Contestant
+from bench_contestants import GROUP, Contestant
 
 PRODUCERS = 4
 READERS = 2
 LATENCY_INTERVAL_S = 0.002
 LISTEN_GRACE_S = 10.0
+LISTEN_SETTLE_S = 0.3
+ROUTE_POLL_S = 0.02
 CHILD_TIMEOUT_S = 300.0
 JOIN_GRACE_S = 5.0
 READER_IDLE_S = 0.0005
+IDLE_S = 1.0
 FILLER = ("lorem ipsum dolor sit amet " * 16)[:380]
 BACKLOG_SEQ0 = 10**9
+LOCKSTEP_CHUNK = 100
+
+Run = tuple[type[Contestant], Path, str]
+"""What a lockstep workload gets per contestant: its class, a fresh root, the policy."""
 
 
 @dataclass(frozen=True)
@@ -40,13 +49,15 @@ class Sizes:
     latency: int
     cycle: int
     backlog: int
+    routed: int
     memory: int
+    idle_inboxes: int
 
 
-QUICK = Sizes(send=2_000, per_producer=500, latency=500, cycle=1_000, backlog=20_000,
-              memory=10_000)
+QUICK = Sizes(send=1_000, per_producer=500, latency=300, cycle=500, backlog=10_000,
+              routed=500, memory=10_000, idle_inboxes=100)
 FULL = Sizes(send=10_000, per_producer=2_500, latency=2_000, cycle=1_000, backlog=100_000,
-             memory=100_000)
+             routed=10_000, memory=100_000, idle_inboxes=100)
 
 
 def message(seq: int) -> dict[str, Any]:
@@ -120,6 +131,22 @@ def children(procs: Sequence[Any]) -> Iterator[Sequence[Any]]:
                 proc.join()
 
 
+def result_of(results: Any, proc: Any, timeout: float = CHILD_TIMEOUT_S) -> Any:
+    """The next item `proc` puts on `results`; raise at once if `proc` dies first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return results.get(timeout=0.2)
+        except queue.Empty:
+            if not proc.is_alive():
+                try:
+                    return results.get(timeout=0.5)
+                except queue.Empty:
+                    raise RuntimeError(f"child exited with {proc.exitcode}") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError("child did not report") from None
+
+
 def check_exits(procs: Sequence[Any], what: str) -> None:
     """Raise if any of `procs` failed."""
     for proc in procs:
@@ -129,29 +156,67 @@ def check_exits(procs: Sequence[Any], what: str) -> None:
         raise RuntimeError(f"{what} exited with {failed}")
 
 
-# W1 ---------------------------------------------------------------------------
+# W1, W2: every contestant in lockstep -------------------------------------------
 
-def w1_send(cls: type[Contestant], root: Path, policy: str, sizes: Sizes, state: Any) -> dict:
-    """One producer sends `sizes.send` messages to one inbox."""
-    create(cls, root, policy)
+def lockstep_order(n: int, step: int) -> list[int]:
+    """Indices 0..n-1 rotated by `step`, so no store always goes first."""
+    return [(i + step) % n for i in range(n)]
+
+
+@contextmanager
+def stores_of(runs: Sequence[Run]) -> Iterator[list[Contestant]]:
+    """One open store per (class, root, policy), closed on exit."""
+    stores: list[Contestant] = []
+    try:
+        for cls, root, policy in runs:
+            store = cls(root, policy)
+            store.open()
+            stores.append(store)
+        yield stores
+    finally:
+        for store in stores:
+            store.close()
+
+
+def w1_send(runs: Sequence[Run], sizes: Sizes, rep: int) -> list[dict]:
+    """One producer per store sends `sizes.send` messages to one inbox.
+
+    The stores take turns, LOCKSTEP_CHUNK messages each, so the disk's slow and fast
+    phases (its journal commits) fall on every store alike.
+    """
+    for cls, root, policy in runs:
+        create(cls, root, policy)
     msgs = messages(sizes.send)
-    with opened(cls, root, policy) as store:
-        _, elapsed = timed(store.send_many, msgs)
-    return {"msgs_per_s": len(msgs) / elapsed}
+    spent = [0.0] * len(runs)
+    with stores_of(runs) as stores:
+        for step, start in enumerate(range(0, len(msgs), LOCKSTEP_CHUNK)):
+            chunk = msgs[start:start + LOCKSTEP_CHUNK]
+            for i in lockstep_order(len(stores), rep + step):
+                began = time.perf_counter()
+                stores[i].send_many(chunk)
+                spent[i] += time.perf_counter() - began
+    return [{"msgs_per_s": len(msgs) / t} for t in spent]
 
 
-# W2 ---------------------------------------------------------------------------
-
-def w2_drain(cls: type[Contestant], root: Path, policy: str, sizes: Sizes, state: Any) -> dict:
-    """One reader claims, parses and marks done `sizes.send` messages, in order."""
-    create(cls, root, policy)
-    with opened(cls, root, policy) as store:
-        store.prefill(messages(sizes.send))
-    with opened(cls, root, policy) as store:
-        got, elapsed = timed(store.drain, sizes.send)
-    seqs = [m["seq"] for m in got]
-    return {"msgs_per_s": len(got) / elapsed, "lost": sizes.send - len(set(seqs)),
-            "in_order": seqs == sorted(seqs)}
+def w2_drain(runs: Sequence[Run], sizes: Sizes, rep: int) -> list[dict]:
+    """One reader per store claims, parses and marks done `sizes.send` messages, in
+    order; the stores take turns as in W1."""
+    for cls, root, policy in runs:
+        create(cls, root, policy)
+        with opened(cls, root, policy) as store:
+            store.prefill(messages(sizes.send))
+    settle()
+    spent = [0.0] * len(runs)
+    got: list[list[int]] = [[] for _ in runs]
+    with stores_of(runs) as stores:
+        for step in range(math.ceil(sizes.send / LOCKSTEP_CHUNK)):
+            for i in lockstep_order(len(stores), rep + step):
+                began = time.perf_counter()
+                batch = stores[i].drain(LOCKSTEP_CHUNK)
+                spent[i] += time.perf_counter() - began
+                got[i].extend(m["seq"] for m in batch)
+    return [{"msgs_per_s": len(seqs) / t, "lost": sizes.send - len(set(seqs)),
+             "in_order": seqs == sorted(seqs)} for seqs, t in zip(got, spent, strict=True)]
 
 
 # W3 ---------------------------------------------------------------------------
@@ -236,9 +301,10 @@ def w4_latency(cls: type[Contestant], root: Path, policy: str, sizes: Sizes,
     with children([listener]):
         if not ready.wait(CHILD_TIMEOUT_S):
             raise TimeoutError("W4 reader did not start")
+        time.sleep(LISTEN_SETTLE_S)  # let the reader reach its first wait
         with opened(cls, root, policy) as store:
             paced_send(store, sizes.latency)
-        latencies = results.get(timeout=CHILD_TIMEOUT_S)
+        latencies = result_of(results, listener)
     return latency_summary(latencies, sizes.latency)
 
 
@@ -262,19 +328,9 @@ def listen(cls: type[Contestant], root: Path, policy: str, n: int, ready: Any,
         with opened(cls, root, policy) as store:
             store.watch()
             ready.set()
-            _collect_latencies(store, n, latencies)
+            latencies = store.collect(n, LISTEN_GRACE_S)
     finally:
         results.put(latencies)
-
-
-def _collect_latencies(store: Contestant, n: int, latencies: list[int]) -> None:
-    deadline = time.monotonic() + n * LATENCY_INTERVAL_S + LISTEN_GRACE_S
-    while len(latencies) < n and (left := deadline - time.monotonic()) > 0:
-        msg = store.receive()
-        if msg is None:
-            store.wait(left)
-        else:
-            latencies.append(time.perf_counter_ns() - msg["t"])
 
 
 def latency_summary(latencies_ns: list[int], expected: int) -> dict:
@@ -339,6 +395,60 @@ def cycle(cls: type[Contestant], root: Path, policy: str, n: int) -> float:
     return elapsed
 
 
+# W6 ---------------------------------------------------------------------------
+
+def w6_routed(cls: type[Contestant], root: Path, policy: str, sizes: Sizes,
+              state: Any) -> dict:
+    """Send `sizes.routed` messages to a group of three through a router process;
+    time until every member holds every message, then drain all three inboxes."""
+    create(cls, root, policy)
+    ctx = mp_context()
+    ready, stop = ctx.Event(), ctx.Event()
+    router = spawn(ctx, route, (cls, root, policy, ready, stop))
+    n = sizes.routed
+    with children([router]):
+        if not ready.wait(CHILD_TIMEOUT_S):
+            raise TimeoutError("W6 router did not start")
+        time.sleep(LISTEN_SETTLE_S)
+        with opened(cls, root, policy) as store:
+            msgs = messages(n)
+            began = time.perf_counter()
+            for msg in msgs:
+                store.send_routed(msg)
+            sent = time.perf_counter()
+            wait_for_copies(store.group_new_dirs(), n, router)
+            routed = time.perf_counter()
+            stop.set()
+            drained = store.drain_group()
+            finished = time.perf_counter()
+    return {"msgs_per_s": n / (finished - began), "send_msgs_per_s": n / (sent - began),
+            "routed_msgs_per_s": n / (routed - began),
+            "drain_copies_per_s": drained / (finished - routed),
+            "lost": len(GROUP) * n - drained}
+
+
+def route(cls: type[Contestant], root: Path, policy: str, ready: Any, stop: Any) -> None:
+    """Child: the contestant's router, until `stop` is set."""
+    with opened(cls, root, policy) as store:
+        ready.set()
+        store.route_forever(stop)
+
+
+def wait_for_copies(folders: list[str], n: int, router: Any) -> None:
+    """Block until each folder holds `n` entries (the last member is filled last)."""
+    deadline = time.monotonic() + CHILD_TIMEOUT_S
+    pending = list(reversed(folders))
+    while pending:
+        if len(os.listdir(pending[0])) >= n:
+            pending.pop(0)
+            continue
+        if not router.is_alive():
+            raise RuntimeError(f"W6 router exited with {router.exitcode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"W6: {pending[0]} holds {len(os.listdir(pending[0]))} of {n}")
+        time.sleep(ROUTE_POLL_S)
+
+
 # Memory -----------------------------------------------------------------------
 
 def memory(cls: type[Contestant], root: Path, policy: str, sizes: Sizes, state: Any) -> dict:
@@ -350,18 +460,26 @@ def memory(cls: type[Contestant], root: Path, policy: str, sizes: Sizes, state: 
     results = ctx.Queue()
     reader = spawn(ctx, drain_and_measure, (cls, root, policy, sizes.memory, results))
     with children([reader]):
-        report = results.get(timeout=CHILD_TIMEOUT_S)
+        report = result_of(results, reader)
     report["lost"] = sizes.memory - report.pop("received")
     return report
 
 
 def drain_and_measure(cls: type[Contestant], root: Path, policy: str, n: int,
                       results: Any) -> None:
-    """Child: drain `n` messages without keeping them; report RSS in MB."""
+    """Child: drain `n` messages without keeping them; report RSS in MB.
+
+    RSS is read after a tenth of the messages and at the end: a reader whose memory
+    is flat in the number of messages drained shows the same value twice.
+    """
     start_mb = proc_status_mb("VmRSS")
     with opened(cls, root, policy) as store:
-        received = count_received(store, n)
+        first = count_received(store, n // 10)
+        tenth_mb = proc_status_mb("VmRSS")
+        received = first + count_received(store, n - first)
+        end_mb = proc_status_mb("VmRSS")
     results.put({"peak_rss_mb": proc_status_mb("VmHWM"), "start_rss_mb": start_mb,
+                 "tenth_rss_mb": tenth_mb, "end_rss_mb": end_mb,
                  "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                  "received": received})
 
@@ -387,6 +505,34 @@ def proc_status_mb(field: str) -> float:
     return float("nan")
 
 
+def idle_watch(cls: type[Contestant], root: Path, policy: str, sizes: Sizes,
+               state: Any) -> dict:
+    """RSS of a fresh process watching `sizes.idle_inboxes` inboxes, idle."""
+    folders = [root / f"inbox{i:03d}" for i in range(sizes.idle_inboxes)]
+    for folder in folders:
+        folder.mkdir(parents=True)
+    ctx = mp_context()
+    results = ctx.Queue()
+    watcher = spawn(ctx, watch_idle, (cls, root, policy, [str(f) for f in folders], results))
+    with children([watcher]):
+        return result_of(results, watcher)  # type: ignore[no-any-return]
+
+
+def watch_idle(cls: type[Contestant], root: Path, policy: str, folders: list[str],
+               results: Any) -> None:
+    """Child: start one watch over `folders`, stay idle, report RSS and threads."""
+    start_mb = proc_status_mb("VmRSS")
+    store = cls(root, policy)
+    watch = store.idle_watch(folders)
+    try:
+        time.sleep(IDLE_S)
+        results.put({"peak_rss_mb": proc_status_mb("VmHWM"), "rss_mb": proc_status_mb("VmRSS"),
+                     "start_rss_mb": start_mb, "threads": threading.active_count(),
+                     "watched": len(folders)})
+    finally:
+        watch.stop()
+
+
 # Cases ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -402,17 +548,26 @@ class Case:
     policy: str | None = None
     prepare: Callable[..., Any] | None = None
     once: bool = False
+    lockstep: bool = False
+    """`measure(runs, sizes, rep) -> samples` runs every contestant at once, in turns."""
+    versus: str | None = None
+    """Another case whose floor each value is also compared with (in the notes)."""
 
 
 CASES = (
-    *(Case("W1", f"W1 send, fsync={p}", w1_send, ("msgs_per_s",), "msgs/s", True, policy=p)
+    *(Case("W1", f"W1 send, fsync={p}", w1_send, ("msgs_per_s",), "msgs/s", True, policy=p,
+           lockstep=True, versus="W1 send, fsync=always" if p == "batch" else None)
       for p in ("always", "batch", "never")),
-    Case("W2", "W2 drain", w2_drain, ("msgs_per_s",), "msgs/s", True),
+    *(Case("W2", f"W2 drain, fsync={p}", w2_drain, ("msgs_per_s",), "msgs/s", True, policy=p,
+           lockstep=True) for p in ("always", "never")),
     Case("W3", f"W3 contention {PRODUCERS}P+{READERS}R", w3_contention, ("msgs_per_s",),
          "msgs/s", True),
     Case("W4", "W4 latency", w4_latency, ("p50_ms", "p99_ms", "max_ms"),
          "ms p50 / p99 / max", False),
     Case("W5", "W5 backlog", w5_backlog, ("slowdown",), "time backlog / empty", False,
          prepare=w5_prepare),
+    Case("W6", f"W6 routed to {len(GROUP)}", w6_routed, ("msgs_per_s",), "msgs/s", True),
     Case("MEM", "memory drain", memory, ("peak_rss_mb",), "peak RSS MB", False, once=True),
+    Case("IDLE", "memory idle watch", idle_watch, ("peak_rss_mb",), "peak RSS MB", False,
+         once=True),
 )
