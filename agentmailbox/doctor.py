@@ -155,7 +155,8 @@ class _Doctor:
             if a is not None and b is not None and (a.st_ino == b.st_ino):
                 self.note("half-claim", twin, "claim interrupted between link and unlink",
                           lambda t=twin: self.disk.unlink(t))
-            elif self._check_file(inbox, path) and a is not None and a.st_mtime_ns < expired:
+            elif (self._check_file(inbox, path) and a is not None
+                  and max(a.st_mtime_ns, a.st_ctime_ns) < expired):
                 self.note("lease-expired", path, "claimed past its lease",
                           lambda i=entry.name[:-5]: inbox.release(i, "lease expired"))
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DiskFull, from_oserror
+from .errors import DiskFull, StorageError, from_oserror
 
 StrPath = str | os.PathLike[str]
 
@@ -146,13 +146,21 @@ class Disk:
     # -- directories --------------------------------------------------------------
 
     def ensure_dir(self, path: Path) -> None:
-        """Create ``path`` and missing parents with this root's directory mode (umask aside)."""
-        if path.is_dir():
+        """Create ``path`` and missing parents with this root's directory mode (umask aside).
+
+        A symlink (or any non-directory) where a folder should be is refused, never
+        followed: nothing may be written outside the root through a planted link.
+        """
+        st = self.lstat(path)
+        if st is not None and stat.S_ISDIR(st.st_mode):
             return
         missing = []
-        while not path.exists():
+        while st is None:
             missing.append(path)
             path = path.parent
+            st = self.lstat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            raise StorageError(f"{path} is not a directory (a link or a file?)", path=str(path))
         for folder in reversed(missing):
             try:
                 os.mkdir(folder, self.dir_mode)
@@ -186,6 +194,8 @@ class Disk:
                 yield from it
         except FileNotFoundError:
             return
+        except OSError as exc:
+            raise from_oserror(exc, "list", str(path)) from exc
 
     # -- writing --------------------------------------------------------------------
 
@@ -379,10 +389,10 @@ class Disk:
     def lstat(path: StrPath) -> os.stat_result | None:
         try:
             return os.lstat(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
-        except NotADirectoryError:
-            return None
+        except OSError as exc:
+            raise from_oserror(exc, "look at", str(path)) from exc
 
     def exists(self, path: StrPath) -> bool:
         return self.lstat(path) is not None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import enum
+import logging
 import os
 import threading
 import time
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from . import names
 from .dead import DeadLetters
-from .errors import InvalidInput, MessageNotFound
+from .errors import InvalidInput, MailboxError, MessageNotFound
 from .fs import Foreign, faults, read_open, staging_suffix
 from .message import Malformed, Message, day_of, decode
 from .root import Root
@@ -32,6 +33,9 @@ from .root import Root
 __all__ = ["Inbox", "State"]
 
 Notify = Callable[[Message, str, str], None]
+
+
+log = logging.getLogger(__name__)
 
 
 def _staging_name(msg_id: str) -> str:
@@ -271,7 +275,7 @@ class Inbox:
         epoch = self._epoch()
         self._root.journal.record("claim", agent=self.agent, id=msg_id, epoch=epoch)
         if msg.receipt and self._notify:
-            self._notify(msg, "read", self.agent)
+            self._tell(msg, "read")
         return msg
 
     def _drop_done_twin(self, dest: str, done: os.stat_result) -> None:
@@ -373,7 +377,7 @@ class Inbox:
             # Done by id (the CLI does this) must still honour a requested receipt.
             finished = msg if isinstance(msg, Message) else self._peek(Path(folder), msg_id)
             if finished is not None and finished.receipt:
-                self._notify(finished, "done", self.agent)
+                self._tell(finished, "done")
         return True
 
     def release(self, msg: Message | str, reason: str = "released") -> bool:
@@ -398,14 +402,30 @@ class Inbox:
             raise MessageNotFound(msg_id, f"the claimed mail of {self.agent} (claim it first)")
         return False
 
+    def _tell(self, msg: Message, state: str) -> None:
+        """Send the receipt a sender asked for; best effort (the transition already happened)."""
+        if self._notify is None:
+            return
+        try:
+            self._notify(msg, state, self.agent)
+        except MailboxError as exc:
+            log.warning("receipt not sent", extra={"id": msg.id, "state": state,
+                                                   "error": str(exc)})
+
     def requeue_expired(self, lease_seconds: float | None = None) -> builtins.list[str]:
-        """Release every claim older than the lease; returns their ids."""
+        """Release every claim older than the lease; returns their ids.
+
+        A claim's age is the newer of its mtime (set when the lease starts or is
+        renewed) and its ctime (changed by the claiming link itself), so a claim taken
+        a moment ago is never mistaken for an old one whose lease was not set yet.
+        """
         lease = self._root.config.lease_seconds if lease_seconds is None else lease_seconds
         cutoff = time.time_ns() - int(lease * 1e9)
         expired = []
         for entry in self._disk.scan(self.cur):
             st = self._disk.lstat(Path(entry.path))
-            if names.is_message_file(entry.name) and st is not None and st.st_mtime_ns < cutoff:
+            if (names.is_message_file(entry.name) and st is not None
+                    and max(st.st_mtime_ns, st.st_ctime_ns) < cutoff):
                 msg_id = entry.name[:-5]
                 if self.release(msg_id, reason="lease expired"):
                     expired.append(msg_id)

@@ -53,13 +53,17 @@ class Journal:
         day = time.strftime("%Y-%m-%d", time.gmtime(now // 1_000_000_000))
         self._day_ends = (now // _DAY_NS + 1) * _DAY_NS
         if day != self._day or self._fd is None:
-            self.close()
+            self._close()
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
             self._fd = os.open(self.directory / f"{day}.jsonl", flags, self._disk.file_mode)
             self._day = day
         return self._fd
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         with_fd, self._fd = self._fd, None
         if with_fd is not None:
             os.close(with_fd)

@@ -247,12 +247,12 @@ class Mailbox:
         if msg.thread != msg.id:
             self._warn_if_thread_done(msg.thread)
         data = encode(msg, self.config.max_message_bytes)
+        inboxes = [self.inbox(name) for name in direct]
+        self._check_quotas(inboxes)  # before a key marker: a refused send leaves nothing
         minted = msg.id
         if key is not None:
             msg, data = self._claim_key(msg, data, names.check_key(key))
         fresh = msg.id == minted  # an id minted just now: no inbox can hold it yet
-        inboxes = [self.inbox(name) for name in direct]
-        self._check_quotas(inboxes)
         self.root.journal.record("send", id=msg.id, **{"from": sender}, to=list(msg.to),
                                  subject=msg.subject[:80], kind=msg.kind, thread=msg.thread,
                                  reply_to=msg.reply_to)
@@ -382,10 +382,18 @@ class Mailbox:
         if not self.registry.exists(original.sender):
             return
         faults.hit("receipt.pending")
-        self.send(reader, [original.sender], subject=f"{state}: {original.subject}"[:200],
-                  body={"of": original.id, "state": state, "by": reader,
-                        "epoch": self.epoch(reader)},
-                  kind="receipt", thread=original.thread, reply_to=original.id)
+        # Straight into the sender's inbox: a receipt is not new work, so quotas and
+        # the done-thread warning do not apply (a full inbox must not fail a claim).
+        msg = self._compose(reader, (original.sender,), f"{state}: {original.subject}"[:200],
+                            {"of": original.id, "state": state, "by": reader,
+                             "epoch": self.epoch(reader)},
+                            kind="receipt", thread=original.thread, reply_to=original.id,
+                            epoch=self.epoch(reader))
+        self.root.journal.record("send", id=msg.id, **{"from": reader}, to=list(msg.to),
+                                 subject=msg.subject[:80], kind=msg.kind, thread=msg.thread,
+                                 reply_to=msg.reply_to)
+        self.inbox(original.sender).deliver(msg.id, encode(msg, self.config.max_message_bytes),
+                                            fresh=True)
 
     # -- where is my mail -----------------------------------------------------------------------
 

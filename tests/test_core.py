@@ -283,3 +283,57 @@ def test_done_mail_can_be_listed(mb: Mailbox) -> None:
     assert [m.id for m in inbox.list(State.DONE)] == [first.id]
     assert (inbox.count(State.DONE), inbox.count(State.CLAIMED)) == (1, 1)
     assert second.id in inbox.ids(State.CLAIMED)
+
+
+def test_receipt_into_a_full_inbox_does_not_fail_claim_or_done(mb: Mailbox) -> None:
+    """Receipts skip quotas: a sender's full inbox never breaks the reader's claim."""
+    mb.registry.edit("alice", max_unread=1)
+    mb.add_agent("carol")
+    msg = mb.send("alice", "bob", receipt=True)
+    mb.send("carol", "alice")
+    inbox = mb.inbox("bob")
+    got = inbox.claim()
+    assert got.id == msg.id
+    assert inbox.done(got) is True
+    assert [r.kind for r in mb.inbox("alice").list()].count("receipt") == 2
+
+
+def test_refused_keyed_send_leaves_no_key_behind(mb: Mailbox) -> None:
+    """A send refused by a full inbox writes nothing, not even its idempotency key."""
+    from agentmailbox import InboxFull
+
+    mb.registry.edit("bob", max_unread=1)
+    mb.send("alice", "bob")
+    with pytest.raises(InboxFull):
+        mb.send("alice", "bob", key="job-1")
+    mb.add_agent("carol")
+    assert mb.send("alice", "carol", key="job-1").id
+
+
+def test_a_claim_in_progress_is_not_taken_for_an_expired_lease(mb: Mailbox) -> None:
+    """A message that waited long in new/ is not requeued the moment it is linked to cur/."""
+    msg = mb.send("alice", "bob")
+    inbox = mb.inbox("bob")
+    old = (inbox.new / f"{msg.id}.json")
+    os.utime(old, ns=(1, 1))  # delivered long ago
+    os.link(old, inbox.cur / old.name)  # a claimer has linked, and not yet set the lease
+    os.unlink(old)
+    assert inbox.requeue_expired(lease_seconds=60) == []
+
+
+def test_symlinked_folder_in_the_root_is_refused_not_followed(mb: Mailbox, tmp_path: Path
+                                                              ) -> None:
+    """A link planted where a done/ day folder belongs is refused; nothing lands outside."""
+    from agentmailbox import StorageError
+    from agentmailbox.message import day_of
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    msg = mb.send("alice", "bob")
+    inbox = mb.inbox("bob")
+    inbox.claim()
+    os.symlink(outside, inbox.done_dir / day_of(msg.id))
+    with pytest.raises(StorageError, match="not a directory"):
+        inbox.done(msg)
+    assert list(outside.iterdir()) == []
+    assert inbox.state_of(msg.id) is State.CLAIMED
