@@ -220,7 +220,8 @@ def test_reply_sorts_after_what_it_answers_even_from_a_clock_ahead(mb: Mailbox) 
 
     q = mb.send("alice", "bob", subject="q")
     ahead = f"{time.time_ns() + 5 * 10**9:020d}-{'0' * 16}"
-    data = (mb.inbox("bob").new / f"{q.id}.json").read_bytes().replace(q.id.encode(), ahead.encode())
+    original = (mb.inbox("bob").new / f"{q.id}.json").read_bytes()
+    data = original.replace(q.id.encode(), ahead.encode())
     mb.inbox("bob").deliver(ahead, data)
     assert mb.inbox("bob").claim(ahead) is not None
     answer = mb.send("bob", "alice", reply_to=ahead)
