@@ -71,7 +71,7 @@ class Inbox:
         self._tmp_s, self._new_s, self._cur_s, self._done_s = (
             f"{d}/" for d in (self.tmp, self.new, self.cur, self.done_dir))
         self._queue: list[str] = []  # names from the last scan, newest first (pop() = oldest)
-        self._seen: frozenset[str] = frozenset()  # every message name the last scan met
+        self._seen: set[str] = set()  # every message name the last scan met
         self._days: set[str] = set()
 
     def __repr__(self) -> str:
@@ -237,11 +237,13 @@ class Inbox:
             current = self._scan_new()
             fresh, self._seen = current - self._seen, current
             limit = min(fresh, default="~")  # "~" sorts after every id
-            self._queue = sorted((n for n in current - fresh if n < limit), reverse=True)
+            # Every fresh name is >= limit, so "below the limit" also means "met twice"
+            # (and no set difference copies a backlog of 100,000 names once more).
+            self._queue = sorted((n for n in current if n < limit), reverse=True)
             if self._queue or not fresh:
                 return
 
-    def _scan_new(self) -> frozenset[str]:
+    def _scan_new(self) -> set[str]:
         found = set()
         for entry in self._disk.scan(self.new):
             if names.is_message_file(entry.name):
@@ -249,7 +251,7 @@ class Inbox:
             else:
                 self._dead.bury(Path(entry.path), "foreign file name in new/ "
                                 "(not <id>.json)", agent=self.agent)
-        return frozenset(found)
+        return found
 
     def _take(self, name: str) -> Message | None:
         src, dest = self._new_s + name, self._cur_s + name

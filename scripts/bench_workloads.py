@@ -7,6 +7,7 @@ does not exist yet, and returns the metrics of one repetition.
 
 from __future__ import annotations
 
+import faulthandler
 import math
 import multiprocessing as mp
 import os
@@ -27,6 +28,7 @@ READERS = 2
 LATENCY_INTERVAL_S = 0.002
 LISTEN_GRACE_S = 10.0
 LISTEN_SETTLE_S = 0.3
+LISTEN_REPORT_S = 60.0  # the reader stops 10 s after its last message, then reports
 ROUTE_POLL_S = 0.02
 CHILD_TIMEOUT_S = 300.0
 JOIN_GRACE_S = 5.0
@@ -113,9 +115,19 @@ def mp_context() -> Any:
 
 def spawn(ctx: Any, target: Callable[..., None], args: tuple[Any, ...]) -> Any:
     """Start `target(*args)` in a child process."""
-    proc = ctx.Process(target=target, args=args, daemon=True)
+    proc = ctx.Process(target=_traced, args=(target, *args), daemon=True)
     proc.start()
     return proc
+
+
+def _traced(target: Callable[..., None], *args: Any) -> None:
+    """Child: run `target`; if it is still running near the parent's patience, print
+    every thread's stack to stderr, so a stuck child shows where it is stuck."""
+    faulthandler.dump_traceback_later(LISTEN_REPORT_S * 0.9, exit=False)
+    try:
+        target(*args)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @contextmanager
@@ -304,7 +316,7 @@ def w4_latency(cls: type[Contestant], root: Path, policy: str, sizes: Sizes,
         time.sleep(LISTEN_SETTLE_S)  # let the reader reach its first wait
         with opened(cls, root, policy) as store:
             paced_send(store, sizes.latency)
-        latencies = result_of(results, listener)
+        latencies = result_of(results, listener, LISTEN_REPORT_S)
     return latency_summary(latencies, sizes.latency)
 
 
