@@ -315,6 +315,7 @@ class Tally:
     acked: dict[str, tuple[str, ...]] = field(default_factory=dict)  # id -> recipients
     stored: dict[str, Counter[str]] = field(default_factory=dict)    # agent -> id -> copies
     undrained: int = 0
+    done_on_disk: int = 0
     events: dict[tuple[str, str], Counter[str]] = field(default_factory=dict)
     killed_holding: Counter[tuple[str, str]] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
@@ -339,7 +340,9 @@ def _count_stored(soak: Soak, tally: Tally) -> None:
         inbox = soak.root / "agents" / agent / "inbox"
         waiting = [*(inbox / "new").iterdir(), *(inbox / "cur").iterdir()]
         tally.undrained += len(waiting)
-        files = [*waiting, *(inbox / "done").glob("*/*.json")]
+        finished = list((inbox / "done").glob("*/*.json"))
+        tally.done_on_disk += len(finished)
+        files = [*waiting, *finished]
         tally.stored[agent] = Counter(p.name[:-5] for p in files)
 
 
@@ -408,7 +411,9 @@ def _repair(soak: Soak, tally: Tally) -> Counter[str]:
 
 def _report(soak: Soak, tally: Tally, counts: dict[str, int], repaired: Counter[str],
             elapsed: float) -> dict[str, object]:
-    done = sum(ev["done"] for ev in tally.events.values())
+    # The folder is the state: a reader killed between done() and its log line still
+    # finished the message, so count what is in done/, not what the logs say.
+    done = tally.done_on_disk
     summary: dict[str, object] = {
         "seconds": soak.seconds, "elapsed": round(elapsed, 1), "sent": len(tally.acked),
         "routed": _routed(soak.root),
