@@ -371,17 +371,27 @@ def w5_prepare(cls: type[Contestant], root: Path, policy: str, sizes: Sizes) -> 
 
 def w5_backlog(cls: type[Contestant], root: Path, policy: str, sizes: Sizes,
                state: Path) -> dict:
-    """Send+drain `sizes.cycle` messages in an empty store and in the backlog store.
+    """Send+drain `sizes.cycle` messages in the backlog store and in two empty ones.
 
-    The empty-store cycle runs before and after the backlog one (two fresh
-    stores) and the two are averaged, so drift in disk speed cancels out.
+    The three stores take turns, LOCKSTEP_CHUNK messages each (send them, drain
+    them), so the backlog store and the empty ones meet the same disk phases; the
+    two empty stores are averaged.
     """
-    before = cycle(cls, fresh(root / "before", cls, policy), policy, sizes.cycle)
-    settle()
-    loaded = cycle(cls, state, policy, sizes.cycle)
-    settle()
-    after = cycle(cls, fresh(root / "after", cls, policy), policy, sizes.cycle)
-    empty = (before + after) / 2
+    roots = [fresh(root / "before", cls, policy), state, fresh(root / "after", cls, policy)]
+    spent = [0.0] * len(roots)
+    msgs = messages(sizes.cycle)
+    with stores_of([(cls, r, policy) for r in roots]) as stores:
+        for step, start in enumerate(range(0, len(msgs), LOCKSTEP_CHUNK)):
+            chunk = msgs[start:start + LOCKSTEP_CHUNK]
+            for i in lockstep_order(len(stores), step):
+                began = time.perf_counter()
+                stores[i].send_many(chunk)
+                got = stores[i].drain(len(chunk))
+                spent[i] += time.perf_counter() - began
+                if len(got) != len(chunk):
+                    raise RuntimeError(f"drained {len(got)} of {len(chunk)}")
+    empty = (spent[0] + spent[2]) / 2
+    loaded = spent[1]
     return {"slowdown": loaded / empty, "empty_msgs_per_s": sizes.cycle / empty,
             "backlog_msgs_per_s": sizes.cycle / loaded}
 
@@ -392,19 +402,6 @@ def fresh(root: Path, cls: type[Contestant], policy: str) -> Path:
     create(cls, root, policy)
     settle()
     return root
-
-
-def cycle(cls: type[Contestant], root: Path, policy: str, n: int) -> float:
-    """Seconds to send `n` messages and drain them."""
-    msgs = messages(n)
-    with opened(cls, root, policy) as store:
-        began = time.perf_counter()
-        store.send_many(msgs)
-        got = store.drain(n)
-        elapsed = time.perf_counter() - began
-    if len(got) != n:
-        raise RuntimeError(f"drained {len(got)} of {n}")
-    return elapsed
 
 
 # W6 ---------------------------------------------------------------------------
