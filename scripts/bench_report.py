@@ -17,8 +17,9 @@ LEGEND = ("x floor: cost relative to the floor on the same row group (time per m
           "ratios of each repetition. Values are medians over repetitions; "
           "spread is half the min-max range over the median; lost/dup are the worst "
           "repetition. W1 and W2 run every contestant in one process, in turns of 100 "
-          "messages, so the disk's slow phases fall on all alike; the other workloads run "
-          "the contestants one after another, in an order rotated every repetition.")
+          "messages, so the disk's slow phases fall on all alike (W5 does the same with its "
+          "three stores); the other workloads run the contestants one after another, in an "
+          "order rotated every repetition.")
 
 
 @dataclass
