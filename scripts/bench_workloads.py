@@ -56,8 +56,8 @@ class Sizes:
     idle_inboxes: int
 
 
-QUICK = Sizes(send=1_000, per_producer=500, latency=300, cycle=500, backlog=10_000,
-              routed=500, memory=10_000, idle_inboxes=100)
+QUICK = Sizes(send=600, per_producer=300, latency=200, cycle=300, backlog=5_000,
+              routed=300, memory=5_000, idle_inboxes=100)
 FULL = Sizes(send=10_000, per_producer=2_500, latency=2_000, cycle=1_000, backlog=100_000,
              routed=10_000, memory=100_000, idle_inboxes=100)
 
