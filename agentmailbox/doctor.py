@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import names
-from .fs import Foreign
+from .fs import Foreign, same_file
 from .inbox import Inbox
 from .mailbox import _TOP_DIRS, Mailbox
 from .message import Malformed, decode
@@ -152,7 +152,7 @@ class _Doctor:
                 continue
             twin = inbox.new / entry.name
             a, b = self.disk.lstat(path), self.disk.lstat(twin)
-            if a is not None and b is not None and (a.st_ino == b.st_ino):
+            if a is not None and b is not None and same_file(a, b):
                 self.note("half-claim", twin, "claim interrupted between link and unlink",
                           lambda t=twin: self.disk.unlink(t))
             elif (self._check_file(inbox, path) and a is not None
@@ -180,7 +180,7 @@ class _Doctor:
         """``new/X`` and ``cur/X`` are one file: a claim stopped between link and unlink."""
         other = (inbox.cur if path.parent == inbox.new else inbox.new) / path.name
         twin = self.disk.lstat(other)
-        return twin is not None and (twin.st_dev, twin.st_ino) == (st.st_dev, st.st_ino)
+        return twin is not None and same_file(twin, st)
 
     def _bury(self, path: Path, reason: str, agent: str | None) -> Any:
         about = {} if agent is None else {"agent": agent}

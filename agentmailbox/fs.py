@@ -23,7 +23,8 @@ from .errors import DiskFull, StorageError, from_oserror
 
 StrPath = str | os.PathLike[str]
 
-__all__ = ["POINTS", "Disk", "Foreign", "Fsync", "faults", "pid", "read_open", "staging_suffix"]
+__all__ = ["POINTS", "Disk", "Foreign", "Fsync", "faults", "pid", "read_open", "same_file",
+           "staging_name", "staging_suffix"]
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -128,6 +129,16 @@ os.register_at_fork(after_in_child=_Pid.refresh)
 def pid() -> int:
     """The current process id (cached; correct in forked children too)."""
     return _Pid.value
+
+
+def same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    """True if two stat results are the same file (one inode, two names)."""
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def staging_name(msg_id: str) -> str:
+    """``<id>.<pid>.<6 hex>``: starts with the id, so a reader can find it by prefix."""
+    return f"{msg_id}.{staging_suffix()}"
 
 
 def staging_suffix() -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from . import names
 from .dead import DeadLetters
 from .errors import InvalidInput, MailboxError, MessageNotFound
-from .fs import Foreign, faults, read_open, staging_suffix
+from .fs import Foreign, faults, read_open, same_file, staging_name
 from .message import Malformed, Message, day_of, decode
 from .root import Root
 
@@ -36,11 +36,6 @@ Notify = Callable[[Message, str, str], None]
 
 
 log = logging.getLogger(__name__)
-
-
-def _staging_name(msg_id: str) -> str:
-    """``<id>.<pid>.<6 hex>``: starts with the id, so a reader can find it by prefix."""
-    return f"{msg_id}.{staging_suffix()}"
 
 
 class State(enum.StrEnum):
@@ -112,7 +107,7 @@ class Inbox:
         """
         if not fresh and self._held_beyond_new(msg_id):
             return False
-        staged = self._disk.stage(self._tmp_s, data, _staging_name(msg_id))
+        staged = self._disk.stage(self._tmp_s, data, staging_name(msg_id))
         faults.hit("send.staged")
         try:
             published = self._disk.publish(staged, f"{self._new_s}{msg_id}.json")
@@ -134,7 +129,7 @@ class Inbox:
         """First half of a batched delivery: stage without fsync; None if already held."""
         if not fresh and self._held_beyond_new(msg_id):
             return None
-        return self._disk.stage(self._tmp_s, data, _staging_name(msg_id), sync=False)
+        return self._disk.stage(self._tmp_s, data, staging_name(msg_id), sync=False)
 
     def _held_beyond_new(self, msg_id: str) -> bool:
         # cur/ before done/: a message only moves cur -> done, so checking in this
@@ -289,7 +284,7 @@ class Inbox:
         is simply removed. A different file under a done id is a duplicate delivery.
         """
         ours = self._disk.lstat(dest)
-        if ours is not None and (ours.st_dev, ours.st_ino) == (done.st_dev, done.st_ino):
+        if ours is not None and same_file(ours, done):
             self._disk.unlink(dest)
         else:
             self._dead.bury(dest, "duplicate delivery of a message already done",
@@ -300,7 +295,7 @@ class Inbox:
         a, b = self._disk.lstat(src), self._disk.lstat(dest)
         if a is None or b is None:
             return
-        if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
+        if same_file(a, b):
             self._disk.unlink(src)  # another claimer linked and has not unlinked yet (or died)
         else:
             self._dead.bury(src, "duplicate delivery of a message already claimed",
@@ -355,7 +350,7 @@ class Inbox:
         for entry in self._disk.scan(self.tmp):
             if entry.name.startswith(msg_id):
                 other = self._disk.lstat(Path(entry.path))
-                if other is not None and (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                if other is not None and same_file(other, st):
                     return True
         now = self._disk.lstat(path) if path is not None else None
         return now is not None and now.st_nlink == 1

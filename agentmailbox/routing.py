@@ -38,7 +38,7 @@ from typing import Any
 
 from . import names
 from .errors import InvalidInput, MailboxError
-from .fs import Foreign
+from .fs import Foreign, same_file, staging_name
 from .inbox import Inbox
 from .message import Malformed, Message, decode
 from .registry import AgentInfo, Registry
@@ -211,8 +211,7 @@ class Spool:
 
     def stage(self, msg_id: str, data: bytes, *, sync: bool | None = False) -> str:
         """First half of a post (used by batches): exclusive create in ``spool/tmp``."""
-        name = f"{names.check_id(msg_id)}.{os.getpid()}.{os.urandom(3).hex()}"
-        return self._disk.stage(self.tmp, data, name, sync=sync)
+        return self._disk.stage(self.tmp, data, staging_name(names.check_id(msg_id)), sync=sync)
 
     def publish_staged(self, staged: str, msg_id: str) -> bool:
         """Second half: link the staged file into ``spool/new`` (EEXIST = already posted)."""
@@ -255,7 +254,7 @@ class Spool:
         others += [Path(e.path) for e in self._disk.scan(self.tmp) if e.name.startswith(msg_id)]
         for other in others:
             found = self._disk.lstat(other) if other != path else None
-            if found is not None and (found.st_dev, found.st_ino) == (st.st_dev, st.st_ino):
+            if found is not None and same_file(found, st):
                 return True
         now = self._disk.lstat(path)
         return now is not None and now.st_nlink == 1

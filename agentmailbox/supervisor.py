@@ -55,7 +55,7 @@ from .errors import (
     MailboxError,
     MessageNotFound,
 )
-from .fs import Foreign, faults
+from .fs import Foreign, faults, same_file
 from .inbox import Inbox, State
 from .mailbox import Mailbox
 from .message import Malformed, Message, decode, encode, iso, stamp_of
@@ -486,7 +486,7 @@ class Supervisor:
         """A file in spool/cur was being routed by a supervisor that died: route it again."""
         cur, new = self.spool.cur / name, self.spool.new / name
         a, b = self.mb.root.disk.lstat(cur), self.mb.root.disk.lstat(new)
-        if a is not None and b is not None and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
+        if a is not None and b is not None and same_file(a, b):
             self.mb.root.disk.unlink(new)  # the claim died between link and unlink
         self._route_file(cur, report)
 

@@ -96,3 +96,14 @@ def python_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+def files_containing(top: Path, needle: bytes) -> list[str]:
+    """Regular files (links not followed) under ``top`` whose bytes contain ``needle``."""
+    hits = []
+    for folder, _, files in os.walk(top):
+        for name in files:
+            path = Path(folder) / name
+            if not path.is_symlink() and path.is_file() and needle in path.read_bytes():
+                hits.append(str(path.relative_to(top)))
+    return hits

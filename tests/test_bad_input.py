@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from conftest import files_containing
 
 from agentmailbox import AgentNotFound, InvalidName, Mailbox, MessageTooLarge, doctor
 from agentmailbox.message import Message, encode
@@ -139,18 +140,7 @@ def test_symlink_to_outside_file_is_never_followed(mb: Mailbox, tmp_path: Path) 
     assert (good, ["symbolic link (never followed)"]) == (claimed, reasons)
     assert (data, before.st_mtime_ns, before.st_atime_ns) == (
         secret.read_bytes(), after.st_mtime_ns, after.st_atime_ns)
-    assert [] == _files_containing(mb.path, b"TOP-SECRET-7f3a")
-
-
-def _files_containing(top: Path, needle: bytes) -> list[str]:
-    """Regular files (links not followed) under ``top`` whose bytes contain ``needle``."""
-    hits = []
-    for folder, _, files in os.walk(top):
-        for name in files:
-            path = Path(folder) / name
-            if not path.is_symlink() and path.is_file() and needle in path.read_bytes():
-                hits.append(str(path.relative_to(top)))
-    return hits
+    assert [] == files_containing(mb.path, b"TOP-SECRET-7f3a")
 
 
 def test_symlinked_dead_letter_content_is_not_followed(mb: Mailbox, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import ROOT
+from conftest import ROOT, files_containing
 
 from agentmailbox import AgentNotFound, InvalidInput, InvalidName, Mailbox, doctor
 from agentmailbox.inbox import Inbox
@@ -65,16 +65,6 @@ def _secret_message(msg_id: str) -> bytes:
     """A valid message (named ``msg_id``) that carries the secret: what a planted link shows."""
     return encode(Message(id=msg_id, sender="alice", to=("bob",), subject="secret",
                           body="TOP-SECRET-7f3a"), MiB)
-
-
-def _files_containing(top: Path, needle: bytes) -> list[str]:
-    hits = []
-    for folder, _, files in os.walk(top):
-        for name in files:
-            path = Path(folder) / name
-            if not path.is_symlink() and path.is_file() and needle in path.read_bytes():
-                hits.append(str(path.relative_to(top)))
-    return hits
 
 
 # -- hostile files, planted under any name in any folder -----------------------------------------
@@ -234,8 +224,8 @@ def test_supervisor_buries_hostile_spool_file_and_routes_the_rest(
         sup.run_once()
     assert ([good], 1, []) == (mb.inbox("bob").ids(), len(mb.dead.list()),
                                mb.spool.names(mb.spool.new) + mb.spool.names(mb.spool.cur))
-    assert [] == _files_containing(mb.path / "agents", b"TOP-SECRET-7f3a")
-    assert [] == _files_containing(mb.path / "journal", b"TOP-SECRET-7f3a")
+    assert [] == files_containing(mb.path / "agents", b"TOP-SECRET-7f3a")
+    assert [] == files_containing(mb.path / "journal", b"TOP-SECRET-7f3a")
 
 
 @pytest.mark.parametrize("case", sorted(FOREIGN_NAMES))
