@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import names
+from . import layout, names
 from .fs import Foreign, same_file
-from .inbox import Inbox
+from .inbox import Inbox, hold_id, lease_start
 from .mailbox import _TOP_DIRS, Mailbox
 from .message import Malformed, decode
 from .registry import _SUBDIRS
@@ -65,6 +65,8 @@ class _Doctor:
         self.findings.append(Finding(kind, where, detail, repaired))
 
     def run(self) -> list[Finding]:
+        if not self._folders():
+            return self.findings  # a link where a folder belongs: nothing below is looked at
         for sub in _TOP_DIRS:
             self._need_dir(self.mb.path / sub)
         self._tmp_dir(self.mb.path / "spool" / "tmp")
@@ -78,6 +80,28 @@ class _Doctor:
         self._foreign_agents()
         self._dead()
         return self.findings
+
+    def _folders(self) -> bool:
+        """Every folder of the layout must be a real folder: a link, file or FIFO in its
+        place is quarantined as it is (never followed) and a folder made in its stead.
+
+        Returns False if one is left unrepaired (the rest of the check would refuse it).
+        """
+        ok = True
+        for rel in layout.fixed_folders(self.mb.registry.list_names()):
+            path = self.mb.path / rel
+            st = os.lstat(path) if os.path.lexists(path) else None
+            if st is None or stat.S_ISDIR(st.st_mode):
+                continue
+            what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a folder"
+            self.note("not-a-folder", path, f"{what} where a folder of the layout belongs "
+                      "(never followed)", lambda p=path: self._replace_with_folder(p))
+            ok = ok and self.repair
+        return ok
+
+    def _replace_with_folder(self, path: Path) -> None:
+        self.mb.dead.bury(path, "not a folder where a folder of the layout belongs", by="doctor")
+        self.disk.ensure_dir(path)
 
     def _need_dir(self, path: Path) -> None:
         if not path.is_dir():
@@ -143,22 +167,38 @@ class _Doctor:
             self._check_file(inbox, path)
 
     def _cur(self, inbox: Inbox) -> None:
-        expired = time.time_ns() - int(self.mb.config.lease_seconds * 1e9)
+        now = time.time_ns()
+        lease_ns = int(self.mb.config.lease_seconds * 1e9)
         for entry in self.disk.scan(inbox.cur):
             path = Path(entry.path)
+            if hold_id(entry.name) is not None:
+                self._hold(inbox, path, now)
+                continue
             if not names.is_message_file(entry.name):
                 self.note("foreign", path, "not a message file name",
                           self._bury(path, "foreign file name in cur/", inbox.agent))
                 continue
             twin = inbox.new / entry.name
             a, b = self.disk.lstat(path), self.disk.lstat(twin)
-            if a is not None and b is not None and same_file(a, b):
-                self.note("half-claim", twin, "claim interrupted between link and unlink",
-                          lambda t=twin: self.disk.unlink(t))
+            if a is not None and b is not None and same_file(a, b) and a.st_nlink > 1:
+                # Only a version 1 claimer (link, then unlink) leaves this: see
+                # PROTOCOL.md §23.1 for why it is repaired only with v1 writers stopped.
+                # One inode seen at both names with one link is a file that moved
+                # between the two looks (a release): never a pair.
+                self.note("half-claim", twin, "a version 1 claim interrupted between link "
+                          "and unlink", lambda t=twin: self.disk.unlink(t))
             elif (self._check_file(inbox, path) and a is not None
-                  and max(a.st_mtime_ns, a.st_ctime_ns) < expired):
+                  and lease_start(a, now, lease_ns) < now - lease_ns):
                 self.note("lease-expired", path, "claimed past its lease",
                           lambda i=entry.name[:-5]: inbox.release(i, "lease expired"))
+
+    def _hold(self, inbox: Inbox, path: Path, now: int) -> None:
+        """A copy a process moved to its hold name to settle it, and died holding."""
+        st = self.disk.lstat(path)
+        if st is None or now - max(st.st_mtime_ns, st.st_ctime_ns) < self.stale_ns:
+            return  # maybe being settled right now
+        self.note("stale-hold", path, "a copy left mid-settle by a process that died",
+                  lambda: inbox.recover_hold(path.name))
 
     def _check_file(self, inbox: Inbox, path: Path) -> bool:
         try:

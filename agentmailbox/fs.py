@@ -15,16 +15,17 @@ import os
 import random
 import secrets
 import stat
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DiskFull, StorageError, from_oserror
 
 StrPath = str | os.PathLike[str]
 
-__all__ = ["POINTS", "Disk", "Foreign", "Fsync", "faults", "pid", "read_open", "same_file",
-           "staging_name", "staging_suffix"]
+__all__ = ["POINTS", "Disk", "Foreign", "Fsync", "Moved", "faults", "pid", "read_open",
+           "same_file", "staging_name", "staging_suffix"]
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -38,6 +39,14 @@ class Fsync(enum.StrEnum):
     BATCH = "batch"    # inside Mailbox.batch(): one syncfs for the batch, then link all;
     #                    outside a batch, every write is as durable as under ALWAYS
     NEVER = "never"    # no fsync: for tests and tmpfs
+
+
+class Moved(enum.Enum):
+    """What a rename that never replaces found (:meth:`Disk.move`)."""
+
+    MOVED = "moved"        # the name moved: the caller now owns the file under its new name
+    GONE = "gone"          # the source name was gone (someone else moved it first)
+    OCCUPIED = "occupied"  # the destination name exists (another file, or another name of it)
 
 
 class Foreign(Exception):
@@ -64,8 +73,10 @@ POINTS: dict[str, str] = {
     "send.unlinked": "delivered and its staging name removed; new/ not yet fsynced",
     "send.key_marked": "the idempotency-key marker names the message id; "
                        "no inbox holds the message yet",
-    "take.linked": "new/X and cur/X are one file (the claim is made); "
-                   "new/X is not yet unlinked",
+    "settle.held": "the claimer's copy of X is under its own hold name in cur/; "
+                   "X's destination is held by another copy",
+    "claim.moved": "new/X is renamed to cur/X (the claim is made); "
+                   "the lease is not yet set",
     "claim.taken": "cur/X holds the claim and its lease has started; "
                    "not yet read, journalled or receipted",
     "receipt.pending": "the message is claimed and journalled; the read receipt "
@@ -146,13 +157,68 @@ def staging_suffix() -> str:
     return f"{_Pid.value}.{random.getrandbits(24):06x}"
 
 
+TRUST_SECONDS = 1.0
+"""How long a folder found real (not a link) is trusted before it is looked at again."""
+
+
 @dataclass(frozen=True, slots=True)
 class Disk:
-    """The file operations of one root, with its fsync policy and permission modes."""
+    """The file operations of one root, with its fsync policy and permission modes.
+
+    Every path below ``base`` (the root) is checked before use: each folder between the
+    root and the file must be a real folder, not a symbolic link or anything else, or
+    :class:`StorageError` is raised and nothing is touched. The last component is
+    never followed either (``O_NOFOLLOW``, ``lstat``, links moved as links).
+    """
 
     fsync: Fsync = Fsync.ALWAYS
     file_mode: int = 0o600
     dir_mode: int = 0o700
+    base: str = ""
+    _trusted: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
+
+    # -- the folders of the root are never followed ------------------------------------
+
+    def guard(self, path: StrPath) -> None:
+        """Refuse ``path`` if a folder between the root and it is a link or not a folder.
+
+        Each folder is looked at with ``lstat`` (never followed); one found real is
+        trusted for :data:`TRUST_SECONDS`, so the hot paths pay a dictionary look-up.
+        A missing folder passes (nothing to follow; the call itself then fails).
+        """
+        if not self.base:
+            return
+        folder = os.path.dirname(os.fspath(path))
+        if self._trusted.get(folder, 0.0) > time.monotonic():
+            return
+        self._check_folders(folder)
+
+    def _check_folders(self, folder: str) -> None:
+        base = self.base
+        if not folder.startswith(base + "/"):
+            return  # the root itself, or a path outside the root (a --body-file...)
+        now = time.monotonic()
+        here = base
+        for part in folder[len(base) + 1:].split("/"):
+            here = f"{here}/{part}"
+            if self._trusted.get(here, 0.0) > now:
+                continue
+            try:
+                st = os.lstat(here)
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            except OSError as exc:
+                raise from_oserror(exc, "look at", here) from exc
+            if not stat.S_ISDIR(st.st_mode):
+                what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a folder"
+                raise StorageError(f"{here} is {what} where a folder of the root belongs "
+                                   "(never followed); mailbox doctor --repair puts a real "
+                                   "folder back", path=here)
+            self._trusted[here] = now + TRUST_SECONDS
+
+    def check_folder(self, path: StrPath) -> None:
+        """Refuse ``path`` itself as well as its parents unless each is a real folder."""
+        self.guard(os.path.join(os.fspath(path), "-"))
 
     # -- directories --------------------------------------------------------------
 
@@ -162,6 +228,7 @@ class Disk:
         A symlink (or any non-directory) where a folder should be is refused, never
         followed: nothing may be written outside the root through a planted link.
         """
+        self.guard(path)
         st = self.lstat(path)
         if st is not None and stat.S_ISDIR(st.st_mode):
             return
@@ -186,10 +253,10 @@ class Disk:
         if self.fsync is not Fsync.NEVER:
             self.sync_dir(path)
 
-    @staticmethod
-    def sync_dir(path: StrPath) -> None:
+    def sync_dir(self, path: StrPath) -> None:
+        self.check_folder(path)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
             raise from_oserror(exc, "open directory", str(path)) from exc
         try:
@@ -197,9 +264,10 @@ class Disk:
         finally:
             os.close(fd)
 
-    @staticmethod
-    def scan(path: StrPath) -> Iterator[os.DirEntry[str]]:
-        """Entries of ``path`` (unsorted); a missing directory is empty."""
+    def scan(self, path: StrPath) -> Iterator[os.DirEntry[str]]:
+        """Entries of folder ``path`` (unsorted); a missing folder is empty, a link where
+        it should be is refused (:meth:`guard`)."""
+        self.check_folder(path)
         try:
             with os.scandir(path) as it:
                 yield from it
@@ -222,6 +290,7 @@ class Disk:
             path = directory + name  # the hot path: inboxes pass "<inbox>/tmp/"
         else:
             path = os.path.join(directory, name)
+        self.guard(path)
         try:
             fd = os.open(path, _CREATE_FLAGS, self.file_mode)
         except OSError as exc:
@@ -251,6 +320,8 @@ class Disk:
 
     def publish(self, staged: StrPath, dest: StrPath) -> bool:
         """Link ``staged`` to ``dest`` without replacing. False if ``dest`` exists."""
+        self.guard(staged)
+        self.guard(dest)
         try:
             os.link(staged, dest, follow_symlinks=False)
         except FileExistsError:
@@ -261,6 +332,7 @@ class Disk:
 
     def replace(self, path: Path, data: bytes) -> None:
         """Atomically replace ``path`` with ``data`` (state files, views): write, fsync, rename."""
+        self.guard(path)
         staged = self.stage(path.parent, data, sync=self.fsync is not Fsync.NEVER)
         faults.hit("replace.staged")
         try:
@@ -272,6 +344,7 @@ class Disk:
 
     def append(self, path: Path, line: bytes, *, sync: bool = False) -> None:
         """Append one record with a single ``write`` (O_APPEND: records never interleave)."""
+        self.guard(path)
         try:
             fd = os.open(path, _APPEND_FLAGS, self.file_mode)
         except OSError as exc:
@@ -288,46 +361,55 @@ class Disk:
 
     # -- moving ------------------------------------------------------------------------
 
-    def take(self, src: StrPath, dest: StrPath) -> bool | None:
-        """Claim: link ``src`` to ``dest`` then unlink ``src``; exactly one caller wins.
+    def move(self, src: StrPath, dest: StrPath) -> Moved:
+        """Rename ``src`` to ``dest`` without ever replacing ``dest``: one atomic step.
 
-        Returns True if we moved it, False if ``dest`` already exists (someone else
-        holds it), None if ``src`` is gone. No rename out of ``src``'s directory
-        happens, so a watcher on it sees no move event (see DESIGN: the watcher).
-        Raises :class:`Foreign` if ``src`` is a directory (it cannot be linked).
+        ``renameat2(RENAME_NOREPLACE)``: of several callers moving one name, exactly one
+        gets ``MOVED``; the others get ``GONE``. ``OCCUPIED`` means ``dest`` exists (even
+        as another name of the same file) and nothing moved. Links are moved as links,
+        never followed. On a filesystem without the flag, a look at ``dest`` followed by
+        a plain ``rename`` stands in (documented in PROTOCOL.md: not exclusive there).
         """
-        try:
-            os.link(src, dest, follow_symlinks=False)
-        except FileExistsError:
-            return False
-        except FileNotFoundError:
-            return None
-        except PermissionError as exc:
-            st = self.lstat(src)
-            if st is not None and stat.S_ISDIR(st.st_mode):
-                raise Foreign("a directory, not a message file") from exc
-            raise from_oserror(exc, "claim", str(src)) from exc
-        except OSError as exc:
-            raise from_oserror(exc, "claim", str(src)) from exc
-        faults.hit("take.linked")
-        self.unlink(src)
-        return True
+        self.guard(src)
+        self.guard(dest)
+        result = _rename_noreplace(os.fsencode(src), os.fsencode(dest))
+        if result == 0:
+            return Moved.MOVED
+        if result == errno.EEXIST:
+            return Moved.OCCUPIED
+        if result == errno.ENOENT:
+            parent = os.path.dirname(os.fspath(dest))
+            if parent and self.lstat(parent) is None:
+                raise from_oserror(OSError(result, os.strerror(result), parent),
+                                   "rename into", parent)
+            return Moved.GONE
+        if result in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            return self._move_without_flag(src, dest)
+        raise from_oserror(OSError(result, os.strerror(result), os.fspath(src)), "rename",
+                           os.fspath(src))
 
-    def rename(self, src: StrPath, dest: StrPath) -> bool:
-        """Rename ``src`` to ``dest`` (replacing). False if ``src`` is gone."""
+    def _move_without_flag(self, src: StrPath, dest: StrPath) -> Moved:
+        if self.lstat(dest) is not None:
+            return Moved.OCCUPIED
         try:
             os.rename(src, dest)
-        except FileNotFoundError as exc:
-            if not os.path.isdir(os.path.dirname(dest)):
-                raise from_oserror(exc, "rename into", os.path.dirname(dest)) from exc
-            return False
+        except FileNotFoundError:
+            return Moved.GONE
         except OSError as exc:
             raise from_oserror(exc, "rename", str(src)) from exc
-        return True
+        return Moved.MOVED
 
-    @staticmethod
-    def unlink(path: StrPath) -> bool:
+    def rename(self, src: StrPath, dest: StrPath) -> bool:
+        """Move ``src`` to a ``dest`` that nobody else uses (never replacing). False if
+        ``src`` is gone; an existing ``dest`` is a :class:`StorageError`."""
+        moved = self.move(src, dest)
+        if moved is Moved.OCCUPIED:
+            raise StorageError(f"could not rename {src}: {dest} already exists", path=str(dest))
+        return moved is Moved.MOVED
+
+    def unlink(self, path: StrPath) -> bool:
         """Remove ``path``; False if it was already gone."""
+        self.guard(path)
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -336,37 +418,46 @@ class Disk:
             raise from_oserror(exc, "remove", str(path)) from exc
         return True
 
-    def touch(self, path: StrPath, ns: int) -> None:
-        """Set the modification time (the lease start of a claim) without following links."""
+    def touch(self, path: StrPath) -> bool:
+        """Set the times of ``path`` to now (a lease renewed); False if it is gone.
+
+        Times set to *now* (``utimensat`` with no times) need write permission only, so
+        every member of a group root may do it; explicit times would need the owner.
+        A symlink is refused, never followed.
+        """
         try:
-            os.utime(path, ns=(ns, ns), follow_symlinks=False)
+            fd, _ = self.open_regular(path, 1 << 62)
         except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise from_oserror(exc, "set time of", str(path)) from exc
+            return False
+        except Foreign as exc:
+            raise StorageError(f"could not renew {path}: {exc.reason}", path=str(path)) from exc
+        try:
+            self.touch_open(fd, path)
+        finally:
+            os.close(fd)
+        return True
 
     # -- reading ------------------------------------------------------------------------
 
-    @staticmethod
-    def read(path: StrPath, limit: int) -> tuple[bytes, os.stat_result]:
+    def read(self, path: StrPath, limit: int) -> tuple[bytes, os.stat_result]:
         """Read a regular file without following a symlink; at most ``limit`` bytes.
 
         Raises :class:`Foreign` for a symlink, FIFO, device, directory or a file over
         ``limit``; ``FileNotFoundError`` passes through (the caller lost a race).
         """
-        fd, st = Disk.open_regular(path, limit)
+        fd, st = self.open_regular(path, limit)
         try:
             return _read_all(fd, st.st_size, limit), st
         finally:
             os.close(fd)
 
-    @staticmethod
-    def open_regular(path: StrPath, limit: int) -> tuple[int, os.stat_result]:
+    def open_regular(self, path: StrPath, limit: int) -> tuple[int, os.stat_result]:
         """Open a regular file of at most ``limit`` bytes for reading, never following a
         symlink; returns the descriptor (the caller closes it) and its ``fstat``.
 
         Raises like :meth:`read`; :func:`read_open` then reads it.
         """
+        self.guard(path)
         try:
             fd = os.open(path, _READ_FLAGS)
         except FileNotFoundError:
@@ -375,12 +466,14 @@ class Disk:
             if exc.errno == errno.ELOOP:
                 raise Foreign("symbolic link (never followed)") from exc
             if exc.errno in (errno.EISDIR, errno.ENXIO):
-                raise Foreign("not a regular file") from exc
+                st = self.lstat(path)
+                raise Foreign(f"{kind_of(st.st_mode) if st else 'gone'}, not a regular "
+                              "file") from exc
             raise from_oserror(exc, "open", str(path)) from exc
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise Foreign("not a regular file")
+                raise Foreign(f"{kind_of(st.st_mode)}, not a regular file")
             if st.st_size > limit:
                 raise Foreign(f"{st.st_size} bytes, over the {limit}-byte limit")
         except BaseException:
@@ -389,15 +482,19 @@ class Disk:
         return fd, st
 
     @staticmethod
-    def touch_open(fd: int, ns: int, path: StrPath) -> None:
-        """Set the modification time of an open file (the lease start of a claim)."""
+    def touch_open(fd: int, path: StrPath) -> None:
+        """Set the times of an open file to now (the lease start of a claim).
+
+        No explicit times: ``futimens(fd, NULL)`` is allowed to anyone who may write
+        the file, not only to its owner (a group root's members claim each other's mail).
+        """
         try:
-            os.utime(fd, ns=(ns, ns))
+            os.utime(fd)
         except OSError as exc:
             raise from_oserror(exc, "set time of", str(path)) from exc
 
-    @staticmethod
-    def lstat(path: StrPath) -> os.stat_result | None:
+    def lstat(self, path: StrPath) -> os.stat_result | None:
+        self.guard(path)
         try:
             return os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
@@ -410,8 +507,7 @@ class Disk:
 
     # -- batches ---------------------------------------------------------------------------
 
-    @staticmethod
-    def syncfs(path: Path) -> None:
+    def syncfs(self, path: Path) -> None:
         """Flush the whole filesystem holding ``path`` (one call for a batch of files)."""
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -419,6 +515,17 @@ class Disk:
                 os.sync()
         finally:
             os.close(fd)
+
+
+def kind_of(mode: int) -> str:
+    """What a file of ``mode`` is, in words ("a directory", "a FIFO"...)."""
+    for test, words in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                        (stat.S_ISLNK, "a symbolic link"), (stat.S_ISSOCK, "a socket"),
+                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                        (stat.S_ISREG, "a regular file")):
+        if test(mode):
+            return words
+    return "an unknown kind of file"
 
 
 def read_open(fd: int, st: os.stat_result, limit: int) -> bytes:
@@ -443,12 +550,28 @@ def _read_all(fd: int, size: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _find_syncfs() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+def _libc_function(name: str) -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        return libc.syncfs
+        return getattr(libc, name)
     except (OSError, AttributeError, TypeError):
         return None
 
 
-_libc_syncfs = _find_syncfs()
+_libc_syncfs = _libc_function("syncfs")
+_libc_renameat2 = _libc_function("renameat2")
+if _libc_renameat2 is not None:
+    _libc_renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                                ctypes.c_uint)
+    _libc_renameat2.restype = ctypes.c_int
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+
+
+def _rename_noreplace(src: bytes, dest: bytes) -> int:
+    """``renameat2(src, dest, RENAME_NOREPLACE)``: 0, or the errno it failed with."""
+    if _libc_renameat2 is None:
+        return errno.ENOSYS
+    if _libc_renameat2(_AT_FDCWD, src, _AT_FDCWD, dest, _RENAME_NOREPLACE) == 0:
+        return 0
+    return ctypes.get_errno()

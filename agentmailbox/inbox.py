@@ -26,13 +26,38 @@ from pathlib import Path
 from . import names
 from .dead import DeadLetters
 from .errors import InvalidInput, MailboxError, MessageNotFound
-from .fs import Foreign, faults, read_open, same_file, staging_name
+from .fs import Foreign, Moved, faults, read_open, same_file, staging_name
 from .message import Malformed, Message, day_of, decode
 from .root import Root
 
-__all__ = ["Inbox", "State"]
+__all__ = ["HOLD_PREFIX", "Inbox", "State", "hold_id", "lease_start"]
 
 Notify = Callable[[Message, str, str], None]
+
+HOLD_PREFIX = ".hold."
+"""``cur/.hold.<id>.<pid>.<6 hex>``: a copy being settled by the one process that moved it there."""
+
+
+def hold_id(name: str) -> str | None:
+    """The message id of a hold name in ``cur/``, or None if ``name`` is not one."""
+    if not name.startswith(HOLD_PREFIX):
+        return None
+    msg_id, _, suffix = name[len(HOLD_PREFIX):].partition(".")
+    pid, _, tail = suffix.partition(".")
+    ok = (names.is_id(msg_id) and pid.isascii() and pid.isdigit() and len(tail) == 6
+          and all(c in "0123456789abcdef" for c in tail))
+    return msg_id if ok else None
+
+
+def lease_start(st: os.stat_result, now: int, lease_ns: int) -> int:
+    """When a claim's lease began: the newer of its mtime and ctime, in ns.
+
+    A time more than one lease ahead of ``now`` is not believed (a planted future
+    mtime, or the clock stepped back a long way), so no claim is held for longer than
+    two leases; 0 if neither time is believable.
+    """
+    horizon = now + lease_ns
+    return max((t for t in (st.st_mtime_ns, st.st_ctime_ns) if t <= horizon), default=0)
 
 
 log = logging.getLogger(__name__)
@@ -249,21 +274,21 @@ class Inbox:
         return found
 
     def _take(self, name: str) -> Message | None:
+        """Claim ``new/<name>``: one ``rename`` that never replaces; exactly one reader wins.
+
+        ``OCCUPIED`` means ``cur/`` already holds another copy of this id (a retried
+        send that raced a claim): this copy is left in ``new/`` untouched, and is settled
+        when that claim is done (then it is a duplicate of finished work) or given back
+        (then it is the unread copy). Nothing here ever acts on a file it did not move.
+        """
         src, dest = self._new_s + name, self._cur_s + name
-        try:
-            won = self._disk.take(src, dest)
-        except Foreign as exc:
-            self._dead.bury(src, exc.reason, agent=self.agent)
+        if self._disk.move(src, dest) is not Moved.MOVED:
             return None
-        if won is None:
-            return None
-        if won is False:
-            self._settle_collision(src, dest)
-            return None
+        faults.hit("claim.moved")
         msg_id = name[:-5]
-        done = self._disk.lstat(self._done_path(msg_id))
-        if done is not None:
-            self._drop_done_twin(dest, done)
+        done = self._done_path(msg_id)
+        if self._disk.lstat(done) is not None:
+            self._settle(msg_id, done, "duplicate delivery of a message already done")
             return None
         msg = self._load_claimed(dest, msg_id)
         if msg is None:
@@ -275,31 +300,49 @@ class Inbox:
             self._tell(msg, "read")
         return msg
 
-    def _drop_done_twin(self, dest: str, done: os.stat_result) -> None:
-        """We won ``cur/X`` but ``X`` is already done: a stale link, or a second copy.
+    def _settle(self, msg_id: str, dest: str, duplicate: str) -> Moved:
+        """Move the claim ``cur/<msg_id>.json`` to ``dest`` (``done/`` or ``new/``).
 
-        ``link`` looks its source up before it takes the target directory, so a
-        claimer that met ``new/X`` just before another reader claimed, finished and
-        moved it on can still create ``cur/X``: a link to the finished file, which
-        is simply removed. A different file under a done id is a duplicate delivery.
+        If ``dest`` is held by another copy of the id, ours is the redundant one: it is
+        first moved to a hold name only this process uses, moved to ``dest`` once more
+        (the other copy may have moved on meanwhile), and quarantined as ``duplicate``
+        only if ``dest`` is still held. Every decision rests on the atomic outcome of a
+        rename by the process that owns the file, never on a look at a name another
+        process may change (see PROTOCOL.md §9.3: settling a claim).
+
+        Returns ``MOVED`` (ours is at ``dest``), ``GONE`` (no longer ours: another reader
+        released, finished or settled it) or ``OCCUPIED`` (ours was quarantined).
         """
-        ours = self._disk.lstat(dest)
-        if ours is not None and same_file(ours, done):
-            self._disk.unlink(dest)
-        else:
-            self._dead.bury(dest, "duplicate delivery of a message already done",
-                            agent=self.agent)
+        cur = f"{self._cur_s}{msg_id}.json"
+        moved = self._disk.move(cur, dest)
+        if moved is not Moved.OCCUPIED:
+            return moved
+        hold = f"{self._cur_s}{HOLD_PREFIX}{staging_name(msg_id)}"
+        if self._disk.move(cur, hold) is not Moved.MOVED:
+            return Moved.GONE
+        faults.hit("settle.held")
+        return self.settle_hold(hold, dest, duplicate)
 
-    def _settle_collision(self, src: str, dest: str) -> None:
-        """``cur/X`` exists while ``new/X`` does: finish a half-done claim, or drop a duplicate."""
-        a, b = self._disk.lstat(src), self._disk.lstat(dest)
-        if a is None or b is None:
-            return
-        if same_file(a, b):
-            self._disk.unlink(src)  # another claimer linked and has not unlinked yet (or died)
-        else:
-            self._dead.bury(src, "duplicate delivery of a message already claimed",
-                            agent=self.agent)
+    def settle_hold(self, hold: str, dest: str, duplicate: str) -> Moved:
+        """Second half of :meth:`_settle`, for a copy under a hold name (``doctor`` finishes
+        the holds of a process that died with :meth:`recover_hold`)."""
+        moved = self._disk.move(hold, dest)
+        if moved is Moved.OCCUPIED:
+            self._dead.bury(hold, duplicate, agent=self.agent)
+        return moved
+
+    def recover_hold(self, name: str) -> Moved:
+        """Give a hold left by a process that died back to ``new/`` (or quarantine it as a
+        duplicate if ``new/`` holds the id): first taken to a hold name of our own, so
+        two recoveries never act on one file."""
+        msg_id = hold_id(name)
+        if msg_id is None:
+            raise InvalidInput(f"not a hold name: {names.as_text(name)}")
+        ours = f"{self._cur_s}{HOLD_PREFIX}{staging_name(msg_id)}"
+        if self._disk.move(self._cur_s + name, ours) is not Moved.MOVED:
+            return Moved.GONE
+        return self.settle_hold(ours, f"{self._new_s}{msg_id}.json",
+                                "duplicate delivery of a message already unread")
 
     def _load_claimed(self, path: str, msg_id: str) -> Message | None:
         """Start the lease of the claim at ``path``, then read and check the message.
@@ -322,7 +365,7 @@ class Inbox:
                 self._dead.bury(path, "hard link to a file elsewhere (not written through "
                                 "tmp/)", agent=self.agent)
                 return None
-            self._disk.touch_open(fd, time.time_ns(), path)  # the lease starts now
+            self._disk.touch_open(fd, path)  # the lease starts now
             faults.hit("claim.taken")
             data = read_open(fd, st, limit)
         except Foreign as exc:
@@ -346,7 +389,11 @@ class Inbox:
 
         The sender unlinks that name right after publishing, maybe while we look for
         it: if ``path`` is down to one link once we looked, the other was the tmp name.
+        A sender's file has exactly two names then (the tmp name and ours); a third
+        means a name elsewhere, whatever ``tmp/`` holds.
         """
+        if st.st_nlink != 2:
+            return False
         for entry in self._disk.scan(self.tmp):
             if entry.name.startswith(msg_id):
                 other = self._disk.lstat(Path(entry.path))
@@ -365,8 +412,12 @@ class Inbox:
         if day not in self._days:
             self._disk.ensure_dir(Path(folder))
             self._days.add(day)
-        if not self._disk.rename(f"{self._cur_s}{msg_id}.json", f"{folder}/{msg_id}.json"):
+        moved = self._settle(msg_id, f"{folder}/{msg_id}.json",
+                             "duplicate delivery of a message already done")
+        if moved is Moved.GONE:
             return self._expect(msg_id, State.DONE)
+        if moved is Moved.OCCUPIED:
+            return False  # another copy was done already; ours went to dead/
         faults.hit("done.moved")
         self._disk.fsync_dir(folder)
         self._root.journal.record("done", agent=self.agent, id=msg_id, epoch=self._epoch())
@@ -378,18 +429,25 @@ class Inbox:
         return True
 
     def release(self, msg: Message | str, reason: str = "released") -> bool:
-        """Give a claimed message back to ``new/``. False if it was not claimed."""
+        """Give a claimed message back to ``new/``. False if it was not claimed.
+
+        If ``new/`` already holds another copy of the id, that copy is the unread one
+        and this claim's copy is quarantined as a duplicate: either way the id is unread.
+        """
         msg_id = names.check_id(msg if isinstance(msg, str) else msg.id)
-        if not self._disk.rename(self.cur / f"{msg_id}.json", self.new / f"{msg_id}.json"):
+        moved = self._settle(msg_id, f"{self._new_s}{msg_id}.json",
+                             "duplicate delivery of a message already unread")
+        if moved is Moved.GONE:
             return self._expect(msg_id, State.NEW)
         faults.hit("release.moved")
         self._root.journal.record("release", agent=self.agent, id=msg_id, reason=reason)
         return True
 
-    def renew(self, msg: Message | str) -> None:
-        """Extend the lease of a claimed message (start it again now)."""
+    def renew(self, msg: Message | str) -> bool:
+        """Extend the lease of a claimed message (start it again now). False if it is no
+        longer claimed."""
         msg_id = names.check_id(msg if isinstance(msg, str) else msg.id)
-        self._disk.touch(self.cur / f"{msg_id}.json", time.time_ns())
+        return self._disk.touch(f"{self._cur_s}{msg_id}.json")
 
     def _expect(self, msg_id: str, wanted: State) -> bool:
         state = self.state_of(msg_id)
@@ -412,17 +470,20 @@ class Inbox:
     def requeue_expired(self, lease_seconds: float | None = None) -> builtins.list[str]:
         """Release every claim older than the lease; returns their ids.
 
-        A claim's age is the newer of its mtime (set when the lease starts or is
-        renewed) and its ctime (changed by the claiming link itself), so a claim taken
-        a moment ago is never mistaken for an old one whose lease was not set yet.
+        A claim's age counts from :func:`lease_start`: the newer of its mtime (set when
+        the lease starts or is renewed) and its ctime (changed by the claiming rename
+        itself), so a claim taken a moment ago is never mistaken for an old one whose
+        lease was not set yet, and a time in the far future does not hold it for ever.
         """
         lease = self._root.config.lease_seconds if lease_seconds is None else lease_seconds
-        cutoff = time.time_ns() - int(lease * 1e9)
+        lease_ns = int(lease * 1e9)
+        now = time.time_ns()
         expired = []
         for entry in self._disk.scan(self.cur):
-            st = self._disk.lstat(Path(entry.path))
-            if (names.is_message_file(entry.name) and st is not None
-                    and max(st.st_mtime_ns, st.st_ctime_ns) < cutoff):
+            if not names.is_message_file(entry.name):
+                continue
+            st = self._disk.lstat(self._cur_s + entry.name)
+            if st is not None and lease_start(st, now, lease_ns) < now - lease_ns:
                 msg_id = entry.name[:-5]
                 if self.release(msg_id, reason="lease expired"):
                     expired.append(msg_id)
@@ -457,7 +518,7 @@ class Inbox:
         """
         from .watch import wait_for_mail
 
-        return wait_for_mail(self.new, timeout)
+        return wait_for_mail(self.new, timeout, disk=self._disk)
 
     def watch(self, stop: threading.Event | None = None, timeout: float | None = None,
               heartbeat: bool = True) -> Iterator[Message]:

@@ -120,7 +120,7 @@ class Mailbox:
         if mode not in MODES:
             raise InvalidInput(f"mode must be one of {sorted(MODES)}")
         config = Config._typed({"fsync": str(Fsync(fsync)), "mode": mode, **settings})
-        disk = Disk(config.fsync, *MODES[mode])
+        disk = Disk(config.fsync, *MODES[mode], base=str(base))
         for sub in _TOP_DIRS:
             disk.ensure_dir(base / sub)
         os.chmod(base, disk.dir_mode)
@@ -375,7 +375,7 @@ class Mailbox:
         pending.clear()
         if self.root.disk.fsync is not Fsync.NEVER:
             for folder in folders:
-                Disk.sync_dir(folder)
+                self.root.disk.sync_dir(folder)
 
     def _receipt(self, original: Message, state: str, reader: str) -> None:
         """The explicit receipt a sender asked for (``receipt=True``), into its inbox."""

@@ -93,7 +93,7 @@ class Root:
              ) -> Root:
         config = _read_config(path)
         file_mode, dir_mode = MODES[config.mode]
-        disk = Disk(Fsync(fsync) if fsync else config.fsync, file_mode, dir_mode)
+        disk = Disk(Fsync(fsync) if fsync else config.fsync, file_mode, dir_mode, base=str(path))
         return cls(path, config, disk, clock or _PROCESS_CLOCK, Journal(path / "journal", disk))
 
     def agent_dir(self, name: str) -> Path:
@@ -106,7 +106,7 @@ _PROCESS_CLOCK = Clock()
 
 def _read_config(path: Path) -> Config:
     try:
-        data, _ = Disk.read(path / "mailbox.json", _CONFIG_LIMIT)
+        data, _ = Disk().read(path / "mailbox.json", _CONFIG_LIMIT)
     except FileNotFoundError as exc:
         raise RootNotFound(f"{path} is not a mailbox root (no mailbox.json)",
                            hint="create one with: mailbox init") from exc

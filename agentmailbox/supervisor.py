@@ -55,7 +55,7 @@ from .errors import (
     MailboxError,
     MessageNotFound,
 )
-from .fs import Foreign, faults, same_file
+from .fs import Foreign, Moved, faults, same_file
 from .inbox import Inbox, State
 from .mailbox import Mailbox
 from .message import Malformed, Message, decode, encode, iso, stamp_of
@@ -487,15 +487,18 @@ class Supervisor:
         cur, new = self.spool.cur / name, self.spool.new / name
         a, b = self.mb.root.disk.lstat(cur), self.mb.root.disk.lstat(new)
         if a is not None and b is not None and same_file(a, b):
-            self.mb.root.disk.unlink(new)  # the claim died between link and unlink
+            # A v1 claim that died between link and unlink. Only the supervisor (one per
+            # root, under its lock) acts on the spool, so removing this second name of
+            # the file cannot race anyone.
+            self.mb.root.disk.unlink(new)
         self._route_file(cur, report)
 
     def _admit(self, name: str, report: Pass) -> None:
         new, cur = self.spool.new / name, self.spool.cur / name
-        taken = self.mb.root.disk.take(new, cur)
-        if taken is None:
+        taken = self.mb.root.disk.move(new, cur)
+        if taken is Moved.GONE:
             return
-        if taken is False:
+        if taken is Moved.OCCUPIED:
             self._recover(name, report)
             return
         faults.hit("route.claimed")

@@ -14,13 +14,20 @@ decides what mail exists: the directories do. (watchdog announces an overflow on
 by a WARNING on ``watchdog.observers.inotify_c``; an application that silences that
 logger leaves the periodic rescan as the only net.)
 
-Claims link ``new/X`` into ``cur/`` and then unlink ``new/X``: no rename leaves a
-watched directory, so watchdog never holds a "moved from" event for its 0.5 s
-pairing window and wake-ups stay in the millisecond range (see DESIGN: the watcher).
+Claims rename ``new/X`` to ``cur/X``, out of the watched folder. watchdog holds
+every "moved from" event for up to 0.5 s while it looks for the matching "moved to"
+(``inotify_move_event_grouper``), and every event queued behind it waits too. So the
+watch asks the kernel for arrivals only (``IN_CREATE | IN_MOVED_TO``): no "moved from"
+event is ever read, nothing waits, and wake-ups stay in the millisecond range.
+
+When the kernel refuses an inotify instance or watch (``max_user_instances`` or
+``max_user_watches`` used up), the watcher runs on its periodic rescan alone and says
+so once in the log: slower wake-ups, nothing missed.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -36,8 +43,9 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
-from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
+from watchdog.observers.inotify import InotifyEmitter, InotifyObserver
+from watchdog.observers.inotify_c import InotifyConstants
 
 from . import names
 from .errors import MailboxError, MessageNotFound, from_oserror
@@ -96,6 +104,32 @@ class _Nudge(FileSystemEventHandler):
         self._watcher.mark(os.path.dirname(os.fsdecode(path)))
 
 
+class _ArrivalsEmitter(InotifyEmitter):
+    """An inotify emitter that asks the kernel for arrivals only: no ``IN_MOVED_FROM``.
+
+    watchdog narrows the kernel mask from ``event_filter`` but always adds both move
+    halves for created or moved events (``get_event_mask_from_filter``); a "moved from"
+    then stalls every later event for the 0.5 s pairing window. An unpaired
+    ``IN_MOVED_TO`` is reported as a created file, which is all a watcher needs.
+    """
+
+    def get_event_mask_from_filter(self) -> int:  # type: ignore[override]
+        return (InotifyConstants.IN_CREATE | InotifyConstants.IN_MOVED_TO
+                | InotifyConstants.IN_DELETE_SELF)
+
+
+class _ArrivalsObserver(InotifyObserver):
+    """watchdog's inotify observer with :class:`_ArrivalsEmitter` for each watch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._emitter_class = _ArrivalsEmitter
+
+
+# errno of an inotify limit: instances (EMFILE) or watches (ENOSPC) used up.
+_INOTIFY_LIMITS = (errno.EMFILE, errno.ENOSPC, errno.ENFILE)
+
+
 class _OverflowAlarm(logging.Handler):
     """Turns watchdog's "Inotify queue overflowed" warning into a full rescan."""
 
@@ -134,6 +168,9 @@ class Watcher:
         self._everything = False
         self._alarm = _OverflowAlarm(self)
         self._observer: BaseObserver | None = None
+        self._started = False
+        self.polling = False
+        """True when the kernel gave no inotify watch: scans on the timer only."""
 
     def __repr__(self) -> str:
         return f"<Watcher {', '.join(map(str, self.directories))}>"
@@ -142,7 +179,8 @@ class Watcher:
 
     def start(self) -> Watcher:
         """Start watching; scan only after this returns, so nothing slips between."""
-        if self._observer is None:
+        if not self._started:
+            self._started = True
             if _INOTIFY_LOG.level == logging.NOTSET:
                 # The overflow alarm must hear watchdog's WARNING even when the
                 # application logs at ERROR (its handlers still decide what is shown).
@@ -158,6 +196,7 @@ class Watcher:
     def stop(self) -> None:
         """Stop watching and join watchdog's threads."""
         _INOTIFY_LOG.removeHandler(self._alarm)
+        self._started = False
         observer, self._observer = self._observer, None
         if observer is not None:
             _halt(observer)
@@ -174,8 +213,14 @@ class Watcher:
         """The current watchdog observer (it is replaced if it dies)."""
         return self._observer
 
-    def _start_observer(self) -> BaseObserver:
-        observer = Observer()
+    def _start_observer(self) -> BaseObserver | None:
+        """A running observer, or None when the kernel's inotify limits are used up
+        (the watcher then wakes on its rescan timer alone)."""
+        try:
+            observer = _ArrivalsObserver()
+        except OSError as exc:
+            self._no_inotify(exc)
+            return None
         nudge = _Nudge(self)
         try:
             for directory in self.directories:
@@ -184,8 +229,19 @@ class Watcher:
             observer.start()
         except OSError as exc:
             _halt(observer)  # a failed start can leave watchdog's inotify reader running
+            if exc.errno in _INOTIFY_LIMITS:
+                self._no_inotify(exc)
+                return None
             raise from_oserror(exc, "watch", str(exc.filename or self.directories[0])) from exc
         return observer
+
+    def _no_inotify(self, exc: OSError) -> None:
+        if exc.errno not in _INOTIFY_LIMITS:
+            raise from_oserror(exc, "watch", str(self.directories[0])) from exc
+        self.polling = True
+        log.warning("inotify unavailable (%s); %s wakes every %.1f s on its rescan alone",
+                    os.strerror(exc.errno or 0), self, self.rescan_interval)
+        return None
 
     # -- wake-ups -----------------------------------------------------------------------------
 
@@ -239,7 +295,7 @@ class Watcher:
     def _ensure_alive(self) -> None:
         observer = self._observer
         if observer is None or _healthy(observer):
-            return
+            return  # None: no inotify (polling), or not started
         log.warning("watch thread died; replacing the observer of %s", self)
         _halt(observer)
         self._observer = self._start_observer()
@@ -259,21 +315,21 @@ def _halt(observer: BaseObserver) -> None:
 
 # -- waiting for and consuming one inbox ---------------------------------------------------------
 
-def has_mail(directory: Path) -> bool:
+def has_mail(directory: Path, disk: Disk | None = None) -> bool:
     """True if ``directory`` holds at least one message file (stops at the first)."""
-    return any(names.is_message_file(e.name) for e in Disk.scan(directory))
+    return any(names.is_message_file(e.name) for e in (disk or Disk()).scan(directory))
 
 
 def wait_for_mail(directory: Path, timeout: float | None,
-                  rescan_interval: float = RESCAN_SECONDS) -> bool:
+                  rescan_interval: float = RESCAN_SECONDS, disk: Disk | None = None) -> bool:
     """Block until ``directory`` holds a message file; see :meth:`Inbox.wait`."""
-    if has_mail(directory):
+    if has_mail(directory, disk):
         return True
     if timeout is not None and timeout <= 0:
         return False
     deadline = None if timeout is None else time.monotonic() + timeout
     with Watcher(directory, rescan_interval=rescan_interval) as watcher:
-        while not has_mail(directory):
+        while not has_mail(directory, disk):
             left = _left(deadline)
             if left is not None and left <= 0:
                 return False

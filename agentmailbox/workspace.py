@@ -153,7 +153,7 @@ def _leaf_dirs(base: Path) -> Iterator[Path]:
     stack = [base]
     while stack:
         folder = stack.pop()
-        entries = list(Disk.scan(folder))
+        entries = list(Disk().scan(folder))
         if any(e.name.isdigit() for e in entries):
             yield folder
         stack.extend(Path(e.path) for e in entries if e.is_dir(follow_symlinks=False))

@@ -14,17 +14,24 @@ Commands::
                                       once (no final sweep); print the claimed ids as JSON
     claim ROOT AGENT [done]           claim once (and mark it done); used with
                                       $AGENTMAILBOX_FAULT to die at a named point
+    churn ROOT AGENT STOP SEED MIX    until STOP exists, claim and then at random give
+                                      back, mark done, or keep past the lease; MIX
+                                      "release" never marks done; prints the counts
+    resend ROOT SENDER AGENT STOP SEED  until STOP exists, send again (same key) mail
+                                      that was sent before: copies of ids the inbox holds
+    doctor ROOT STOP                  until STOP exists, run doctor --repair in a loop
 """
 
 from __future__ import annotations
 
 import os
+import random
 import sys
 import time
 
 import orjson
 
-from agentmailbox import Mailbox
+from agentmailbox import Mailbox, MailboxError, doctor
 
 _IDLE_SLEEP = 0.001  # seconds a reader waits when it found nothing to claim
 
@@ -83,12 +90,61 @@ def claim(root: str, agent: str, then: str = "") -> None:
     _print({"id": msg.id if msg else None})
 
 
+def churn(root: str, agent: str, stop: str, seed: str, mix: str) -> None:
+    """Claim, then give back, finish or abandon at random, until ``stop`` exists."""
+    rng = random.Random(int(seed))
+    counts = {"claimed": 0, "released": 0, "done": 0, "kept": 0, "refused": 0}
+    with Mailbox.open(root) as mb:
+        inbox = mb.inbox(agent)
+        while not os.path.exists(stop):
+            msg = inbox.claim()
+            if msg is None:
+                time.sleep(_IDLE_SLEEP)
+                continue
+            counts["claimed"] += 1
+            roll = rng.random()
+            try:
+                if mix == "release" or roll < 0.5:
+                    counts["released"] += inbox.release(msg)
+                elif roll < 0.75:
+                    counts["done"] += inbox.done(msg)
+                else:
+                    counts["kept"] += 1  # the lease runs out: someone else releases it
+            except MailboxError:
+                counts["refused"] += 1  # our lease ran out and another reader moved it
+    _print(counts)
+
+
+def resend(root: str, sender: str, agent: str, stop: str, seed: str) -> None:
+    """Repeat keyed sends ``key-<n>`` already made: each retry is a copy of a held id."""
+    rng = random.Random(int(seed))
+    sent = 0
+    with Mailbox.open(root) as mb:
+        keys = int(mb.config.extra.get("test_keys", 0))
+        while not os.path.exists(stop) and keys:
+            mb.send(sender, agent, subject="again", key=f"key-{rng.randrange(keys)}")
+            sent += 1
+            time.sleep(_IDLE_SLEEP)
+    _print({"sent": sent})
+
+
+def doctor_loop(root: str, stop: str) -> None:
+    """``doctor --repair`` again and again, as an operator's cron job might."""
+    runs = 0
+    with Mailbox.open(root) as mb:
+        while not os.path.exists(stop):
+            doctor.check(mb, repair=True, stale_after=0.5)
+            runs += 1
+    _print({"runs": runs})
+
+
 def _print(obj: object) -> None:
     sys.stdout.buffer.write(orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE))
     sys.stdout.flush()
 
 
-COMMANDS = {"produce": produce, "read": read, "drain": drain, "claim": claim}
+COMMANDS = {"produce": produce, "read": read, "drain": drain, "claim": claim, "churn": churn,
+            "resend": resend, "doctor": doctor_loop}
 
 
 def main(argv: list[str]) -> int:

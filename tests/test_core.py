@@ -124,14 +124,35 @@ def test_redelivering_an_id_stores_nothing_new(mb: Mailbox) -> None:
 
 
 def test_duplicate_that_slipped_into_new_is_never_handed_out(mb: Mailbox) -> None:
-    """A copy of a claimed id planted in new/ is quarantined at claim, not read twice."""
+    """A second copy of a claimed id waits in new/ untouched, and once the claim is done
+    it is quarantined as a duplicate of finished work, never handed out."""
     msg = mb.send("alice", "bob")
     inbox = mb.agent("bob").inbox
     data = (inbox.new / f"{msg.id}.json").read_bytes()
     inbox.claim()
     (inbox.new / f"{msg.id}.json").write_bytes(data)
     assert inbox.claim() is None
-    assert [d.reason for d in mb.dead.list()] == ["duplicate delivery of a message already claimed"]
+    assert [] == mb.dead.list()
+    assert inbox.done(msg.id) is True
+    assert inbox.claim() is None
+    assert ["duplicate delivery of a message already done"] == [d.reason for d in mb.dead.list()]
+    assert [msg.id] == inbox.ids(State.DONE)
+    assert [] == inbox.ids(State.NEW) == inbox.ids(State.CLAIMED)
+
+
+def test_giving_back_a_claim_whose_id_is_unread_again_keeps_one_copy(mb: Mailbox) -> None:
+    """Releasing a claim while a second copy of its id waits in new/ leaves that copy as
+    the unread one (the claimed copy goes to dead/): the id is claimed once more, once."""
+    msg = mb.send("alice", "bob")
+    inbox = mb.agent("bob").inbox
+    data = (inbox.new / f"{msg.id}.json").read_bytes()
+    inbox.claim()
+    (inbox.new / f"{msg.id}.json").write_bytes(data)
+    assert inbox.release(msg.id) is True
+    assert ["duplicate delivery of a message already unread"] == [
+        d.reason for d in mb.dead.list()]
+    assert msg.id == inbox.claim().id
+    assert inbox.claim() is None
 
 
 def test_message_to_several_recipients_reaches_each(mb: Mailbox) -> None:

@@ -266,7 +266,7 @@ def test_doctor_reports_clean_after_repair(crashes: Crashes) -> None:
 
 # -- readers killed at the claim and done steps ----------------------------------------------------
 
-READER_FAULTS = {"take.linked": "", "claim.taken": "", "done.moved": "done"}
+READER_FAULTS = {"claim.moved": "", "claim.taken": "", "done.moved": "done"}
 
 
 def _killed_reader(mb: Mailbox, point: str) -> None:

@@ -229,6 +229,25 @@ def _release_recover(ctx: Ctx) -> str:
     return f"the message is {state} after the repair; the next claim {gets}"
 
 
+def _release_beside_a_copy(mb: Mailbox) -> None:
+    """Claim, let a retried send put a second copy into new/, then give the claim back."""
+    inbox = mb.inbox("bob")
+    msg = inbox.claim()
+    assert msg is not None
+    (inbox.new / f"{msg.id}.json").write_bytes((inbox.cur / f"{msg.id}.json").read_bytes())
+    inbox.release(msg)
+
+
+def _duplicate_recover(ctx: Ctx) -> str:
+    (msg_id,) = ctx.acked["bob"]
+    state = _where(ctx.mb, "bob", msg_id)
+    copies = [d.name for d in ctx.mb.dead.list() if d.reason.startswith("duplicate")]
+    ctx.planted.extend(copies)  # the redundant copy: the retried send made it
+    handled = _claim_all(ctx.mb.inbox("bob"))
+    return (f"the message is {state} after the repair, {len(copies)} redundant copy in dead/; "
+            f"the next reader handles {len(handled)} of 1")
+
+
 def _quarantine_prepare(ctx: Ctx) -> None:
     bad = f"{ctx.mb.root.clock.new_id()}.json"
     (ctx.mb.inbox("bob").new / bad).write_bytes(b"")
@@ -329,10 +348,10 @@ SCENARIOS = (
               "send.unlinked"),
              f"{REPAIR}; the caller retries the same keyed send", lambda ctx: None,
              _keyed_send, _keyed_recover),
-    Scenario("route", ("take.linked", "route.claimed", "send.published", "route.delivered",
+    Scenario("route", ("route.claimed", "send.published", "route.delivered",
                        "route.recorded"),
              f"{REPAIR}; one supervisor pass", _route_prepare, _route, _route_recover),
-    Scenario("claim and done", ("take.linked", "claim.taken", "done.moved"),
+    Scenario("claim and done", ("claim.moved", "claim.taken", "done.moved"),
              f"{REPAIR}; the lease expires; a new reader claims everything",
              _reader_prepare, _claim_and_finish, _reader_recover),
     Scenario("receipt", ("receipt.pending",),
@@ -340,6 +359,8 @@ SCENARIOS = (
              _receipt_prepare, _claim_one, _receipt_recover),
     Scenario("release", ("release.moved",), REPAIR, _release_prepare, _claim_and_release,
              _release_recover),
+    Scenario("give back a duplicate", ("settle.held",), REPAIR, _release_prepare,
+             _release_beside_a_copy, _duplicate_recover),
     Scenario("quarantine", ("quarantine.reason_written",), REPAIR, _quarantine_prepare,
              _claim_one, _quarantine_recover),
     Scenario("handoff", ("stage.written", "handoff.staged"),
@@ -515,7 +536,7 @@ def test_doctor_reports_clean_after_recovery(runs: dict[str, Run], case: str) ->
 
 def _hits_in_package() -> tuple[list[str], int]:
     """Every literal ``faults.hit("...")`` in the package, and the count of all calls."""
-    source = "".join(p.read_text() for p in sorted((ROOT / "agentmailbox").glob("*.py")))
+    source = "".join(p.read_text() for p in sorted((ROOT / "agentmailbox").rglob("*.py")))
     return re.findall(r'faults\.hit\("([^"]+)"\)', source), source.count("faults.hit(")
 
 
