@@ -114,7 +114,11 @@ proctype doctor() {
     b = nm[NEW];                        /* lstat new/X */
     if
     :: a != 0 && a == b -> unlink(NEW)  /* "half-claim" */
-    :: a != 0 && a != b -> move(CUR, NEW, r)   /* lease expired */
+    :: a != 0 && a != b ->
+        if
+        :: true -> move(CUR, NEW, r)    /* lease expired */
+        :: true                         /* not yet */
+        fi
     :: else
     fi
 }
