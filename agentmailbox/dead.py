@@ -50,13 +50,17 @@ class DeadLetters:
         self._root = root
         self.directory = root.path / "dead"
 
-    def bury(self, path: Path | str, reason: str, **extra: Any) -> str | None:
-        """Move ``path`` into ``dead/`` with ``reason``; None if it was already gone."""
+    def bury(self, path: Path | str, reason: str, *, name: str | None = None,
+             **extra: Any) -> str | None:
+        """Move ``path`` into ``dead/`` with ``reason``; None if it was already gone.
+
+        ``name`` is the name to record when ``path`` is a temporary one (a hold name).
+        """
         path = Path(path)
         disk = self._root.disk
         dead_id = self._root.clock.new_id()
         origin = as_text(str(path.parent.relative_to(self._root.path)))
-        name = as_text(path.name)  # a hostile name need not be UTF-8
+        name = as_text(name or path.name)  # a hostile name need not be UTF-8
         reason_path = self._write_reason(dead_id, reason, origin=origin, name=name, **extra)
         faults.hit("quarantine.reason_written")
         if not disk.rename(path, self.directory / f"{dead_id}.msg"):

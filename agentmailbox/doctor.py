@@ -13,7 +13,7 @@ import os
 import re
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from .inbox import Inbox, hold_id, lease_start
 from .mailbox import _TOP_DIRS, Mailbox
 from .message import Malformed, decode
 from .registry import _SUBDIRS
+from .root import ROOT_FORMAT
 
 __all__ = ["Finding", "check"]
 
@@ -79,7 +80,19 @@ class _Doctor:
             self._agent(name)
         self._foreign_agents()
         self._dead()
+        self._format()
         return self.findings
+
+    def _format(self) -> None:
+        """A version 1 root is upgraded once its v1 half-claims are settled (§23.1)."""
+        if self.mb.config.format >= ROOT_FORMAT:
+            return
+        config = replace(self.mb.config, format=ROOT_FORMAT)
+        pending = any(f.kind == "half-claim" and not f.repaired for f in self.findings)
+        self.note("old-format", self.mb.path / "mailbox.json", f"format {self.mb.config.format}"
+                  f" root (stop version 1 programs, then repair: it becomes {ROOT_FORMAT})",
+                  None if pending else
+                  lambda: self.disk.replace(self.mb.path / "mailbox.json", config.to_json()))
 
     def _folders(self) -> bool:
         """Every folder of the layout must be a real folder: a link, file or FIFO in its
@@ -164,7 +177,11 @@ class _Doctor:
                 self.note("foreign", path, "not a message file name",
                           self._bury(path, "foreign file name in new/", inbox.agent))
                 continue
-            self._check_file(inbox, path)
+            if self._check_file(inbox, path) and inbox.is_done(entry.name[:-5]):
+                # A retried send that looked at cur/ and done/ before X was done, and
+                # linked its copy after: claiming it settles it as a duplicate.
+                self.note("duplicate", path, "a copy of a message already done",
+                          lambda i=entry.name[:-5]: inbox.claim(i))
 
     def _cur(self, inbox: Inbox) -> None:
         now = time.time_ns()

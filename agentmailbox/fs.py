@@ -308,9 +308,17 @@ class Disk:
         os.close(fd)
         return path
 
+    def share(self, fd: int) -> None:
+        """Give a file this root's mode: the umask must not take a group root's access away
+        (every member appends to the journal and event memory, and claims any mail)."""
+        if self.file_mode & 0o060 and os.fstat(fd).st_mode & 0o777 != self.file_mode:
+            try:
+                os.fchmod(fd, self.file_mode)
+            except PermissionError:
+                pass  # another member's file, which only its owner may change
+
     def _fill(self, fd: int, data: bytes, sync: bool) -> None:
-        if self.file_mode & 0o060:
-            os.fchmod(fd, self.file_mode)  # the umask must not take group access away
+        self.share(fd)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
@@ -350,6 +358,7 @@ class Disk:
         except OSError as exc:
             raise from_oserror(exc, "open for append", str(path)) from exc
         try:
+            self.share(fd)
             if os.write(fd, line) != len(line):
                 raise DiskFull(f"short append to {path}", path=str(path))
             if sync:

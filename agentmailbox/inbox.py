@@ -112,6 +112,10 @@ class Inbox:
         found = self.path_of(msg_id)
         return found[0] if found else State.ABSENT
 
+    def is_done(self, msg_id: str) -> bool:
+        """True if ``done/`` holds ``msg_id`` (one ``stat``)."""
+        return self._disk.lstat(self._done_path(names.check_id(msg_id))) is not None
+
     def path_of(self, msg_id: str) -> tuple[State, Path] | None:
         for state, path in self._places(msg_id):
             if self._disk.lstat(path) is not None:
@@ -328,7 +332,7 @@ class Inbox:
         the holds of a process that died with :meth:`recover_hold`)."""
         moved = self._disk.move(hold, dest)
         if moved is Moved.OCCUPIED:
-            self._dead.bury(hold, duplicate, agent=self.agent)
+            self._dead.bury(hold, duplicate, name=os.path.basename(dest), agent=self.agent)
         return moved
 
     def recover_hold(self, name: str) -> Moved:
@@ -483,7 +487,10 @@ class Inbox:
             if not names.is_message_file(entry.name):
                 continue
             st = self._disk.lstat(self._cur_s + entry.name)
-            if st is not None and lease_start(st, now, lease_ns) < now - lease_ns:
+            # A claim with a second link is no claim of ours: a version 1 half-claim (or a
+            # planted link), settled by doctor; releasing it would give it a name in dead/.
+            if (st is not None and st.st_nlink == 1
+                    and lease_start(st, now, lease_ns) < now - lease_ns):
                 msg_id = entry.name[:-5]
                 if self.release(msg_id, reason="lease expired"):
                     expired.append(msg_id)

@@ -56,6 +56,7 @@ class Journal:
             self._close()
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
             self._fd = os.open(self.directory / f"{day}.jsonl", flags, self._disk.file_mode)
+            self._disk.share(self._fd)
             self._day = day
         return self._fd
 

@@ -59,7 +59,6 @@ def _create(path: Path, disk: Disk) -> None:
     except OSError as exc:
         raise from_oserror(exc, "create lock file", str(path)) from exc
     try:
-        if disk.file_mode & 0o060:
-            os.fchmod(fd, disk.file_mode)  # the umask must not take group access away
+        disk.share(fd)
     finally:
         os.close(fd)

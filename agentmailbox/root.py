@@ -17,9 +17,14 @@ import orjson
 from .errors import InvalidInput, RootNotFound
 from .fs import Disk, Foreign, Fsync
 from .journal import Journal
-from .message import FORMAT_VERSION, Clock
+from .message import Clock
 
-__all__ = ["DIRNAME", "Config", "Root", "find_root"]
+__all__ = ["DIRNAME", "FORMATS", "ROOT_FORMAT", "Config", "Root", "find_root"]
+
+ROOT_FORMAT = 2
+"""The protocol version ``init`` writes into ``mailbox.json`` (docs/PROTOCOL.md)."""
+FORMATS = (1, ROOT_FORMAT)
+"""The versions this library opens: a version 1 root is read as it is (PROTOCOL.md §23.1)."""
 
 DIRNAME = ".mailbox"
 _CONFIG_LIMIT = 1 << 20
@@ -30,7 +35,7 @@ MODES = {"private": (0o600, 0o700), "group": (0o660, 0o2770)}
 class Config:
     """Bus-wide settings from ``mailbox.json`` (the identity/config layer of the bus)."""
 
-    format: int = FORMAT_VERSION
+    format: int = ROOT_FORMAT
     fsync: Fsync = Fsync.ALWAYS
     mode: str = "private"
     max_message_bytes: int = 1 << 20
@@ -52,9 +57,11 @@ class Config:
                                hint="fix it by hand, or compare with docs/PROTOCOL.md") from exc
         if not isinstance(obj, dict):
             raise InvalidInput("mailbox.json must hold a JSON object")
-        if obj.get("format") != FORMAT_VERSION:
-            raise InvalidInput(f"mailbox.json has format {obj.get('format')!r}; this version "
-                               f"reads format {FORMAT_VERSION}", hint="upgrade agentmailbox")
+        version = obj.get("format")
+        if isinstance(version, bool) or version not in FORMATS:
+            raise InvalidInput(f"mailbox.json has format {version!r}; this version "
+                               f"reads formats {', '.join(map(str, FORMATS))}",
+                               hint="upgrade agentmailbox")
         return cls._typed(obj)
 
     @classmethod

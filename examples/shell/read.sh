@@ -48,11 +48,12 @@ new_id() {
     printf '%s-%s\n' "$stamp" "$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 }
 
-# Move a claimed file into dead/ with its reason: the reason first, then the file.
+# Move a claimed file $1 into dead/ with reason $2 (recorded under name $3 if given):
+# the reason first, then the file.
 quarantine() {
     dead=$root/dead dead_id=$(new_id)
     printf '{"id":"%s","reason":"%s","origin":"agents/%s/inbox/cur","name":"%s","at":"%s","agent":"%s"}\n' \
-        "$dead_id" "$2" "$agent" "${1##*/}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$agent" \
+        "$dead_id" "$2" "$agent" "${3:-${1##*/}}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$agent" \
         > "$dead/.$dead_id.tmp"
     ln "$dead/.$dead_id.tmp" "$dead/$dead_id.reason.json"
     rm -f "$dead/.$dead_id.tmp"
@@ -67,24 +68,35 @@ journal() {
 
 if grep -q '"mode": *"group"' "$root/mailbox.json"; then umask 007; else umask 077; fi
 
+# Move our hold name $1 to $2 without replacing (GNU mv -n: renameat2 RENAME_NOREPLACE).
+# True if it moved; the hold is ours alone, so its absence is the proof.
+settle() { mv -n "$1" "$2" 2>/dev/null || :; [ ! -e "$1" ] && [ ! -h "$1" ]; }
+
 for name in $(ls "$inbox/new" | LC_ALL=C sort); do
     case $name in $message_file) ;; *) continue ;; esac   # foreign names: doctor's job
     [ -h "$inbox/new/$name" ] && continue                  # never claim a symlink
-    ln -P "$inbox/new/$name" "$inbox/cur/$name" 2>/dev/null || continue  # someone else has it
-    rm -f "$inbox/new/$name"
-    [ -f "$inbox/cur/$name" ] && [ ! -h "$inbox/cur/$name" ] || continue
     id=${name%.json}
+    hold=$inbox/cur/.hold.$id.$$.$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+    mv "$inbox/new/$name" "$hold" 2>/dev/null || continue  # someone else has it
+    if ! settle "$hold" "$inbox/cur/$name"; then           # cur/ holds another copy
+        settle "$hold" "$inbox/new/$name" || quarantine "$hold" "duplicate delivery of a message already unread" "$name"
+        continue
+    fi
+    [ -f "$inbox/cur/$name" ] && [ ! -h "$inbox/cur/$name" ] || continue
     day=$(day_of "$id")
     if [ -e "$inbox/done/$day/$name" ]; then
-        quarantine "$inbox/cur/$name" "duplicate delivery of a message already done"
+        mv "$inbox/cur/$name" "$hold"
+        quarantine "$hold" "duplicate delivery of a message already done" "$name"
         continue
     fi
     touch "$inbox/cur/$name"                                # the lease starts now
     journal claim "$id"
     cat "$inbox/cur/$name"
     mkdir -p "$inbox/done/$day"
-    mv "$inbox/cur/$name" "$inbox/done/$day/$name"          # the DONE marker
-    journal done "$id"
+    mv "$inbox/cur/$name" "$hold"                           # ours alone while it settles
+    settle "$hold" "$inbox/done/$day/$name" ||
+        quarantine "$hold" "duplicate delivery of a message already done" "$name"
+    journal done "$id"                                      # the DONE marker is the file's place
     exit 0
 done
 printf 'read.sh: no unread mail for %s\n' "$agent" >&2
