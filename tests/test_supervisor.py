@@ -425,5 +425,5 @@ def test_a_spool_entry_that_cannot_be_routed_is_buried_and_routing_goes_on(
     msg = team.send("alice", "@coder")
     sup.run_once()
     [letter] = team.dead.list()
-    assert letter.reason.startswith("could not route:")
+    assert letter.reason == "a directory, not a message file"
     assert unread(team, "bob") == [msg.id]
