@@ -345,6 +345,9 @@ class Supervisor:
         self._retry: dict[str, tuple[float, int]] = {}  # deferred name -> (due, attempts)
         self._expiry: dict[str, dict[str, str | None]] = {}  # agent -> name -> expires_at
         self._directory: Directory | None = None
+        # Ids with a spool/progress file: listed at start-up, then kept by this process,
+        # the only writer (it holds the lock), so a message without failures costs no I/O.
+        self._with_progress: set[str] = set()
         self._last_sweep = float("-inf")
         self._paused_until = float("-inf")
         self._last_pass = float("-inf")
@@ -525,20 +528,35 @@ class Supervisor:
         if failure.given_up:
             if self.mb.dead.bury(path, f"could not route: {reason}", by="supervisor"):
                 report.dead += 1
-            self.spool.drop_progress(progress.msg_id)
+            self._drop_progress(progress.msg_id)
             return
-        self.spool.save_progress(progress)
+        self._save_progress(progress)
         if path.parent != self.spool.deferred:
             self.mb.root.disk.rename(path, self.spool.deferred / path.name)
         self._schedule_retry(path.name)
 
     def _progress(self, msg_id: str) -> Progress:
         """The routing progress of a message; a bad progress file is buried (start afresh)."""
+        if msg_id not in self._with_progress:
+            return Progress(msg_id)
         try:
             return self.spool.progress(msg_id)
         except (Foreign, Malformed) as exc:
             self.mb.dead.bury(self.spool.progress_path(msg_id), exc.reason, by="supervisor")
+            self._with_progress.discard(msg_id)
             return Progress(msg_id)
+
+    def _save_progress(self, progress: Progress) -> None:
+        self.spool.save_progress(progress)
+        if progress.empty():
+            self._with_progress.discard(progress.msg_id)
+        else:
+            self._with_progress.add(progress.msg_id)
+
+    def _drop_progress(self, msg_id: str) -> None:
+        if msg_id in self._with_progress:
+            self.spool.drop_progress(msg_id)
+            self._with_progress.discard(msg_id)
 
     def _failed(self, progress: Progress, agent: str | None, reason: str) -> Failure:
         """Count one failed attempt (for ``agent``, or the whole message); give up at the bound."""
@@ -553,12 +571,14 @@ class Supervisor:
         return failure
 
     def _drop_stale_progress(self) -> None:
-        """Progress files of messages no longer in ``spool/cur`` or ``spool/deferred``: a
-        supervisor died between removing the message and removing its progress."""
+        """At start-up: note the progress files of messages still in ``spool/cur`` or
+        ``spool/deferred``, and remove the others (a supervisor died between removing a
+        message and removing its progress)."""
+        waiting = (self.spool.cur, self.spool.deferred)
         for msg_id in self.spool.progress_ids():
-            name = f"{msg_id}.json"
-            if not any(self.mb.root.disk.exists(f / name)
-                       for f in (self.spool.cur, self.spool.deferred)):
+            if any(self.mb.root.disk.exists(f / f"{msg_id}.json") for f in waiting):
+                self._with_progress.add(msg_id)
+            else:
                 self.spool.drop_progress(msg_id)
 
     @property
@@ -622,7 +642,7 @@ class Supervisor:
         if msg.expired():
             if self.mb.dead.bury(path, "expired", expires_at=msg.expires_at, by="supervisor"):
                 report.expired += 1
-            self.spool.drop_progress(msg.id)
+            self._drop_progress(msg.id)
             return
         progress = self._progress(msg.id)
         outcome = _Outcome()
@@ -638,7 +658,7 @@ class Supervisor:
                 if not self._offer(agent, address, msg, data, outcome, progress):
                     self._unsettled(agent, address, outcome, progress)
         if progress.changed:
-            self.spool.save_progress(progress)
+            self._save_progress(progress)
         if outcome.waiting:
             self._defer(path, msg, outcome, report)
         else:
@@ -770,7 +790,7 @@ class Supervisor:
         if reasons or outcome.undeliverable:
             report.dead += self._bury_unroutable(path, msg, data, outcome, reasons)
         self.mb.root.disk.unlink(path)  # gone already if the whole message was buried
-        self.spool.drop_progress(msg.id)
+        self._drop_progress(msg.id)
         self._retry.pop(path.name, None)
         report.routed += 1
         log.debug("routed", extra={"id": msg.id, "sender": msg.sender,
