@@ -122,7 +122,11 @@ def notice_id(of: str, what: str, address: str, agent: str = "") -> str:
 
 
 class Notices:
-    """Tells senders what became of their routed mail (at most once per kind and address)."""
+    """Tells senders what became of their routed mail (at most once per kind and address).
+
+    Best effort, like the journal: a sender whose inbox cannot be written is not told,
+    and the routing of its mail goes on.
+    """
 
     def __init__(self, mb: Mailbox) -> None:
         self._mb = mb
@@ -141,7 +145,14 @@ class Notices:
                          thread=msg.thread, reply_to=msg.id, ts=iso(time.time_ns()),
                          body=body)
         data = encode(notice, self._mb.config.max_message_bytes)
-        self._mb.inbox(msg.sender).deliver(nid, data)
+        try:
+            self._mb.inbox(msg.sender).deliver(nid, data)
+        except DiskFull:
+            raise
+        except MailboxError:  # the sender's own inbox is broken: routing goes on without it
+            log.warning("could not tell the sender", exc_info=True,
+                        extra={"id": msg.id, "sender": msg.sender, "notice": what})
+            return
         if len(self._told) >= _TOLD_MEMORY:
             self._told.clear()  # only a shortcut: the inbox refuses a second copy anyway
         self._told.add(nid)

@@ -252,3 +252,18 @@ def test_the_progress_file_is_the_documented_format(team: Mailbox) -> None:
     carol = obj["recipients"]["carol"]
     assert (sorted(carol), carol["state"]) == (
         ["attempts", "first_at", "last_at", "reason", "state"], "retrying")
+
+
+def test_a_sender_whose_inbox_cannot_be_written_still_has_its_mail_routed(
+        team: Mailbox) -> None:
+    """alice's own broken inbox (no notice can reach her) does not keep +team from its mail."""
+    team.registry.edit("dave", max_unread=1)
+    team.send("alice", "dave", subject="fills dave")
+    break_inbox(team, "alice")
+    msg = team.send("alice", "+team")
+    with supervisor(team, attempts=1) as sup:  # a failed routing would be buried at once
+        sup.run_once()
+        team.inbox("dave").claim()
+        sup.run_once()
+    assert [holds(team, a) for a in ("bob", "carol", "dave")] == [[msg.id]] * 3
+    assert (team.spool.find(msg.id), team.dead.list()) == (None, [])
