@@ -12,6 +12,9 @@
 
 The brief stops where the budget (characters of text) ends, and says what it left
 out and how to get it. For the same state it is the same brief: no "now" in it.
+Every text in it that another agent or instance chose (subjects, names, kinds,
+handoff notes, state values) is rendered by :func:`agentmailbox.render.line`, so it
+cannot forge a section or an item; the JSON form keeps it exact.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import orjson
 from .handoff import Waiting
 from .inbox import State
 from .message import Message, Priority, day_of, stamp_of
+from .render import line
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -128,8 +132,8 @@ def _summary(msg: Message, agent: Agent) -> dict[str, Any]:
 def _line(msg: Message, summary: dict[str, Any], prefix: str = "-") -> str:
     flags = "".join([f" [{msg.priority}]" if msg.priority in ("urgent", "high") else "",
                      " [thread done: do not redo]" if summary["thread_done"] else "",
-                     f" ({msg.kind})" if msg.kind != "message" else ""])
-    return f"{prefix} {msg.id} from {msg.sender}: {msg.subject}{flags}"
+                     f" ({line(msg.kind, 40)})" if msg.kind != "message" else ""])
+    return f"{prefix} {msg.id} from {line(msg.sender)}: {line(msg.subject)}{flags}"
 
 
 def _recovery(agent: Agent, previous_boot_ns: int | None) -> Section:
@@ -151,7 +155,7 @@ def _recovery(agent: Agent, previous_boot_ns: int | None) -> Section:
         s.summary = ("no handoff was written after the previous boot: the last instance "
                      "probably stopped without one; check unfinished work above.")
     elif not latest.final:
-        s.summary = (f"the previous instance wrote a checkpoint ({latest.at}) but no final "
+        s.summary = (f"the previous instance wrote a checkpoint ({line(latest.at)}) but no final "
                      "handoff: it probably died after it; work since then may be unfinished.")
     else:
         s.summary = "the previous instance wrote a final handoff before stopping."
@@ -179,16 +183,16 @@ def _handoff(agent: Agent, unread: list[Message]) -> Section:
     if latest is None:
         s.summary = "no handoff yet."
         return s
-    s.summary = f"from {latest.at} (epoch {latest.epoch}, id {latest.id})."
+    s.summary = f"from {line(latest.at)} (epoch {latest.epoch}, id {line(latest.id)})."
     for key, title in (("in_progress", "in progress"), ("decided", "decided"),
                        ("next", "next"), ("can_wait", "can wait")):
         for text in getattr(latest, key):
-            s.items.append(Item(f"- {title}: {text}", {"section": key, "text": text}))
+            s.items.append(Item(f"- {title}: {line(text, None)}", {"section": key, "text": text}))
     for wait in latest.waiting_on:
         resolved = resolve(agent, wait, unread)
-        word = f"RESOLVED by {resolved}" if resolved else "still open"
+        word = f"RESOLVED by {line(resolved)}" if resolved else "still open"
         s.items.append(Item(f"- waiting on {wait.agent} about {wait.ref}"
-                            + (f" ({wait.note})" if wait.note else "") + f": {word}",
+                            + (f" ({line(wait.note)})" if wait.note else "") + f": {word}",
                             {"section": "waiting_on", **wait.to_dict(),
                              "resolved": resolved is not None, "resolved_by": resolved}))
     return s
@@ -219,14 +223,14 @@ def _state(agent: Agent) -> Section:
     s.summary = f"{len(snapshot)} key(s)." if snapshot else "empty."
     for key in sorted(snapshot):
         value = orjson.dumps(snapshot[key]).decode()
-        s.items.append(Item(f"- {key} = {value[:300]}", {"key": key, "value": snapshot[key]}))
+        s.items.append(Item(f"- {key} = {line(value, 300)}", {"key": key, "value": snapshot[key]}))
     return s
 
 
 def _history(agent: Agent) -> Section:
     s = Section("history", "4. History (not loaded)")
     n = agent.name
-    s.items = [Item(f"- {cmd}", {"command": cmd}) for cmd in (
+    s.items = [Item(f"- {line(cmd, None)}", {"command": cmd}) for cmd in (
         f"mailbox memory {n} --since YYYY-MM-DD [--tag T] [--grep WORD]",
         f"mailbox handoff {n} --show --history",
         f"mailbox inbox {n} --claimed",

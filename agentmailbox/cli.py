@@ -17,6 +17,7 @@ import click
 import orjson
 
 from . import doctor as doctor_mod
+from . import render
 from .errors import InvalidInput, MailboxError
 from .inbox import State
 from .mailbox import Mailbox
@@ -89,24 +90,27 @@ def fail(exc: MailboxError) -> NoReturn:
 
 
 def show_message(msg: Message) -> str:
+    """A message as text: one line per header, then the body, each of its lines fenced
+    (``| ``), so that no text of the sender's can pass for a header or a next message."""
     body = msg.body if isinstance(msg.body, str) else orjson.dumps(
         msg.body, option=orjson.OPT_INDENT_2).decode()
-    head = [f"id:       {msg.id}", f"from:     {msg.sender}", f"to:       {', '.join(msg.to)}",
-            f"date:     {msg.ts}", f"subject:  {msg.subject}"]
+    head = [("id", msg.id), ("from", msg.sender), ("to", ", ".join(msg.to)), ("date", msg.ts),
+            ("subject", msg.subject)]
     if msg.kind != "message":
-        head.append(f"kind:     {msg.kind}")
+        head.append(("kind", msg.kind))
     if msg.priority != "normal":
-        head.append(f"priority: {msg.priority}")
+        head.append(("priority", msg.priority))
     if msg.thread != msg.id:
-        head.append(f"thread:   {msg.thread}")
+        head.append(("thread", msg.thread))
     if msg.reply_to:
-        head.append(f"reply-to: {msg.reply_to}")
-    return "\n".join(head) + "\n\n" + (body or "")
+        head.append(("reply-to", msg.reply_to))
+    headers = "\n".join(f"{name + ':':<10}{render.line(value)}" for name, value in head)
+    return headers + "\n\n" + render.block(body)
 
 
 def message_line(msg: Message) -> str:
     flag = {"urgent": "!!", "high": "! "}.get(str(msg.priority), "  ")
-    return f"{msg.id}  {flag}{msg.sender:<12} {msg.subject}"
+    return f"{msg.id}  {flag}{render.line(msg.sender):<12} {render.line(msg.subject)}"
 
 
 def msg_json(msg: Message) -> dict[str, Any]:
@@ -168,7 +172,7 @@ def agent_show(c: Ctx, name: str, as_json: bool) -> None:
     """Show the identity of agent NAME."""
     info = c.mb.registry.get(name)
     emit(info.to_dict(), as_json,
-         lambda d: "\n".join(f"{k + ':':<13}{_plain(v)}" for k, v in d.items()))
+         lambda d: "\n".join(f"{k + ':':<13}{render.line(_plain(v))}" for k, v in d.items()))
 
 
 def _plain(value: Any) -> str:
@@ -185,7 +189,7 @@ def agents(c: Ctx, as_json: bool) -> None:
     head = (f"{'AGENT':<16} {'ROLE':<12} {'LIVENESS':<10} {'BEAT':>6} {'CAP':>5} {'MODE':<11} "
             f"{'UNREAD':>6} {'OLDEST':>6} {'CLAIMED':>7}")
     emit(rows, as_json, lambda rs: "\n".join([head, *(
-        f"{r['name']:<16} {r['role'] or '-':<12} {r['liveness']:<10} "
+        f"{r['name']:<16} {render.line(r['role'] or '-', 40):<12} {r['liveness']:<10} "
         f"{_age(r['heartbeat_age_seconds']):>6} "
         f"{'-' if r['capacity'] is None else format(r['capacity'], '.2f'):>5} "
         f"{r['mode'] or '-':<11} {r['unread']:>6} {_age(r['oldest_unread_age_seconds']):>6} "
@@ -361,13 +365,14 @@ def release(c: Ctx, agent_name: str, ids: tuple[str, ...], as_json: bool) -> Non
 def status(c: Ctx, msg_id: str, sender: str | None, as_json: bool) -> None:
     """Per recipient: delivered, read (when, by which instance) or done."""
     st = c.mb.status(msg_id, sender)
+    line = render.line
     emit(st.to_dict(), as_json, lambda d: "\n".join(
-        [f"{d['id']}  from {d['from']}: {d['subject']}",
-         *(f"  {r['agent']:<16} {r['state']:<10}"
-           + (f" read {r['read_at']}" if r['read_at'] else "")
+        [f"{d['id']}  from {line(d['from'])}: {line(d['subject'])}",
+         *(f"  {line(r['agent']):<16} {r['state']:<10}"
+           + (f" read {line(r['read_at'])}" if r['read_at'] else "")
            + (f" (epoch {r['read_epoch']})" if r['read_epoch'] is not None else "")
-           + (f" done {r['done_at']}" if r['done_at'] else "") for r in d["recipients"]),
-         *(f"  {address} reached {', '.join(agents) or 'nobody yet'}"
+           + (f" done {line(r['done_at'])}" if r['done_at'] else "") for r in d["recipients"]),
+         *(f"  {line(address)} reached {line(', '.join(agents)) or 'nobody yet'}"
            for address, agents in (d.get("routed") or {}).items()),
          *([f"  waiting in spool/{d['spool']} for the supervisor"] if d.get("spool") else [])]))
 
@@ -450,7 +455,8 @@ def doctor(c: Ctx, repair: bool, stale_after: float | None, as_json: bool) -> No
     findings = doctor_mod.check(c.mb, repair=repair, stale_after=stale_after)
     emit({"root": str(c.mb.path), "findings": [f.to_dict() for f in findings],
           "clean": not findings}, as_json, lambda _: "\n".join(
-        f"{'fixed' if f.repaired else 'found'}  {f.kind:<14} {f.path}: {f.detail}"
+        f"{'fixed' if f.repaired else 'found'}  {f.kind:<14} {render.line(f.path, None)}: "
+        f"{render.line(f.detail, None)}"
         for f in findings) or f"{c.mb.path}: clean")
     if any(not f.repaired for f in findings):
         raise SystemExit(EXIT_UNHEALTHY)
@@ -482,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
-    click.echo(f"mailbox: warning: {message}", err=True)
+    click.echo(f"mailbox: warning: {render.line(str(message), None)}", err=True)
 
 
 def _report(exc: MailboxError, args: Sequence[str]) -> None:
@@ -492,9 +498,9 @@ def _report(exc: MailboxError, args: Sequence[str]) -> None:
         sys.stderr.buffer.write(orjson.dumps(err, option=orjson.OPT_APPEND_NEWLINE))
         sys.stderr.flush()
         return
-    click.echo(f"mailbox: {exc}", err=True)
+    click.echo(f"mailbox: {render.line(str(exc), None)}", err=True)
     if exc.hint:
-        click.echo(f"  hint: {exc.hint}", err=True)
+        click.echo(f"  hint: {render.line(exc.hint, None)}", err=True)
 
 
 def run() -> NoReturn:

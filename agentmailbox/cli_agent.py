@@ -9,6 +9,7 @@ from typing import Any
 import click
 import orjson
 
+from . import render
 from .cli import Ctx, agent, cli, emit, fail, json_option, pass_ctx
 from .errors import InvalidInput, MessageNotFound, NotFound
 from .handoff import SECTIONS, Handoff, Waiting, parse_markdown
@@ -40,13 +41,27 @@ def handoff(c: Ctx, agent_name: str, in_progress: tuple[str, ...], decided: tupl
     if show:
         notes = who.handoffs.history() if history else [h for h in [who.handoffs.latest()] if h]
         emit([h.to_dict() for h in notes] if history else (notes[0].to_dict() if notes else None),
-             as_json, lambda _: "\n".join(f"# handoff {h.id} ({h.at}, epoch {h.epoch})\n"
-                                         + h.to_markdown() for h in notes) or "no handoff yet")
+             as_json, lambda _: "\n".join(map(_show_handoff, notes)) or "no handoff yet")
         return
     note = _read_note(source) if source is not None else Handoff(
         in_progress, decided, next_, can_wait, tuple(Waiting.parse(w) for w in waiting_on))
     written = who.write_handoff(dataclasses.replace(note, final=not checkpoint))
     emit(written.to_dict(), as_json, written.id)
+
+
+def _show_handoff(note: Handoff) -> str:
+    """A stored handoff as Markdown, each text rendered as one line: a note cannot add a
+    heading or an item of its own."""
+    def texts(items: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(render.line(t, None) for t in items)
+
+    shown = dataclasses.replace(
+        note, in_progress=texts(note.in_progress), decided=texts(note.decided),
+        next=texts(note.next), can_wait=texts(note.can_wait),
+        waiting_on=tuple(dataclasses.replace(w, note=render.line(w.note, None))
+                         for w in note.waiting_on))
+    return (f"# handoff {render.line(note.id)} ({render.line(note.at)}, epoch {note.epoch})\n"
+            + shown.to_markdown())
 
 
 def _read_note(source: Any) -> Handoff:
@@ -104,10 +119,12 @@ def state_get(ctx: click.Context, key: str | None, as_json: bool) -> None:
         if key not in snapshot:
             fail(NotFound(f"no state key {key!r}", hint="list keys: mailbox state AGENT get"))
         value = snapshot[key]
-        emit(value, as_json, lambda v: v if isinstance(v, str) else orjson.dumps(v).decode())
+        emit(value, as_json, lambda v: render.line(
+            v if isinstance(v, str) else orjson.dumps(v).decode(), None))
         return
     emit(snapshot, as_json, lambda d: "\n".join(
-        f"{k} = {orjson.dumps(v).decode()}" for k, v in sorted(d.items())) or "(empty)")
+        f"{k} = {render.line(orjson.dumps(v).decode(), None)}"
+        for k, v in sorted(d.items())) or "(empty)")
 
 
 @state.command("unset")
@@ -148,8 +165,9 @@ def memory(c: Ctx, agent_name: str, tag: str | None, since: str | None, grep: st
     """Print AGENT's event memory, oldest first."""
     events = c.mb.agent(agent_name).memory.events(tag=tag, since=since, grep=grep, kind=kind)
     emit([e.to_dict() for e in events], as_json, lambda rows: "\n".join(
-        f"{r['at']}  {r['kind']:<8} {r['text']}" + (f"  #{' #'.join(r['tags'])}" if r['tags']
-                                                     else "") for r in rows) or "(nothing)")
+        f"{render.line(r['at'])}  {render.line(r['kind'], 40):<8} {render.line(r['text'], None)}"
+        + (f"  #{render.line(' #'.join(r['tags']))}" if r['tags'] else "")
+        for r in rows) or "(nothing)")
 
 
 # -- identity ----------------------------------------------------------------------------------
@@ -214,8 +232,9 @@ def thread_done(c: Ctx, thread_id: str, by: str | None, note: str, as_json: bool
     """Mark THREAD done (idempotent: the first marker stays)."""
     marker, created = c.mb.threads.mark_done(thread_id, by, note)
     emit({**marker.to_dict(), "created": created}, as_json,
-         f"thread {thread_id} done" if created else f"thread {thread_id} was already done "
-         f"(by {marker.by or '?'} at {marker.at})")
+         f"thread {render.line(thread_id)} done" if created else
+         f"thread {render.line(thread_id)} was already done "
+         f"(by {render.line(marker.by or '?')} at {render.line(marker.at)})")
 
 
 @thread.command("show")
@@ -234,9 +253,10 @@ def thread_show(c: Ctx, thread_id: str, as_json: bool) -> None:
         rows.append({"id": event["id"], "from": event.get("from"),
                      "subject": event.get("subject", ""), "recipients": where})
     data = {"thread": thread_id, "done": marker.to_dict() if marker else None, "messages": rows}
+    line = render.line
     emit(data, as_json, lambda d: "\n".join(
-        [f"thread {thread_id}: " + (f"DONE by {marker.by or '?'} at {marker.at}"
-                                    + (f" ({marker.note})" if marker.note else "")
+        [f"thread {line(thread_id)}: " + (f"DONE by {line(marker.by or '?')} at {line(marker.at)}"
+                                    + (f" ({line(marker.note)})" if marker.note else "")
                                     if marker else "open"),
-         *(f"  {r['id']} from {r['from']}: {r['subject']}  "
+         *(f"  {line(r['id'], 60)} from {line(r['from'])}: {line(r['subject'])}  "
            + ", ".join(f"{a}={s}" for a, s in r["recipients"].items()) for r in rows)]))

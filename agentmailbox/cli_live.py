@@ -14,6 +14,7 @@ from typing import Any
 import click
 import orjson
 
+from . import render
 from .cli import Ctx, cli, emit, json_option, message_line, msg_json, pass_ctx
 from .logs import daemon_logging
 from .message import Message
@@ -158,7 +159,7 @@ class _JournalReader:
             found[:0] = [e for e in events if _involves(e, wanted)]
             if len(found) >= count:
                 break
-        found.sort(key=lambda e: e.get("t", 0))
+        found.sort(key=_stamp)
         return found[max(len(found) - count, 0):] if count else []
 
     def follow(self) -> Iterator[dict[str, Any]]:
@@ -211,21 +212,31 @@ _COLOURS = {"send": "green", "route": "green", "claim": "cyan", "done": "blue",
 _SHOWN = ("t", "ev", "pid", "agent", "from", "to", "recipients", "author", "id")
 
 
+def _stamp(event: dict[str, Any]) -> int:
+    """The event's time in nanoseconds; 0 for a line whose ``t`` is not one."""
+    t = event.get("t")
+    return t if type(t) is int and 0 <= t < 1 << 63 else 0
+
+
 def _print_event(event: dict[str, Any], as_json: bool) -> None:
+    """One journal line as text; every field another process wrote is rendered safely."""
     if as_json:
         emit(event, True)
         return
-    ev = str(event.get("ev", "?"))
-    t = int(event.get("t", 0))
+    ev = render.line(event.get("ev", "?"), 40)
+    t = _stamp(event)
     when = f"{time.strftime('%H:%M:%S', time.gmtime(t // 10**9))}.{t // 10**6 % 1000:03d}"
-    rest = " ".join(f"{k}={_plain(v)}" for k, v in event.items() if k not in _SHOWN)
+    rest = " ".join(f"{render.line(k, 40)}={render.line(_plain(v))}"
+                    for k, v in event.items() if k not in _SHOWN)
     click.echo(f"{when} {click.style(f'{ev:<8}', fg=_COLOURS.get(ev, 'white'), bold=True)} "
-               f"{_who(event):<24} {event.get('id', '')} {rest}".rstrip())
+               f"{render.line(_who(event)):<24} {render.line(event.get('id', ''), 60)} "
+               f"{rest}".rstrip())
 
 
 def _who(event: dict[str, Any]) -> str:
     if "from" in event:
         to = event.get("to") or event.get("recipients") or []
+        to = to if isinstance(to, list) else [to]
         return f"{event['from']} -> {', '.join(map(str, to))}"
     return str(event.get("agent") or event.get("author") or event.get("origin") or "")
 

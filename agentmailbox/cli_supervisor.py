@@ -13,7 +13,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
+import orjson
 
+from . import render
 from .cli import EXIT_INTERRUPTED, Ctx, cli, emit, json_option, pass_ctx
 from .dead import DeadLetter
 from .errors import InvalidInput
@@ -82,7 +84,8 @@ def dead() -> None:
 
 
 def _letter_line(d: DeadLetter) -> str:
-    return f"{d.id}  {d.at[:19]}  {d.origin:<28} {d.reason}"
+    return (f"{render.line(d.id, 60)}  {render.line(d.at[:19])}  {render.line(d.origin, 80):<28} "
+            f"{render.line(d.reason, None)}")
 
 
 @dead.command("ls")
@@ -105,8 +108,13 @@ def dead_show(c: Ctx, dead_id: str, as_json: bool) -> None:
     content = c.mb.dead.content(dead_id, c.mb.config.max_message_bytes)
     text = content.decode("utf-8", "replace")
     emit({**letter.to_dict(), "content": text}, as_json,
-         lambda d: "\n".join(f"{k + ':':<10}{v}" for k, v in d.items() if k != "content")
-         + "\n\n" + text)
+         lambda d: "\n".join(f"{render.line(k, 40) + ':':<10}{render.line(_field(v), None)}"
+                             for k, v in d.items() if k != "content")
+         + "\n\n" + render.block(text))
+
+
+def _field(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
 @dead.command("retry")

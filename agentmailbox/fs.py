@@ -344,10 +344,10 @@ class Disk:
         staged = self.stage(path.parent, data, sync=self.fsync is not Fsync.NEVER)
         faults.hit("replace.staged")
         try:
-            os.replace(staged, path)
-        except OSError as exc:
+            self.overwrite(staged, path)
+        except BaseException:
             self.unlink(staged)
-            raise from_oserror(exc, "replace", str(path)) from exc
+            raise
         self.fsync_dir(path.parent)
 
     def append(self, path: Path, line: bytes, *, sync: bool = False) -> None:
@@ -407,6 +407,22 @@ class Disk:
         except OSError as exc:
             raise from_oserror(exc, "rename", str(src)) from exc
         return Moved.MOVED
+
+    def overwrite(self, src: StrPath, dest: StrPath) -> bool:
+        """Rename ``src`` over ``dest``, replacing it: only where one process owns both
+        names (a staged replacement, or the supervisor moving spool files under its
+        lock). False if ``src`` is gone."""
+        self.guard(src)
+        self.guard(dest)
+        try:
+            os.replace(src, dest)
+        except FileNotFoundError as exc:
+            if self.lstat(os.path.dirname(os.fspath(dest))) is None:
+                raise from_oserror(exc, "rename into", os.path.dirname(os.fspath(dest))) from exc
+            return False
+        except OSError as exc:
+            raise from_oserror(exc, "rename", str(src)) from exc
+        return True
 
     def rename(self, src: StrPath, dest: StrPath) -> bool:
         """Move ``src`` to a ``dest`` that nobody else uses (never replacing). False if

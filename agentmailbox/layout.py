@@ -74,6 +74,8 @@ TREE: tuple[Entry, ...] = (
     _f("spool/deferred/<id>.json", "on demand", "deferred routed mail"),
     _d("spool/held", "supervisor", "its sender is over the rate limit"),
     _f("spool/held/<id>.json", "on demand", "held routed mail"),
+    _d("spool/progress", "supervisor", "per-recipient routing failures (§16.4)"),
+    _f("spool/progress/<id>.json", "on demand", "the failed recipients of one message"),
     _d("workspace", "init", "shared files (§11)"),
     _f("workspace/<name>", "on demand", "the view of a shared file"),
     _d("workspace/.versions", "on demand", "every version (the truth)"),

@@ -20,14 +20,19 @@ Routed mail waits in the spool until the supervisor routes it::
     spool/cur/       being routed (a file here at start-up is replayed)
     spool/deferred/  some recipient was full, or no agent could be picked: retried
     spool/held/      its sender is over its rate: released as the rate allows
+    spool/progress/  per recipient, what the inboxes cannot tell: failed deliveries
+                     and recipients given up                  <id>.json
 
-A routed message leaves the spool when every recipient holds it (or was given up
-as undeliverable): the file is then removed. What it became is recorded in the
-journal (event ``route``: id, from, recipients, expansion) and in the inboxes.
+A routed message leaves the spool when every recipient is settled: it holds the
+message, or was given up as undeliverable (the sender is told, a copy is buried).
+The file is then removed, and its progress file after it. What it became is
+recorded in the journal (event ``route``: id, from, recipients, expansion) and in
+the inboxes.
 """
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 import time
@@ -35,6 +40,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from . import names
 from .errors import InvalidInput, MailboxError
@@ -44,8 +51,8 @@ from .message import Malformed, Message, decode
 from .registry import AgentInfo, Registry
 from .root import Config, Root
 
-__all__ = ["Directory", "Expansion", "Fill", "Quotas", "Spool", "Unroutable", "check_address",
-           "is_routed", "split_addresses"]
+__all__ = ["Directory", "Expansion", "Failure", "Fill", "Progress", "Quotas", "Spool",
+           "Unroutable", "check_address", "is_routed", "split_addresses"]
 
 ROUTED = ("@", "#", "+", "*")
 _ADDRESS = re.compile(r"[@#+][a-z0-9][a-z0-9_-]{0,63}|\*")
@@ -196,9 +203,10 @@ class Spool:
         self.cur = self.path / "cur"
         self.deferred = self.path / "deferred"
         self.held = self.path / "held"
+        self.progress_dir = self.path / "progress"
 
     def ensure(self) -> None:
-        for folder in (self.tmp, *(self.path / f for f in self.FOLDERS)):
+        for folder in (self.tmp, *(self.path / f for f in self.FOLDERS), self.progress_dir):
             self._disk.ensure_dir(folder)
 
     def deliver(self, msg_id: str, data: bytes) -> bool:
@@ -259,6 +267,46 @@ class Spool:
         now = self._disk.lstat(path)
         return now is not None and now.st_nlink == 1
 
+    # -- per-recipient progress ---------------------------------------------------------------
+
+    def progress_path(self, msg_id: str) -> Path:
+        return self.progress_dir / f"{names.check_id(msg_id)}.json"
+
+    def progress(self, msg_id: str) -> Progress:
+        """The routing progress of ``msg_id`` (empty if it has none).
+
+        Raises:
+            Malformed: the file is not a progress file of format 1 for this id.
+            Foreign: a link, folder or device, or a file over the size limit.
+        """
+        try:
+            data, _ = self._disk.read(self.progress_path(msg_id), _PROGRESS_LIMIT)
+        except FileNotFoundError:
+            return Progress(msg_id)
+        return Progress.decode(data, msg_id)
+
+    def save_progress(self, progress: Progress) -> None:
+        """Replace the progress file atomically (stage in ``spool/tmp``, rename); none if empty."""
+        if progress.empty():
+            self.drop_progress(progress.msg_id)
+            return
+        path = self.progress_path(progress.msg_id)
+        staged = self._disk.stage(self.tmp, progress.encode(), staging_name(progress.msg_id))
+        try:
+            self._disk.overwrite(staged, path)
+        except BaseException:
+            self._disk.unlink(staged)
+            raise
+        self._disk.fsync_dir(self.progress_dir)
+        progress.changed = False
+
+    def drop_progress(self, msg_id: str) -> None:
+        self._disk.unlink(self.progress_path(msg_id))
+
+    def progress_ids(self) -> list[str]:
+        """Ids that have a progress file."""
+        return [name[:-5] for name in self.names(self.progress_dir)]
+
     def get(self, msg_id: str) -> tuple[str, Message] | None:
         """The spooled message ``msg_id`` and its folder, if it is still waiting."""
         found = self.find(msg_id)
@@ -268,6 +316,135 @@ class Spool:
             return found[0], self.read(found[1])[0]
         except (FileNotFoundError, Foreign, Malformed):
             return None
+
+
+# -- routing progress ---------------------------------------------------------------------------
+
+PROGRESS_FORMAT = 1
+"""The ``v`` of ``spool/progress/<id>.json``; a reader refuses any other value."""
+_PROGRESS_LIMIT = 1 << 22
+
+
+class Attempts(enum.StrEnum):
+    """Where the failed deliveries to one recipient stand."""
+
+    RETRYING = "retrying"            # retried with the message, with backoff
+    UNDELIVERABLE = "undeliverable"  # given up after the bound: the sender is told
+
+
+@dataclass(slots=True)
+class Failure:
+    """Failed attempts to deliver a routed message to one recipient (or to route it at all)."""
+
+    attempts: int
+    first_at: int  # nanoseconds since 1970 (wall clock): when the first attempt failed
+    last_at: int
+    reason: str    # what the last attempt met
+    state: Attempts = Attempts.RETRYING
+
+    @property
+    def given_up(self) -> bool:
+        return self.state is Attempts.UNDELIVERABLE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attempts": self.attempts, "first_at": self.first_at, "last_at": self.last_at,
+                "reason": self.reason, "state": str(self.state)}
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> Failure:
+        if not isinstance(obj, dict):
+            raise Malformed("routing progress: an entry is not an object")
+        counts = [n for n in (obj.get(k) for k in ("attempts", "first_at", "last_at"))
+                  if type(n) is int and n >= 0]
+        if len(counts) != 3:
+            raise Malformed("routing progress: attempts, first_at and last_at must be "
+                            "non-negative integers")
+        if not isinstance(obj.get("reason"), str) or obj.get("state") not in set(Attempts):
+            raise Malformed("routing progress: reason must be text and state "
+                            "'retrying' or 'undeliverable'")
+        attempts, first, last = counts
+        return cls(attempts, first, last, obj["reason"], Attempts(obj["state"]))
+
+
+@dataclass
+class Progress:
+    """What the inboxes cannot tell about one routed message: whose delivery failed.
+
+    Recipients that hold the message are not listed (their inbox says so); only
+    recipients with failed attempts are, and ``route`` counts failures of routing the
+    message as a whole (an error that is no recipient's). Kept in
+    ``spool/progress/<id>.json`` while the message is in the spool.
+    """
+
+    msg_id: str
+    recipients: dict[str, Failure] = field(default_factory=dict)
+    route: Failure | None = None
+    changed: bool = False
+
+    def fail(self, agent: str | None, reason: str, now_ns: int) -> Failure:
+        """Count one more failed attempt for ``agent`` (None: routing the message at all)."""
+        failure = self.route if agent is None else self.recipients.get(agent)
+        if failure is None:
+            failure = Failure(0, now_ns, now_ns, reason)
+            if agent is None:
+                self.route = failure
+            else:
+                self.recipients[agent] = failure
+        failure.attempts += 1
+        failure.last_at, failure.reason = now_ns, reason
+        self.changed = True
+        return failure
+
+    def give_up(self, failure: Failure) -> None:
+        failure.state = Attempts.UNDELIVERABLE
+        self.changed = True
+
+    def delivered(self, agent: str) -> None:
+        """``agent`` holds the message now: its failures no longer matter."""
+        if self.recipients.pop(agent, None) is not None:
+            self.changed = True
+
+    def given_up(self, agent: str) -> Failure | None:
+        failure = self.recipients.get(agent)
+        return failure if failure is not None and failure.given_up else None
+
+    def empty(self) -> bool:
+        return not self.recipients and self.route is None
+
+    def encode(self) -> bytes:
+        return orjson.dumps({
+            "v": PROGRESS_FORMAT, "id": self.msg_id,
+            "route": None if self.route is None else self.route.to_dict(),
+            "recipients": {a: f.to_dict() for a, f in self.recipients.items()}},
+            option=orjson.OPT_APPEND_NEWLINE)
+
+    @classmethod
+    def decode(cls, data: bytes, msg_id: str) -> Progress:
+        """Parse a progress file; raises :class:`Malformed` for anything but format 1."""
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise Malformed(f"routing progress: invalid JSON ({exc})") from exc
+        if not isinstance(obj, dict) or type(obj.get("v")) is not int:
+            raise Malformed("routing progress: not an object with a format version 'v'")
+        if obj["v"] != PROGRESS_FORMAT or obj.get("id") != msg_id:
+            raise Malformed(f"routing progress: format {obj['v']} of id {str(obj.get('id'))[:40]!r}"
+                            f"; expected format {PROGRESS_FORMAT} of {msg_id}")
+        recipients = obj.get("recipients")
+        if not isinstance(recipients, dict) or not all(
+                _is_agent(a) for a in recipients):
+            raise Malformed("routing progress: recipients must map agent names to entries")
+        route = obj.get("route")
+        return cls(msg_id, {a: Failure.from_dict(f) for a, f in recipients.items()},
+                   None if route is None else Failure.from_dict(route))
+
+
+def _is_agent(name: object) -> bool:
+    try:
+        names.check_agent(name)  # type: ignore[arg-type]
+    except InvalidInput:
+        return False
+    return True
 
 
 # -- quotas ------------------------------------------------------------------------------------

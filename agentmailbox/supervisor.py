@@ -8,25 +8,37 @@ Transitions, each one atomic step (see :mod:`agentmailbox.routing` for the folde
 
     claim   spool/new/X  --link+unlink-->  spool/cur/X
     route   deliver X to every recipient (Inbox.deliver: idempotent by id), journal
-            "route" {id, from, recipients, expansion, dead}, then unlink spool/cur/X
-    defer   spool/cur/X  --rename-->  spool/deferred/X   a recipient is at its quota, or
-                                                           no live agent can be picked
+            "route" {id, from, recipients, expansion, dead, undeliverable}, then
+            unlink spool/cur/X, then spool/progress/X
+    defer   spool/cur/X  --rename-->  spool/deferred/X   a recipient is at its quota or
+                                                           failed, or no live agent can
+                                                           be picked
     hold    spool/cur/X  --rename-->  spool/held/X       the sender is over its rate
     bury    spool/*/X    --rename-->  dead/               expired, malformed, undeliverable
 
+Routing state is per recipient. A recipient whose inbox cannot be written (the
+delivery raises a MailboxError other than DiskFull) does not stop the others: its
+failed attempts are counted in ``spool/progress/X`` (replaced atomically) and the
+message is deferred and retried with backoff; after :attr:`Supervisor.give_up` the
+recipient is *undeliverable*: the sender gets a notice naming it, and a copy is
+buried for it when the message finishes. An error that is no recipient's (a bug,
+an unreadable spool file) is counted the same way for the message as a whole.
+
 A file left in ``spool/cur`` by a killed supervisor is routed again at start-up:
 recipients that hold the id get nothing twice, a ``pick: one`` message already held
-by any candidate is not picked again, and notices have ids derived from
-(message, kind, address), so a sender is told once. The one repeatable effect of
-a crash at the very end of routing is a second dead-letter copy for an
-unroutable address.
+by any candidate is not picked again, recipients given up stay given up (the
+progress file says so), and notices have ids derived from (message, kind,
+address, agent), so a sender is told once. The one repeatable effect of a crash
+at the very end of routing is a second dead-letter copy for an unroutable address
+or an undeliverable recipient.
 
 Notices go to the sender's inbox as messages of kind ``notice`` from
 ``supervisor``, body ``{"of", "notice", "reason", "address"}`` where ``notice`` is
 ``undeliverable``, ``deferred`` (a recipient's inbox is full; retried with
 backoff), ``waiting`` (pick one found no live agent with room), ``held`` (the
 sender's rate tripped the circuit breaker) or ``resumed`` (its held mail is
-flowing again). Notices bypass quotas.
+flowing again). An ``undeliverable`` notice about one recipient also has
+``"agent"``. Notices bypass quotas.
 """
 
 from __future__ import annotations
@@ -61,7 +73,7 @@ from .mailbox import Mailbox
 from .message import Malformed, Message, decode, encode, iso, stamp_of
 from .presence import Mode, Presence
 from .root import Root
-from .routing import Directory, Spool, Unroutable, is_routed
+from .routing import Directory, Failure, Progress, Spool, Unroutable, is_routed
 from .watch import RESCAN_SECONDS, Watcher
 
 __all__ = ["Pass", "Retried", "Supervisor", "purge_dead_letters", "retry_dead_letter",
@@ -102,30 +114,45 @@ class Pass:
 _NOTICE_ORDER = {"deferred": 1, "waiting": 1, "held": 1, "undeliverable": 2, "resumed": 3}
 
 
-def notice_id(of: str, what: str, address: str) -> str:
+def notice_id(of: str, what: str, address: str, agent: str = "") -> str:
     """A notice's id, derived from what it is about: redelivering it stores nothing."""
-    digest = hashlib.blake2b(f"{of}|{what}|{address}".encode(), digest_size=8).hexdigest()
+    about = f"{of}|{what}|{address}" + (f"|{agent}" if agent else "")
+    digest = hashlib.blake2b(about.encode(), digest_size=8).hexdigest()
     return f"{stamp_of(of) + _NOTICE_ORDER.get(what, 1):020d}-{digest}"
 
 
 class Notices:
-    """Tells senders what became of their routed mail (at most once per kind and address)."""
+    """Tells senders what became of their routed mail (at most once per kind and address).
+
+    Best effort, like the journal: a sender whose inbox cannot be written is not told,
+    and the routing of its mail goes on.
+    """
 
     def __init__(self, mb: Mailbox) -> None:
         self._mb = mb
         self._told: set[str] = set()
 
-    def tell(self, msg: Message, what: str, address: str, reason: str) -> None:
-        nid = notice_id(msg.id, what, address)
+    def tell(self, msg: Message, what: str, address: str, reason: str, agent: str = "") -> None:
+        """Tell the sender of ``msg``; ``agent`` names the one recipient it is about, if any."""
+        nid = notice_id(msg.id, what, address, agent)
         if nid in self._told or not self._mb.registry.exists(msg.sender):
             return
+        body = {"of": msg.id, "notice": what, "reason": reason, "address": address}
+        if agent:
+            body["agent"] = agent
         notice = Message(id=nid, sender=NOTICE_SENDER, to=(msg.sender,),
                          subject=f"{what}: {msg.subject}"[:200], kind="notice",
                          thread=msg.thread, reply_to=msg.id, ts=iso(time.time_ns()),
-                         body={"of": msg.id, "notice": what, "reason": reason,
-                               "address": address})
+                         body=body)
         data = encode(notice, self._mb.config.max_message_bytes)
-        self._mb.inbox(msg.sender).deliver(nid, data)
+        try:
+            self._mb.inbox(msg.sender).deliver(nid, data)
+        except DiskFull:
+            raise
+        except MailboxError:  # the sender's own inbox is broken: routing goes on without it
+            log.warning("could not tell the sender", exc_info=True,
+                        extra={"id": msg.id, "sender": msg.sender, "notice": what})
+            return
         if len(self._told) >= _TOLD_MEMORY:
             self._told.clear()  # only a shortcut: the inbox refuses a second copy anyway
         self._told.add(nid)
@@ -236,8 +263,13 @@ class Picker:
         limit = self._mb.config.heartbeat_seconds * 1e9
         if beat is None or time.time_ns() - beat.at > limit or beat.mode is Mode.MAINTENANCE:
             return None
-        if self._mb.quotas.full(self._mb.inbox(agent)) is not None:
-            return None
+        try:
+            if self._mb.quotas.full(self._mb.inbox(agent)) is not None:
+                return None
+        except DiskFull:
+            raise
+        except MailboxError:
+            return None  # its inbox cannot even be counted: no candidate
         at, picks = self._picks.get(agent, (beat.at, 0))
         picks = picks if at == beat.at else 0
         self._picks[agent] = (beat.at, picks)
@@ -257,6 +289,11 @@ class _Outcome:
     holders: list[str] = field(default_factory=list)
     waiting: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (what, address)
     unroutable: list[Unroutable] = field(default_factory=list)
+    undeliverable: dict[str, tuple[str, str]] = field(default_factory=dict)  # agent: address, why
+    failed: set[str] = field(default_factory=set)  # agents whose delivery failed this time
+
+    def give_up(self, address: str, agent: str, reason: str) -> None:
+        self.undeliverable.setdefault(agent, (address, reason))
 
     def hold(self, address: str, agent: str) -> None:
         got = self.expansion.setdefault(address, [])
@@ -288,6 +325,10 @@ class Supervisor:
             (the safety net for events the watcher lost).
         sweep_seconds: How often inboxes are swept for expired mail and leases.
         backoff: First and longest delay between retries of deferred mail.
+        give_up: Failed attempts, and seconds since the first of them, after which a
+            recipient whose inbox cannot be written is undeliverable (both must be
+            reached); the same bound ends the retries of a message that cannot be
+            routed at all.
         clock: Monotonic seconds (tests pass a fake one to drive the rate limit).
     """
 
@@ -296,12 +337,14 @@ class Supervisor:
 
     def __init__(self, root: Mailbox | str | Any, *, rescan_seconds: float = RESCAN_SECONDS,
                  sweep_seconds: float = 5.0, backoff: tuple[float, float] = (0.5, 30.0),
+                 give_up: tuple[int, float] = (10, 300.0),
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.mb = _own_mailbox(root)
         self.spool = self.mb.spool
         self.rescan_seconds = rescan_seconds
         self.sweep_seconds = sweep_seconds
         self.backoff = backoff
+        self.give_up = give_up
         self._clock = clock
         self._stop = threading.Event()
         self._watcher: Watcher | None = None
@@ -313,6 +356,9 @@ class Supervisor:
         self._retry: dict[str, tuple[float, int]] = {}  # deferred name -> (due, attempts)
         self._expiry: dict[str, dict[str, str | None]] = {}  # agent -> name -> expires_at
         self._directory: Directory | None = None
+        # Ids with a spool/progress file: listed at start-up, then kept by this process,
+        # the only writer (it holds the lock), so a message without failures costs no I/O.
+        self._with_progress: set[str] = set()
         self._last_sweep = float("-inf")
         self._paused_until = float("-inf")
         self._last_pass = float("-inf")
@@ -435,6 +481,7 @@ class Supervisor:
         self._directory = None
         if not self._started:
             self._recover_held()
+            self._drop_stale_progress()
             self._started = True
         self._bury_foreign(report)
         cur, new = self.spool.cur, self.spool.new
@@ -453,21 +500,97 @@ class Supervisor:
         return report
 
     def _guarded(self, report: Pass, work: Callable[[], None], *paths: Path) -> None:
-        """Do one message's work; if it fails, bury that message instead of stopping.
+        """Do one message's work; if it fails, the pass goes on with the next one.
 
-        A full disk is not the message's fault: it ends the pass (the caller pauses).
+        A file that is not a message is buried. Any other failure keeps the message
+        in the spool, retried with backoff until the give-up bound. A full disk is
+        not the message's fault: it ends the pass (the caller pauses).
         """
         try:
             work()
         except DiskFull:
             raise
-        except Exception as exc:  # one bad message must not stop all routing
-            log.exception("could not route", extra={"file": paths[0].name})
+        except Foreign as exc:
             for path in paths:
-                if self.mb.dead.bury(path, f"could not route: {type(exc).__name__}: {exc}",
-                                     by="supervisor"):
+                if self.mb.dead.bury(path, exc.reason, by="supervisor"):
                     report.dead += 1
                     return
+        except Exception as exc:  # one bad message must not stop all routing
+            log.exception("could not route", extra={"file": paths[0].name})
+            try:
+                self._route_failed(paths, f"{type(exc).__name__}: {exc}", report)
+            except DiskFull:
+                raise
+            except MailboxError:
+                log.exception("could not keep the message for a retry",
+                              extra={"file": paths[0].name})
+
+    def _route_failed(self, paths: tuple[Path, ...], reason: str, report: Pass) -> None:
+        """Count a failure of routing the message as a whole; retry it, or bury it at the bound.
+
+        Left in ``spool/new`` (the claim itself failed) it is tried at the next pass;
+        from ``spool/cur`` or ``spool/held`` it moves to ``spool/deferred``.
+        """
+        path = next((p for p in paths if self.mb.root.disk.exists(p)), None)
+        if path is None or path.parent == self.spool.new:
+            return
+        progress = self._progress(path.name[:-5])
+        failure = self._failed(progress, None, reason)
+        if failure.given_up:
+            if self.mb.dead.bury(path, f"could not route: {reason}", by="supervisor"):
+                report.dead += 1
+            self._drop_progress(progress.msg_id)
+            return
+        self._save_progress(progress)
+        if path.parent != self.spool.deferred:
+            self.mb.root.disk.overwrite(path, self.spool.deferred / path.name)
+        self._schedule_retry(path.name)
+
+    def _progress(self, msg_id: str) -> Progress:
+        """The routing progress of a message; a bad progress file is buried (start afresh)."""
+        if msg_id not in self._with_progress:
+            return Progress(msg_id)
+        try:
+            return self.spool.progress(msg_id)
+        except (Foreign, Malformed) as exc:
+            self.mb.dead.bury(self.spool.progress_path(msg_id), exc.reason, by="supervisor")
+            self._with_progress.discard(msg_id)
+            return Progress(msg_id)
+
+    def _save_progress(self, progress: Progress) -> None:
+        self.spool.save_progress(progress)
+        if progress.empty():
+            self._with_progress.discard(progress.msg_id)
+        else:
+            self._with_progress.add(progress.msg_id)
+
+    def _drop_progress(self, msg_id: str) -> None:
+        if msg_id in self._with_progress:
+            self.spool.drop_progress(msg_id)
+            self._with_progress.discard(msg_id)
+
+    def _failed(self, progress: Progress, agent: str | None, reason: str) -> Failure:
+        """Count one failed attempt (for ``agent``, or the whole message); give up at the bound."""
+        now = time.time_ns()
+        failure = progress.fail(agent, reason, now)
+        attempts, seconds = self.give_up
+        if failure.attempts >= attempts and now - failure.first_at >= seconds * 1e9:
+            progress.give_up(failure)
+        log.warning("delivery failed" if agent else "routing failed", extra={
+            "id": progress.msg_id, "agent": agent, "attempts": failure.attempts,
+            "error": reason, "given_up": failure.given_up})
+        return failure
+
+    def _drop_stale_progress(self) -> None:
+        """At start-up: note the progress files of messages still in ``spool/cur`` or
+        ``spool/deferred``, and remove the others (a supervisor died between removing a
+        message and removing its progress)."""
+        waiting = (self.spool.cur, self.spool.deferred)
+        for msg_id in self.spool.progress_ids():
+            if any(self.mb.root.disk.exists(f / f"{msg_id}.json") for f in waiting):
+                self._with_progress.add(msg_id)
+            else:
+                self.spool.drop_progress(msg_id)
 
     @property
     def directory(self) -> Directory:
@@ -477,7 +600,8 @@ class Supervisor:
         return self._directory
 
     def _bury_foreign(self, report: Pass) -> None:
-        for folder in (self.spool.new, self.spool.cur, self.spool.deferred, self.spool.held):
+        for folder in (self.spool.new, self.spool.cur, self.spool.deferred, self.spool.held,
+                       self.spool.progress_dir):
             for path in self.spool.foreign(folder):
                 if self.mb.dead.bury(path, f"foreign file name in spool/{folder.name}/"):
                     report.dead += 1
@@ -532,7 +656,9 @@ class Supervisor:
         if msg.expired():
             if self.mb.dead.bury(path, "expired", expires_at=msg.expires_at, by="supervisor"):
                 report.expired += 1
+            self._drop_progress(msg.id)
             return
+        progress = self._progress(msg.id)
         outcome = _Outcome()
         self._count_direct(msg, outcome)
         pick = msg.headers.get("pick") == "one"
@@ -540,10 +666,13 @@ class Supervisor:
             expansion = self.directory.expand(address, msg.sender)
             outcome.unroutable += expansion.unroutable
             if pick and is_routed(address) and expansion.agents:
-                self._pick(address, expansion.agents, msg, data, outcome)
-            else:
-                for agent in expansion.agents:
-                    self._offer(agent, address, msg, data, outcome)
+                self._pick(address, expansion.agents, msg, data, outcome, progress)
+                continue
+            for agent in expansion.agents:
+                if not self._offer(agent, address, msg, data, outcome, progress):
+                    self._unsettled(agent, address, outcome, progress)
+        if progress.changed:
+            self._save_progress(progress)
         if outcome.waiting:
             self._defer(path, msg, outcome, report)
         else:
@@ -558,55 +687,109 @@ class Supervisor:
             if not is_routed(address) and address in self.directory.agents:
                 outcome.hold(address, address)
 
-    def _offer(self, agent: str, address: str, msg: Message, data: bytes,
-               outcome: _Outcome) -> None:
-        """Deliver to one agent unless it holds the id already or its inbox is full."""
+    def _offer(self, agent: str, address: str, msg: Message, data: bytes, outcome: _Outcome,
+               progress: Progress) -> bool:
+        """Deliver to one agent unless it holds the id already, its inbox is full, or it
+        was given up. True if it holds the message now.
+
+        A failure is this recipient's alone: it is counted in ``progress`` and the
+        other recipients are offered the message all the same.
+        """
+        if agent in outcome.holders:
+            outcome.hold(address, agent)
+            return True
+        if agent in outcome.failed or progress.given_up(agent) is not None:
+            return False
+        try:
+            held = self._deliver(agent, address, msg, data, outcome)
+        except DiskFull:
+            raise  # the whole disk, not this inbox: the pass ends and routing pauses
+        except MailboxError as exc:
+            outcome.failed.add(agent)
+            self._failed(progress, agent, str(exc))
+            return False
+        if held:
+            progress.delivered(agent)
+        return held
+
+    def _deliver(self, agent: str, address: str, msg: Message, data: bytes,
+                 outcome: _Outcome) -> bool:
         try:
             inbox = self.mb.inbox(agent)
         except AgentNotFound:
             outcome.unroutable.append(Unroutable(address, f"no agent named {agent!r}"))
-            return
-        if agent in outcome.holders:
-            outcome.hold(address, agent)
-            return
+            return False
         fill = self.mb.quotas.full(inbox)
         if fill is not None and inbox.state_of(msg.id) is State.ABSENT:
             outcome.wait("deferred", address, f"inbox of {agent} is full "
                          f"({fill.unread} unread, quota {fill.quota})")
-            return
+            return False
         if fill is None and inbox.deliver(msg.id, data):  # deliver is idempotent by id
             self.mb.quotas.delivered(agent)
         faults.hit("route.delivered")
         outcome.hold(address, agent)
+        return True
+
+    def _unsettled(self, agent: str, address: str, outcome: _Outcome,
+                   progress: Progress) -> None:
+        """A recipient that did not get it: if its delivery failed, it waits or is given up."""
+        failure = progress.recipients.get(agent)
+        if failure is None or not (failure.given_up or agent in outcome.failed):
+            return  # waiting for room, or unroutable: noted by the offer
+        if failure.given_up:
+            outcome.give_up(address, agent, f"could not deliver to {agent}: gave up after "
+                            f"{_attempts(failure)}; the last: {failure.reason}")
+        else:
+            outcome.wait("deferred", address, f"could not deliver to {agent} "
+                         f"({_attempts(failure)}, retried later): {failure.reason}")
 
     def _pick(self, address: str, agents: tuple[str, ...], msg: Message, data: bytes,
-              outcome: _Outcome) -> None:
-        """Deliver to exactly one agent of ``agents`` (unless one already holds it)."""
+              outcome: _Outcome, progress: Progress) -> None:
+        """Deliver to exactly one agent of ``agents`` (unless one already holds it).
+
+        A candidate whose delivery fails is passed over for the next best; one given
+        up for this message is no candidate. If every agent was given up, the address
+        is unroutable.
+        """
         for agent in agents:
             if self._holds(agent, msg.id):
                 outcome.hold(address, agent)
                 return
-        chosen = self._picker.choose(agents)
-        if chosen is None:
-            outcome.wait("waiting", address, f"no live agent of {address} has room now "
-                         f"({len(agents)} known)")
+        left = [a for a in agents if progress.given_up(a) is None]
+        while left and (chosen := self._picker.choose(left)) is not None:
+            if self._offer(chosen, address, msg, data, outcome, progress):
+                return
+            if chosen not in outcome.failed:
+                return  # filled up since it was scored: the offer noted the wait
+            left.remove(chosen)
+        failures = {a: progress.recipients[a] for a in agents if a in progress.recipients}
+        tried = "; ".join(f"{a}: {f.reason} ({_attempts(f)})" for a, f in failures.items())
+        if all(f.given_up for f in failures.values()) and len(failures) == len(agents):
+            outcome.unroutable.append(Unroutable(address, f"no agent of {address} could take "
+                                                          f"it: {tried}"))
             return
-        self._offer(chosen, address, msg, data, outcome)
+        outcome.wait("waiting", address, f"no live agent of {address} has room now "
+                     f"({len(agents)} known)" + (f"; delivery failed to {tried}" if tried else ""))
 
     def _holds(self, agent: str, msg_id: str) -> bool:
         try:
             return self.mb.inbox(agent).state_of(msg_id) is not State.ABSENT
-        except AgentNotFound:
-            return False
+        except DiskFull:
+            raise
+        except MailboxError:
+            return False  # unknown, or its inbox cannot be looked at: an offer finds out
 
     def _tell_unroutable(self, msg: Message, outcome: _Outcome) -> dict[str, str]:
-        """Tell the sender about each unroutable address (now, even if the rest waits)."""
+        """Tell the sender about each unroutable address and each recipient given up (now,
+        even if the rest waits); returns the reasons per unroutable address."""
         reasons: dict[str, str] = {}
         for problem in outcome.unroutable:
             known = reasons.get(problem.address)
             reasons[problem.address] = f"{known}; {problem.reason}" if known else problem.reason
         for address, reason in reasons.items():
             self._notices.tell(msg, "undeliverable", address, reason)
+        for agent, (address, reason) in outcome.undeliverable.items():
+            self._notices.tell(msg, "undeliverable", address, reason, agent=agent)
         return reasons
 
     def _finish(self, path: Path, msg: Message, data: bytes, outcome: _Outcome,
@@ -615,53 +798,69 @@ class Supervisor:
         reasons = self._tell_unroutable(msg, outcome)
         self.mb.root.journal.record(
             "route", id=msg.id, **{"from": msg.sender}, recipients=outcome.holders,
-            expansion=outcome.expansion, dead=list(reasons))
+            expansion=outcome.expansion, dead=list(reasons),
+            undeliverable={agent: why for agent, (_, why) in outcome.undeliverable.items()})
         faults.hit("route.recorded")
-        if reasons:
-            report.dead += self._bury_unroutable(path, msg, data, outcome.holders, reasons)
+        if reasons or outcome.undeliverable:
+            report.dead += self._bury_unroutable(path, msg, data, outcome, reasons)
         self.mb.root.disk.unlink(path)  # gone already if the whole message was buried
+        self._drop_progress(msg.id)
         self._retry.pop(path.name, None)
         report.routed += 1
         log.debug("routed", extra={"id": msg.id, "sender": msg.sender,
                                    "recipients": outcome.holders})
 
-    def _bury_unroutable(self, path: Path, msg: Message, data: bytes, holders: list[str],
+    def _bury_unroutable(self, path: Path, msg: Message, data: bytes, outcome: _Outcome,
                          reasons: dict[str, str]) -> int:
-        """Nobody got it: bury the file. Some did: bury a copy per unroutable address."""
-        log.info("undeliverable", extra={"id": msg.id, "sender": msg.sender, "reasons": reasons})
-        if not holders:
-            text = "; ".join(reasons.values())
-            return int(self.mb.dead.bury(path, f"undeliverable: {text}", msg_id=msg.id,
-                                         addresses=list(reasons), by="supervisor") is not None)
+        """Nobody got it: bury the file. Some did: bury a copy per unroutable address and
+        per recipient given up."""
+        gaps: list[tuple[str, dict[str, str]]] = [
+            (reason, {"address": address}) for address, reason in reasons.items()]
+        gaps += [(reason, {"address": address, "agent": agent})
+                 for agent, (address, reason) in outcome.undeliverable.items()]
+        log.info("undeliverable", extra={"id": msg.id, "sender": msg.sender,
+                                         "reasons": [reason for reason, _ in gaps]})
+        if not outcome.holders:
+            text = "; ".join(reason for reason, _ in gaps)
+            agents = list(outcome.undeliverable)
+            return int(self.mb.dead.bury(
+                path, f"undeliverable: {text}", msg_id=msg.id,
+                addresses=list(dict.fromkeys(where["address"] for _, where in gaps)),
+                **({"agents": agents} if agents else {}), by="supervisor") is not None)
         buried = 0
-        for address, reason in reasons.items():
+        for reason, where in gaps:
             copy = self.spool.stage(msg.id, data)
-            if self.mb.dead.bury(copy, f"undeliverable: {reason}", msg_id=msg.id,
-                                 address=address, by="supervisor") is not None:
+            if self.mb.dead.bury(copy, f"undeliverable: {reason}", msg_id=msg.id, **where,
+                                 by="supervisor") is not None:
                 buried += 1
         return buried
 
     def _defer(self, path: Path, msg: Message, outcome: _Outcome, report: Pass) -> None:
         """Some recipient must wait: keep it in spool/deferred, tell the sender, retry later.
 
-        Unroutable addresses are told now and buried when the message finishes.
+        Unroutable addresses and recipients given up are told now, and buried when the
+        message finishes.
         """
         self._tell_unroutable(msg, outcome)
         for (what, address), reasons in outcome.waiting.items():
             self._notices.tell(msg, what, address, "; ".join(reasons))
         target = self.spool.deferred / path.name
         if path != target:
-            self.mb.root.disk.rename(path, target)
+            self.mb.root.disk.overwrite(path, target)
             self.mb.root.journal.record("defer", id=msg.id, **{"from": msg.sender},
                                         recipients=outcome.holders,
                                         waiting=sorted({a for _, a in outcome.waiting}))
             log.info("deferred", extra={"id": msg.id, "sender": msg.sender, "waiting": {
                 a: r for (_, a), r in outcome.waiting.items()}})
             report.deferred += 1
-        _, attempts = self._retry.get(path.name, (0.0, 0))
+        self._schedule_retry(path.name)
+
+    def _schedule_retry(self, name: str) -> None:
+        """The next try of a deferred file: 0.5 s, 1 s, 2 s ... up to the longest backoff."""
+        _, attempts = self._retry.get(name, (0.0, 0))
         first, longest = self.backoff
         delay = max(MIN_RETRY_SECONDS, min(longest, first * 2 ** attempts))
-        self._retry[path.name] = (self._clock() + delay, attempts + 1)
+        self._retry[name] = (self._clock() + delay, attempts + 1)
 
     def _retry_deferred(self, report: Pass, retry_all: bool) -> None:
         now = self._clock()
@@ -679,7 +878,7 @@ class Supervisor:
     # -- the circuit breaker ------------------------------------------------------------------
 
     def _hold(self, gate: RateGate, path: Path, msg: Message, report: Pass) -> None:
-        self.mb.root.disk.rename(path, self.spool.held / path.name)
+        self.mb.root.disk.overwrite(path, self.spool.held / path.name)
         report.held += 1
         if gate.hold(msg.sender, path.name):
             rate = f"{gate.per_second:g}/s, burst {gate.burst:g}"
@@ -695,7 +894,7 @@ class Supervisor:
             except (FileNotFoundError, Foreign, Malformed):
                 continue  # routed (and buried if bad) once the gate lets it through
             if self._gate is None:
-                self.mb.root.disk.rename(self.spool.held / name, self.spool.new / name)
+                self.mb.root.disk.overwrite(self.spool.held / name, self.spool.new / name)
             else:
                 self._gate.hold(msg.sender, name)
 
@@ -755,6 +954,10 @@ class Supervisor:
             return decode(data).expires_at
         except (FileNotFoundError, Foreign, Malformed):
             return None  # claim or doctor deals with bad files
+
+
+def _attempts(failure: Failure) -> str:
+    return "1 failed attempt" if failure.attempts == 1 else f"{failure.attempts} failed attempts"
 
 
 def _passed(expires_at: str, now_ns: int) -> bool:
