@@ -23,12 +23,15 @@ from .errors import DiskFull, StorageError, from_oserror
 
 StrPath = str | os.PathLike[str]
 
-__all__ = ["POINTS", "Disk", "Foreign", "Fsync", "faults", "pid", "read_open", "same_file",
-           "staging_name", "staging_suffix"]
+__all__ = ["POINTS", "Disk", "Foreign", "Fsync", "faults", "kind_of", "pid", "read_open",
+           "refused", "same_file", "staging_name", "staging_suffix"]
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_APPEND_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO planted where a log or lock file belongs must fail, not wait
+# for ever for a reader; it changes nothing for the regular file expected there.
+_APPEND_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
+                 | os.O_CLOEXEC)
 
 
 class Fsync(enum.StrEnum):
@@ -134,6 +137,27 @@ def pid() -> int:
 def same_file(a: os.stat_result, b: os.stat_result) -> bool:
     """True if two stat results are the same file (one inode, two names)."""
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def kind_of(st: os.stat_result | None) -> str:
+    """What a file is, in words, for error messages: ``"a FIFO"``, ``"a symbolic link"``..."""
+    if st is None:
+        return "gone"
+    for test, words in _KINDS:
+        if test(st.st_mode):
+            return words
+    return "a special file"
+
+
+_KINDS = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
+          (stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+
+
+def refused(path: StrPath, st: os.stat_result | None, expected: str) -> StorageError:
+    """The error for a file of the wrong kind where the layout expects ``expected``."""
+    return StorageError(f"{path} is {kind_of(st)}, not {expected}: refusing to use it "
+                        "(run mailbox doctor)", path=str(path))
 
 
 def staging_name(msg_id: str) -> str:
@@ -271,11 +295,12 @@ class Disk:
         self.fsync_dir(path.parent)
 
     def append(self, path: Path, line: bytes, *, sync: bool = False) -> None:
-        """Append one record with a single ``write`` (O_APPEND: records never interleave)."""
-        try:
-            fd = os.open(path, _APPEND_FLAGS, self.file_mode)
-        except OSError as exc:
-            raise from_oserror(exc, "open for append", str(path)) from exc
+        """Append one record with a single ``write`` (O_APPEND: records never interleave).
+
+        Raises:
+            StorageError: ``path`` is not a regular file (see :meth:`open_append`).
+        """
+        fd = self.open_append(path)
         try:
             if os.write(fd, line) != len(line):
                 raise DiskFull(f"short append to {path}", path=str(path))
@@ -285,6 +310,33 @@ class Disk:
             raise from_oserror(exc, "append", str(path)) from exc
         finally:
             os.close(fd)
+
+    def open_append(self, path: StrPath) -> int:
+        """Open (or create, with this root's file mode) ``path`` for appending; the caller
+        closes the descriptor. Logs and lock files are opened here and nowhere else.
+
+        Never blocks and never follows a link: a symlink, FIFO, device, socket or folder
+        planted at ``path`` is refused, so nothing outside the root is written and no
+        open waits for ever for a reader.
+
+        Raises:
+            StorageError: ``path`` is not a regular file (the message says what it is).
+        """
+        try:
+            fd = os.open(path, _APPEND_FLAGS, self.file_mode)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+                raise refused(path, self.lstat(path), "a regular file") from exc
+            raise from_oserror(exc, "open for append", str(path)) from exc
+        try:
+            st = os.fstat(fd)
+        except OSError as exc:
+            os.close(fd)
+            raise from_oserror(exc, "look at", str(path)) from exc
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise refused(path, st, "a regular file")
+        return fd
 
     # -- moving ------------------------------------------------------------------------
 

@@ -54,8 +54,7 @@ class Journal:
         self._day_ends = (now // _DAY_NS + 1) * _DAY_NS
         if day != self._day or self._fd is None:
             self._close()
-            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
-            self._fd = os.open(self.directory / f"{day}.jsonl", flags, self._disk.file_mode)
+            self._fd = self._disk.open_append(self.directory / f"{day}.jsonl")
             self._day = day
         return self._fd
 
