@@ -17,7 +17,7 @@ import click
 import orjson
 
 from . import doctor as doctor_mod
-from .errors import InvalidInput, MailboxError
+from .errors import InvalidInput, MailboxError, MessageTooLarge
 from .inbox import State
 from .mailbox import Mailbox
 from .message import Message, iso, stamp_of
@@ -247,7 +247,7 @@ def send(c: Ctx, sender: str, to: tuple[str, ...], subject: str, body: str | Non
     @ROLE, #TOPIC, +GROUP, or '*' (everyone but the sender).
     """
     recipients = [a.strip() for item in to for a in item.split(",") if a.strip()]
-    text = _body_text(body, body_file)
+    text = _body_text(body, body_file, c.mb.config.max_message_bytes)
     value: Any = text
     if json_body:
         try:
@@ -263,11 +263,15 @@ def send(c: Ctx, sender: str, to: tuple[str, ...], subject: str, body: str | Non
                    "one does (mailbox supervise)", err=True)
 
 
-def _body_text(body: str | None, body_file: Any) -> str:
+def _body_text(body: str | None, body_file: Any, limit: int) -> str:
     if body is not None:
         return body
-    raw = body_file.read() if body_file is not None else (
-        b"" if sys.stdin.isatty() else sys.stdin.buffer.read())
+    source = body_file if body_file is not None else (
+        None if sys.stdin.isatty() else sys.stdin.buffer)
+    # Never more than the limit and one byte: --body-file /dev/zero must not fill memory.
+    raw = b"" if source is None else source.read(limit + 1)
+    if len(raw) > limit:
+        fail(MessageTooLarge(len(raw), limit))
     try:
         return str(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:

@@ -15,6 +15,7 @@ import os
 import random
 import secrets
 import stat
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ StrPath = str | os.PathLike[str]
 __all__ = ["POINTS", "Disk", "Foreign", "Fsync", "faults", "kind_of", "pid", "read_open",
            "refused", "same_file", "staging_name", "staging_suffix"]
 
+_CHUNK = 1 << 20  # how much of a log one read takes
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO planted where a log or lock file belongs must fail, not wait
@@ -441,6 +443,25 @@ class Disk:
         return fd, st
 
     @staticmethod
+    def read_lines(path: StrPath, *, line_limit: int, limit: int, start: int = 0
+                   ) -> Iterator[tuple[int, bytes]]:
+        """Stream the complete lines of a log (journal, event memory) from byte ``start``,
+        each with the offset just past its newline (where a follower goes on from).
+
+        Bounded: at most ``limit`` bytes are read, and no line longer than
+        ``line_limit`` is held (it comes back as ``b""``, unreadable like a torn
+        line). Bytes after the last newline (a line being written, or torn by a
+        crash) are not returned. Opens like :meth:`read` when first iterated: raises
+        :class:`Foreign` for a symlink, FIFO, device or folder; ``FileNotFoundError``
+        passes through.
+        """
+        fd, _ = Disk.open_regular(path, sys.maxsize)
+        try:
+            yield from _lines(fd, start, line_limit, start + limit)
+        finally:
+            os.close(fd)
+
+    @staticmethod
     def touch_open(fd: int, ns: int, path: StrPath) -> None:
         """Set the modification time of an open file (the lease start of a claim)."""
         try:
@@ -493,6 +514,30 @@ def _read_all(fd: int, size: int, limit: int) -> bytes:
             raise Foreign(f"over the {limit}-byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _lines(fd: int, offset: int, line_limit: int, end: int) -> Iterator[tuple[int, bytes]]:
+    pending: list[bytes] = []  # the start of a line that an earlier chunk did not finish
+    held = 0  # its length; -1 once it is over the limit (the rest is skipped)
+    while offset < end:
+        chunk = os.pread(fd, min(_CHUNK, end - offset), offset)
+        if not chunk:
+            return
+        parts = chunk.split(b"\n")
+        for part in parts[:-1]:
+            offset += len(part) + 1
+            if held < 0 or held + len(part) > line_limit:
+                yield offset, b""
+            else:
+                yield offset, b"".join([*pending, part]) if pending else part
+            pending, held = [], 0
+        tail = parts[-1]
+        offset += len(tail)
+        if held >= 0 and held + len(tail) <= line_limit:
+            pending.append(tail)
+            held += len(tail)
+        else:
+            pending, held = [], -1
 
 
 def _find_syncfs() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]

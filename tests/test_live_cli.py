@@ -20,6 +20,8 @@ from conftest import python_env
 
 from agentmailbox import Mailbox, State
 from agentmailbox.cli_live import _JournalReader
+from agentmailbox.fs import Disk
+from agentmailbox.journal import Journal
 from agentmailbox.logs import daemon_logging
 from agentmailbox.presence import Presence
 
@@ -350,7 +352,7 @@ def _journal_day(directory: Path, day: str, *events: dict) -> None:
 def test_following_the_journal_crosses_into_the_next_day(tmp_path: Path) -> None:
     """After midnight (a new day file) following goes on in the new file, in order."""
     _journal_day(tmp_path, "2026-01-01", {"t": 1, "ev": "send"})
-    reader = _JournalReader(tmp_path)
+    reader = _JournalReader(Journal(tmp_path, Disk()))
     assert [e["t"] for e in reader.last(10, frozenset())] == [1]
     _journal_day(tmp_path, "2026-01-01", {"t": 2, "ev": "claim"})
     _journal_day(tmp_path, "2026-01-02", {"t": 3, "ev": "done"})
@@ -361,7 +363,7 @@ def test_following_the_journal_crosses_into_the_next_day(tmp_path: Path) -> None
 
 def test_following_the_journal_waits_for_a_line_being_written(tmp_path: Path) -> None:
     """A half-written last line is read once it is complete, never as a torn event."""
-    reader = _JournalReader(tmp_path)
+    reader = _JournalReader(Journal(tmp_path, Disk()))
     (tmp_path / "2026-01-01.jsonl").write_bytes(b'{"t": 1, "ev"')
     assert list(reader.follow()) == []
     with open(tmp_path / "2026-01-01.jsonl", "ab") as f:
