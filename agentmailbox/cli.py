@@ -24,6 +24,7 @@ from .message import Message, iso, stamp_of
 from .presence import Presence
 from .routing import is_routed
 from .supervisor import running_supervisor
+from .workspace import MAX_FILE
 
 EXIT_OK = 0            # it worked
 EXIT_ERROR = 1         # an error not listed below (StorageError and the like)
@@ -395,7 +396,8 @@ def ws() -> None:
 def ws_put(c: Ctx, name: str, source: Any, if_version: int | None, author: str | None,
            as_json: bool) -> None:
     """Write a new version of NAME; prints the version number."""
-    version = c.mb.workspace.put(name, source.read(), if_version=if_version, author=author)
+    data = source.read(MAX_FILE + 1)  # at most one byte over: put refuses it, /dev/zero too
+    version = c.mb.workspace.put(name, data, if_version=if_version, author=author)
     emit({"name": name, "version": version}, as_json, str(version))
 
 

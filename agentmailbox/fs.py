@@ -207,6 +207,23 @@ class Disk:
                 raise from_oserror(exc, "create directory", str(folder)) from exc
             os.chmod(folder, self.dir_mode)  # mkdir's mode is masked by the umask
 
+    def real_folder(self, top: Path, folder: Path) -> bool:
+        """Whether ``folder`` exists, every folder from below ``top`` down to it looked at
+        without following a link; False if one of them does not exist (yet).
+
+        Raises:
+            StorageError: one of them is a link, a file or a FIFO, not a real folder.
+        """
+        path = top
+        for part in folder.relative_to(top).parts:
+            path = path / part
+            st = self.lstat(path)
+            if st is None:
+                return False
+            if not stat.S_ISDIR(st.st_mode):
+                raise refused(path, st, "a folder")
+        return True
+
     def fsync_dir(self, path: StrPath) -> None:
         """Make the names in directory ``path`` durable (unless the policy is ``never``)."""
         if self.fsync is not Fsync.NEVER:

@@ -23,7 +23,7 @@ import orjson
 import pytest
 from conftest import ROOT, python_env
 
-from agentmailbox import Mailbox, StorageError
+from agentmailbox import AlreadyExists, InvalidInput, Mailbox, StorageError, doctor
 from agentmailbox.fs import Disk
 from agentmailbox.journal import Journal
 from agentmailbox.supervisor import Supervisor
@@ -33,7 +33,8 @@ from agentmailbox.supervisor import Supervisor
 def outside(tmp_path: Path) -> Iterator[Path]:
     """A folder beside the root that a planted link points into; nothing in it may change."""
     top = tmp_path / "outside"
-    (top / "folder").mkdir(parents=True)
+    (top / "folder" / "sub").mkdir(parents=True)
+    (top / "folder" / "0000000001").write_bytes(b"TOP-SECRET-7f3a\n")
     (top / "secret.txt").write_bytes(b"TOP-SECRET-7f3a\n")
     (top / "journal.jsonl").write_bytes(orjson.dumps(
         {"t": 1, "ev": "send", "id": "x", "subject": "TOP-SECRET-7f3a"}) + b"\n")
@@ -245,3 +246,144 @@ def test_memory_reads_a_huge_event_segment_with_bounded_memory(mb: Mailbox) -> N
     _grow(agent.memory.current_file(), _HUGE)
     done = _limited_cli(mb, "memory", "bob", "--json")
     assert (0, True) == (done.returncode, "the parser is done" in done.stdout), done.stderr
+
+
+# -- the workspace: version names ----------------------------------------------------------------
+
+def _versions(mb: Mailbox, name: str) -> Path:
+    return mb.path / "workspace" / ".versions" / name
+
+
+@pytest.mark.parametrize("planted", ["\u0669" * 10, "\u00b2" * 3, "\u00b2" * 10, "00000000x1"])
+def test_ws_ignores_a_version_file_named_by_other_digits(
+        mb: Mailbox, no_hang: None, planted: str) -> None:
+    """A file named by non-ASCII digits is no version: put, get, ls and doctor go on."""
+    ws = mb.workspace
+    ws.put("plan.md", b"one")
+    (_versions(mb, "plan.md") / planted).write_bytes(b"planted")
+    assert (2, 3) == (ws.put("plan.md", b"two"), ws.put("plan.md", b"three"))
+    assert (b"three", ["plan.md@3"]) == (ws.get("plan.md").data,
+                                         [f"{f.name}@{f.version}" for f in ws.ls()])
+    doctor.check(mb)
+
+
+def test_doctor_quarantines_a_file_in_versions_that_is_no_version(mb: Mailbox) -> None:
+    """doctor --repair moves a stray file out of .versions/ into dead/, with its reason."""
+    mb.workspace.put("plan.md", b"one")
+    (_versions(mb, "plan.md") / ("\u0669" * 10)).write_bytes(b"planted")
+    found = [f for f in doctor.check(mb, repair=True) if f.kind == "foreign"]
+    assert (1, True, ["workspace/.versions/plan.md"]) == (
+        len(found), found[0].repaired, [d.origin for d in mb.dead.list()])
+    assert ["0000000001"] == os.listdir(_versions(mb, "plan.md"))
+
+
+def test_put_at_the_last_version_number_is_refused_not_retried_for_ever(
+        mb: Mailbox, no_hang: None) -> None:
+    """A version folder at 9999999999 (10 digits can say no more) refuses the next put."""
+    mb.workspace.put("plan.md", b"one")
+    (_versions(mb, "plan.md") / "9999999999").write_bytes(b"last")
+    with pytest.raises(InvalidInput, match="last one"):
+        mb.workspace.put("plan.md", b"more")
+
+
+# -- the workspace: links ----------------------------------------------------------------------
+
+# Where a link out of the root is planted, and the operations that must refuse it.
+WS_LINKS = {
+    "workspace": ("workspace", ["put", "get", "ls", "lock"]),
+    "versions": ("workspace/.versions", ["put", "get", "ls"]),
+    "version-folder": ("workspace/.versions/notes", ["put", "get"]),
+    "view-folder": ("workspace/notes", ["put"]),
+    "locks": ("workspace/.locks", ["lock"]),
+}
+_WS_OPS: dict[str, Callable[[Mailbox], object]] = {
+    "put": lambda mb: mb.workspace.put("notes/sub/today.md", b"new"),
+    "get": lambda mb: mb.workspace.get("notes"),
+    "ls": lambda mb: mb.workspace.ls(),
+    "lock": lambda mb: mb.workspace.lock("notes/sub/today.md").__enter__(),
+}
+
+
+@pytest.mark.parametrize(("where", "op"), [(w, op) for w, (_, ops) in WS_LINKS.items()
+                                           for op in ops])
+def test_ws_refuses_a_link_where_a_workspace_folder_belongs(
+        mb: Mailbox, outside: Path, no_hang: None, where: str, op: str) -> None:
+    """A folder of the workspace replaced by a link out of the root is refused, never followed."""
+    link = mb.path / WS_LINKS[where][0]
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_dir():
+        link.rmdir()
+    link.symlink_to(outside / "folder")
+    with pytest.raises(StorageError, match="symbolic link"):
+        _WS_OPS[op](mb)
+
+
+def test_a_link_at_a_version_file_is_never_the_current_version(
+        mb: Mailbox, outside: Path, no_hang: None) -> None:
+    """A link planted as the next version is not read as one; put refuses it until doctor
+    has quarantined it, then goes on."""
+    ws = mb.workspace
+    ws.put("plan.md", b"one")
+    (_versions(mb, "plan.md") / "0000000002").symlink_to(outside / "secret.txt")
+    assert (1, b"one") == (ws.version("plan.md"), ws.get("plan.md").data)
+    with pytest.raises(StorageError, match="symbolic link"):
+        ws.put("plan.md", b"two")
+    doctor.check(mb, repair=True)
+    assert (2, b"two") == (ws.put("plan.md", b"two"), ws.get("plan.md").data)
+
+
+def test_a_link_at_a_view_is_refused_before_anything_is_committed(
+        mb: Mailbox, outside: Path, no_hang: None) -> None:
+    """put refuses a link where the view belongs, writing no version; doctor clears it."""
+    ws = mb.workspace
+    (ws.path / "plan.md").symlink_to(outside / "secret.txt")
+    with pytest.raises(StorageError, match="symbolic link"):
+        ws.put("plan.md", b"one")
+    assert 0 == ws.version("plan.md")
+    doctor.check(mb, repair=True)
+    assert (1, b"one") == (ws.put("plan.md", b"one"), (ws.path / "plan.md").read_bytes())
+
+
+# -- the workspace: a name that is both a file and a folder ------------------------------------
+
+@pytest.mark.parametrize(("first", "second"), [("notes", "notes/today.md"),
+                                                ("notes/today.md", "notes"),
+                                                ("a/b", "a/b/c/d")])
+def test_put_of_a_name_that_would_be_both_file_and_folder_commits_nothing(
+        mb: Mailbox, first: str, second: str) -> None:
+    """The second of two colliding names is refused before any version is written, so a
+    retry writes nothing either."""
+    ws = mb.workspace
+    ws.put(first, b"first")
+    for _ in range(2):
+        with pytest.raises(AlreadyExists, match="both a file and a folder"):
+            ws.put(second, b"second")
+    assert ([first], 0) == ([f.name for f in ws.ls()], ws.version(second))
+
+
+def test_ws_put_of_a_colliding_name_exits_6_with_the_reason(mb: Mailbox, cli) -> None:
+    """The CLI refuses the colliding name with exit 6 (conflict) and says why."""
+    assert 0 == cli("ws", "put", "notes", stdin="first").code
+    out = cli("ws", "put", "notes/today.md", stdin="second")
+    assert (6, True) == (out.code, "both a file and a folder" in out.err)
+
+
+@pytest.mark.parametrize("folder_first", [True, False])
+def test_doctor_repairs_a_name_collision_by_quarantining_the_file(
+        mb: Mailbox, folder_first: bool) -> None:
+    """A name left both a file and a folder (by a race, or an older version) is repaired by
+    doctor: the file's versions and view go to dead/, the folder's files are shown again."""
+    ws = mb.workspace
+    if folder_first:
+        ws.put("notes/today.md", b"today")
+        (_versions(mb, "notes") / "0000000001").write_bytes(b"notes")
+    else:
+        ws.put("notes", b"notes")
+        (_versions(mb, "notes") / "today.md").mkdir()
+        (_versions(mb, "notes") / "today.md" / "0000000001").write_bytes(b"today")
+    first = {f.kind for f in doctor.check(mb, repair=True)}
+    assert ("name-collision" in first, [], ["notes/today.md"]) == (
+        True, doctor.check(mb, repair=True), [f.name for f in ws.ls()])
+    assert (b"today", [b"notes"]) == ((ws.path / "notes" / "today.md").read_bytes(),
+                                      [mb.dead.content(d.id, 100) for d in mb.dead.list()
+                                       if "0000000001" in d.name])
