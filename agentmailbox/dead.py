@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from .errors import MessageNotFound
-from .fs import Foreign, faults
+from .fs import Foreign, faults, hidden_name
 from .message import iso
 from .names import as_text, is_id
 from .root import Root
@@ -109,10 +109,20 @@ class DeadLetters:
     def path_of(self, dead_id: str) -> Path:
         return self.directory / f"{dead_id}.msg"
 
-    def remove(self, dead_id: str) -> None:
-        """Delete one dead letter for good (``purge``: the only deleting of mail)."""
-        self._root.disk.unlink(self.path_of(dead_id))
-        self._root.disk.unlink(self.directory / f"{dead_id}.reason.json")
+    def remove(self, dead_id: str) -> bool:
+        """Delete one dead letter for good (``purge``: the only deleting of mail).
+
+        The letter is first renamed to a name of this process's own: of two removers
+        at once (two purges, a purge and a retry) exactly one wins. Returns whether
+        this call removed it; False if someone else did first.
+        """
+        disk = self._root.disk
+        held = self.directory / hidden_name()
+        if not disk.rename(self.path_of(dead_id), held):
+            return False
+        disk.unlink(held)  # a crash before this leaves a stale .tmp: doctor clears it
+        disk.unlink(self.directory / f"{dead_id}.reason.json")
+        return True
 
     def _load(self, dead_id: str) -> DeadLetter | None:
         if not is_id(dead_id):

@@ -24,8 +24,8 @@ from .errors import DiskFull, StorageError, from_oserror
 
 StrPath = str | os.PathLike[str]
 
-__all__ = ["POINTS", "Disk", "Foreign", "Fsync", "faults", "kind_of", "pid", "read_open",
-           "refused", "same_file", "staging_name", "staging_suffix"]
+__all__ = ["POINTS", "Disk", "Foreign", "Fsync", "faults", "hidden_name", "kind_of", "pid",
+           "read_open", "refused", "same_file", "staging_name", "staging_suffix"]
 
 _CHUNK = 1 << 20  # how much of a log one read takes
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -162,6 +162,11 @@ def refused(path: StrPath, st: os.stat_result | None, expected: str) -> StorageE
                         "(run mailbox doctor)", path=str(path))
 
 
+def hidden_name() -> str:
+    """``.<16 hex>.tmp``: a name of this writer's own beside a target (doctor knows it)."""
+    return f".{secrets.token_hex(8)}.tmp"
+
+
 def staging_name(msg_id: str) -> str:
     """``<id>.<pid>.<6 hex>``: starts with the id, so a reader can find it by prefix."""
     return f"{msg_id}.{staging_suffix()}"
@@ -260,7 +265,7 @@ class Disk:
         On any failure the partial file is removed, so nothing half-written stays.
         ``sync`` defaults to the policy (anything but ``never`` fsyncs the file).
         """
-        name = name or f".{secrets.token_hex(8)}.tmp"
+        name = name or hidden_name()
         if isinstance(directory, str) and directory.endswith("/"):
             path = directory + name  # the hot path: inboxes pass "<inbox>/tmp/"
         else:

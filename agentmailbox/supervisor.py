@@ -874,8 +874,8 @@ def purge_dead_letters(mb: Mailbox, older_than_days: float | None = None,
     cutoff = (now_ns or time.time_ns()) - int((older_than_days or 0) * 86400e9)
     removed = []
     for letter in mb.dead.list():
-        if older_than_days is None or stamp_of(letter.id) < cutoff:
-            mb.dead.remove(letter.id)
+        if (older_than_days is None or stamp_of(letter.id) < cutoff) \
+                and mb.dead.remove(letter.id):  # False: a retry or a purge beat us to it
             removed.append(letter.id)
     if removed:
         mb.root.journal.record("purge", count=len(removed))
