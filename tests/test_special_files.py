@@ -228,12 +228,18 @@ def test_send_refuses_an_endless_body_file_without_reading_it_whole(mb: Mailbox)
     assert "over the limit" in done.stderr
 
 
-def test_status_thread_and_tail_read_a_huge_journal_day_with_bounded_memory(mb: Mailbox) -> None:
-    """status, thread show and tail work when a journal day is far larger than memory."""
-    msg = mb.send("alice", "bob", "hello")
+def test_status_thread_boot_and_tail_read_a_huge_journal_day_with_bounded_memory(
+        mb: Mailbox) -> None:
+    """status, thread show, boot's waiting-on check and tail work when a journal day is far
+    larger than memory."""
+    question = mb.send("bob", "alice", "which parser?")
+    mb.agent("bob").handoff(waiting_on=[f"alice:{question.id}"])
+    msg = mb.send("alice", "bob", "this one", reply_to=question.id)
+    bob = mb.inbox("bob")
+    bob.done(bob.claim(msg.id))  # read: only the journal still says the wait is resolved
     _grow(mb.path / "journal" / f"{_today()}.jsonl", _HUGE)
     for args in (["status", msg.id, "--json"], ["thread", "show", msg.thread, "--json"],
-                 ["tail", "--json"]):
+                 ["boot", "bob", "--dry-run"], ["tail", "--json"]):
         done = _limited_cli(mb, *args)
         assert (0, False, True) == (done.returncode, "Traceback" in done.stderr,
                                     msg.id in done.stdout), (args, done.stderr)
