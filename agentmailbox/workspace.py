@@ -225,7 +225,7 @@ class Workspace:
         """
         parts = names.check_workspace_path(name)
         path = self.path / ".locks" / ("/".join(parts) + ".lock")
-        self._real(path.parent)
+        self._real(path.parent)  # raises if a folder on the way is a link: never followed
         with locks.held(path, self._disk, timeout=timeout,
                         message=f"{name} is locked by someone else",
                         hint="wait and retry, or raise --timeout"):
