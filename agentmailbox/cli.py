@@ -18,13 +18,14 @@ import orjson
 
 from . import doctor as doctor_mod
 from . import render
-from .errors import InvalidInput, MailboxError
+from .errors import InvalidInput, MailboxError, MessageTooLarge
 from .inbox import State
 from .mailbox import Mailbox
 from .message import Message, iso, stamp_of
 from .presence import Presence
 from .routing import is_routed
 from .supervisor import running_supervisor
+from .workspace import MAX_FILE
 
 EXIT_OK = 0            # it worked
 EXIT_ERROR = 1         # an error not listed below (StorageError and the like)
@@ -251,7 +252,7 @@ def send(c: Ctx, sender: str, to: tuple[str, ...], subject: str, body: str | Non
     @ROLE, #TOPIC, +GROUP, or '*' (everyone but the sender).
     """
     recipients = [a.strip() for item in to for a in item.split(",") if a.strip()]
-    text = _body_text(body, body_file)
+    text = _body_text(body, body_file, c.mb.config.max_message_bytes)
     value: Any = text
     if json_body:
         try:
@@ -267,11 +268,15 @@ def send(c: Ctx, sender: str, to: tuple[str, ...], subject: str, body: str | Non
                    "one does (mailbox supervise)", err=True)
 
 
-def _body_text(body: str | None, body_file: Any) -> str:
+def _body_text(body: str | None, body_file: Any, limit: int) -> str:
     if body is not None:
         return body
-    raw = body_file.read() if body_file is not None else (
-        b"" if sys.stdin.isatty() else sys.stdin.buffer.read())
+    source = body_file if body_file is not None else (
+        None if sys.stdin.isatty() else sys.stdin.buffer)
+    # Never more than the limit and one byte: --body-file /dev/zero must not fill memory.
+    raw = b"" if source is None else source.read(limit + 1)
+    if len(raw) > limit:
+        fail(MessageTooLarge(len(raw), limit))
     try:
         return str(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -396,7 +401,8 @@ def ws() -> None:
 def ws_put(c: Ctx, name: str, source: Any, if_version: int | None, author: str | None,
            as_json: bool) -> None:
     """Write a new version of NAME; prints the version number."""
-    version = c.mb.workspace.put(name, source.read(), if_version=if_version, author=author)
+    data = source.read(MAX_FILE + 1)  # at most one byte over: put refuses it, /dev/zero too
+    version = c.mb.workspace.put(name, data, if_version=if_version, author=author)
     emit({"name": name, "version": version}, as_json, str(version))
 
 

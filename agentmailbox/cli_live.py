@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections import deque
+from collections.abc import Iterable, Iterator, MutableSequence
 from typing import Any
 
 import click
@@ -16,6 +15,7 @@ import orjson
 
 from . import render
 from .cli import Ctx, cli, emit, json_option, message_line, msg_json, pass_ctx
+from .journal import Journal
 from .logs import daemon_logging
 from .message import Message
 from .presence import Mode, Presence
@@ -123,7 +123,7 @@ def tail(c: Ctx, agents: tuple[str, ...], follow: bool, count: int, as_json: boo
     """
     for name in agents:
         c.mb.registry.require(name)
-    reader = _JournalReader(c.mb.root.journal.directory)
+    reader = _JournalReader(c.mb.root.journal)
     wanted = frozenset(agents)
     for event in reader.last(count, wanted):
         _print_event(event, as_json)
@@ -135,28 +135,23 @@ def tail(c: Ctx, agents: tuple[str, ...], follow: bool, count: int, as_json: boo
 
 
 class _JournalReader:
-    """Reads ``journal/<day>.jsonl`` files; remembers where it stopped to follow them."""
+    """Reads the journal's days through ``Journal.read`` (bounded; links and FIFOs are
+    never opened); remembers where it stopped to follow them."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
         self.day = ""
         self.offset = 0
 
-    def days(self) -> list[str]:
-        try:
-            return sorted(n[:-6] for n in os.listdir(self.directory) if n.endswith(".jsonl"))
-        except FileNotFoundError:
-            return []
-
     def last(self, count: int, wanted: frozenset[str]) -> list[dict[str, Any]]:
         """The last ``count`` matching events in time order; follow() goes on from there."""
-        days = self.days()
+        days = self.journal.days()
         found: list[dict[str, Any]] = []
         for day in reversed(days):
-            events, end = self._read(day, 0)
+            events, end = self._read(day, 0, deque(maxlen=count), wanted)
             if day == days[-1]:
                 self.day, self.offset = day, end
-            found[:0] = [e for e in events if _involves(e, wanted)]
+            found[:0] = events
             if len(found) >= count:
                 break
         found.sort(key=_stamp)
@@ -165,35 +160,24 @@ class _JournalReader:
     def follow(self) -> Iterator[dict[str, Any]]:
         """Events appended since the last call, across a change of day."""
         while True:
-            events, self.offset = self._read(self.day, self.offset) if self.day else ([], 0)
-            yield from events
-            later = [d for d in self.days() if d > self.day]
+            if self.day:
+                events, self.offset = self._read(self.day, self.offset, [], frozenset())
+                yield from events
+            later = [d for d in self.journal.days() if d > self.day]
             if not later:
                 return
             self.day, self.offset = later[0], 0  # rolled over: the old day is finished
 
-    def _read(self, day: str, offset: int) -> tuple[list[dict[str, Any]], int]:
-        """Complete lines of one day from ``offset``; a line still being written waits."""
-        try:
-            with open(self.directory / f"{day}.jsonl", "rb") as f:
-                f.seek(offset)
-                data = f.read()
-        except FileNotFoundError:
-            return [], offset
-        complete = data[: data.rfind(b"\n") + 1]
-        return _parse(complete.splitlines()), offset + len(complete)
-
-
-def _parse(lines: list[bytes]) -> list[dict[str, Any]]:
-    out = []
-    for line in lines:
-        try:
-            event = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue  # a torn line: the journal is a record, not the state
-        if isinstance(event, dict):
-            out.append(event)
-    return out
+    def _read(self, day: str, offset: int, into: MutableSequence[dict[str, Any]],
+              wanted: frozenset[str]) -> tuple[MutableSequence[dict[str, Any]], int]:
+        """The complete lines of one day from ``offset`` that involve ``wanted``, added to
+        ``into`` (a bounded deque keeps only the last ones), and where to go on from."""
+        end = offset
+        for stop, event in self.journal.read(day, offset):
+            if event is not None and _involves(event, wanted):
+                into.append(event)
+            end = stop
+        return into, end
 
 
 def _involves(event: dict[str, Any], wanted: frozenset[str]) -> bool:

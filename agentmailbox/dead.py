@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from .errors import MessageNotFound
-from .fs import Foreign, faults
+from .fs import Foreign, faults, hidden_name
 from .message import iso
 from .names import as_text, is_id
 from .root import Root
@@ -50,17 +50,17 @@ class DeadLetters:
         self._root = root
         self.directory = root.path / "dead"
 
-    def bury(self, path: Path | str, reason: str, *, name: str | None = None,
+    def bury(self, path: Path | str, reason: str, *, recorded_name: str | None = None,
              **extra: Any) -> str | None:
         """Move ``path`` into ``dead/`` with ``reason``; None if it was already gone.
 
-        ``name`` is the name to record when ``path`` is a temporary one (a hold name).
+        ``recorded_name`` is the name to record when ``path`` is a temporary one (a hold).
         """
         path = Path(path)
         disk = self._root.disk
         dead_id = self._root.clock.new_id()
         origin = as_text(str(path.parent.relative_to(self._root.path)))
-        name = as_text(name or path.name)  # a hostile name need not be UTF-8
+        name = as_text(recorded_name or path.name)  # a hostile name need not be UTF-8
         reason_path = self._write_reason(dead_id, reason, origin=origin, name=name, **extra)
         faults.hit("quarantine.reason_written")
         if not disk.rename(path, self.directory / f"{dead_id}.msg"):
@@ -113,10 +113,20 @@ class DeadLetters:
     def path_of(self, dead_id: str) -> Path:
         return self.directory / f"{dead_id}.msg"
 
-    def remove(self, dead_id: str) -> None:
-        """Delete one dead letter for good (``purge``: the only deleting of mail)."""
-        self._root.disk.unlink(self.path_of(dead_id))
-        self._root.disk.unlink(self.directory / f"{dead_id}.reason.json")
+    def remove(self, dead_id: str) -> bool:
+        """Delete one dead letter for good (``purge``: the only deleting of mail).
+
+        The letter is first renamed to a name of this process's own: of two removers
+        at once (two purges, a purge and a retry) exactly one wins. Returns whether
+        this call removed it; False if someone else did first.
+        """
+        disk = self._root.disk
+        held = self.directory / hidden_name()
+        if not disk.rename(self.path_of(dead_id), held):
+            return False
+        disk.unlink(held)  # a crash before this leaves a stale .tmp: doctor clears it
+        disk.unlink(self.directory / f"{dead_id}.reason.json")
+        return True
 
     def _load(self, dead_id: str) -> DeadLetter | None:
         if not is_id(dead_id):

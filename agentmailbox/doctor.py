@@ -75,6 +75,7 @@ class _Doctor:
             self._hidden_staging(self.mb.path / sub)
         for folder in _workspace_dirs(self.mb.path / "workspace"):
             self._hidden_staging(folder)
+        self._workspace()
         self._views()
         for name in self.mb.registry.list_names():
             self._agent(name)
@@ -156,11 +157,25 @@ class _Doctor:
         """Staging files of an interrupted replace or link (state, views, handoffs...)."""
         self._tmp_dir(folder, pattern_ok=lambda n: not _HIDDEN_STAGING.fullmatch(n))
 
+    def _workspace(self) -> None:
+        """Links, FIFOs and devices in the workspace; files in .versions/ that are no version."""
+        ws = self.mb.workspace
+        for path, why in ws.foreign():
+            self.note("foreign", path, why, self._bury(path, why, None))
+        for name, files in ws.collisions():
+            why = f"name collision: {name!r} is both a file and a folder of files"
+            self.note("name-collision", ws.path / ".versions" / name,
+                      f"{why}; the file's versions and view go to dead/",
+                      lambda fs=files, w=why: [self.mb.dead.bury(f, w, by="doctor") for f in fs])
+
     def _views(self) -> None:
         """Each workspace view must show its newest version (the versions are the truth)."""
         ws = self.mb.workspace
         for current in ws.ls():
             view = ws.path.joinpath(*names.check_workspace_path(current.name))
+            if problem := ws.view_problem(current.name):
+                self.note("view-blocked", view, str(problem))  # no repair: the versions stay
+                continue
             try:
                 shown: bytes | None = self.disk.read(view, max(current.size, 1))[0]
             except (FileNotFoundError, NotADirectoryError, Foreign):

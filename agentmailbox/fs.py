@@ -15,6 +15,7 @@ import os
 import random
 import secrets
 import stat
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,12 +25,16 @@ from .errors import DiskFull, StorageError, from_oserror
 
 StrPath = str | os.PathLike[str]
 
-__all__ = ["POINTS", "Disk", "Foreign", "Fsync", "Moved", "faults", "pid", "read_open",
-           "same_file", "staging_name", "staging_suffix"]
+__all__ = ["POINTS", "Disk", "Foreign", "Fsync", "Moved", "faults", "hidden_name", "kind_of",
+           "pid", "read_open", "refused", "same_file", "staging_name", "staging_suffix"]
 
+_CHUNK = 1 << 20  # how much of a log one read takes
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_APPEND_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO planted where a log or lock file belongs must fail, not wait
+# for ever for a reader; it changes nothing for the regular file expected there.
+_APPEND_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
+                 | os.O_CLOEXEC)
 
 
 class Fsync(enum.StrEnum):
@@ -147,6 +152,32 @@ def same_file(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
+def kind_of(st: os.stat_result | None) -> str:
+    """What a file is, in words, for error messages: ``"a FIFO"``, ``"a symbolic link"``..."""
+    if st is None:
+        return "gone"
+    for test, words in _KINDS:
+        if test(st.st_mode):
+            return words
+    return "a special file"
+
+
+_KINDS = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
+          (stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+
+
+def refused(path: StrPath, st: os.stat_result | None, expected: str) -> StorageError:
+    """The error for a file of the wrong kind where the layout expects ``expected``."""
+    return StorageError(f"{path} is {kind_of(st)}, not {expected}: refusing to use it "
+                        "(run mailbox doctor)", path=str(path))
+
+
+def hidden_name() -> str:
+    """``.<16 hex>.tmp``: a name of this writer's own beside a target (doctor knows it)."""
+    return f".{secrets.token_hex(8)}.tmp"
+
+
 def staging_name(msg_id: str) -> str:
     """``<id>.<pid>.<6 hex>``: starts with the id, so a reader can find it by prefix."""
     return f"{msg_id}.{staging_suffix()}"
@@ -248,6 +279,23 @@ class Disk:
                 raise from_oserror(exc, "create directory", str(folder)) from exc
             os.chmod(folder, self.dir_mode)  # mkdir's mode is masked by the umask
 
+    def real_folder(self, top: Path, folder: Path) -> bool:
+        """Whether ``folder`` exists, every folder from below ``top`` down to it looked at
+        without following a link; False if one of them does not exist (yet).
+
+        Raises:
+            StorageError: one of them is a link, a file or a FIFO, not a real folder.
+        """
+        path = top
+        for part in folder.relative_to(top).parts:
+            path = path / part
+            st = self.lstat(path)
+            if st is None:
+                return False
+            if not stat.S_ISDIR(st.st_mode):
+                raise refused(path, st, "a folder")
+        return True
+
     def fsync_dir(self, path: StrPath) -> None:
         """Make the names in directory ``path`` durable (unless the policy is ``never``)."""
         if self.fsync is not Fsync.NEVER:
@@ -285,7 +333,7 @@ class Disk:
         On any failure the partial file is removed, so nothing half-written stays.
         ``sync`` defaults to the policy (anything but ``never`` fsyncs the file).
         """
-        name = name or f".{secrets.token_hex(8)}.tmp"
+        name = name or hidden_name()
         if isinstance(directory, str) and directory.endswith("/"):
             path = directory + name  # the hot path: inboxes pass "<inbox>/tmp/"
         else:
@@ -351,14 +399,13 @@ class Disk:
         self.fsync_dir(path.parent)
 
     def append(self, path: Path, line: bytes, *, sync: bool = False) -> None:
-        """Append one record with a single ``write`` (O_APPEND: records never interleave)."""
-        self.guard(path)
+        """Append one record with a single ``write`` (O_APPEND: records never interleave).
+
+        Raises:
+            StorageError: ``path`` is not a regular file (see :meth:`open_append`).
+        """
+        fd = self.open_append(path)
         try:
-            fd = os.open(path, _APPEND_FLAGS, self.file_mode)
-        except OSError as exc:
-            raise from_oserror(exc, "open for append", str(path)) from exc
-        try:
-            self.share(fd)
             if os.write(fd, line) != len(line):
                 raise DiskFull(f"short append to {path}", path=str(path))
             if sync:
@@ -367,6 +414,35 @@ class Disk:
             raise from_oserror(exc, "append", str(path)) from exc
         finally:
             os.close(fd)
+
+    def open_append(self, path: StrPath) -> int:
+        """Open (or create, with this root's file mode) ``path`` for appending; the caller
+        closes the descriptor. Logs and lock files are opened here and nowhere else.
+
+        Never blocks and never follows a link: a symlink, FIFO, device, socket or folder
+        planted at ``path`` is refused, so nothing outside the root is written and no
+        open waits for ever for a reader.
+
+        Raises:
+            StorageError: ``path`` is not a regular file (the message says what it is).
+        """
+        self.guard(path)
+        try:
+            fd = os.open(path, _APPEND_FLAGS, self.file_mode)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+                raise refused(path, self.lstat(path), "a regular file") from exc
+            raise from_oserror(exc, "open for append", str(path)) from exc
+        try:
+            st = os.fstat(fd)
+        except OSError as exc:
+            os.close(fd)
+            raise from_oserror(exc, "look at", str(path)) from exc
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise refused(path, st, "a regular file")
+        self.share(fd)
+        return fd
 
     # -- moving ------------------------------------------------------------------------
 
@@ -492,19 +568,37 @@ class Disk:
                 raise Foreign("symbolic link (never followed)") from exc
             if exc.errno in (errno.EISDIR, errno.ENXIO):
                 st = self.lstat(path)
-                raise Foreign(f"{kind_of(st.st_mode) if st else 'gone'}, not a regular "
+                raise Foreign(f"{kind_of(st)}, not a regular "
                               "file") from exc
             raise from_oserror(exc, "open", str(path)) from exc
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise Foreign(f"{kind_of(st.st_mode)}, not a regular file")
+                raise Foreign(f"{kind_of(st)}, not a regular file")
             if st.st_size > limit:
                 raise Foreign(f"{st.st_size} bytes, over the {limit}-byte limit")
         except BaseException:
             os.close(fd)
             raise
         return fd, st
+
+    def read_lines(self, path: StrPath, *, line_limit: int, limit: int, start: int = 0
+                   ) -> Iterator[tuple[int, bytes]]:
+        """Stream the complete lines of a log (journal, event memory) from byte ``start``,
+        each with the offset just past its newline (where a follower goes on from).
+
+        Bounded: at most ``limit`` bytes are read, and no line longer than
+        ``line_limit`` is held (it comes back as ``b""``, unreadable like a torn
+        line). Bytes after the last newline (a line being written, or torn by a
+        crash) are not returned. Opens like :meth:`read` when first iterated: raises
+        :class:`Foreign` for a symlink, FIFO, device or folder; ``FileNotFoundError``
+        passes through.
+        """
+        fd, _ = self.open_regular(path, sys.maxsize)
+        try:
+            yield from _lines(fd, start, line_limit, start + limit)
+        finally:
+            os.close(fd)
 
     @staticmethod
     def touch_open(fd: int, path: StrPath) -> None:
@@ -542,17 +636,6 @@ class Disk:
             os.close(fd)
 
 
-def kind_of(mode: int) -> str:
-    """What a file of ``mode`` is, in words ("a directory", "a FIFO"...)."""
-    for test, words in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-                        (stat.S_ISLNK, "a symbolic link"), (stat.S_ISSOCK, "a socket"),
-                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                        (stat.S_ISREG, "a regular file")):
-        if test(mode):
-            return words
-    return "an unknown kind of file"
-
-
 def read_open(fd: int, st: os.stat_result, limit: int) -> bytes:
     """The content of a file opened by :meth:`Disk.open_regular` (at most ``limit`` bytes)."""
     return _read_all(fd, st.st_size, limit)
@@ -573,6 +656,30 @@ def _read_all(fd: int, size: int, limit: int) -> bytes:
             raise Foreign(f"over the {limit}-byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _lines(fd: int, offset: int, line_limit: int, end: int) -> Iterator[tuple[int, bytes]]:
+    pending: list[bytes] = []  # the start of a line that an earlier chunk did not finish
+    held = 0  # its length; -1 once it is over the limit (the rest is skipped)
+    while offset < end:
+        chunk = os.pread(fd, min(_CHUNK, end - offset), offset)
+        if not chunk:
+            return
+        parts = chunk.split(b"\n")
+        for part in parts[:-1]:
+            offset += len(part) + 1
+            if held < 0 or held + len(part) > line_limit:
+                yield offset, b""
+            else:
+                yield offset, b"".join([*pending, part]) if pending else part
+            pending, held = [], 0
+        tail = parts[-1]
+        offset += len(tail)
+        if held >= 0 and held + len(tail) <= line_limit:
+            pending.append(tail)
+            held += len(tail)
+        else:
+            pending, held = [], -1
 
 
 def _libc_function(name: str) -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]

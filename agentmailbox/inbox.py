@@ -332,7 +332,8 @@ class Inbox:
         the holds of a process that died with :meth:`recover_hold`)."""
         moved = self._disk.move(hold, dest)
         if moved is Moved.OCCUPIED:
-            self._dead.bury(hold, duplicate, name=os.path.basename(dest), agent=self.agent)
+            self._dead.bury(hold, duplicate, recorded_name=os.path.basename(dest),
+                            agent=self.agent)
         return moved
 
     def recover_hold(self, name: str) -> Moved:

@@ -20,9 +20,14 @@ import orjson
 from .errors import MailboxError
 from .fs import Disk, Foreign, pid
 
-__all__ = ["Journal"]
+__all__ = ["DAY_LIMIT", "LINE_LIMIT", "Journal"]
 
 _DAY_NS = 86_400_000_000_000
+
+LINE_LIMIT = 1 << 20
+"""The longest journal line read back (lines name ids and agents, never a body)."""
+DAY_LIMIT = 1 << 30
+"""How much of one day's journal is read at most; the rest of a larger day is not."""
 
 
 class Journal:
@@ -54,9 +59,7 @@ class Journal:
         self._day_ends = (now // _DAY_NS + 1) * _DAY_NS
         if day != self._day or self._fd is None:
             self._close()
-            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
-            self._fd = os.open(self.directory / f"{day}.jsonl", flags, self._disk.file_mode)
-            self._disk.share(self._fd)
+            self._fd = self._disk.open_append(self.directory / f"{day}.jsonl")
             self._day = day
         return self._fd
 
@@ -78,17 +81,28 @@ class Journal:
         """Every event from ``since_day`` on, in append order; torn lines are skipped."""
         for day in self.days():
             if day >= since_day:
-                yield from self._read_day(day)
+                yield from (entry for _, entry in self.read(day) if entry is not None)
 
-    def _read_day(self, day: str) -> Iterator[dict[str, Any]]:
+    def read(self, day: str, start: int = 0) -> Iterator[tuple[int, dict[str, Any] | None]]:
+        """The events of one day from byte ``start``, each with the offset just after it.
+
+        None stands for a line that is not a JSON object (torn, over-long, planted).
+        A line still being written is not returned yet. Reading is bounded (see
+        :data:`LINE_LIMIT`, :data:`DAY_LIMIT`); a missing day, or one that is not a
+        regular file (a link, a FIFO...), is empty.
+        """
+        path = self.directory / f"{day}.jsonl"
         try:
-            data, _ = self._disk.read(self.directory / f"{day}.jsonl", 1 << 40)
+            for end, line in self._disk.read_lines(path, line_limit=LINE_LIMIT,
+                                                   limit=DAY_LIMIT, start=start):
+                yield end, _entry(line)
         except (FileNotFoundError, MailboxError, Foreign):
             return
-        for line in data.splitlines():
-            try:
-                entry = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(entry, dict):
-                yield entry
+
+
+def _entry(line: bytes) -> dict[str, Any] | None:
+    try:
+        entry = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return entry if isinstance(entry, dict) else None

@@ -2,19 +2,19 @@
 
 Lock files are empty, created with the root's file mode (so members of a group root
 can open them), and never deleted: deleting a lock file while someone waits on it
-would let two holders in (see the portalocker notes in DESIGN).
+would let two holders in (see the portalocker notes in DESIGN). They are opened by
+:meth:`fs.Disk.open_append`, so a FIFO or link planted in their place is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import portalocker
 
-from .errors import LockTimeout, from_oserror
+from .errors import LockTimeout
 from .fs import Disk
 
 __all__ = ["acquire", "held"]
@@ -29,10 +29,11 @@ def acquire(path: Path, disk: Disk, *, timeout: float, message: str, hint: str
     Raises:
         LockTimeout: someone else still holds it (with ``message`` and ``hint``).
     """
-    _create(path, disk)
+    disk.ensure_dir(path.parent)
     lock = portalocker.Lock(str(path), mode="a", timeout=timeout,
                             check_interval=min(0.05, timeout or 0.05),
-                            fail_when_locked=timeout == 0, flags=_FLAGS)
+                            fail_when_locked=timeout == 0, flags=_FLAGS,
+                            opener=lambda name, flags: _open(name, disk))
     try:
         lock.acquire()
     except portalocker.LockException as exc:
@@ -51,14 +52,7 @@ def held(path: Path, disk: Disk, *, timeout: float, message: str, hint: str
         lock.release()
 
 
-def _create(path: Path, disk: Disk) -> None:
-    disk.ensure_dir(path.parent)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     disk.file_mode)
-    except OSError as exc:
-        raise from_oserror(exc, "create lock file", str(path)) from exc
-    try:
-        disk.share(fd)
-    finally:
-        os.close(fd)
+def _open(path: str, disk: Disk) -> int:
+    """The lock file's descriptor, opened as every appended file is: never blocking on a
+    FIFO, never following a link (portalocker's own ``open`` would do both)."""
+    return disk.open_append(path)  # with the root's mode (Disk.share)

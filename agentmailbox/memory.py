@@ -32,6 +32,8 @@ from .root import Root
 __all__ = ["Memory", "MemoryEvent", "WorkingState"]
 
 _STATE_LIMIT = 1 << 20
+_ENTRY_LIMIT = 1 << 16  # the longest event line remember() writes, and reads back
+_SEGMENT_LIMIT = 1 << 30  # how much of one month's segment is read at most
 _KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
 
 
@@ -169,7 +171,7 @@ class Memory:
         event = MemoryEvent(time.time_ns(), text, tuple(names.check_agent(t) for t in tags),
                             kind, epoch)
         line = orjson.dumps(event.to_dict(), option=orjson.OPT_APPEND_NEWLINE)
-        if len(line) > 65536:
+        if len(line) > _ENTRY_LIMIT:
             raise InvalidInput(f"memory entry is {len(line)} bytes; keep entries under 64 KiB",
                                hint="store large content in the workspace and remember its name")
         self._root.disk.ensure_dir(self.directory)
@@ -193,16 +195,22 @@ class Memory:
 
     def _read(self, path: Path) -> Iterator[MemoryEvent]:
         try:
-            data, _ = self._root.disk.read(path, 1 << 34)
+            for _, line in self._root.disk.read_lines(path, line_limit=_ENTRY_LIMIT,
+                                                      limit=_SEGMENT_LIMIT):
+                event = _event(line)
+                if event is not None:
+                    yield event
         except (FileNotFoundError, Foreign):
             return
-        for line in data.splitlines():
-            try:
-                obj = orjson.loads(line)
-                yield MemoryEvent(int(obj["t"]), str(obj["text"]), tuple(obj.get("tags") or ()),
-                                  str(obj.get("kind") or "note"), obj.get("epoch"))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                continue  # a torn last line from a crash: skipped, never rewritten
+
+
+def _event(line: bytes) -> MemoryEvent | None:
+    try:
+        obj = orjson.loads(line)
+        return MemoryEvent(int(obj["t"]), str(obj["text"]), tuple(obj.get("tags") or ()),
+                           str(obj.get("kind") or "note"), obj.get("epoch"))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None  # a torn line from a crash: skipped, never rewritten
 
 
 def _matches(e: MemoryEvent, tag: str | None, since_ns: int, grep: str | None,

@@ -5,11 +5,14 @@ the message JSON on stdin. Exit 0 marks the message done, anything else releases
 it (the journal and the log say which). A released message is tried again after
 a pause that doubles on each failure, so one bad message cannot spin the loop.
 If the runner is killed, its claims stay in ``cur/`` and come back to ``new/``
-when their lease expires: nothing is lost, at worst a command runs twice.
+when their lease expires: nothing is lost, at worst a command runs twice. Out of
+file descriptors (a tight ``ulimit -n``), it releases the claim it could not start,
+logs it and claims nothing for a pause that doubles while it lasts.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -19,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import MessageNotFound
+from .errors import MailboxError, MessageNotFound
 from .watch import RESCAN_SECONDS, STOP_CHECK_SECONDS, Pulse, Watcher, soonest
 
 if TYPE_CHECKING:
@@ -65,7 +68,7 @@ class _Backoff:
 
     def failed(self, msg_id: str) -> None:
         count = self._failures.get(msg_id, (0, 0.0))[0] + 1
-        pause = min(RETRY_FIRST_SECONDS * 2 ** (count - 1), RETRY_MAX_SECONDS)
+        pause = _pause(count)
         self._failures[msg_id] = (count, float("inf") if self._once else time.monotonic() + pause)
 
     def ready(self, msg_id: str) -> bool:
@@ -80,6 +83,44 @@ class _Backoff:
     def keep_only(self, ids: list[str]) -> None:
         present = set(ids)
         self._failures = {k: v for k, v in self._failures.items() if k in present}
+
+
+class _Starved:
+    """Out of file descriptors (EMFILE, ENFILE): claim nothing for 1 s, 2 s, 4 s... 60 s.
+
+    Commands that run finish and give theirs back; a claim made meanwhile is released.
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._until = 0.0
+
+    def failed(self) -> float:
+        """One more failure; returns the pause before the next try."""
+        self._count += 1
+        pause = _pause(self._count)
+        self._until = time.monotonic() + pause
+        return pause
+
+    def succeeded(self) -> None:
+        self._count = 0
+
+    def waiting(self) -> bool:
+        return self._count > 0
+
+    def due_in(self) -> float | None:
+        """Seconds until the next try (None: not starved)."""
+        return max(self._until - time.monotonic(), 0.0) if self._count else None
+
+
+def _pause(failures: int) -> float:
+    """The pause after the n-th failure in a row: 1 s, 2 s, 4 s... at most 60 s."""
+    return float(min(RETRY_FIRST_SECONDS * 2 ** (failures - 1), RETRY_MAX_SECONDS))
+
+
+def _out_of_descriptors(exc: BaseException) -> bool:
+    """Whether ``exc`` (an ``OSError``, or ours translated from one) is EMFILE or ENFILE."""
+    return getattr(exc, "errno", None) in (errno.EMFILE, errno.ENFILE)
 
 
 class CommandRunner:
@@ -113,6 +154,7 @@ class CommandRunner:
         self._running: dict[str, _Running] = {}
         self._queue: list[str] = []  # ids from the last scan, newest first (pop() = oldest)
         self._backoff = _Backoff(once=False)
+        self._starved = _Starved()
         self._watcher = Watcher(inbox.new, rescan_interval=rescan_interval)
 
     def run(self, *, once: bool = False, idle_timeout: float | None = None,
@@ -135,7 +177,7 @@ class CommandRunner:
         while not (stop is not None and stop.is_set()):
             self._reap()
             self._tend()
-            if self._fill() or self._running:
+            if self._fill() or self._running or self._starved.waiting():
                 idle_since = time.monotonic()
             elif once:
                 return
@@ -143,7 +185,7 @@ class CommandRunner:
             if left is not None and left <= 0:
                 return
             self._watcher.wait(soonest(
-                left, self._rescan, self._backoff.next_in(),
+                left, self._rescan, self._backoff.next_in(), self._starved.due_in(),
                 self._pulse.due_in() if self._pulse else None,
                 max(self._next_renew - time.monotonic(), 0.0) if self._running else None,
                 STOP_CHECK_SECONDS if stop is not None else None))
@@ -152,13 +194,28 @@ class CommandRunner:
 
     def _fill(self) -> int:
         started = 0
+        if self._starved.due_in():
+            return 0
         while len(self._running) < self.max_inflight:
-            msg = self._claim_next()
-            if msg is None:
+            try:
+                msg = self._claim_next()
+                if msg is None:
+                    break
+                self._start(msg)
+            except (OSError, MailboxError) as exc:
+                if not _out_of_descriptors(exc):
+                    raise
+                self._starve(exc)
                 break
-            self._start(msg)
+            self._starved.succeeded()
             started += 1
         return started
+
+    def _starve(self, exc: OSError | MailboxError) -> None:
+        pause = self._starved.failed()
+        log.warning("out of file descriptors", extra={
+            "agent": self.inbox.agent, "error": str(exc), "running": len(self._running),
+            "retry_in": pause})
 
     def _claim_next(self) -> Message | None:
         scanned = False

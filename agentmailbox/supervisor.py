@@ -823,10 +823,11 @@ class Supervisor:
         if not outcome.holders:
             text = "; ".join(reason for reason, _ in gaps)
             agents = list(outcome.undeliverable)
+            about: dict[str, Any] = {"agents": agents} if agents else {}
             return int(self.mb.dead.bury(
                 path, f"undeliverable: {text}", msg_id=msg.id,
                 addresses=list(dict.fromkeys(where["address"] for _, where in gaps)),
-                **({"agents": agents} if agents else {}), by="supervisor") is not None)
+                **about, by="supervisor") is not None)
         buried = 0
         for reason, where in gaps:
             copy = self.spool.stage(msg.id, data)
@@ -1080,8 +1081,8 @@ def purge_dead_letters(mb: Mailbox, older_than_days: float | None = None,
     cutoff = (now_ns or time.time_ns()) - int((older_than_days or 0) * 86400e9)
     removed = []
     for letter in mb.dead.list():
-        if older_than_days is None or stamp_of(letter.id) < cutoff:
-            mb.dead.remove(letter.id)
+        if (older_than_days is None or stamp_of(letter.id) < cutoff) \
+                and mb.dead.remove(letter.id):  # False: a retry or a purge beat us to it
             removed.append(letter.id)
     if removed:
         mb.root.journal.record("purge", count=len(removed))

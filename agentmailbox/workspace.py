@@ -15,19 +15,26 @@ drift: nobody overwrites a change they have not seen.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import locks, names
-from .errors import InvalidInput, NotFound, StaleVersion
-from .fs import Disk, Foreign, faults
+from .errors import AlreadyExists, InvalidInput, MailboxError, NotFound, StaleVersion
+from .fs import Disk, Foreign, faults, kind_of, refused
 from .root import Root
 
-__all__ = ["Workspace", "WsFile"]
+__all__ = ["MAX_FILE", "Workspace", "WsFile"]
 
-_MAX_FILE = 64 << 20
+MAX_FILE = 64 << 20
+"""The largest workspace file, in bytes."""
+_VERSION = re.compile(r"[0-9]{10}")  # ASCII digits only: a strict pattern, not str.isdigit
+_LAST_VERSION = 9_999_999_999
+_STAGING = re.compile(r"\.[0-9a-f]{16}\.tmp")  # what Disk.stage names a file it stages
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +54,12 @@ class WsFile:
 
 
 class Workspace:
-    """The shared workspace of a root."""
+    """The shared workspace of a root.
+
+    No link is ever followed in it: every folder on the way to a version, a view or a
+    lock file is looked at first (:meth:`fs.Disk.real_folder`), and files are opened
+    without following one, so a link planted anywhere in ``workspace/`` is refused.
+    """
 
     def __init__(self, root: Root) -> None:
         self._root = root
@@ -57,23 +69,29 @@ class Workspace:
     def _versions(self, name: str) -> Path:
         return self.path / ".versions" / "/".join(names.check_workspace_path(name))
 
+    def _view(self, name: str) -> Path:
+        return self.path.joinpath(*names.check_workspace_path(name))
+
+    def _real(self, folder: Path) -> bool:
+        return self._disk.real_folder(self._root.path, folder)
+
     def version(self, name: str) -> int:
         """The current version of ``name``; 0 if it was never written."""
-        found = [int(e.name) for e in self._disk.scan(self._versions(name))
-                 if e.name.isdigit() and len(e.name) == 10]
-        return max(found, default=0)
+        folder = self._versions(name)
+        return _newest(self._disk, folder) if self._real(folder) else 0
 
     def get(self, name: str, version: int | None = None) -> WsFile:
         """The content of ``name`` at ``version`` (default: current)."""
         number = version or self.version(name)
-        if number <= 0:
+        if number <= 0 or not self._real(self._versions(name)):
             raise NotFound(f"no workspace file {name!r}", hint="list them: mailbox ws ls")
         try:
-            data, _ = self._disk.read(self._versions(name) / f"{number:010d}", _MAX_FILE)
+            data, _ = self._disk.read(self._versions(name) / f"{number:010d}", MAX_FILE)
         except FileNotFoundError as exc:
             raise NotFound(f"{name!r} has no version {number}") from exc
         except Foreign as exc:
-            raise InvalidInput(f"workspace version {name}@{number}: {exc.reason}") from exc
+            raise InvalidInput(f"workspace version {name}@{number}: {exc.reason}",
+                               hint="run mailbox doctor") from exc
         return WsFile(name, number, len(data), data)
 
     def put(self, name: str, data: bytes, *, if_version: int | None = None,
@@ -82,10 +100,15 @@ class Workspace:
 
         With ``if_version=N`` the write succeeds only if N is still current
         (compare-and-swap; 0 means "must not exist yet"), else :class:`StaleVersion`.
+        A name can't be both a file and a folder: ``notes`` and ``notes/today.md``
+        cannot both exist, and the second is refused (:class:`AlreadyExists`) before
+        anything is written.
         """
-        if len(data) > _MAX_FILE:
-            raise InvalidInput(f"{name}: {len(data)} bytes is over the {_MAX_FILE}-byte limit")
+        if len(data) > MAX_FILE:
+            raise InvalidInput(f"{name}: {len(data)} bytes is over the {MAX_FILE}-byte limit")
         folder = self._versions(name)
+        if problem := self._name_taken(name) or self.view_problem(name):
+            raise problem
         self._disk.ensure_dir(folder)
         staged = self._disk.stage(folder.parent, data)
         try:
@@ -98,23 +121,81 @@ class Workspace:
         self._root.journal.record("ws.put", name=name, version=number, author=author)
         return number
 
+    def _name_taken(self, name: str) -> AlreadyExists | None:
+        """Why ``name`` cannot be a file, if a file is named as one of its folders or it is
+        a folder of files already (read from the versions: they are the truth)."""
+        parts = names.check_workspace_path(name)
+        for depth in range(1, len(parts)):
+            above = "/".join(parts[:depth])
+            if self.version(above):
+                return AlreadyExists(f"{above!r} is a workspace file, so {name!r} cannot be "
+                                     "put under it: a name can't be both a file and a folder",
+                                     hint="choose another name")
+        folder = self._versions(name)
+        if self._real(folder) and any(leaf != folder for leaf in _leaf_dirs(folder)):
+            return AlreadyExists(f"{name!r} is a folder of workspace files, so it cannot be "
+                                 "put as a file: a name can't be both a file and a folder",
+                                 hint=f"list them (mailbox ws ls), or put {name}/NAME")
+        return None
+
+    def view_problem(self, name: str) -> MailboxError | None:
+        """Why the view of ``name`` cannot be written, or None.
+
+        A file where one of its folders belongs, or a folder where it belongs, is a
+        name collision (:class:`AlreadyExists`); a link, FIFO or device anywhere on the
+        way is refused (:class:`StorageError`; doctor quarantines it).
+        """
+        view = self._view(name)
+        path = self.path
+        try:
+            if not self._real(self.path):
+                return None
+            for part in view.relative_to(self.path).parts:
+                path = path / part
+                st = self._disk.lstat(path)
+                if st is None:
+                    return None
+                if path == view:
+                    return _view_kind(path, st, name)
+                if stat.S_ISREG(st.st_mode):
+                    return AlreadyExists(f"workspace/{path.relative_to(self.path)} is a file, so "
+                                         f"{name!r} cannot be shown under it: a name can't be "
+                                         "both a file and a folder", hint="choose another name")
+                if not stat.S_ISDIR(st.st_mode):
+                    return refused(path, st, "a folder")
+        except MailboxError as exc:
+            return exc
+        return None
+
     def _link_next(self, name: str, folder: Path, staged: str, if_version: int | None) -> int:
         while True:
             current = self.version(name)
             if if_version is not None and if_version != current:
                 raise StaleVersion(name, if_version, current)
-            if self._disk.publish(staged, folder / f"{current + 1:010d}"):
+            if current >= _LAST_VERSION:
+                raise InvalidInput(f"{name!r} is at version {current}, the last one possible",
+                                   hint="put the content under a new name")
+            slot = folder / f"{current + 1:010d}"
+            if self._disk.publish(staged, slot):
                 return current + 1
             if if_version is not None:
                 raise StaleVersion(name, if_version, self.version(name))
+            if self.version(name) == current:  # the slot is taken, and not by a version
+                raise refused(slot, self._disk.lstat(slot), "a version file")
 
     def refresh_view(self, name: str) -> None:
         """Make ``workspace/<name>`` show the newest version; converges under races.
 
         Each writer re-checks after replacing, so the last one to finish leaves
         the newest content even if an older writer replaced the view after it.
+
+        Raises:
+            AlreadyExists: the view cannot exist (a name collision, see :meth:`put`).
+            StorageError: a link or other special file is in the way.
         """
-        view = self.path.joinpath(*names.check_workspace_path(name))
+        if problem := self.view_problem(name):
+            raise problem
+        view = self._view(name)
         self._disk.ensure_dir(view.parent)
         shown = -1
         while (current := self.version(name)) != shown:
@@ -124,6 +205,8 @@ class Workspace:
     def ls(self) -> list[WsFile]:
         """Every workspace file with its current version and size."""
         base = self.path / ".versions"
+        if not self._real(base):
+            return []
         out = []
         for folder in _leaf_dirs(base):
             name = folder.relative_to(base).as_posix()
@@ -142,18 +225,86 @@ class Workspace:
         """
         parts = names.check_workspace_path(name)
         path = self.path / ".locks" / ("/".join(parts) + ".lock")
+        self._real(path.parent)  # raises if a folder on the way is a link: never followed
         with locks.held(path, self._disk, timeout=timeout,
                         message=f"{name} is locked by someone else",
                         hint="wait and retry, or raise --timeout"):
             yield
 
+    def collisions(self) -> list[tuple[str, list[Path]]]:
+        """Names that are both a file and a folder of files (two racing puts can leave one),
+        each with the files of the file: its versions, and its view if that is a file.
+
+        ``doctor --repair`` quarantines those, so the folder's files can be shown again.
+        """
+        base = self.path / ".versions"
+        if not self._real(base):
+            return []
+        leaves = set(_leaf_dirs(base))
+        out = []
+        for folder in sorted({p for leaf in leaves for p in leaf.parents if p in leaves}):
+            name = folder.relative_to(base).as_posix()
+            files = sorted(Path(e.path) for e in self._disk.scan(folder)
+                           if _VERSION.fullmatch(e.name) and e.is_file(follow_symlinks=False))
+            view = self._view(name)
+            st = self._disk.lstat(view)
+            out.append((name, files + ([view] if st and stat.S_ISREG(st.st_mode) else [])))
+        return out
+
+    def foreign(self) -> Iterator[tuple[Path, str]]:
+        """What does not belong in the workspace, with why (``doctor`` quarantines it).
+
+        Links, FIFOs, devices and sockets anywhere in it, and in ``.versions/`` any
+        file not named as a version (10 ASCII digits) or a staging file.
+        """
+        top = self._disk.lstat(self.path)
+        if top is not None and not stat.S_ISDIR(top.st_mode):
+            yield self.path, f"{kind_of(top)} where the workspace folder belongs"
+            return
+        stack = [self.path]
+        while stack:
+            folder = stack.pop()
+            in_versions = folder.is_relative_to(self.path / ".versions")
+            for entry in self._disk.scan(folder):
+                path = Path(entry.path)
+                st = self._disk.lstat(path)
+                if st is None or _STAGING.fullmatch(entry.name):
+                    continue  # staging files have their own check (doctor's stale-tmp)
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(path)
+                elif not stat.S_ISREG(st.st_mode):
+                    yield path, f"{kind_of(st)} in the workspace (never followed)"
+                elif in_versions and not _VERSION.fullmatch(entry.name):
+                    yield path, "not a version file (versions are named by 10 ASCII digits)"
+
+
+def _view_kind(view: Path, st: os.stat_result, name: str) -> MailboxError | None:
+    if stat.S_ISREG(st.st_mode):
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        return AlreadyExists(f"workspace/{name} is a folder, so {name!r} cannot be shown as a "
+                             "file: a name can't be both a file and a folder",
+                             hint="choose another name")
+    return refused(view, st, "a regular file")
+
+
+def _newest(disk: Disk, folder: Path) -> int:
+    """The highest version file in ``folder``: a regular file named by 10 ASCII digits.
+
+    ``str.isdigit`` would also take ``٩٩٩٩٩٩٩٩٩٩`` or ``²²²``; folders are names below
+    this one (``notes/0000000001`` is a file of its own), links are never versions.
+    """
+    return max((int(e.name) for e in disk.scan(folder)
+                if _VERSION.fullmatch(e.name) and e.is_file(follow_symlinks=False)), default=0)
+
 
 def _leaf_dirs(base: Path) -> Iterator[Path]:
-    """Folders under ``base`` that hold version files."""
+    """Folders under ``base`` that hold version files (links are not followed)."""
     stack = [base]
     while stack:
         folder = stack.pop()
         entries = list(Disk().scan(folder))
-        if any(e.name.isdigit() for e in entries):
+        if any(_VERSION.fullmatch(e.name) and e.is_file(follow_symlinks=False)
+               for e in entries):
             yield folder
         stack.extend(Path(e.path) for e in entries if e.is_dir(follow_symlinks=False))

@@ -30,6 +30,11 @@ def no_leaked_threads() -> Iterator[None]:
     assert not leaked, f"threads left running: {leaked}"
 
 
+class Hung(BaseException):
+    """Raised by ``no_hang`` in a blocked test; not an ``OSError`` (as ``TimeoutError`` is),
+    so no ``except OSError`` in the code under test can swallow it."""
+
+
 @pytest.fixture
 def no_hang() -> Iterator[None]:
     """A blocked system call (a FIFO opened for reading, say) fails the test instead of
@@ -37,7 +42,7 @@ def no_hang() -> Iterator[None]:
     import signal
 
     def expire(signum: int, frame: object) -> None:
-        raise TimeoutError("blocked in a system call")
+        raise Hung("blocked in a system call")
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, 20)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from conftest import python_env
 
 from agentmailbox import Mailbox, State
 from agentmailbox.supervisor import Supervisor, purge_dead_letters
@@ -157,3 +162,52 @@ def test_purge_older_than_removes_letters_past_the_cutoff(mb: Mailbox) -> None:
 def test_dead_commands_reject_a_malformed_id(cli: Any, command: tuple[str, str]) -> None:
     """An id with a path in it is refused before any file is touched."""
     assert cli(*command, "../../mailbox.json").code in (4, 5)
+
+
+def test_purge_racing_a_retry_reports_only_what_it_removed(
+        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A letter that a retry puts back while purge is running is not reported as purged."""
+    from agentmailbox.supervisor import retry_dead_letter
+
+    msg_id, retried = bury_from_inbox(mb)
+    _, kept = bury_from_inbox(mb)
+    listed = mb.dead.list
+
+    def list_then_retry() -> list:
+        letters = listed()
+        retry_dead_letter(mb, retried)  # another process, between purge's list and removal
+        return letters
+
+    monkeypatch.setattr(mb.dead, "list", list_then_retry)
+    assert ([kept], State.NEW) == (purge_dead_letters(mb), mb.inbox("bob").state_of(msg_id))
+
+
+def test_of_two_removers_of_one_dead_letter_exactly_one_removes_it(mb: Mailbox) -> None:
+    """Removing a dead letter says whether this call removed it: the first True, then False."""
+    _, dead_id = bury_from_inbox(mb)
+    assert ([True, False], []) == ([mb.dead.remove(dead_id), mb.dead.remove(dead_id)],
+                                   os.listdir(mb.dead.directory))
+
+
+PURGE = """
+import os, sys, time, orjson
+from agentmailbox import Mailbox
+from agentmailbox.supervisor import purge_dead_letters
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.001)
+with Mailbox.open(sys.argv[1]) as mb:
+    print(orjson.dumps(purge_dead_letters(mb)).decode())
+"""
+
+
+def test_two_purges_at_once_report_each_letter_exactly_once(mb: Mailbox, tmp_path: Path) -> None:
+    """Two purges run together report every dead letter once between them, none twice."""
+    letters = {bury_from_inbox(mb)[1] for _ in range(60)}
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", PURGE, str(mb.path), str(go)],
+                              env=python_env(), stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    go.touch()
+    reports = [orjson.loads(p.communicate(timeout=60)[0]) for p in procs]
+    assert (letters, len(letters)) == (set(reports[0]) | set(reports[1]),
+                                       len(reports[0]) + len(reports[1]))

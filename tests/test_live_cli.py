@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import os
@@ -20,6 +21,8 @@ from conftest import python_env
 
 from agentmailbox import Mailbox, State
 from agentmailbox.cli_live import _JournalReader
+from agentmailbox.fs import Disk
+from agentmailbox.journal import Journal
 from agentmailbox.logs import daemon_logging
 from agentmailbox.presence import Presence
 
@@ -119,6 +122,46 @@ def test_exec_gives_the_command_the_message_and_its_environment(
     assert orjson.loads((tmp_path / "seen.json").read_bytes()) == msg.to_dict()
     assert out.read_text().split() == [msg.id, "bob", str(mb.path),
                                        str(mb.inbox("bob").cur / f"{msg.id}.json")]
+
+
+@pytest.mark.parametrize("where", ["spawn", "claim"])
+def test_exec_backs_off_and_goes_on_when_out_of_file_descriptors(
+        mb: Mailbox, cli: Cli, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """Out of file descriptors, watch --exec gives the claim back, logs it, waits and goes
+    on: every message is done in the end, none is lost and no traceback is printed."""
+    from agentmailbox import runner
+    from agentmailbox.errors import from_oserror
+    from agentmailbox.inbox import Inbox
+
+    msgs = [mb.send("alice", "bob", body=i) for i in range(3)]
+    failures = iter(range(2))
+
+    def exhaust() -> None:
+        if next(failures, None) is not None:
+            raise OSError(errno.EMFILE, "Too many open files")
+
+    if where == "spawn":
+        spawn = subprocess.Popen
+
+        def popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+            exhaust()
+            return spawn(*args, **kwargs)
+        monkeypatch.setattr(subprocess, "Popen", popen)
+    else:
+        claim = Inbox.claim
+
+        def claim_or_fail(self: Inbox, *args: Any, **kwargs: Any) -> Any:
+            try:
+                exhaust()
+            except OSError as exc:
+                raise from_oserror(exc, "list", str(self.cur)) from exc
+            return claim(self, *args, **kwargs)
+        monkeypatch.setattr(Inbox, "claim", claim_or_fail)
+    monkeypatch.setattr(runner, "RETRY_FIRST_SECONDS", 0.01)
+    result = cli("watch", "bob", "--exec", "true", "--once")
+    starved = [e for e in _lines(result.err) if e["event"] == "out of file descriptors"]
+    assert (0, 2, "Traceback" in result.err) == (result.code, len(starved), False)
+    assert [State.DONE] * 3 == [mb.inbox("bob").state_of(m.id) for m in msgs]
 
 
 BARRIER = """
@@ -350,7 +393,7 @@ def _journal_day(directory: Path, day: str, *events: dict) -> None:
 def test_following_the_journal_crosses_into_the_next_day(tmp_path: Path) -> None:
     """After midnight (a new day file) following goes on in the new file, in order."""
     _journal_day(tmp_path, "2026-01-01", {"t": 1, "ev": "send"})
-    reader = _JournalReader(tmp_path)
+    reader = _JournalReader(Journal(tmp_path, Disk()))
     assert [e["t"] for e in reader.last(10, frozenset())] == [1]
     _journal_day(tmp_path, "2026-01-01", {"t": 2, "ev": "claim"})
     _journal_day(tmp_path, "2026-01-02", {"t": 3, "ev": "done"})
@@ -361,7 +404,7 @@ def test_following_the_journal_crosses_into_the_next_day(tmp_path: Path) -> None
 
 def test_following_the_journal_waits_for_a_line_being_written(tmp_path: Path) -> None:
     """A half-written last line is read once it is complete, never as a torn event."""
-    reader = _JournalReader(tmp_path)
+    reader = _JournalReader(Journal(tmp_path, Disk()))
     (tmp_path / "2026-01-01.jsonl").write_bytes(b'{"t": 1, "ev"')
     assert list(reader.follow()) == []
     with open(tmp_path / "2026-01-01.jsonl", "ab") as f:
