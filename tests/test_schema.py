@@ -1,0 +1,126 @@
+"""One schema for each on-disk JSON file, in both directions.
+
+What a writer acknowledges, every reader accepts; what a reader would quarantine, the
+writer refuses up front with an error naming the field or key. Each file below is met
+with the wrong types a hand edit or a careless caller produces.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import orjson
+import pytest
+from conftest import python_env
+
+from agentmailbox import InvalidInput, Mailbox
+from agentmailbox.cli import EXIT_INVALID
+
+# -- messages: send refuses what a claim would quarantine ------------------------------------------
+
+WRONG_FIELDS: dict[str, tuple[dict[str, Any], str]] = {
+    "header-value-is-a-number": ({"headers": {"retries": 3}}, "'headers'"),
+    "kind-is-a-number": ({"kind": 5}, "'kind'"),
+    "thread-is-a-number": ({"thread": 5}, "'thread'"),
+    "thread-is-a-list": ({"thread": [1]}, "'thread'"),
+    "receipt-is-a-string": ({"receipt": "yes"}, "'receipt'"),
+    "epoch-is-a-string": ({"epoch": "x"}, "'epoch'"),
+    "epoch-is-true": ({"epoch": True}, "'epoch'"),
+    "priority-in-capitals": ({"priority": "URGENT"}, "'priority'"),
+    "priority-is-a-number": ({"priority": 1}, "'priority'"),
+    "headers-is-a-list": ({"headers": [("a", "b")]}, "'headers'"),
+    "reply-to-is-a-number": ({"reply_to": 5}, "'reply_to'"),
+    "expiry-is-a-number": ({"expires_at": 5}, "'expires_at'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRONG_FIELDS))
+def test_send_refuses_a_field_the_reader_would_quarantine_naming_it(mb: Mailbox,
+                                                                     name: str) -> None:
+    """A send with a field of the wrong type fails with InvalidInput naming the field, and
+    nothing is delivered or recorded (no message acknowledged, then buried at claim)."""
+    options, field = WRONG_FIELDS[name]
+    with pytest.raises(InvalidInput) as caught:
+        mb.send("alice", "bob", "s", "b", **options)
+    assert field in str(caught.value)
+    assert ([], [], []) == (mb.inbox("bob").ids(), mb.dead.list(), list(mb.root.journal.events()))
+
+
+def test_send_takes_a_priority_as_plain_text(mb: Mailbox) -> None:
+    """`priority="high"` is a Priority once sent, and the reader agrees."""
+    sent = mb.send("alice", "bob", priority="high")
+    claimed = mb.inbox("bob").claim()
+    assert (sent.priority.rank, claimed.priority if claimed else None) == (1, sent.priority)
+
+
+def test_every_accepted_send_is_claimed_not_quarantined(mb: Mailbox) -> None:
+    """Mail sent with every optional field set is handed out by a claim, not buried."""
+    sent = mb.send("alice", "bob", "s", {"k": [1, 2.5, None]}, kind="task", priority="urgent",
+                   expires_at="1d", receipt=True, headers={"h": "v"}, epoch=3,
+                   thread=mb.root.clock.new_id())
+    claimed = mb.inbox("bob").claim()
+    assert (sent.id, []) == (claimed.id if claimed else None, mb.dead.list())
+
+
+# -- expiry ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("expiry", ["99999999d", "1" * 400 + "s", "9999-12-31T23:59:59-23:59",
+                                    "0001-01-01T00:00:00+23:59"])
+def test_expiry_out_of_range_is_invalid_input(mb: Mailbox, expiry: str) -> None:
+    """An expiry past year 9999 (or before year 1) once in UTC is a clear InvalidInput."""
+    with pytest.raises(InvalidInput, match="expir"):
+        mb.send("alice", "bob", expires_at=expiry)
+    assert [] == mb.inbox("bob").ids()
+
+
+def test_cli_expiry_out_of_range_exits_invalid_without_traceback(cli: Any) -> None:
+    """`send --expires 99999999d` exits 5 with a one-line error, not a traceback."""
+    out = cli("send", "--from", "alice", "--to", "bob", "--expires", "99999999d", "--body", "x")
+    assert (EXIT_INVALID, "Traceback" in out.err) == (out.code, False)
+    assert "99999999d" in out.err
+
+
+def test_expiry_durations_and_times_become_utc(mb: Mailbox) -> None:
+    """Durations and RFC 3339 times with any offset are stored as UTC ``Z`` times."""
+    stored = mb.send("alice", "bob", expires_at="2030-01-01T02:00:00+02:00").expires_at
+    later = mb.send("alice", "bob", expires_at="1.5h").expires_at
+    assert stored == "2030-01-01T00:00:00Z"
+    assert later is not None and later.endswith("Z")
+
+
+def test_reader_quarantines_an_expiry_that_has_no_utc_time(mb: Mailbox) -> None:
+    """A planted message whose expiry cannot be put in UTC is buried with that reason."""
+    msg = mb.send("alice", "bob", expires_at="1d")
+    path = mb.inbox("bob").new / f"{msg.id}.json"
+    obj = orjson.loads(path.read_bytes())
+    obj["expires_at"] = "0001-01-01T00:00:00+23:59"
+    path.write_bytes(orjson.dumps(obj))
+    assert mb.inbox("bob").claim() is None
+    assert "expires_at" in mb.dead.list()[0].reason
+
+
+# -- text fields that are not valid Unicode --------------------------------------------------------
+
+@pytest.mark.parametrize("field", ["subject", "kind", "thread"])
+def test_text_that_is_not_unicode_is_blamed_on_its_own_field(mb: Mailbox, field: str) -> None:
+    """A subject, kind or thread holding undecodable bytes (surrogate escapes) is refused
+    naming that field, not the body."""
+    with pytest.raises(InvalidInput) as caught:
+        mb.send("alice", "bob", body="fine", **{field: "bad \udcff"})
+    assert f"'{field}'" in str(caught.value) and "body" not in str(caught.value)
+
+
+@pytest.mark.parametrize("option", ["--subject", "--thread", "--kind"])
+def test_cli_invalid_utf8_argument_names_its_option(mb: Mailbox, option: str) -> None:
+    """Invalid UTF-8 bytes on the command line are blamed on the right field (exit 5)."""
+    argv = [os.fsencode(sys.executable), b"-m", b"agentmailbox", b"--root", os.fsencode(mb.path),
+            b"send", b"--from", b"alice", b"--to", b"bob", b"--body", b"fine",
+            option.encode(), b"bad \xff\xfe"]
+    done = subprocess.run(argv, env={**python_env(), "LC_ALL": "C.UTF-8"}, capture_output=True,
+                          timeout=60)
+    first = done.stderr.decode("utf-8", "replace").splitlines()[0]
+    assert (EXIT_INVALID, True, False) == (done.returncode, f"'{option[2:]}'" in first,
+                                           "body" in first)
