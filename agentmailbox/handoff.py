@@ -181,9 +181,9 @@ class HandoffStore:
         """
         if handoff.is_empty():
             raise InvalidInput("empty handoff: say at least what is in progress or next")
-        cfg = self._root.config.extra.get("handoff", {})
-        handoff.check_budget(int(cfg.get("max_bytes", DEFAULT_MAX_BYTES)),
-                             int(cfg.get("max_items", DEFAULT_MAX_ITEMS)))
+        cfg = self._root.config.extra.get("handoff") or {}  # checked when the root opened
+        handoff.check_budget(cfg.get("max_bytes") or DEFAULT_MAX_BYTES,
+                             cfg.get("max_items") or DEFAULT_MAX_ITEMS)
         msg_id = self._root.clock.new_id()
         msg = Message(id=msg_id, sender=self.agent, to=(self.agent,),
                       subject="handoff" if handoff.final else "checkpoint",

@@ -118,7 +118,7 @@ class Mailbox:
             raise AlreadyExists(f"{base} already holds a mailbox", hint="use it, or pick a path")
         if mode not in MODES:
             raise InvalidInput(f"mode must be one of {sorted(MODES)}")
-        config = Config._typed({"fsync": str(Fsync(fsync)), "mode": mode, **settings})
+        config = Config._typed({"fsync": str(fsync), "mode": mode, **settings})
         disk = Disk(config.fsync, *MODES[mode])
         for sub in _TOP_DIRS:
             disk.ensure_dir(base / sub)

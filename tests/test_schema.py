@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -124,3 +125,76 @@ def test_cli_invalid_utf8_argument_names_its_option(mb: Mailbox, option: str) ->
     first = done.stderr.decode("utf-8", "replace").splitlines()[0]
     assert (EXIT_INVALID, True, False) == (done.returncode, f"'{option[2:]}'" in first,
                                            "body" in first)
+
+
+# -- mailbox.json ----------------------------------------------------------------------------------
+
+MISTYPED_SETTINGS: dict[str, Any] = {
+    "lease_seconds": "600",
+    "max_unread": "5",
+    "max_message_bytes": "1048576",
+    "heartbeat_seconds": 0,
+    "key_window_days": -1,
+    "stale_tmp_seconds": True,
+    "fsync": "sometimes",
+    "mode": 5,
+    "groups": ["bob"],
+    "routes": {"@oncall": "bob"},
+    "rate": {"per_second": "1"},
+    "handoff": [],
+    "format": True,
+}
+
+
+def _config_with(mb: Mailbox, key: str, value: Any) -> Path:
+    path = mb.path / "mailbox.json"
+    obj = orjson.loads(path.read_bytes())
+    obj[key] = value
+    path.write_bytes(orjson.dumps(obj))
+    return mb.path
+
+
+@pytest.mark.parametrize("key", sorted(MISTYPED_SETTINGS))
+def test_mistyped_setting_is_refused_on_open_naming_the_key(mb: Mailbox, key: str) -> None:
+    """Opening a root whose mailbox.json holds a wrong type or range fails with InvalidInput
+    naming the key, before any read, send, sweep or doctor can misuse it."""
+    root = _config_with(mb, key, MISTYPED_SETTINGS[key])
+    with pytest.raises(InvalidInput) as caught:
+        Mailbox.open(root)
+    assert (f"'{key}'" in str(caught.value) or "format" in str(caught.value)) is True
+
+
+def test_mistyped_setting_names_the_expected_type(mb: Mailbox) -> None:
+    """The error says what the key must be, so the fix is obvious."""
+    root = _config_with(mb, "lease_seconds", "600")
+    with pytest.raises(InvalidInput, match=r"'lease_seconds' must be a number .*a string"):
+        Mailbox.open(root)
+
+
+def test_cli_on_a_mistyped_root_exits_invalid(cli: Any, mb: Mailbox) -> None:
+    """Every command on such a root exits 5 with the key named, never a traceback."""
+    _config_with(mb, "max_unread", "5")
+    for args in (["inbox", "bob"], ["send", "--from", "alice", "--to", "bob", "--body", "x"],
+                 ["doctor"], ["agents"]):
+        out = cli(*args)
+        assert (EXIT_INVALID, True, False) == (out.code, "'max_unread'" in out.err,
+                                                "Traceback" in out.err)
+
+
+def test_init_refuses_settings_a_reader_would_refuse(tmp_path: Path) -> None:
+    """`Mailbox.init` checks settings with the same schema as opening does."""
+    with pytest.raises(InvalidInput, match="'lease_seconds'"):
+        Mailbox.init(tmp_path, fsync="never", lease_seconds="600")
+    with pytest.raises(InvalidInput, match="'fsync'"):
+        Mailbox.init(tmp_path, fsync="sometimes")
+    assert not (tmp_path / ".mailbox" / "mailbox.json").exists()
+
+
+def test_well_typed_optional_settings_still_open(mb: Mailbox) -> None:
+    """Documented optional settings, and unknown keys, open as before."""
+    root = _config_with(mb, "handoff", {"max_bytes": 2048, "max_items": 3})
+    _config_with(mb, "rate", {"per_second": 2.5, "burst": None})
+    _config_with(mb, "x-local", [1, 2])
+    opened = Mailbox.open(root)
+    assert (opened.config.extra["handoff"]["max_items"], opened.config.extra["x-local"]) == (
+        3, [1, 2])
