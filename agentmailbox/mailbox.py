@@ -155,7 +155,7 @@ class Mailbox:
                   topics: Sequence[str] = (), description: str = "", max_unread: int = 0
                   ) -> AgentInfo:
         """Register an agent and create its inbox."""
-        return self.registry.add(name, role=role, groups=tuple(groups), topics=tuple(topics),
+        return self.registry.add(name, role=role, groups=groups, topics=topics,
                                  description=description, max_unread=max_unread)
 
     def agents(self) -> list[AgentInfo]:

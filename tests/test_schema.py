@@ -18,7 +18,8 @@ import pytest
 from conftest import python_env
 
 from agentmailbox import InvalidInput, Mailbox
-from agentmailbox.cli import EXIT_INVALID
+from agentmailbox.cli import EXIT_INVALID, EXIT_OK
+from agentmailbox.routing import Directory
 
 # -- messages: send refuses what a claim would quarantine ------------------------------------------
 
@@ -198,3 +199,50 @@ def test_well_typed_optional_settings_still_open(mb: Mailbox) -> None:
     opened = Mailbox.open(root)
     assert (opened.config.extra["handoff"]["max_items"], opened.config.extra["x-local"]) == (
         3, [1, 2])
+
+
+# -- agent.json: add, edit and read agree ----------------------------------------------------------
+
+@pytest.mark.parametrize("change", [{"role": "Bad Role"}, {"groups": ["Ops!"]},
+                                    {"topics": ["a b"]}, {"groups": "ops"},
+                                    {"max_unread": "5"}, {"max_unread": True},
+                                    {"max_unread": -1}, {"description": 5}])
+def test_edit_refuses_what_add_refuses(mb: Mailbox, change: dict[str, Any]) -> None:
+    """`agent edit` applies the validation of `agent add`, and agent.json is unchanged."""
+    before = (mb.path / "agents/bob/agent.json").read_bytes()
+    with pytest.raises(InvalidInput):
+        mb.add_agent("carol", **change)
+    with pytest.raises(InvalidInput):
+        mb.registry.edit("bob", **change)
+    assert before == (mb.path / "agents/bob/agent.json").read_bytes()
+
+
+def test_edit_refuses_fields_that_do_not_change(mb: Mailbox) -> None:
+    """Name and creation time are not editable, and unknown fields are refused, not crashed."""
+    for change in ({"name": "mallory"}, {"created": "now"}, {"colour": "red"}):
+        with pytest.raises(InvalidInput):
+            mb.registry.edit("bob", **change)
+
+
+def test_cli_agent_edit_refuses_an_invalid_role(cli: Any) -> None:
+    """`mailbox agent edit bob --role 'Bad Role'` exits 5, as `agent add` does."""
+    assert (EXIT_INVALID, EXIT_INVALID) == (
+        cli("agent", "add", "carol", "--role", "Bad Role").code,
+        cli("agent", "edit", "bob", "--role", "Bad Role").code)
+    assert EXIT_OK == cli("agent", "edit", "bob", "--role", "").code
+
+
+@pytest.mark.parametrize("field,value", [("role", 5), ("groups", "ops"), ("groups", [5]),
+                                         ("max_unread", "5"), ("topics", {"a": 1})])
+def test_hand_edited_agent_json_of_wrong_type_is_a_clear_error(
+        mb: Mailbox, field: str, value: Any) -> None:
+    """Reading an agent.json with a wrong type is InvalidInput pointing to doctor, and the
+    router treats the agent as reachable by name only."""
+    path = mb.path / "agents/bob/agent.json"
+    obj = orjson.loads(path.read_bytes())
+    obj[field] = value
+    path.write_bytes(orjson.dumps(obj))
+    with pytest.raises(InvalidInput) as caught:
+        mb.registry.get("bob")
+    assert ("doctor" in caught.value.hint, "bob" in Directory.load(mb.registry, mb.config).agents
+            ) == (True, True)
