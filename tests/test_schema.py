@@ -19,6 +19,7 @@ from conftest import python_env
 
 from agentmailbox import InvalidInput, Mailbox
 from agentmailbox.cli import EXIT_INVALID, EXIT_OK
+from agentmailbox.presence import Liveness, Presence
 from agentmailbox.routing import Directory
 
 # -- messages: send refuses what a claim would quarantine ------------------------------------------
@@ -246,3 +247,39 @@ def test_hand_edited_agent_json_of_wrong_type_is_a_clear_error(
         mb.registry.get("bob")
     assert ("doctor" in caught.value.hint, "bob" in Directory.load(mb.registry, mb.config).agents
             ) == (True, True)
+
+
+# -- heartbeats ------------------------------------------------------------------------------------
+
+BAD_BEATS = [b"[]", b"{}", b'{"at": "1", "pid": 1}', b'{"at": 1, "pid": true}',
+             b'{"at": 1.5, "pid": 1}', b'{"at": 1, "pid": 1, "mode": "asleep"}',
+             b'{"at": 1, "pid": 1, "mode": []}', b'{"at": 1, "pid": 1, "capacity": "full"}',
+             b'{"at": 1, "pid": 1, "capacity": 7}', b'{"at": 1, "pid": 1, "epoch": "x"}',
+             b'{"agent": "alice", "at": 1, "pid": 1}', b"\xff", b""]
+
+
+@pytest.mark.parametrize("data", BAD_BEATS)
+def test_malformed_heartbeat_counts_as_never_seen(mb: Mailbox, data: bytes) -> None:
+    """A heartbeat file that is not a heartbeat reads as never seen, for every caller."""
+    presence = Presence(mb.root)
+    presence.directory.mkdir(parents=True, exist_ok=True)
+    (presence.directory / "bob.json").write_bytes(data)
+    assert (None, Liveness.NEVER) == (presence.last("bob"), presence.liveness("bob"))
+
+
+def test_agents_command_lists_past_a_malformed_heartbeat(cli: Any, mb: Mailbox) -> None:
+    """`mailbox agents` shows an agent whose heartbeat file holds [] as never seen."""
+    Presence(mb.root).beat("alice")
+    (Presence(mb.root).directory / "bob.json").write_bytes(b"[]")
+    out = cli("agents", "--json")
+    rows = {r["name"]: r["liveness"] for r in out.json()}
+    assert (EXIT_OK, rows) == (out.code, {"alice": "alive", "bob": "never seen"})
+
+
+@pytest.mark.parametrize("options", [{"capacity": "x"}, {"capacity": 2.0}, {"capacity": True},
+                                     {"mode": "asleep"}, {"epoch": "x"}])
+def test_beat_refuses_what_a_reader_would_ignore(mb: Mailbox, options: dict[str, Any]) -> None:
+    """A heartbeat the reader would count as malformed is refused with InvalidInput."""
+    with pytest.raises(InvalidInput):
+        Presence(mb.root).beat("bob", **options)
+    assert not (Presence(mb.root).directory / "bob.json").exists()
