@@ -76,11 +76,18 @@ class Clock:
         self._last = 0
         self._lock = threading.Lock()
 
-    def stamp(self) -> int:
-        """A stamp larger than every stamp this clock gave or observed."""
+    def stamp(self, after: int = 0) -> int:
+        """A stamp larger than every stamp this clock gave or observed, and than ``after``.
+
+        ``after`` is a floor read from files whose order must follow their writing
+        (an agent's handoffs and boots): a wall clock stepped back between two
+        instances must not sort the newer file first. The floor is not remembered,
+        so one agent's files never push the whole process's clock (and the ids of
+        its mail) ahead.
+        """
         with self._lock:
             self._last = max(self._wall(), self._last + 1)
-            return self._last
+            return max(self._last, after + 1)
 
     def observe(self, stamp: int) -> None:
         """Move forward past a stamp read from someone else (HLC receive rule)."""
@@ -88,8 +95,9 @@ class Clock:
             with self._lock:
                 self._last = max(self._last, stamp)
 
-    def new_id(self) -> str:
-        return f"{self.stamp():020d}-{os.urandom(8).hex()}"
+    def new_id(self, after: int = 0) -> str:
+        """A fresh message id whose stamp is larger than ``after`` (see :meth:`stamp`)."""
+        return f"{self.stamp(after):020d}-{os.urandom(8).hex()}"
 
 
 def stamp_of(msg_id: str) -> int:
