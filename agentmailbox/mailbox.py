@@ -332,13 +332,21 @@ class Mailbox:
         if created:
             self.root.disk.fsync_dir(folder)
             return msg, data
-        earlier = orjson.loads(self.root.disk.read(marker, 1 << 16)[0])
-        if sorted(earlier.get("to", ())) != sorted(msg.to):
+        try:
+            earlier = load_key_marker(marker)
+        except FileNotFoundError as exc:  # its window ran out and doctor removed it just now
+            raise Conflict(f"key marker of {key!r} was removed while in use",
+                           hint="send again: the key's window has run out") from exc
+        except ValueError as exc:
+            raise InvalidInput(f"key marker {marker} is unreadable: {exc}",
+                               hint="run: mailbox doctor --repair (it quarantines the marker; "
+                                    "the key then sends new mail)") from exc
+        if sorted(earlier["to"]) != sorted(msg.to):
             raise Conflict(f"key {key!r} was first used for mail to {', '.join(earlier['to'])}; "
                            f"this send is to {', '.join(msg.to)}",
                            hint="a retry must name the same recipients; use a new key for "
                                 "different mail")
-        first = replace(msg, id=names.check_id(earlier["id"]), ts=earlier.get("at", msg.ts),
+        first = replace(msg, id=earlier["id"], ts=earlier.get("at") or msg.ts,
                         thread=msg.thread if msg.thread != msg.id else earlier["id"])
         return first, encode(first, self.config.max_message_bytes)
 
@@ -432,6 +440,26 @@ class Mailbox:
             read_at=iso(first_claim["t"]) if first_claim else None,
             read_epoch=first_claim.get("epoch") if first_claim else None,
             done_at=iso(dones[-1]["t"]) if dones and state is State.DONE else None)
+
+
+def load_key_marker(path: Path) -> dict[str, Any]:
+    """Read an idempotency-key marker (``{"key", "id", "to", "at"}``, PROTOCOL.md §9.7).
+
+    Raises:
+        FileNotFoundError: there is none.
+        ValueError: the file is not a key marker; says why.
+    """
+    try:
+        obj = orjson.loads(Disk.read(path, 1 << 16)[0])
+    except Foreign as exc:
+        raise ValueError(exc.reason) from exc
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not (isinstance(obj, dict) and isinstance(obj.get("id"), str) and names.is_id(obj["id"])
+            and isinstance(obj.get("to"), list) and all(isinstance(a, str) for a in obj["to"])
+            and isinstance(obj.get("at", ""), str)):
+        raise ValueError('not a key record {"key", "id", "to", "at"}')
+    return obj
 
 
 def _pick_header(headers: dict[str, str], pick: str | None, routed: list[str]
