@@ -21,6 +21,7 @@ from agentmailbox import InvalidInput, Mailbox
 from agentmailbox.cli import EXIT_INVALID, EXIT_OK
 from agentmailbox.presence import Liveness, Presence
 from agentmailbox.routing import Directory
+from agentmailbox.supervisor import Supervisor
 
 # -- messages: send refuses what a claim would quarantine ------------------------------------------
 
@@ -283,3 +284,17 @@ def test_beat_refuses_what_a_reader_would_ignore(mb: Mailbox, options: dict[str,
     with pytest.raises(InvalidInput):
         Presence(mb.root).beat("bob", **options)
     assert not (Presence(mb.root).directory / "bob.json").exists()
+
+
+def test_pick_one_passes_over_an_agent_with_a_malformed_heartbeat(mb: Mailbox) -> None:
+    """A `--pick one` message reaches the live candidate when another candidate's heartbeat
+    file holds [], instead of being buried by the supervisor."""
+    mb.add_agent("carol", role="coder")
+    presence = Presence(mb.root)
+    presence.beat("carol", capacity=0.5)
+    (presence.directory / "bob.json").write_bytes(b"[]")
+    msg = mb.send("alice", "@coder", pick="one")
+    with Supervisor(Mailbox.open(mb.path)) as sup:
+        sup.run_once()
+    assert ([], [msg.id], []) == ([d.reason for d in mb.dead.list()], mb.inbox("carol").ids(),
+                                  mb.inbox("bob").ids())
