@@ -239,6 +239,18 @@ def test_working_state_reader_gives_a_state_or_a_clean_error(mb: Mailbox, data: 
     _clean(WorkingState(mb.root, "bob").snapshot)
 
 
+@FUZZ_SLOW
+@given(data=file_contents({"epoch": 3, "at": 1795803015357379564,
+                           "previous_at": 1795802015357379564}))
+def test_boot_over_any_epoch_record_starts_an_instance(mb: Mailbox, data: bytes) -> None:
+    """A boot over any run/epoch starts a new instance (or is a clean error); a dry run
+    over it renders the brief."""
+    (mb.path / "agents/bob/run/epoch").write_bytes(data)
+    for start in (False, True):
+        with Mailbox.open(mb.path) as instance:
+            _clean(lambda i=instance, s=start: i.agent("bob").boot(start_epoch=s))
+
+
 # -- records: the journal and dead letters -------------------------------------------------------
 
 JOURNAL_LINE = {"t": 1795443442123456789, "ev": "claim", "pid": 1, "agent": "bob",
