@@ -298,3 +298,11 @@ def test_pick_one_passes_over_an_agent_with_a_malformed_heartbeat(mb: Mailbox) -
         sup.run_once()
     assert ([], [msg.id], []) == ([d.reason for d in mb.dead.list()], mb.inbox("carol").ids(),
                                   mb.inbox("bob").ids())
+
+
+def test_handoff_file_that_is_not_utf8_is_a_clean_error(cli: Any, tmp_path: Path) -> None:
+    """`handoff --file` of bytes that are not UTF-8 exits 5 saying so, not a traceback."""
+    note = tmp_path / "note.md"
+    note.write_bytes(b"## Next\n- \xff\xfe the plan\n")
+    out = cli("handoff", "bob", "--file", str(note))
+    assert (EXIT_INVALID, True, False) == (out.code, "UTF-8" in out.err, "Traceback" in out.err)
