@@ -96,6 +96,15 @@ def _count(key: str, value: Any) -> int:
     return value
 
 
+def _editable(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` checked, if they are all ones a caller may set (not name or created)."""
+    fixed = set(fields) - _EDITABLE
+    if fixed:
+        raise InvalidInput(f"agent field(s) {', '.join(sorted(map(str, fixed)))} cannot be set",
+                           hint=f"settable: {', '.join(sorted(_EDITABLE))}")
+    return check_fields(fields)
+
+
 _FIELDS = {"role": _role, "groups": _name_list, "topics": _name_list, "description": _text,
            "max_unread": _count, "created": _text}
 _EDITABLE = frozenset(_FIELDS) - {"created"}
@@ -112,8 +121,7 @@ class Registry:
     def add(self, name: str, /, **fields: Any) -> AgentInfo:
         """Register ``name`` and create its folders; AlreadyExists if it is there."""
         names.check_agent(name)
-        info = AgentInfo(name=name, created=iso(time.time_ns()),
-                         **check_fields({k: v for k, v in fields.items() if k != "created"}))
+        info = AgentInfo(name=name, created=iso(time.time_ns()), **_editable(fields))
         base = self._root.agent_dir(name)
         if self._root.disk.exists(base) and not self._is_folder(base):
             raise InvalidInput(f"{base} exists and is not a folder (a link or a file)",
@@ -172,11 +180,7 @@ class Registry:
             InvalidInput: a field ``add`` would refuse, or one that cannot change
                 (``name``, ``created``).
         """
-        fixed = set(changes) - _EDITABLE
-        if fixed:
-            raise InvalidInput(f"agent field(s) {', '.join(sorted(map(str, fixed)))} cannot "
-                               "be edited", hint=f"editable: {', '.join(sorted(_EDITABLE))}")
-        checked = check_fields(changes)
+        checked = _editable(changes)
         with agent_lock(self._root, self.require(name), "agent"):
             info = replace(self.get(name), **checked)
             data = orjson.dumps(info.to_dict(),
