@@ -233,7 +233,6 @@ class _Doctor:
                 self.note("stale-tmp", Path(entry.path), "interrupted reason write",
                           lambda p=Path(entry.path): self.disk.unlink(p))
 
-
     # -- the JSON files readers send the user here for ------------------------------------------
 
     def _unreadable(self, path: Path, load: Any, what: str, then: Any = None,
