@@ -77,8 +77,8 @@ class Agent:
             record = self._start_epoch()
         else:
             record = self._epoch_record() or {"epoch": None, "previous_at": None}
-        return boot_mod.build(self, epoch=record["epoch"], previous_boot_ns=record["previous_at"],
-                              budget=budget)
+        return boot_mod.build(self, epoch=record["epoch"],
+                              previous_boot_ns=_stamp(record.get("previous_at")), budget=budget)
 
     def _epoch_record(self) -> dict[str, Any] | None:
         """``run/epoch``: {"epoch": N, "at": HLC stamp of that boot, "previous_at": ...}."""
@@ -88,8 +88,12 @@ class Agent:
         root = self.mailbox.root
         with agent_lock(root, self.name, "epoch"):
             current = self._epoch_record() or {"epoch": 0, "at": None}
-            record = {"epoch": int(current["epoch"]) + 1, "at": root.clock.stamp(),
-                      "previous_at": current["at"]}
+            previous = _stamp(current.get("at"))
+            # After the last boot and the newest handoff, even if the wall clock stepped
+            # back: the next boot tells "a handoff was written since" by comparing stamps.
+            at = root.clock.stamp(after=max(previous or 0, self.handoffs.newest_stamp()))
+            record: dict[str, Any] = {"epoch": int(current["epoch"]) + 1, "at": at,
+                                      "previous_at": previous}
             root.disk.replace(self.mailbox.epoch_path(self.name), orjson.dumps(record) + b"\n")
         epoch = record["epoch"]
         self.mailbox.set_epoch(self.name, epoch)
@@ -114,7 +118,8 @@ class Agent:
         return self.write_handoff(note)
 
     def write_handoff(self, note: Handoff) -> Handoff:
-        written = self.handoffs.write(note, epoch=self.epoch)
+        booted = _stamp((self._epoch_record() or {}).get("at")) or 0
+        written = self.handoffs.write(note, epoch=self.epoch, after=booted)
         word = "handoff" if written.final else "checkpoint"
         self.memory.remember(f"{word} {written.id} written", kind="handoff", epoch=self.epoch)
         return written
@@ -126,3 +131,8 @@ class Agent:
     def thread_done(self, thread: str, note: str = "") -> tuple[ThreadDone, bool]:
         """Mark a whole thread done (returns the marker and whether it is new)."""
         return self.mailbox.threads.mark_done(thread, self.name, note)
+
+
+def _stamp(value: Any) -> int | None:
+    """A stamp read from ``run/epoch``: an integer, else none (a hand-edited file)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

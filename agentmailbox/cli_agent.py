@@ -25,7 +25,7 @@ from .handoff import SECTIONS, Handoff, Waiting, parse_markdown
 @click.option("--can-wait", multiple=True, help="What can safely wait (repeatable).")
 @click.option("--waiting-on", multiple=True, metavar="AGENT:ID[:NOTE]",
               help="Who we wait on, about which message or thread id (repeatable).")
-@click.option("--file", "source", type=click.File("r"), default=None,
+@click.option("--file", "source", type=click.File("rb"), default=None,
               help="Read the handoff from a JSON or Markdown file ('-' for stdin).")
 @click.option("--checkpoint", is_flag=True,
               help="A checkpoint while still working, not the final note at stop.")
@@ -65,7 +65,11 @@ def _show_handoff(note: Handoff) -> str:
 
 
 def _read_note(source: Any) -> Handoff:
-    text = source.read()
+    try:
+        text = source.read().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        fail(InvalidInput(f"the handoff file is not UTF-8 text: {exc}",
+                          hint="save it as UTF-8 (JSON or Markdown)"))
     if text.lstrip().startswith("{"):
         try:
             return Handoff.from_dict(orjson.loads(text))

@@ -17,13 +17,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from . import layout, names
-from .fs import Foreign, same_file
+from .fs import Disk, Foreign, same_file
 from .inbox import Inbox, hold_id, lease_start
-from .mailbox import _TOP_DIRS, Mailbox
+from .mailbox import _TOP_DIRS, Mailbox, load_key_marker
+from .memory import _STATE_LIMIT
 from .message import Malformed, decode
-from .registry import _SUBDIRS
+from .presence import Presence, load_heartbeat
+from .registry import _SUBDIRS, load_identity
 from .root import ROOT_FORMAT
+from .threads import Threads, load_marker
 
 __all__ = ["Finding", "check"]
 
@@ -79,6 +84,11 @@ class _Doctor:
         self._views()
         for name in self.mb.registry.list_names():
             self._agent(name)
+            self._identity(name)
+            self._working_state(name)
+            self._key_markers(name)
+        self._heartbeats()
+        self._thread_markers()
         self._foreign_agents()
         self._dead()
         self._format()
@@ -294,6 +304,86 @@ class _Doctor:
             elif entry.name.startswith(".") and entry.name.endswith(".tmp"):
                 self.note("stale-tmp", Path(entry.path), "interrupted reason write",
                           lambda p=Path(entry.path): self.disk.unlink(p))
+
+    # -- the JSON files readers send the user here for ------------------------------------------
+
+    def _unreadable(self, path: Path, load: Any, what: str, then: Any = None,
+                    agent: str | None = None) -> None:
+        """Quarantine ``path`` if ``load(path)`` finds it is not ``what`` (then ``then()``)."""
+        try:
+            load(path)
+        except FileNotFoundError:
+            return
+        except ValueError as exc:
+            bury = self._bury(path, f"not {what}: {exc}", agent)
+
+            def fix() -> None:
+                bury()
+                if then is not None:
+                    then()
+
+            self.note("malformed", path, f"not {what}: {exc}", fix)
+
+    def _identity(self, name: str) -> None:
+        """agent.json: quarantined, and replaced by a name-only identity so the agent, its
+        inbox and its mail stay registered (the old fields are in the dead letter)."""
+        path = self.mb.registry.identity_path(name)
+        self._unreadable(path, lambda p: load_identity(p, name, self.disk),
+                         "an agent.json of " + name, lambda: self.mb.registry.restore(name),
+                         agent=name)
+
+    def _working_state(self, name: str) -> None:
+        """state.json: quarantined (a missing file is the empty state)."""
+        self._unreadable(self.mb.root.agent_dir(name) / "state.json",
+                         lambda p: _load_state(p, self.disk),
+                         "a working state (a JSON object)", agent=name)
+
+    def _key_markers(self, name: str) -> None:
+        """keys/: a marker that is not a key record is quarantined (its key is forgotten,
+        as when its window runs out)."""
+        for entry in self.disk.scan(self.mb.root.agent_dir(name) / "keys"):
+            if _KEY_MARKER.fullmatch(entry.name):
+                self._unreadable(Path(entry.path), lambda p: load_key_marker(p, self.disk),
+                                 "a key marker", agent=name)
+
+    def _heartbeats(self) -> None:
+        """run/heartbeats/: a file that is not a heartbeat is quarantined (never seen until
+        the agent beats again)."""
+        presence = Presence(self.mb.root)
+        for entry in self.disk.scan(presence.directory):
+            agent = entry.name[:-5]
+            if entry.name.endswith(".json") and _AGENT_NAME.fullmatch(agent):
+                self._unreadable(Path(entry.path),
+                                 lambda p, a=agent: load_heartbeat(p, a, self.disk),
+                                 "a heartbeat of " + agent)
+
+    def _thread_markers(self) -> None:
+        """threads/: a marker that is not one is quarantined and rebuilt, so the thread
+        stays done (markers are never removed)."""
+        threads = Threads(self.mb.root)
+        for entry in self.disk.scan(threads.directory):
+            thread = entry.name.removesuffix(".done.json")
+            if entry.name.endswith(".done.json") and names.is_id(thread):
+                self._unreadable(Path(entry.path), lambda p, t=thread: load_marker(p, t, self.disk),
+                                 "a thread marker",
+                                 lambda t=thread: threads.mark_done(t, None, _REBUILT))
+
+
+_REBUILT = "marker rebuilt by mailbox doctor: the original was unreadable (see dead/)"
+_KEY_MARKER = re.compile(r"[0-9a-f]{40}\.json")
+_AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def _load_state(path: Path, disk: Disk | None = None) -> None:
+    """Read state.json as :class:`WorkingState` does: a JSON object, at most 1 MiB."""
+    try:
+        obj = orjson.loads((disk or Disk()).read(path, _STATE_LIMIT)[0])
+    except Foreign as exc:
+        raise ValueError(exc.reason) from exc
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ValueError(f"a JSON {type(obj).__name__}, not an object")
 
 
 def _workspace_dirs(top: Path) -> list[Path]:

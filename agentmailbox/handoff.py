@@ -20,7 +20,7 @@ import orjson
 from . import names
 from .errors import HandoffTooLarge, InvalidInput
 from .fs import Foreign, faults
-from .message import Malformed, Message, decode, encode, iso
+from .message import Malformed, Message, decode, encode, iso, stamp_of
 from .root import Root
 
 __all__ = ["SECTIONS", "Handoff", "HandoffStore", "Waiting", "parse_markdown"]
@@ -173,18 +173,23 @@ class HandoffStore:
         self.agent = names.check_agent(agent)
         self.directory = root.agent_dir(agent) / "handoffs"
 
-    def write(self, handoff: Handoff, *, epoch: int | None = None) -> Handoff:
+    def write(self, handoff: Handoff, *, epoch: int | None = None, after: int = 0) -> Handoff:
         """Store ``handoff`` durably (fsync file and folder whatever the policy), or raise.
 
         ``handoff.final`` tells the next boot whether this was the note written at a
         clean stop (True) or a checkpoint written while still working (False).
+
+        Its id sorts after every handoff already here and after the stamp ``after``
+        (the writer's boot), whatever the wall clock says: the newest id is the
+        current handoff, so a clock stepped back since the last one must not make
+        the new note look older than the one it supersedes.
         """
         if handoff.is_empty():
             raise InvalidInput("empty handoff: say at least what is in progress or next")
-        cfg = self._root.config.extra.get("handoff", {})
-        handoff.check_budget(int(cfg.get("max_bytes", DEFAULT_MAX_BYTES)),
-                             int(cfg.get("max_items", DEFAULT_MAX_ITEMS)))
-        msg_id = self._root.clock.new_id()
+        cfg = self._root.config.extra.get("handoff") or {}  # checked when the root opened
+        handoff.check_budget(cfg.get("max_bytes") or DEFAULT_MAX_BYTES,
+                             cfg.get("max_items") or DEFAULT_MAX_ITEMS)
+        msg_id = self._root.clock.new_id(after=max(after, self.newest_stamp()))
         msg = Message(id=msg_id, sender=self.agent, to=(self.agent,),
                       subject="handoff" if handoff.final else "checkpoint",
                       body=handoff.sections(), kind="handoff", ts=iso(time.time_ns()),
@@ -204,6 +209,11 @@ class HandoffStore:
     def ids(self) -> list[str]:
         return sorted(e.name[:-5] for e in self._root.disk.scan(self.directory)
                       if names.is_message_file(e.name))
+
+    def newest_stamp(self) -> int:
+        """The stamp of the newest handoff file here (readable or not); 0 if none."""
+        found = self.ids()
+        return stamp_of(found[-1]) if found else 0
 
     def latest(self) -> Handoff | None:
         """The newest readable handoff, or None."""

@@ -9,7 +9,6 @@ import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,7 @@ from .errors import (
 )
 from .fs import Disk, Foreign, Fsync, faults
 from .inbox import Inbox, State
-from .message import Message, Priority, encode, iso
+from .message import Message, Priority, encode, iso, parse_expiry
 from .registry import AgentInfo, Registry
 from .root import DIRNAME, MODES, Config, Root, find_root
 from .routing import Quotas, Spool, expansion_of, split_addresses
@@ -119,7 +118,7 @@ class Mailbox:
             raise AlreadyExists(f"{base} already holds a mailbox", hint="use it, or pick a path")
         if mode not in MODES:
             raise InvalidInput(f"mode must be one of {sorted(MODES)}")
-        config = Config._typed({"fsync": str(Fsync(fsync)), "mode": mode, **settings})
+        config = Config._typed({"fsync": str(fsync), "mode": mode, **settings})
         disk = Disk(config.fsync, *MODES[mode], base=str(base))
         for sub in _TOP_DIRS:
             disk.ensure_dir(base / sub)
@@ -156,7 +155,7 @@ class Mailbox:
                   topics: Sequence[str] = (), description: str = "", max_unread: int = 0
                   ) -> AgentInfo:
         """Register an agent and create its inbox."""
-        return self.registry.add(name, role=role, groups=tuple(groups), topics=tuple(topics),
+        return self.registry.add(name, role=role, groups=groups, topics=topics,
                                  description=description, max_unread=max_unread)
 
     def agents(self) -> list[AgentInfo]:
@@ -240,13 +239,12 @@ class Mailbox:
         written, direct, routed = self._recipients(to)
         self.registry.require(names.check_agent(sender))
         msg = self._compose(sender, written, subject, body, kind=kind,
-                            thread=thread, reply_to=reply_to,
-                            priority=priority if type(priority) is Priority else Priority(priority),
-                            expires_at=_expiry(expires_at), receipt=receipt,
+                            thread=thread, reply_to=reply_to, priority=priority,
+                            expires_at=parse_expiry(expires_at), receipt=receipt,
                             headers=_pick_header(headers or {}, pick, routed), epoch=epoch)
+        data = encode(msg, self.config.max_message_bytes)  # the reader's schema, before any write
         if msg.thread != msg.id:
             self._warn_if_thread_done(msg.thread)
-        data = encode(msg, self.config.max_message_bytes)
         inboxes = [self.inbox(name) for name in direct]
         self._check_quotas(inboxes)  # before a key marker: a refused send leaves nothing
         minted = msg.id
@@ -296,8 +294,8 @@ class Mailbox:
 
     def _thread_of(self, reply_to: str | None, sender: str) -> str | None:
         """A reply joins the thread of what it answers (if the replier still has it)."""
-        if reply_to is None:
-            return None
+        if not isinstance(reply_to, str):
+            return None  # None, or a wrong type that encode() refuses, naming the field
         names.check_id(reply_to)
         try:
             return self.inbox(sender).get(reply_to).thread
@@ -334,13 +332,21 @@ class Mailbox:
         if created:
             self.root.disk.fsync_dir(folder)
             return msg, data
-        earlier = orjson.loads(self.root.disk.read(marker, 1 << 16)[0])
-        if sorted(earlier.get("to", ())) != sorted(msg.to):
+        try:
+            earlier = load_key_marker(marker, self.root.disk)
+        except FileNotFoundError as exc:  # its window ran out and doctor removed it just now
+            raise Conflict(f"key marker of {key!r} was removed while in use",
+                           hint="send again: the key's window has run out") from exc
+        except ValueError as exc:
+            raise InvalidInput(f"key marker {marker} is unreadable: {exc}",
+                               hint="run: mailbox doctor --repair (it quarantines the marker; "
+                                    "the key then sends new mail)") from exc
+        if sorted(earlier["to"]) != sorted(msg.to):
             raise Conflict(f"key {key!r} was first used for mail to {', '.join(earlier['to'])}; "
                            f"this send is to {', '.join(msg.to)}",
                            hint="a retry must name the same recipients; use a new key for "
                                 "different mail")
-        first = replace(msg, id=names.check_id(earlier["id"]), ts=earlier.get("at", msg.ts),
+        first = replace(msg, id=earlier["id"], ts=earlier.get("at") or msg.ts,
                         thread=msg.thread if msg.thread != msg.id else earlier["id"])
         return first, encode(first, self.config.max_message_bytes)
 
@@ -436,32 +442,34 @@ class Mailbox:
             done_at=iso(dones[-1]["t"]) if dones and state is State.DONE else None)
 
 
+def load_key_marker(path: Path, disk: Disk | None = None) -> dict[str, Any]:
+    """Read an idempotency-key marker (``{"key", "id", "to", "at"}``, PROTOCOL.md §9.7).
+
+    Raises:
+        FileNotFoundError: there is none.
+        ValueError: the file is not a key marker; says why.
+    """
+    try:
+        obj = orjson.loads((disk or Disk()).read(path, 1 << 16)[0])
+    except Foreign as exc:
+        raise ValueError(exc.reason) from exc
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not (isinstance(obj, dict) and isinstance(obj.get("id"), str) and names.is_id(obj["id"])
+            and isinstance(obj.get("to"), list) and all(isinstance(a, str) for a in obj["to"])
+            and isinstance(obj.get("at", ""), str)):
+        raise ValueError('not a key record {"key", "id", "to", "at"}')
+    return obj
+
+
 def _pick_header(headers: dict[str, str], pick: str | None, routed: list[str]
                  ) -> dict[str, str]:
     """Record ``pick: one`` in the headers (only meaningful for routed addresses)."""
-    if pick is None:
-        return headers
+    if pick is None or not isinstance(headers, dict):
+        return headers  # not a dict: encode() refuses it, naming the field
     if pick != "one":
         raise InvalidInput(f"unknown pick {pick!r}", hint="the only choice is: one")
     if not routed:
         raise InvalidInput("pick one needs a routed address",
                            hint="address a role, topic or group: --to @coder --pick one")
     return {**headers, "pick": "one"}
-
-
-def _expiry(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        if value and value[-1] in "smhd" and value[:-1].replace(".", "", 1).isdigit():
-            unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[value[-1]]
-            moment = datetime.now(UTC) + timedelta(seconds=float(value[:-1]) * unit)
-        else:
-            moment = datetime.fromisoformat(value)
-            if moment.tzinfo is None:
-                raise InvalidInput(f"expiry {value!r} has no time zone", hint="append Z for UTC")
-    except ValueError as exc:
-        raise InvalidInput(f"invalid expiry {value!r}",
-                           hint="give an RFC 3339 time (2026-12-01T12:00:00Z) or a duration "
-                                "like 90s, 15m, 2h, 1d") from exc
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

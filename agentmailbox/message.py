@@ -21,7 +21,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -29,7 +29,8 @@ import orjson
 from . import names
 from .errors import InvalidInput, MessageTooLarge
 
-__all__ = ["FORMAT_VERSION", "Clock", "Malformed", "Message", "Priority", "decode", "encode"]
+__all__ = ["FORMAT_VERSION", "Clock", "Malformed", "Message", "Priority", "decode", "encode",
+           "parse_expiry"]
 
 FORMAT_VERSION = 1
 MAX_FUTURE_NS = 60 * 10**9  # stamps read from others further ahead than this do not move our clock
@@ -56,11 +57,15 @@ _PRIORITIES = {str(p): p for p in Priority}
 
 
 class Malformed(ValueError):
-    """A file that is not a valid message; ``reason`` goes into the quarantine record."""
+    """A file that is not a valid message; ``reason`` goes into the quarantine record.
 
-    def __init__(self, reason: str) -> None:
+    ``field`` names the offending field when one is to blame (a writer's error names it).
+    """
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.field = field
 
 
 class Clock:
@@ -71,11 +76,18 @@ class Clock:
         self._last = 0
         self._lock = threading.Lock()
 
-    def stamp(self) -> int:
-        """A stamp larger than every stamp this clock gave or observed."""
+    def stamp(self, after: int = 0) -> int:
+        """A stamp larger than every stamp this clock gave or observed, and than ``after``.
+
+        ``after`` is a floor read from files whose order must follow their writing
+        (an agent's handoffs and boots): a wall clock stepped back between two
+        instances must not sort the newer file first. The floor is not remembered,
+        so one agent's files never push the whole process's clock (and the ids of
+        its mail) ahead.
+        """
         with self._lock:
             self._last = max(self._wall(), self._last + 1)
-            return self._last
+            return max(self._last, after + 1)
 
     def observe(self, stamp: int) -> None:
         """Move forward past a stamp read from someone else (HLC receive rule)."""
@@ -83,8 +95,9 @@ class Clock:
             with self._lock:
                 self._last = max(self._last, stamp)
 
-    def new_id(self) -> str:
-        return f"{self.stamp():020d}-{os.urandom(8).hex()}"
+    def new_id(self, after: int = 0) -> str:
+        """A fresh message id whose stamp is larger than ``after`` (see :meth:`stamp`)."""
+        return f"{self.stamp(after):020d}-{os.urandom(8).hex()}"
 
 
 def stamp_of(msg_id: str) -> int:
@@ -144,6 +157,12 @@ class Message:
     def stamp(self) -> int:
         return stamp_of(self.id)
 
+    def __post_init__(self) -> None:
+        # "high" given as a plain string becomes Priority.HIGH; anything else stays as
+        # given, and encode() refuses it with the schema's reason.
+        if type(self.priority) is not Priority and isinstance(self.priority, str):
+            object.__setattr__(self, "priority", _PRIORITIES.get(self.priority, self.priority))
+
     @property
     def day(self) -> str:
         return day_of(self.id)
@@ -158,9 +177,11 @@ class Message:
         """The on-disk JSON object (``from`` spelled as on disk)."""
         out: dict[str, Any] = {
             "v": FORMAT_VERSION, "id": self.id, "ts": self.ts, "from": self.sender,
-            "to": list(self.to), "subject": self.subject, "kind": self.kind,
+            "to": list(self.to) if isinstance(self.to, tuple | list) else self.to,
+            "subject": self.subject, "kind": self.kind,
             "thread": self.thread or self.id, "reply_to": self.reply_to,
-            "priority": str(self.priority), "expires_at": self.expires_at,
+            "priority": str(self.priority) if isinstance(self.priority, str) else self.priority,
+            "expires_at": self.expires_at,
             "receipt": self.receipt, "headers": self.headers, "body": self.body,
         }
         if self.epoch is not None:
@@ -172,15 +193,46 @@ class Message:
 
 
 def encode(msg: Message, limit: int) -> bytes:
-    """Encode ``msg`` as compact JSON bytes; refuse it if over ``limit`` bytes."""
+    """Encode ``msg`` as compact JSON bytes, refusing what a reader would quarantine.
+
+    The fields are checked by the very schema :func:`decode` applies, so mail that is
+    acknowledged is mail every reader accepts.
+
+    Raises:
+        InvalidInput: a field has the wrong type or value, or is not valid text; the
+            error names the field.
+        MessageTooLarge: the encoding is over ``limit`` bytes.
+    """
+    obj = msg.to_dict()
     try:
-        data = orjson.dumps(msg.to_dict(), option=orjson.OPT_APPEND_NEWLINE)
+        _check_version(obj)
+        if _plain_fields(obj) is None:
+            _build_checked(obj)  # says what is wrong, or accepts what the fast path does not
+    except Malformed as exc:
+        raise InvalidInput(f"invalid message: {exc.reason}",
+                           hint="docs/PROTOCOL.md §7.1 gives the type of every field") from exc
+    try:
+        data = orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
     except TypeError as exc:
-        raise InvalidInput(f"message body is not JSON-serialisable: {exc}",
-                           hint="send str, numbers, lists and dicts with string keys") from exc
+        raise _unencodable(obj, exc) from exc
     if len(data) > limit:
         raise MessageTooLarge(len(data), limit)
     return data
+
+
+def _unencodable(obj: dict[str, Any], exc: TypeError) -> InvalidInput:
+    """Say which field JSON cannot hold (text that is not Unicode, a body of objects...)."""
+    for key, value in obj.items():
+        try:
+            orjson.dumps(value)
+        except TypeError as inner:
+            if key == "body":
+                return InvalidInput(f"message body is not JSON-serialisable: {inner}",
+                                    hint="send str, numbers, lists and dicts with string keys")
+            return InvalidInput(f"message field {key!r} is not valid text: {inner}",
+                                hint="give text as valid UTF-8 (a command-line argument or "
+                                     "header in another encoding cannot be sent)")
+    return InvalidInput(f"message is not JSON-serialisable: {exc}")
 
 
 def decode(data: bytes, *, expected_id: str | None = None) -> Message:
@@ -188,13 +240,18 @@ def decode(data: bytes, *, expected_id: str | None = None) -> Message:
     obj = _parse(data)
     if not isinstance(obj, dict):
         raise Malformed("not a JSON object")
-    version = obj.get("v")
-    if version != FORMAT_VERSION or isinstance(version, bool):
-        raise Malformed(f"unknown format version {version!r} (this reader speaks {FORMAT_VERSION})")
+    _check_version(obj)
     msg = _build(obj)
     if expected_id is not None and msg.id != expected_id:
         raise Malformed(f"id {msg.id!r} does not match its file name {expected_id!r}")
     return msg
+
+
+def _check_version(obj: dict[str, Any]) -> None:
+    version = obj.get("v")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise Malformed(f"unknown format version {version!r} (this reader speaks {FORMAT_VERSION})",
+                        "v")
 
 
 def _parse(data: bytes) -> Any:
@@ -240,10 +297,26 @@ _TEXT_FIELDS = ("subject", "kind", "thread", "reply_to", "ts")
 
 
 def _build_plain(obj: dict[str, Any]) -> Message | None:
-    """The common case, checked with as few calls as possible: every field present has
-    the exact JSON type it must have, names and addresses are well formed, and there is
-    no ``expires_at``. Anything else returns None, and :func:`_build_checked` decides
-    (and says what is wrong). Both accept exactly the same messages."""
+    """The common case, checked with as few calls as possible (see :func:`_plain_fields`).
+    Anything else returns None, and :func:`_build_checked` decides (and says what is
+    wrong). Both accept exactly the same messages."""
+    fields = _plain_fields(obj)
+    if fields is None:
+        return None
+    msg_id, sender, to, subject, kind, thread, reply_to, ts, headers, priority, receipt, epoch = (
+        fields)
+    return Message(
+        id=msg_id, sender=sender, to=tuple(to), subject=subject or "", body=obj.get("body"),
+        kind="message" if kind is None else kind, thread=thread or msg_id,
+        reply_to=reply_to, priority=priority, expires_at=None, receipt=receipt or False,
+        headers=headers, ts=ts or "", epoch=epoch,
+    )
+
+
+def _plain_fields(obj: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The fields of a message in the common case, or None: every field present has the
+    exact JSON type it must have, names and addresses are well formed, and there is no
+    ``expires_at``. A writer's check stops here (it needs no Message built)."""
     get = obj.get
     msg_id, sender, to = get("id"), get("from"), get("to")
     if not (type(msg_id) is str and _ID_SHAPE(msg_id) and type(sender) is str
@@ -270,12 +343,8 @@ def _build_plain(obj: dict[str, Any]) -> Message | None:
     if (get("expires_at") is not None or (receipt is not None and type(receipt) is not bool)
             or (epoch is not None and type(epoch) is not int)):
         return None
-    return Message(
-        id=msg_id, sender=sender, to=tuple(to), subject=subject or "", body=get("body"),
-        kind="message" if kind is None else kind, thread=thread or msg_id,
-        reply_to=reply_to, priority=priority, expires_at=None, receipt=receipt or False,
-        headers=headers, ts=ts or "", epoch=epoch,
-    )
+    return (msg_id, sender, to, subject, kind, thread, reply_to, ts, headers, priority, receipt,
+            epoch)
 
 
 def _build_checked(obj: dict[str, Any]) -> Message:
@@ -283,19 +352,22 @@ def _build_checked(obj: dict[str, Any]) -> Message:
     try:
         names.check_id(obj["id"])
     except InvalidInput as exc:
-        raise Malformed(str(exc)) from exc
+        raise Malformed(str(exc), "id") from exc
     sender = _require(obj, "from", str)
     if not _ADDRESS.fullmatch(sender) or sender[0] in "@#+*":
-        raise Malformed(f"invalid sender {sender[:80]!r}")
+        raise Malformed(f"field 'from': invalid sender {sender[:80]!r}", "from")
     to = _require(obj, "to", list)
     if not to or not all(isinstance(a, str) and _ADDRESS.fullmatch(a) for a in to):
-        raise Malformed("'to' must be a non-empty list of addresses")
+        raise Malformed("'to' must be a non-empty list of addresses", "to")
     headers = _optional(obj, "headers", dict, {})
-    if not all(isinstance(v, str) for v in headers.values()):
-        raise Malformed("'headers' values must be strings")
+    for name, value in headers.items():
+        if not isinstance(value, str):
+            raise Malformed(f"'headers' values must be strings (header {name[:40]!r} is "
+                            f"{type(value).__name__})", "headers")
     priority = _PRIORITIES.get(_optional(obj, "priority", str, "normal"))
     if priority is None:
-        raise Malformed(f"unknown priority {str(obj.get('priority'))[:20]!r}")
+        raise Malformed(f"field 'priority': unknown priority {str(obj.get('priority'))[:20]!r} "
+                        f"(one of {', '.join(_PRIORITIES)})", "priority")
     epoch = _optional(obj, "epoch", int, None)
     return Message(
         id=obj["id"], sender=sender, to=tuple(to),
@@ -313,17 +385,62 @@ def _expiry(obj: dict[str, Any]) -> str | None:
     value: str | None = _optional(obj, "expires_at", str, None)
     if value is not None:
         try:
-            moment = datetime.fromisoformat(value)
+            _utc(value)
         except ValueError as exc:
-            raise Malformed(f"'expires_at' is not an RFC 3339 time: {value[:40]!r}") from exc
-        if moment.tzinfo is None:
-            raise Malformed(f"'expires_at' has no time zone: {value[:40]!r} (append Z for UTC)")
+            raise Malformed(f"'expires_at' {value[:40]!r}: {exc}", "expires_at") from exc
     return value
+
+
+def _utc(value: str) -> datetime:
+    """An RFC 3339 time with a UTC offset, as a UTC datetime; ValueError saying why not."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError("not an RFC 3339 time") from exc
+    if moment.tzinfo is None:
+        raise ValueError("has no time zone (append Z for UTC)")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("outside the years 1 to 9999 once in UTC") from exc
+
+
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([smhd])")
+_SECONDS_PER = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_expiry(value: Any) -> str | None:
+    """A sender's expiry, an RFC 3339 time or a duration from now (``90s``, ``15m``,
+    ``2h``, ``1d``), as the RFC 3339 UTC text a message stores; None for no expiry.
+
+    Raises:
+        InvalidInput: not a time or a duration, no time zone, or beyond year 9999.
+    """
+    if value is None:
+        return None
+    hint = ("give an RFC 3339 time (2026-12-01T12:00:00Z) or a duration like 90s, 15m, "
+            "2h, 1d")
+    if not isinstance(value, str):
+        raise InvalidInput(f"field 'expires_at' must be str, not {type(value).__name__}",
+                           hint=hint)
+    duration = _DURATION.fullmatch(value)
+    try:
+        if duration:
+            seconds = float(duration[1]) * _SECONDS_PER[duration[2]]
+            moment = datetime.now(UTC) + timedelta(seconds=seconds)
+        else:
+            moment = _utc(value)
+    except OverflowError as exc:
+        raise InvalidInput(f"expiry {value[:40]!r} is too far ahead (the latest is the end "
+                           "of year 9999 UTC)", hint=hint) from exc
+    except ValueError as exc:
+        raise InvalidInput(f"invalid expiry {value[:40]!r}: {exc}", hint=hint) from exc
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _require(obj: dict[str, Any], key: str, kind: type) -> Any:
     if key not in obj:
-        raise Malformed(f"missing field {key!r}")
+        raise Malformed(f"missing field {key!r}", key)
     return _check_type(obj[key], key, kind)
 
 
@@ -334,5 +451,6 @@ def _optional(obj: dict[str, Any], key: str, kind: type, default: Any) -> Any:
 
 def _check_type(value: Any, key: str, kind: type) -> Any:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise Malformed(f"field {key!r} must be {kind.__name__}, not {type(value).__name__}")
+        raise Malformed(f"field {key!r} must be {kind.__name__}, not {type(value).__name__}",
+                        key)
     return value

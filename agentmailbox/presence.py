@@ -16,13 +16,14 @@ import enum
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from . import names
 from .errors import InvalidInput
-from .fs import Foreign
+from .fs import Disk, Foreign
 from .message import iso
 from .root import Root
 
@@ -67,30 +68,51 @@ class Presence:
 
     def beat(self, agent: str, *, capacity: float | None = None, mode: Mode | str = Mode.NORMAL,
              epoch: int | None = None) -> Heartbeat:
-        """Record that ``agent`` is alive now (with optional capacity and mode)."""
+        """Record that ``agent`` is alive now (with optional capacity and mode).
+
+        Raises:
+            InvalidInput: a value the heartbeat schema refuses (readers would ignore it).
+        """
         names.check_agent(agent)
-        if capacity is not None and not 0.0 <= capacity <= 1.0:
-            raise InvalidInput(f"capacity {capacity} is outside 0.0-1.0",
-                               hint="0.0 means full, 1.0 means idle")
-        beat = Heartbeat(agent, time.time_ns(), os.getpid(), capacity, Mode(mode), epoch)
+        record = {"agent": agent, "at": time.time_ns(), "pid": os.getpid(),
+                  "capacity": capacity, "mode": mode, "epoch": epoch}
+        try:
+            beat = _parse(agent, record)
+        except ValueError as exc:
+            raise InvalidInput(f"heartbeat of {agent}: {exc}",
+                               hint="capacity: 0.0 (full) to 1.0 (idle); mode: normal or "
+                                    "maintenance; epoch: an integer") from exc
         self._root.disk.ensure_dir(self.directory)
         data = orjson.dumps({k: v for k, v in beat.to_dict().items() if k != "at_iso"})
-        self._root.disk.replace(self.directory / f"{agent}.json", data)
+        self._root.disk.replace(self.path(agent), data)
         return beat
 
+    def path(self, agent: str) -> Path:
+        return self.directory / f"{names.check_agent(agent)}.json"
+
     def last(self, agent: str) -> Heartbeat | None:
-        """The last heartbeat of ``agent``; None if it never sent one (or it is unreadable)."""
-        path = self.directory / f"{names.check_agent(agent)}.json"
+        """The last heartbeat of ``agent``; None if it never sent one or the file is not a
+        heartbeat (then it counts as never seen; ``mailbox doctor`` reports it)."""
         try:
-            obj = orjson.loads(self._root.disk.read(path, 1 << 16)[0])
-            epoch = obj.get("epoch")
-            return Heartbeat(agent, int(obj["at"]), int(obj["pid"]), _capacity(obj.get("capacity")),
-                             Mode(obj.get("mode") or "normal"),
-                             epoch if isinstance(epoch, int) and not isinstance(epoch, bool)
-                             else None)
-        except (FileNotFoundError, Foreign, orjson.JSONDecodeError, KeyError, TypeError,
-                ValueError):
+            return self.read(agent)
+        except InvalidInput:
             return None
+
+    def read(self, agent: str) -> Heartbeat | None:
+        """The last heartbeat of ``agent``; None if there is none.
+
+        Raises:
+            InvalidInput: the file is not a heartbeat (says why).
+        """
+        path = self.path(agent)
+        try:
+            return load_heartbeat(path, agent, self._root.disk)
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            raise InvalidInput(f"heartbeat {path} is malformed: {exc}",
+                               hint="run: mailbox doctor --repair (the next beat writes a "
+                                    "new one)", path=str(path)) from exc
 
     def liveness(self, agent: str, now_ns: int | None = None) -> Liveness:
         beat = self.last(agent)
@@ -100,8 +122,56 @@ class Presence:
         return Liveness.ALIVE if age <= self._root.config.heartbeat_seconds else Liveness.STALE
 
 
-def _capacity(value: object) -> float | None:
-    """A capacity read from disk, if it is a number from 0 to 1 (anything else: unknown)."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
-        return float(value)
-    return None
+_BEAT_LIMIT = 1 << 16
+
+
+def load_heartbeat(path: Path, agent: str, disk: Disk | None = None) -> Heartbeat:
+    """Read the heartbeat of ``agent`` at ``path`` (never following a link).
+
+    Raises:
+        FileNotFoundError: there is none (never seen).
+        ValueError: the file is not a heartbeat of ``agent``; says why.
+    """
+    try:
+        data, _ = (disk or Disk()).read(path, _BEAT_LIMIT)
+        return _parse(agent, orjson.loads(data))
+    except Foreign as exc:
+        raise ValueError(exc.reason) from exc
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+
+
+def _parse(agent: str, obj: Any) -> Heartbeat:
+    """The heartbeat schema (PROTOCOL.md §18), for the writer and every reader alike."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"not a JSON object but {type(obj).__name__}")
+    if obj.get("agent", agent) != agent:
+        raise ValueError(f"written for another agent ({str(obj['agent'])[:40]!r})")
+    at, pid, epoch = _integer(obj, "at"), _integer(obj, "pid"), obj.get("epoch")
+    if epoch is not None and not _is_int(epoch):
+        raise ValueError(f"'epoch' must be an integer or null, not {type(epoch).__name__}")
+    capacity = obj.get("capacity")
+    if capacity is not None and not (isinstance(capacity, int | float)
+                                     and not isinstance(capacity, bool) and 0 <= capacity <= 1):
+        raise ValueError(f"'capacity' must be a number from 0.0 to 1.0 or null, not "
+                         f"{str(capacity)[:20]}")
+    mode = obj.get("mode")
+    mode = Mode.NORMAL if mode is None else mode
+    if not isinstance(mode, str) or mode not in _MODES:
+        raise ValueError(f"'mode' must be normal or maintenance, not {str(mode)[:20]!r}")
+    return Heartbeat(agent, at, pid, None if capacity is None else float(capacity),
+                     _MODES[mode], epoch)
+
+
+_MODES = {str(m): m for m in Mode}
+
+
+def _integer(obj: dict[str, Any], key: str) -> int:
+    value = obj.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{key!r} must be an integer, not {type(value).__name__}")
+    return value
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

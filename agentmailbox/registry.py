@@ -12,7 +12,8 @@ import orjson
 
 from . import names
 from .errors import AgentNotFound, AlreadyExists, InvalidInput
-from .fs import Foreign
+from .fs import Disk, Foreign
+from .memory import agent_lock
 from .message import iso
 from .root import Root
 
@@ -42,17 +43,71 @@ class AgentInfo:
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> AgentInfo:
-        known = {"name", "role", "groups", "topics", "description", "max_unread", "created"}
-        try:
-            return cls(name=names.check_agent(obj["name"]), role=str(obj.get("role") or ""),
-                       groups=tuple(map(str, obj.get("groups") or ())),
-                       topics=tuple(map(str, obj.get("topics") or ())),
-                       description=str(obj.get("description") or ""),
-                       max_unread=int(obj.get("max_unread") or 0),
-                       created=str(obj.get("created") or ""),
-                       extra={k: v for k, v in obj.items() if k not in known})
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidInput(f"agent.json is malformed: {exc}") from exc
+        """Build from agent.json's object, checked by the schema ``add`` and ``edit`` apply.
+
+        Raises:
+            InvalidInput: a missing name or a field of the wrong type or form (named).
+        """
+        if "name" not in obj:
+            raise InvalidInput("agent.json has no 'name'")
+        fields = check_fields({k: v for k, v in obj.items() if k in _FIELDS and v is not None})
+        return cls(name=names.check_agent(obj["name"]), **fields,
+                   extra={k: v for k, v in obj.items() if k not in _FIELDS and k != "name"})
+
+
+def check_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """The identity fields an agent may be given (PROTOCOL.md §5), checked and normalised:
+    one schema for ``agent add``, ``agent edit`` and every reader of agent.json.
+
+    Raises:
+        InvalidInput: an unknown field, or a value of the wrong type or form (named).
+    """
+    out = {}
+    for key, value in fields.items():
+        check = _FIELDS.get(key)
+        if check is None:
+            raise InvalidInput(f"unknown agent field {key!r}",
+                               hint=f"agent fields: {', '.join(sorted(_FIELDS))}")
+        out[key] = check(key, value)
+    return out
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"agent field {key!r} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _role(key: str, value: Any) -> str:
+    return _text(key, value) and names.check_agent(value)
+
+
+def _name_list(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        raise InvalidInput(f"agent field {key!r} must be a list of names, not "
+                           f"{type(value).__name__}")
+    return tuple(names.check_agent(v) for v in value)
+
+
+def _count(key: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidInput(f"agent field {key!r} must be a whole number of at least 0, "
+                           f"not {str(value)[:20]!r}", hint="0 means the bus default")
+    return value
+
+
+def _editable(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` checked, if they are all ones a caller may set (not name or created)."""
+    fixed = set(fields) - _EDITABLE
+    if fixed:
+        raise InvalidInput(f"agent field(s) {', '.join(sorted(map(str, fixed)))} cannot be set",
+                           hint=f"settable: {', '.join(sorted(_EDITABLE))}")
+    return check_fields(fields)
+
+
+_FIELDS = {"role": _role, "groups": _name_list, "topics": _name_list, "description": _text,
+           "max_unread": _count, "created": _text}
+_EDITABLE = frozenset(_FIELDS) - {"created"}
 
 
 class Registry:
@@ -63,30 +118,19 @@ class Registry:
         self.directory = root.path / "agents"
         self._prefix = f"{self.directory}/"  # plain strings: every send checks its agents
 
-    def add(self, name: str, **fields: Any) -> AgentInfo:
+    def add(self, name: str, /, **fields: Any) -> AgentInfo:
         """Register ``name`` and create its folders; AlreadyExists if it is there."""
         names.check_agent(name)
-        for role_like in ("role",):
-            if fields.get(role_like):
-                names.check_agent(fields[role_like])
-        for seq in ("groups", "topics"):
-            fields[seq] = tuple(names.check_agent(v) for v in fields.get(seq, ()))
-        info = AgentInfo(name=name, created=iso(time.time_ns()), **fields)
+        info = AgentInfo(name=name, created=iso(time.time_ns()), **_editable(fields))
         base = self._root.agent_dir(name)
         if self._root.disk.exists(base) and not self._is_folder(base):
             raise InvalidInput(f"{base} exists and is not a folder (a link or a file)",
                                hint="remove it by hand; agent folders are never links")
         for sub in _SUBDIRS:
             self._root.disk.ensure_dir(base / sub)
-        data = orjson.dumps(info.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-        staged = self._root.disk.stage(base, data)
-        try:
-            if not self._root.disk.publish(staged, base / "agent.json"):
-                raise AlreadyExists(f"agent {name!r} already exists",
-                                    hint=f"see it with: mailbox agent show {name}")
-        finally:
-            self._root.disk.unlink(staged)
-        self._root.disk.fsync_dir(base)
+        if not self._publish(info):
+            raise AlreadyExists(f"agent {name!r} already exists",
+                                hint=f"see it with: mailbox agent show {name}")
         return info
 
     def exists(self, name: str) -> bool:
@@ -107,25 +151,60 @@ class Registry:
         return name
 
     def get(self, name: str) -> AgentInfo:
-        path = self._root.agent_dir(names.check_agent(name)) / "agent.json"
+        """The identity of ``name``.
+
+        Raises:
+            AgentNotFound: it is not registered.
+            InvalidInput: its agent.json is not one (``mailbox doctor --repair`` rebuilds it).
+        """
+        path = self.identity_path(name)
         try:
-            data, _ = self._root.disk.read(path, 1 << 20)
-            obj = orjson.loads(data)
+            return load_identity(path, name, self._root.disk)
         except FileNotFoundError as exc:
             raise AgentNotFound(name) from exc
-        except (Foreign, orjson.JSONDecodeError) as exc:
+        except ValueError as exc:
             raise InvalidInput(f"{path} is not a valid agent.json: {exc}",
-                               hint="run: mailbox doctor") from exc
-        if not isinstance(obj, dict):
-            raise InvalidInput(f"{path} must hold a JSON object")
-        return AgentInfo.from_dict(obj)
+                               hint="run: mailbox doctor --repair (it quarantines the file and "
+                                    "keeps the agent registered)", path=str(path)) from exc
 
-    def edit(self, name: str, **changes: Any) -> AgentInfo:
-        """Change identity fields (the only writer of agent.json after ``add``)."""
-        info = replace(self.get(name), **changes)
-        data = orjson.dumps(info.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-        self._root.disk.replace(self._root.agent_dir(name) / "agent.json", data)
+    def identity_path(self, name: str) -> Path:
+        return self._root.agent_dir(names.check_agent(name)) / "agent.json"
+
+    def edit(self, name: str, /, **changes: Any) -> AgentInfo:
+        """Change identity fields (the only writer of agent.json after ``add``).
+
+        The read-modify-write holds the agent's ``run/agent.lock``, so two processes
+        editing different fields both keep their change.
+
+        Raises:
+            InvalidInput: a field ``add`` would refuse, or one that cannot change
+                (``name``, ``created``).
+        """
+        checked = _editable(changes)
+        with agent_lock(self._root, self.require(name), "agent"):
+            info = replace(self.get(name), **checked)
+            data = orjson.dumps(info.to_dict(),
+                                option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+            self._root.disk.replace(self.identity_path(name), data)
         return info
+
+    def restore(self, name: str) -> bool:
+        """Give a registered folder whose agent.json was quarantined a default identity
+        (its name only), exclusively: False if an agent.json is there again."""
+        info = AgentInfo(name=names.check_agent(name), created=iso(time.time_ns()))
+        return self._publish(info)
+
+    def _publish(self, info: AgentInfo) -> bool:
+        base = self._root.agent_dir(info.name)
+        data = orjson.dumps(info.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+        staged = self._root.disk.stage(base, data)
+        try:
+            created = self._root.disk.publish(staged, base / "agent.json")
+        finally:
+            self._root.disk.unlink(staged)
+        if created:
+            self._root.disk.fsync_dir(base)
+        return created
 
     def list_names(self) -> list[str]:
         """Registered agent names, sorted; folders that are not agents are skipped."""
@@ -135,9 +214,38 @@ class Registry:
                 names.check_agent(entry.name)
             except InvalidInput:
                 continue
-            if entry.is_dir(follow_symlinks=False) and (Path(entry.path) / "agent.json").exists():
+            if (entry.is_dir(follow_symlinks=False)
+                    and self._root.disk.lstat(f"{entry.path}/agent.json") is not None):
                 out.append(entry.name)
         return sorted(out)
 
     def all(self) -> list[AgentInfo]:
         return [self.get(n) for n in self.list_names()]
+
+
+_IDENTITY_LIMIT = 1 << 20
+
+
+def load_identity(path: Path, name: str, disk: Disk | None = None) -> AgentInfo:
+    """Read agent ``name``'s agent.json at ``path`` (never following a link).
+
+    Raises:
+        FileNotFoundError: there is none (not registered).
+        ValueError: the file is not the identity of ``name``; says why.
+    """
+    try:
+        data, _ = (disk or Disk()).read(path, _IDENTITY_LIMIT)
+        obj = orjson.loads(data)
+    except Foreign as exc:
+        raise ValueError(exc.reason) from exc
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ValueError(f"not a JSON object but {type(obj).__name__}")
+    try:
+        info = AgentInfo.from_dict(obj)
+    except InvalidInput as exc:
+        raise ValueError(str(exc)) from exc
+    if info.name != name:
+        raise ValueError(f"it names another agent ({info.name!r})")
+    return info

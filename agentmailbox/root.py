@@ -8,6 +8,7 @@ or one of its parents.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,33 +50,41 @@ class Config:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, data: bytes) -> Config:
+    def from_json(cls, data: bytes, source: str = "mailbox.json") -> Config:
+        """The settings in ``data``, every key checked (``source`` names the file in errors).
+
+        Raises:
+            InvalidInput: not a JSON object of format 1, or a key of the wrong type or
+                out of its range; the error names the key and what it must be.
+        """
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            raise InvalidInput(f"mailbox.json is not valid JSON: {exc}",
-                               hint="fix it by hand, or compare with docs/PROTOCOL.md") from exc
+            raise InvalidInput(f"{source} is not valid JSON: {exc}", hint=_FIX) from exc
         if not isinstance(obj, dict):
-            raise InvalidInput("mailbox.json must hold a JSON object")
+            raise InvalidInput(f"{source} must hold a JSON object", hint=_FIX)
         version = obj.get("format")
         if isinstance(version, bool) or version not in FORMATS:
-            raise InvalidInput(f"mailbox.json has format {version!r}; this version "
+            raise InvalidInput(f"{source} has format {str(version)[:20]!r}; this version "
                                f"reads formats {', '.join(map(str, FORMATS))}",
                                hint="upgrade agentmailbox")
-        return cls._typed(obj)
+        return cls._typed(obj, source)
 
     @classmethod
-    def _typed(cls, obj: dict[str, Any]) -> Config:
+    def _typed(cls, obj: dict[str, Any], source: str = "mailbox.json") -> Config:
+        """Check every known key of ``obj`` (type and range), then build the settings."""
+        for key, check in _SCHEMA.items():
+            if key in obj:
+                try:
+                    check(obj[key])
+                except ValueError as exc:
+                    raise InvalidInput(f"{source}: {key!r} must be {exc}, not "
+                                       f"{_shown(obj[key])}", hint=_FIX) from exc
         known = {f for f in cls.__dataclass_fields__ if f != "extra"}
         values = {k: v for k, v in obj.items() if k in known}
         extra = {k: v for k, v in obj.items() if k not in known}
-        try:
-            cfg = cls(**values, extra=extra)
-            object.__setattr__(cfg, "fsync", Fsync(cfg.fsync))
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"mailbox.json: {exc}") from exc
-        if cfg.mode not in MODES:
-            raise InvalidInput(f"mailbox.json: mode must be one of {sorted(MODES)}")
+        cfg = cls(**values, extra=extra)
+        object.__setattr__(cfg, "fsync", Fsync(cfg.fsync))
         return cfg
 
     def to_json(self) -> bytes:
@@ -110,16 +119,113 @@ class Root:
 
 _PROCESS_CLOCK = Clock()
 
+# -- the schema of mailbox.json (PROTOCOL.md §4) ---------------------------------------------------
+# Each check raises ValueError("<what the value must be>"). JSON true is not a number here,
+# although Python counts a bool as an int.
+
+_FIX = "edit mailbox.json by hand; docs/PROTOCOL.md §4 lists each key, its type and default"
+_CENTURY = 100 * 365 * 86400  # seconds: a wait longer than this is a typo (and overflows timers)
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}").fullmatch
+_ADDRESS = re.compile(r"[@#+]?[a-z0-9][a-z0-9_-]{0,63}|\*").fullmatch
+
+
+def _shown(value: Any) -> str:
+    text = orjson.dumps(value).decode()
+    kind = {str: "a string", bool: "a boolean", list: "an array", dict: "an object",
+            type(None): "null"}.get(type(value), "a number")
+    return (text if len(text) <= 40 else text[:40] + "...") + f" ({kind})"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _choice(*allowed: str) -> Any:
+    def check(value: Any) -> None:
+        if not isinstance(value, str) or value not in allowed:
+            raise ValueError(" or ".join(f'"{a}"' for a in allowed))
+    return check
+
+
+def _integer(low: int, high: int | None = None) -> Any:
+    def check(value: Any) -> None:
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= low
+                and (high is None or value <= high)):
+            raise ValueError(f"an integer of at least {low}"
+                             + (f" and at most {high}" if high is not None else ""))
+    return check
+
+
+def _number(low: float, high: float, unit: str, *, above: bool = False) -> Any:
+    def check(value: Any) -> None:
+        if not (_is_number(value) and (value > low if above else value >= low)
+                and value <= high):
+            raise ValueError(f"a number of {unit} {'above' if above else 'from'} {low:g} "
+                             f"{'and at most' if above else 'to'} {high:.0f}")
+    return check
+
+
+def _lists_of(key_ok: Any, value_ok: Any, what: str) -> Any:
+    def check(value: Any) -> None:
+        if not (isinstance(value, dict) and all(
+                isinstance(k, str) and key_ok(k) and isinstance(v, list)
+                and all(isinstance(a, str) and value_ok(a) for a in v)
+                for k, v in value.items())):
+            raise ValueError(what)
+    return check
+
+
+def _object(fields: dict[str, Any], what: str) -> Any:
+    def check(value: Any) -> None:
+        if value is None:
+            return
+        if not isinstance(value, dict):
+            raise ValueError(what)
+        for key, field_check in fields.items():
+            if value.get(key) is not None:
+                try:
+                    field_check(value[key])
+                except ValueError as exc:
+                    raise ValueError(f"{what} whose {key!r} is {exc}") from exc
+    return check
+
+
+def _format(value: Any) -> None:
+    if isinstance(value, bool) or value not in FORMATS:
+        raise ValueError(f"one of {', '.join(map(str, FORMATS))} (the protocol versions "
+                         "this program reads)")
+
+
+_SCHEMA: dict[str, Any] = {
+    "format": _format,
+    "fsync": _choice(*(str(f) for f in Fsync)),
+    "mode": _choice(*MODES),
+    "max_message_bytes": _integer(1),
+    "lease_seconds": _number(0, _CENTURY, "seconds"),
+    "key_window_days": _number(0, _CENTURY / 86400, "days"),
+    "stale_tmp_seconds": _number(0, _CENTURY, "seconds"),
+    "max_unread": _integer(0),
+    "heartbeat_seconds": _number(0, _CENTURY, "seconds", above=True),
+    "groups": _lists_of(_NAME, _NAME, "an object of group name -> list of agent names"),
+    "routes": _lists_of(_ADDRESS, _ADDRESS, "an object of address -> list of addresses"),
+    "rate": _object({"per_second": _number(0, 1e9, "messages"),
+                     "burst": _number(0, 1e9, "messages")},
+                    'an object {"per_second": N, "burst": M}'),
+    "handoff": _object({"max_bytes": _integer(1), "max_items": _integer(1)},
+                       'an object {"max_bytes": N, "max_items": M}'),
+}
+
 
 def _read_config(path: Path) -> Config:
+    source = path / "mailbox.json"
     try:
-        data, _ = Disk().read(path / "mailbox.json", _CONFIG_LIMIT)
+        data, _ = Disk().read(source, _CONFIG_LIMIT)
     except FileNotFoundError as exc:
         raise RootNotFound(f"{path} is not a mailbox root (no mailbox.json)",
                            hint="create one with: mailbox init") from exc
     except Foreign as exc:
-        raise InvalidInput(f"{path / 'mailbox.json'}: {exc.reason}") from exc
-    return Config.from_json(data)
+        raise InvalidInput(f"{source}: {exc.reason}", hint=_FIX) from exc
+    return Config.from_json(data, str(source))
 
 
 def find_root(start: Path | str | None = None) -> Path:

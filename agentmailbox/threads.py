@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from . import names
 from .errors import InvalidInput
-from .fs import Foreign
+from .fs import Disk, Foreign
 from .message import day_of, iso
 from .root import Root
 
@@ -54,7 +55,7 @@ class Threads:
         disk.ensure_dir(self.directory)
         staged = disk.stage(self.directory, orjson.dumps(marker.to_dict()))
         try:
-            created = disk.publish(staged, self.directory / f"{thread}.done.json")
+            created = disk.publish(staged, self.marker_path(thread))
         finally:
             disk.unlink(staged)
         if created:
@@ -65,26 +66,66 @@ class Threads:
         return existing or marker, False
 
     def done(self, thread: str) -> ThreadDone | None:
-        """The marker of ``thread`` if it is done (one ``stat`` when it is not)."""
-        if thread in self._cache:
-            return self._cache[thread]
+        """The marker of ``thread`` if it is done (one ``stat`` when it is not).
+
+        Raises:
+            InvalidInput: the marker exists but is not a readable marker (doctor rebuilds it).
+        """
         if not names.is_id(thread):
             return None  # a thread named by another writer ("release-42"): no marker can exist
+        if thread in self._cache:
+            return self._cache[thread]
+        path = self.marker_path(thread)
         try:
-            data, _ = self._root.disk.read(self.directory / f"{thread}.done.json", 1 << 16)
-            obj = orjson.loads(data)
-            found = ThreadDone(thread, obj.get("by"), str(obj["at"]), str(obj.get("note", "")))
+            found = load_marker(path, thread, self._root.disk)
         except FileNotFoundError:
-            found = None
-        except (Foreign, orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InvalidInput(f"thread marker of {thread} is unreadable: {exc}",
-                               hint="run: mailbox doctor") from exc
-        if found is not None:
-            self._cache[thread] = found  # a done marker never goes away
+            return None
+        except ValueError as exc:
+            raise InvalidInput(f"thread marker {path} is unreadable: {exc}",
+                               hint="run: mailbox doctor --repair (it keeps the thread done)",
+                               path=str(path)) from exc
+        self._cache[thread] = found  # a done marker never goes away
         return found
+
+    def marker_path(self, thread: str) -> Path:
+        return self.directory / f"{names.check_id(thread)}.done.json"
 
     def sent_in(self, thread: str) -> list[dict[str, Any]]:
         """The send events of ``thread``, oldest first, from the journal (since its first day)."""
         names.check_id(thread)
         return [e for e in self._root.journal.events(since_day=day_of(thread))
                 if e.get("ev") == "send" and (e.get("thread") == thread or e.get("id") == thread)]
+
+
+_MARKER_LIMIT = 1 << 16
+
+
+def load_marker(path: Path, thread: str, disk: Disk | None = None) -> ThreadDone:
+    """Read the marker of ``thread`` at ``path`` (never following a link).
+
+    Raises:
+        FileNotFoundError: there is none (the thread is not done).
+        ValueError: the file is not a marker of ``thread``; says why.
+    """
+    try:
+        data, _ = (disk or Disk()).read(path, _MARKER_LIMIT)
+        obj = orjson.loads(data)
+    except Foreign as exc:
+        raise ValueError(exc.reason) from exc
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ValueError(f"not a JSON object but {type(obj).__name__}")
+    if obj.get("thread", thread) != thread:
+        raise ValueError(f"names another thread ({str(obj['thread'])[:40]!r})")
+    by, at, note = obj.get("by"), obj.get("at"), obj.get("note", "")
+    if by is not None:
+        try:
+            names.check_agent(by)
+        except InvalidInput as exc:
+            raise ValueError(f"'by' is neither an agent name nor null: {exc}") from exc
+    if not isinstance(at, str):
+        raise ValueError("'at' is not a time")
+    if not isinstance(note, str):
+        raise ValueError("'note' is not text")
+    return ThreadDone(thread, by, at, note)

@@ -85,7 +85,7 @@ def planted(mb: Mailbox) -> dict[str, str]:
     bob.remember(EVIL)
     bob.state.set("plan", EVIL)
     (mb.root.agent_dir("alice") / "agent.json").write_bytes(orjson.dumps(
-        {"name": "alice", "role": EVIL, "groups": [], "topics": [], "description": EVIL,
+        {"name": "alice", "role": "coder", "groups": [], "topics": [], "description": EVIL,
          "max_unread": 0, "created": "2026-01-01T00:00:00Z"}))
     hostile = mb.inbox("bob").new / ("\x1b]0;x\x07\n## 3. Handoff.json")
     hostile.write_bytes(EVIL.encode())
