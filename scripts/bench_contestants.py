@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 import orjson
 from bench_linux import Inotify, fsync_dir, syncfs
 
+from agentmailbox.fs import _rename_noreplace  # the very renameat2 call the library makes
+
 POLICIES = ("always", "batch", "never")
 BATCH_SIZE = 100
 POLL_S = 0.05
@@ -363,9 +365,9 @@ class ProtocolFloor(Floor):
     between this and `agentmailbox` is the library's own Python. Per send: 2 lstat per
     agent (registered?), a journal line, exclusive create of a staging name, write,
     (fsync), link into new/, unlink the staging name, (fsync new/). Per receive: the
-    two-scan refill, link + unlink claim, lstat of done/<day>/X, open, fstat, lease
-    (futimens), read, parse + re-encode check, journal line, rename into done/<day>/,
-    (fsync the day folder), journal line.
+    two-scan refill, a rename-no-replace claim (renameat2), lstat of done/<day>/X, open,
+    fstat, lease (futimens to now), read, parse + re-encode check, journal line,
+    rename-no-replace into done/<day>/, (fsync the day folder), journal line.
     """
 
     name = "floor-protocol"
@@ -418,7 +420,7 @@ class ProtocolFloor(Floor):
         os.unlink(f"{self.tmp}/{name}")
 
     def receive(self) -> dict[str, Any] | None:
-        """Claim by link + unlink, check, lease, read, journal, rename into done/<day>/."""
+        """Claim by rename-no-replace, check, lease, read, journal, settle into done/<day>/."""
         name = self._claim()
         if name is None:
             return None
@@ -429,8 +431,7 @@ class ProtocolFloor(Floor):
         fd = os.open(f"{self.cur}/{name}", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             size = os.fstat(fd).st_size
-            now = time.time_ns()
-            os.utime(fd, ns=(now, now))
+            os.utime(fd)
             data = os.read(fd, size + 1)
         finally:
             os.close(fd)
@@ -438,7 +439,8 @@ class ProtocolFloor(Floor):
         if orjson.dumps(msg) != data:
             raise ValueError(f"{name}: not canonical")
         self._note("claim", name)
-        os.rename(f"{self.cur}/{name}", f"{self.day}/{name}")
+        if _rename_noreplace(f"{self.cur}/{name}".encode(), f"{self.day}/{name}".encode()):
+            raise OSError(f"{name}: could not settle into done/")
         if self.fsync == "always":
             fsync_dir(self.day)
         self._note("done", name)
@@ -447,11 +449,8 @@ class ProtocolFloor(Floor):
     def _claim(self) -> str | None:
         while self.pending or self._refill():
             name = self.pending.popleft()
-            try:
-                os.link(f"{self.new}/{name}", f"{self.cur}/{name}")
-            except (FileNotFoundError, FileExistsError):
+            if _rename_noreplace(f"{self.new}/{name}".encode(), f"{self.cur}/{name}".encode()):
                 continue  # another reader claimed it first
-            os.unlink(f"{self.new}/{name}")
             return name
         return None
 
@@ -675,7 +674,7 @@ class AgentMailbox(Contestant):
     checked, a `send` journal line, exclusive create in tmp/, (fsync), link into new/,
     unlink the staging name, (fsync new/). The payload travels as the message body
     inside the library's envelope (about 750 bytes on disk instead of 500).
-    receive: `inbox.claim()` (two-scan refill, link + unlink claim, done check, lease,
+    receive: `inbox.claim()` (two-scan refill, rename-no-replace claim, done check, lease,
     read with schema check, `claim` journal line), then `inbox.done()` (rename into
     done/<day>/, (fsync the day folder), `done` journal line).
     W4 consumes `inbox.watch()`, the library's watcher loop; W6 runs a `Supervisor`
