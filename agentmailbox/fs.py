@@ -102,7 +102,7 @@ POINTS: dict[str, str] = {
                     "nothing written",
     "replace.staged": "the replacement is staged (fsynced) beside its target, which "
                       "still holds the old content",
-    "ws.versioned": "version N+1 is linked in workspace/.versions/ (committed); "
+    "ws.versioned": "version N+1 is moved into workspace/.versions/ (committed); "
                     "the view still shows version N",
 }
 
@@ -156,6 +156,8 @@ def kind_of(st: os.stat_result | None) -> str:
     """What a file is, in words, for error messages: ``"a FIFO"``, ``"a symbolic link"``..."""
     if st is None:
         return "gone"
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        return "a hard link (the file has another name elsewhere)"
     for test, words in _KINDS:
         if test(st.st_mode):
             return words
@@ -438,9 +440,9 @@ class Disk:
         except OSError as exc:
             os.close(fd)
             raise from_oserror(exc, "look at", str(path)) from exc
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             os.close(fd)
-            raise refused(path, st, "a regular file")
+            raise refused(path, st, "a regular file with one name")
         self.share(fd)
         return fd
 

@@ -67,7 +67,7 @@ from .errors import (
     MailboxError,
     MessageNotFound,
 )
-from .fs import Foreign, Moved, faults, same_file
+from .fs import Disk, Foreign, Moved, faults, same_file
 from .inbox import Inbox, State
 from .mailbox import Mailbox
 from .message import Malformed, Message, decode, encode, iso, stamp_of
@@ -460,7 +460,7 @@ class Supervisor:
         self.mb.root.disk.ensure_dir(run)
         lock = locks.acquire(run / "supervisor.lock", self.mb.root.disk, timeout=0,
                              message=f"a supervisor is already running for {self.mb.path}"
-                                     f"{_holder(run)}",
+                                     f"{_holder(run, self.mb.root.disk)}",
                              hint="one per root: stop that one first, or leave it running")
         self._lock = lock
         self.mb.root.disk.replace(run / "supervisor.json", _holder_record())
@@ -975,15 +975,16 @@ def _holder_record() -> bytes:
     return orjson.dumps({"pid": os.getpid(), "started": iso(time.time_ns())})
 
 
-def _holder(run: Path) -> str:
-    pid = _recorded_pid(run)
+def _holder(run: Path, disk: Disk) -> str:
+    pid = _recorded_pid(run, disk)
     return f" (pid {pid})" if pid is not None else ""
 
 
-def _recorded_pid(run: Path) -> int | None:
+def _recorded_pid(run: Path, disk: Disk) -> int | None:
     try:
-        pid = orjson.loads((run / "supervisor.json").read_bytes()).get("pid")
-    except (OSError, ValueError, AttributeError):
+        data, _ = disk.read(run / "supervisor.json", 1 << 12)
+        pid = orjson.loads(data).get("pid")
+    except (OSError, MailboxError, Foreign, ValueError, AttributeError):
         return None
     return pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
 
@@ -995,7 +996,7 @@ def running_supervisor(mb: Mailbox) -> int | None:
     from ``run/supervisor.json`` without touching the lock, so it can never get in
     the way of a supervisor starting. A recycled pid can make it say yes wrongly.
     """
-    pid = _recorded_pid(mb.path / "run")
+    pid = _recorded_pid(mb.path / "run", mb.root.disk)
     if pid is None:
         return None
     try:

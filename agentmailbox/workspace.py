@@ -25,7 +25,7 @@ from typing import Any
 
 from . import locks, names
 from .errors import AlreadyExists, InvalidInput, MailboxError, NotFound, StaleVersion
-from .fs import Disk, Foreign, faults, kind_of, refused
+from .fs import Disk, Foreign, Moved, faults, kind_of, refused
 from .root import Root
 
 __all__ = ["MAX_FILE", "Workspace", "WsFile"]
@@ -86,7 +86,9 @@ class Workspace:
         if number <= 0 or not self._real(self._versions(name)):
             raise NotFound(f"no workspace file {name!r}", hint="list them: mailbox ws ls")
         try:
-            data, _ = self._disk.read(self._versions(name) / f"{number:010d}", MAX_FILE)
+            data, st = self._disk.read(self._versions(name) / f"{number:010d}", MAX_FILE)
+            if st.st_nlink != 1:  # a version is moved into place: one name, ever
+                raise Foreign("a hard link to a file elsewhere")
         except FileNotFoundError as exc:
             raise NotFound(f"{name!r} has no version {number}") from exc
         except Foreign as exc:
@@ -176,7 +178,7 @@ class Workspace:
                 raise InvalidInput(f"{name!r} is at version {current}, the last one possible",
                                    hint="put the content under a new name")
             slot = folder / f"{current + 1:010d}"
-            if self._disk.publish(staged, slot):
+            if self._disk.move(staged, slot) is Moved.MOVED:  # one name, never replaced
                 return current + 1
             if if_version is not None:
                 raise StaleVersion(name, if_version, self.version(name))
