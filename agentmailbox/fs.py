@@ -596,8 +596,10 @@ class Disk:
         :class:`Foreign` for a symlink, FIFO, device or folder; ``FileNotFoundError``
         passes through.
         """
-        fd, _ = self.open_regular(path, sys.maxsize)
+        fd, st = self.open_regular(path, sys.maxsize)
         try:
+            if st.st_nlink != 1:  # a log has one name; another is a file elsewhere
+                raise Foreign(kind_of(st))
             yield from _lines(fd, start, line_limit, start + limit)
         finally:
             os.close(fd)

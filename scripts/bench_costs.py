@@ -50,7 +50,7 @@ def _no_registry_check() -> list[Patch]:
 
 
 def _no_lease() -> list[Patch]:
-    return [(fs.Disk, "touch_open", staticmethod(lambda fd, ns, path: None))]
+    return [(fs.Disk, "touch_open", staticmethod(lambda fd, path: None))]
 
 
 def _no_done_check() -> list[Patch]:
@@ -72,14 +72,18 @@ def _one_scan() -> list[Patch]:
     return [(inbox.Inbox, "_refill", refill)]
 
 
-def _rename_claim() -> list[Patch]:
-    def take(self: fs.Disk, src: str, dest: str) -> bool | None:
+def _plain_rename_moves() -> list[Patch]:
+    def move(self: fs.Disk, src: str, dest: str) -> fs.Moved:
         try:
-            os.rename(src, dest)
+            os.rename(src, dest)  # replaces: a measurement only, never the protocol
         except FileNotFoundError:
-            return None
-        return True
-    return [(fs.Disk, "take", take)]
+            return fs.Moved.GONE
+        return fs.Moved.MOVED
+    return [(fs.Disk, "move", move)]
+
+
+def _no_folder_guard() -> list[Patch]:
+    return [(fs.Disk, "guard", lambda self, path: None)]
 
 
 def _rename_publish() -> list[Patch]:
@@ -96,7 +100,8 @@ STEPS: dict[str, Callable[[], list[Patch]]] = {
     "done check (lstat done/<day>/X)": _no_done_check,
     "schema check (canonical form, fields)": _no_schema_check,
     "second scan per refill": _one_scan,
-    "link + unlink claim instead of rename": _rename_claim,
+    "renameat2 (ctypes) instead of os.rename for claim/done": _plain_rename_moves,
+    "folder guard (lstat each folder, trusted 1 s)": _no_folder_guard,
     "link + unlink publish instead of rename": _rename_publish,
 }
 
