@@ -377,7 +377,7 @@ _AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 def _load_state(path: Path, disk: Disk | None = None) -> None:
     """Read state.json as :class:`WorkingState` does: a JSON object, at most 1 MiB."""
     try:
-        obj = orjson.loads((disk or Disk()).read(path, _STATE_LIMIT)[0])
+        obj = orjson.loads((disk or Disk()).read(path, _STATE_LIMIT, one_name=True)[0])
     except Foreign as exc:
         raise ValueError(exc.reason) from exc
     except orjson.JSONDecodeError as exc:

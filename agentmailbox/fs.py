@@ -546,14 +546,19 @@ class Disk:
 
     # -- reading ------------------------------------------------------------------------
 
-    def read(self, path: StrPath, limit: int) -> tuple[bytes, os.stat_result]:
+    def read(self, path: StrPath, limit: int, *, one_name: bool = False
+             ) -> tuple[bytes, os.stat_result]:
         """Read a regular file without following a symlink; at most ``limit`` bytes.
 
         Raises :class:`Foreign` for a symlink, FIFO, device, directory or a file over
-        ``limit``; ``FileNotFoundError`` passes through (the caller lost a race).
+        ``limit`` (and with ``one_name``, for a file with a second link: a file only
+        ever put in place by a rename has one name, so another is a file elsewhere);
+        ``FileNotFoundError`` passes through (the caller lost a race).
         """
         fd, st = self.open_regular(path, limit)
         try:
+            if one_name and st.st_nlink != 1:
+                raise Foreign(kind_of(st))
             return _read_all(fd, st.st_size, limit), st
         finally:
             os.close(fd)

@@ -221,9 +221,13 @@ class Inbox:
         return msg
 
     def _peek(self, folder: Path, msg_id: str) -> Message | None:
+        """The message at ``folder``, or None for what a claim would refuse (listing
+        shows only what a reader can be handed: a hard link from elsewhere is skipped)."""
+        path = folder / f"{msg_id}.json"
         try:
-            data, _ = self._disk.read(folder / f"{msg_id}.json",
-                                      self._root.config.max_message_bytes)
+            data, st = self._disk.read(path, self._root.config.max_message_bytes)
+            if st.st_nlink > 1 and not self._is_own_staging(msg_id, st, path):
+                return None
             return decode(data, expected_id=msg_id)
         except (FileNotFoundError, Foreign, Malformed):
             return None

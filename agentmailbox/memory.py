@@ -60,7 +60,7 @@ class WorkingState(Mapping[str, Any]):
 
     def _load(self) -> dict[str, Any]:
         try:
-            data, _ = self._root.disk.read(self.path, _STATE_LIMIT)
+            data, _ = self._root.disk.read(self.path, _STATE_LIMIT, one_name=True)
         except FileNotFoundError:
             return {}
         except Foreign as exc:

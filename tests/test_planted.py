@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import pytest
 
 from agentmailbox import Mailbox, layout
@@ -97,6 +98,26 @@ class Outside:
         return seen
 
 
+def _furnish(outside: Outside, template: Template) -> None:
+    """What a folder outside the root holds: files a reader following a link would take
+    for its own (an agent.json, a message, a version, a journal day), each carrying the
+    secret, and the secret itself."""
+    folder = outside.top / "folder"
+    folder.mkdir(parents=True)
+    msg_id = template.values["id"]
+    as_message = orjson.dumps({"v": 1, "id": msg_id, "from": "alice", "to": ["bob"],
+                               "subject": SECRET.decode(), "body": SECRET.decode()})
+    files = {"kept.json": SECRET, "agent.json": orjson.dumps(
+                 {"name": "bob", "description": SECRET.decode(),
+                  "created": "2026-01-01T00:00:00Z"}),
+             f"{msg_id}.json": as_message, template.values["version"]: SECRET,
+             f"{template.values['day']}.jsonl": orjson.dumps(
+                 {"t": 1, "ev": "send", "id": msg_id, "subject": SECRET.decode()}) + b"\n"}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    outside.secret.write_bytes(as_message)
+
+
 def _plant(path: Path, kind: str, outside: Outside) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -165,9 +186,7 @@ def test_planted_thing_is_never_followed_and_blocks_nothing(
     """Whatever is planted at a path of the layout, every command works or says what is
     wrong: nothing hangs, nothing crashes, nothing outside the root is read or changed."""
     outside = Outside(tmp_path / "outside", tmp_path / "outside" / "secret.json")
-    (outside.top / "folder").mkdir(parents=True)
-    (outside.top / "folder" / "kept.json").write_bytes(SECRET)
-    outside.secret.write_bytes(SECRET)
+    _furnish(outside, template)
     before = outside.snapshot()
     base = tmp_path / "root"
     shutil.copytree(template.base, base, symlinks=True)
