@@ -17,8 +17,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from . import layout, names
 from .fs import Disk, Foreign, same_file
 from .inbox import Inbox, hold_id, lease_start
@@ -376,14 +374,7 @@ _AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 def _load_state(path: Path, disk: Disk | None = None) -> None:
     """Read state.json as :class:`WorkingState` does: a JSON object, at most 1 MiB."""
-    try:
-        obj = orjson.loads((disk or Disk()).read(path, _STATE_LIMIT, one_name=True)[0])
-    except Foreign as exc:
-        raise ValueError(exc.reason) from exc
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from exc
-    if not isinstance(obj, dict):
-        raise ValueError(f"a JSON {type(obj).__name__}, not an object")
+    (disk or Disk()).read_object(path, _STATE_LIMIT, one_name=True)
 
 
 def _workspace_dirs(top: Path) -> list[Path]:

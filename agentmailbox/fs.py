@@ -20,6 +20,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from .errors import DiskFull, StorageError, from_oserror
 
@@ -562,6 +565,24 @@ class Disk:
             return _read_all(fd, st.st_size, limit), st
         finally:
             os.close(fd)
+
+    def read_object(self, path: StrPath, limit: int, *, one_name: bool = False
+                    ) -> dict[str, Any]:
+        """Read a file holding one JSON object (a marker, a heartbeat, an identity...).
+
+        Raises:
+            FileNotFoundError: there is none.
+            ValueError: it is not a regular file, not JSON, or not an object; says why.
+        """
+        try:
+            obj = orjson.loads(self.read(path, limit, one_name=one_name)[0])
+        except Foreign as exc:
+            raise ValueError(exc.reason) from exc
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"not JSON: {exc}") from exc
+        if not isinstance(obj, dict):
+            raise ValueError(f"not a JSON object but {type(obj).__name__}")
+        return obj
 
     def open_regular(self, path: StrPath, limit: int) -> tuple[int, os.stat_result]:
         """Open a regular file of at most ``limit`` bytes for reading, never following a

@@ -449,13 +449,8 @@ def load_key_marker(path: Path, disk: Disk | None = None) -> dict[str, Any]:
         FileNotFoundError: there is none.
         ValueError: the file is not a key marker; says why.
     """
-    try:
-        obj = orjson.loads((disk or Disk()).read(path, 1 << 16)[0])
-    except Foreign as exc:
-        raise ValueError(exc.reason) from exc
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from exc
-    if not (isinstance(obj, dict) and isinstance(obj.get("id"), str) and names.is_id(obj["id"])
+    obj = (disk or Disk()).read_object(path, 1 << 16)
+    if not (isinstance(obj.get("id"), str) and names.is_id(obj["id"])
             and isinstance(obj.get("to"), list) and all(isinstance(a, str) for a in obj["to"])
             and isinstance(obj.get("at", ""), str)):
         raise ValueError('not a key record {"key", "id", "to", "at"}')

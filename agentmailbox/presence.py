@@ -23,7 +23,7 @@ import orjson
 
 from . import names
 from .errors import InvalidInput
-from .fs import Disk, Foreign
+from .fs import Disk
 from .message import iso
 from .root import Root
 
@@ -132,13 +132,7 @@ def load_heartbeat(path: Path, agent: str, disk: Disk | None = None) -> Heartbea
         FileNotFoundError: there is none (never seen).
         ValueError: the file is not a heartbeat of ``agent``; says why.
     """
-    try:
-        data, _ = (disk or Disk()).read(path, _BEAT_LIMIT)
-        return _parse(agent, orjson.loads(data))
-    except Foreign as exc:
-        raise ValueError(exc.reason) from exc
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from exc
+    return _parse(agent, (disk or Disk()).read_object(path, _BEAT_LIMIT))
 
 
 def _parse(agent: str, obj: Any) -> Heartbeat:

@@ -12,7 +12,7 @@ import orjson
 
 from . import names
 from .errors import AgentNotFound, AlreadyExists, InvalidInput
-from .fs import Disk, Foreign
+from .fs import Disk
 from .memory import agent_lock
 from .message import iso
 from .root import Root
@@ -233,15 +233,7 @@ def load_identity(path: Path, name: str, disk: Disk | None = None) -> AgentInfo:
         FileNotFoundError: there is none (not registered).
         ValueError: the file is not the identity of ``name``; says why.
     """
-    try:
-        data, _ = (disk or Disk()).read(path, _IDENTITY_LIMIT)
-        obj = orjson.loads(data)
-    except Foreign as exc:
-        raise ValueError(exc.reason) from exc
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from exc
-    if not isinstance(obj, dict):
-        raise ValueError(f"not a JSON object but {type(obj).__name__}")
+    obj = (disk or Disk()).read_object(path, _IDENTITY_LIMIT)
     try:
         info = AgentInfo.from_dict(obj)
     except InvalidInput as exc:

@@ -16,7 +16,7 @@ import orjson
 
 from . import names
 from .errors import InvalidInput
-from .fs import Disk, Foreign
+from .fs import Disk
 from .message import day_of, iso
 from .root import Root
 
@@ -107,15 +107,7 @@ def load_marker(path: Path, thread: str, disk: Disk | None = None) -> ThreadDone
         FileNotFoundError: there is none (the thread is not done).
         ValueError: the file is not a marker of ``thread``; says why.
     """
-    try:
-        data, _ = (disk or Disk()).read(path, _MARKER_LIMIT)
-        obj = orjson.loads(data)
-    except Foreign as exc:
-        raise ValueError(exc.reason) from exc
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from exc
-    if not isinstance(obj, dict):
-        raise ValueError(f"not a JSON object but {type(obj).__name__}")
+    obj = (disk or Disk()).read_object(path, _MARKER_LIMIT)
     if obj.get("thread", thread) != thread:
         raise ValueError(f"names another thread ({str(obj['thread'])[:40]!r})")
     by, at, note = obj.get("by"), obj.get("at"), obj.get("note", "")
