@@ -119,6 +119,42 @@ def test_memory_passes_over_an_event_line_with_wrong_fields(
     assert (0, 0) == (cli("memory", "bob").code, cli("memory", "bob", "--json").code)
 
 
+DEEP = b"[" * 300 + b"]" * 300  # orjson reads 1024 levels and writes 254
+
+
+def _plant_deep(mb: Mailbox, where: str) -> list[str]:
+    """Plant JSON nested past the encoder's depth at ``where``; the command that shows it."""
+    if where == "state":
+        (mb.root.agent_dir("bob") / "state.json").write_bytes(b'{"k": ' + DEEP + b"}")
+        return ["state", "bob", "get"]
+    if where == "agent":
+        path = mb.registry.identity_path("bob")
+        path.write_bytes(path.read_bytes().rstrip().rstrip(b"}") + b', "x": ' + DEEP + b"}")
+        return ["agents", "--json"]
+    if where == "dead-reason":
+        dead_id = mb.root.clock.new_id()
+        (mb.dead.directory / f"{dead_id}.msg").write_bytes(b"x")
+        (mb.dead.directory / f"{dead_id}.reason.json").write_bytes(
+            b'{"id": "' + dead_id.encode() + b'", "reason": "r", "x": ' + DEEP + b"}")
+        return ["dead", "ls", "--json"]
+    msg = mb.send("alice", "bob", subject="hi")
+    with open(_journal_day(mb, msg.day), "ab") as f:
+        f.write(b'{"t": 1, "ev": "planted", "x": ' + DEEP + b"}\n")
+    return ["tail"]
+
+
+@broke("only message._parse checks that what orjson read it can write again: state.json, "
+       "agent.json, dead/ reasons and journal lines nested past 254 levels are accepted, and "
+       "showing them (state get, boot, agents --json, agent edit, dead ls, tail) is a "
+       "TypeError traceback; doctor finds nothing")
+@pytest.mark.parametrize("where", ["state", "agent", "dead-reason", "journal"])
+def test_json_nested_past_the_encoder_depth_is_refused_not_a_traceback(
+        mb: Mailbox, cli: Callable[..., Any], where: str) -> None:
+    """A planted file nested deeper than can be shown gets a clear error, never a traceback."""
+    command = _plant_deep(mb, where)
+    assert cli(*command).code in (0, 5)
+
+
 # -- hard links to files outside the root --------------------------------------------------------
 
 @broke("Workspace.get reads a version with Disk.read, which never looks at the link count: "
