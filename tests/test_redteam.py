@@ -500,9 +500,9 @@ def test_watch_exec_once_returns_when_out_of_descriptors(mb: Mailbox) -> None:
         done = subprocess.run(
             ["bash", "-c", 'ulimit -n 8; exec "$0" -m agentmailbox --root "$1" watch bob '
              "--exec true --once --timeout 1", sys.executable, str(mb.path)],
-            env=python_env(), cwd=ROOT, capture_output=True, text=True, timeout=15)
+            env=python_env(), cwd=ROOT, capture_output=True, text=True, timeout=8)
     except subprocess.TimeoutExpired:
-        pytest.fail("watch --exec --once was still running after 15 s")
+        pytest.fail("watch --exec --once was still running after 8 s")
     assert "Traceback" not in done.stderr
 
 
