@@ -1,0 +1,530 @@
+"""What an outside attacker still breaks, each as a test that fails until it is fixed.
+
+Every test here was an attack run against this code through the CLI, the Python API or
+files planted on disk, and the promise of docs/RELIABILITY.md it broke: no acknowledged
+message lost, none handed out twice, nothing partial, nothing outside the root read,
+written or followed, a clear error (never a traceback) for bad input, nothing hangs.
+Each is marked ``xfail(strict=True)`` with what breaks; the fix removes the mark.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from conftest import ROOT, python_env
+
+from agentmailbox import InvalidInput, Mailbox, MailboxError, StorageError, doctor
+from agentmailbox.fs import faults
+from agentmailbox.inbox import Inbox, State
+from agentmailbox.supervisor import purge_dead_letters, retry_dead_letter
+
+SECRET = b"OUTSIDE-SECRET-91c4"
+
+
+def broke(reason: str) -> pytest.MarkDecorator:
+    return pytest.mark.xfail(strict=True, reason=reason)
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A file beside the root (same filesystem, so it can be hard-linked into it)."""
+    path = tmp_path / "outside" / "secret.txt"
+    path.parent.mkdir()
+    path.write_bytes(SECRET + b"\n")
+    return path
+
+
+def _journal_day(mb: Mailbox, day: str) -> Path:
+    return mb.path / "journal" / f"{day}.jsonl"
+
+
+def _plant_lines(path: Path, *entries: dict[str, Any]) -> None:
+    with open(path, "ab") as f:
+        for entry in entries:
+            f.write(orjson.dumps(entry) + b"\n")
+
+
+class Hung(BaseException):
+    """A command blocked past its deadline (not an OSError: nothing may swallow it)."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: int) -> Iterator[None]:
+    def ring(signum: int, frame: object) -> None:
+        raise Hung(f"blocked for {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# -- journal and memory lines planted with the wrong fields --------------------------------------
+
+@broke("Mailbox._delivery indexes journal lines with e['ev'] and passes e['t'] to iso(), and "
+       "routing.expansion_of iterates whatever 'expansion' holds: a planted line is a "
+       "KeyError/TypeError traceback")
+@pytest.mark.parametrize("line", [
+    {"agent": "bob"},
+    {"ev": "claim", "agent": "bob", "t": "noon"},
+    {"ev": "route", "expansion": {"+team": 5}},
+], ids=["no-event", "time-not-a-number", "expansion-not-lists"])
+def test_status_passes_over_a_journal_line_with_wrong_fields(
+        mb: Mailbox, cli: Callable[..., Any], line: dict[str, Any]) -> None:
+    """`mailbox status` answers for a message whatever else a planted journal line says."""
+    msg = mb.send("alice", "bob", subject="hi")
+    _plant_lines(_journal_day(mb, msg.day), {**line, "id": msg.id})
+    mb.inbox("bob").claim(msg.id)
+    assert 0 == cli("status", msg.id).code
+
+
+@broke("cli_agent.thread_show reads event['id'] and asks status() for it: a send line of the "
+       "thread without an id is a KeyError traceback, one with a malformed id fails the command")
+@pytest.mark.parametrize("line", [{}, {"id": "not-an-id"}], ids=["no-id", "malformed-id"])
+def test_thread_show_passes_over_a_send_line_without_a_valid_id(
+        mb: Mailbox, cli: Callable[..., Any], line: dict[str, Any]) -> None:
+    """`mailbox thread show` lists the thread's mail even beside a planted send line."""
+    msg = mb.send("alice", "bob", subject="hi")
+    _plant_lines(_journal_day(mb, msg.day), {"ev": "send", "thread": msg.id, **line})
+    shown = cli("thread", "show", msg.id)
+    assert (0, True) == (shown.code, msg.id in shown.out)
+
+
+@broke("memory._event accepts any 'tags' and any number as 't': `mailbox memory` then fails "
+       "joining tags that are not text, or rendering a time past year 9999 (traceback)")
+@pytest.mark.parametrize("line", [
+    {"t": 1, "text": "planted", "tags": [1]},
+    {"t": 1e30, "text": "planted"},
+], ids=["tags-not-text", "time-out-of-range"])
+def test_memory_passes_over_an_event_line_with_wrong_fields(
+        mb: Mailbox, cli: Callable[..., Any], line: dict[str, Any]) -> None:
+    """`mailbox memory` shows an agent's events whatever a planted line in a segment holds."""
+    mb.agent("bob").remember("a fact")
+    _plant_lines(mb.agent("bob").memory.current_file(), line)
+    assert (0, 0) == (cli("memory", "bob").code, cli("memory", "bob", "--json").code)
+
+
+DEEP = b"[" * 300 + b"]" * 300  # orjson reads 1024 levels and writes 254
+
+
+def _plant_deep(mb: Mailbox, where: str) -> list[str]:
+    """Plant JSON nested past the encoder's depth at ``where``; the command that shows it."""
+    if where == "state":
+        (mb.root.agent_dir("bob") / "state.json").write_bytes(b'{"k": ' + DEEP + b"}")
+        return ["state", "bob", "get"]
+    if where == "agent":
+        path = mb.registry.identity_path("bob")
+        path.write_bytes(path.read_bytes().rstrip().rstrip(b"}") + b', "x": ' + DEEP + b"}")
+        return ["agents", "--json"]
+    if where == "dead-reason":
+        dead_id = mb.root.clock.new_id()
+        (mb.dead.directory / f"{dead_id}.msg").write_bytes(b"x")
+        (mb.dead.directory / f"{dead_id}.reason.json").write_bytes(
+            b'{"id": "' + dead_id.encode() + b'", "reason": "r", "x": ' + DEEP + b"}")
+        return ["dead", "ls", "--json"]
+    msg = mb.send("alice", "bob", subject="hi")
+    with open(_journal_day(mb, msg.day), "ab") as f:
+        f.write(b'{"t": 1, "ev": "planted", "x": ' + DEEP + b"}\n")
+    return ["tail"]
+
+
+@broke("only message._parse checks that what orjson read it can write again: state.json, "
+       "agent.json, dead/ reasons and journal lines nested past 254 levels are accepted, and "
+       "showing them (state get, boot, agents --json, agent edit, dead ls, tail) is a "
+       "TypeError traceback; doctor finds nothing")
+@pytest.mark.parametrize("where", ["state", "agent", "dead-reason", "journal"])
+def test_json_nested_past_the_encoder_depth_is_refused_not_a_traceback(
+        mb: Mailbox, cli: Callable[..., Any], where: str) -> None:
+    """A planted file nested deeper than can be shown gets a clear error, never a traceback."""
+    command = _plant_deep(mb, where)
+    assert cli(*command).code in (0, 5)
+
+
+# -- hard links to files outside the root --------------------------------------------------------
+
+@broke("Workspace.get reads a version with Disk.read, which never looks at the link count: "
+       "a version hard-linked to a file elsewhere is printed by ws get")
+def test_ws_get_never_prints_a_version_hard_linked_to_a_file_elsewhere(
+        mb: Mailbox, cli: Callable[..., Any], outside: Path) -> None:
+    """A workspace version planted as a hard link to a file outside the root is never shown."""
+    mb.workspace.put("notes.md", b"v1\n")
+    os.link(outside, mb.path / "workspace" / ".versions" / "notes.md" / "0000000002")
+    assert SECRET not in cli("ws", "get", "notes.md").out.encode()
+
+
+@broke("Disk.open_append refuses links, FIFOs and folders but not a regular file with a "
+       "second link: journal lines and memory events are appended to a file outside the root")
+@pytest.mark.parametrize("log", ["journal", "events"])
+def test_logs_are_never_appended_through_a_hard_link_to_a_file_elsewhere(
+        mb: Mailbox, cli: Callable[..., Any], outside: Path, log: str) -> None:
+    """A journal day or event segment hard-linked to a file outside the root is not written."""
+    if log == "journal":
+        target = mb.root.journal.directory / time.strftime("%Y-%m-%d.jsonl", time.gmtime())
+        command = ["send", "--from", "alice", "--to", "bob", "--body", "x"]
+    else:
+        target = mb.agent("bob").memory.current_file()
+        command = ["remember", "bob", "a fact"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    os.link(outside, target)
+    cli(*command)
+    assert SECRET + b"\n" == outside.read_bytes()
+
+
+@broke("DeadLetters.content reads a quarantined file with Disk.read: a hard link to a file "
+       "elsewhere, quarantined unread by the reader, is printed by dead show")
+def test_dead_show_never_prints_a_quarantined_hard_link_to_a_file_elsewhere(
+        mb: Mailbox, cli: Callable[..., Any], outside: Path) -> None:
+    """The content of a file outside the root stays unread after its link was quarantined."""
+    template = mb.send("alice", "bob", subject="template")
+    path = mb.inbox("bob").new / f"{template.id}.json"
+    outside.write_bytes(path.read_bytes())
+    path.unlink()
+    os.link(outside, path)
+    assert mb.inbox("bob").claim() is None  # quarantined as a hard link, before the lease
+    outside.write_bytes(SECRET + b"\n")
+    dead_id = mb.dead.list()[0].id
+    assert SECRET not in cli("dead", "show", dead_id).out.encode()
+
+
+# -- run/supervisor.json -------------------------------------------------------------------------
+
+@broke("supervisor._recorded_pid reads run/supervisor.json with Path.read_bytes: a FIFO there "
+       "blocks every routed send, and supervise (its lock message reads it too), for ever")
+def test_routed_send_and_supervise_never_block_on_a_fifo_at_the_holder_record(
+        mb: Mailbox, cli: Callable[..., Any]) -> None:
+    """A FIFO planted at run/supervisor.json blocks neither a routed send nor the supervisor."""
+    os.mkfifo(mb.path / "run" / "supervisor.json")
+    with _deadline(3):
+        sent = cli("send", "--from", "alice", "--to", "@coder", "--body", "x").code
+    with _deadline(3):
+        routed = cli("supervise", "--once").code
+    assert (0, 0) == (sent, routed)
+
+
+@broke("supervisor.running_supervisor passes any positive int from run/supervisor.json to "
+       "os.kill: a pid of 2**31 is an OverflowError traceback on every routed send")
+def test_routed_send_with_an_out_of_range_pid_in_the_holder_record_is_sent(
+        mb: Mailbox, cli: Callable[..., Any]) -> None:
+    """A hand-edited pid too large for the system does not stop routed mail being sent."""
+    (mb.path / "run" / "supervisor.json").write_bytes(b'{"pid": 2147483648}')
+    assert 0 == cli("send", "--from", "alice", "--to", "@coder", "--body", "x").code
+
+
+@broke("supervisor._recorded_pid follows a symbolic link at run/supervisor.json and reads "
+       "the file outside the root it names")
+def test_routed_send_never_reads_a_holder_record_linked_out_of_the_root(
+        mb: Mailbox, cli: Callable[..., Any], tmp_path: Path) -> None:
+    """A holder record that is a link out of the root is not believed (nor read)."""
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_bytes(orjson.dumps({"pid": os.getpid()}))
+    (mb.path / "run" / "supervisor.json").symlink_to(elsewhere)
+    sent = cli("send", "--from", "alice", "--to", "@coder", "--body", "x")
+    assert "no supervisor is running" in sent.err
+
+
+# -- folders swapped for links -------------------------------------------------------------------
+
+@broke("Disk.guard trusts a folder it found real for TRUST_SECONDS by its path: a folder "
+       "swapped for a link out of the root within that second is followed (mail written "
+       "outside and acknowledged)")
+def test_a_folder_swapped_for_a_link_after_a_send_is_never_followed(
+        mb: Mailbox, tmp_path: Path) -> None:
+    """An inbox folder replaced by a link right after a send is not written through."""
+    first = mb.send("alice", "bob", subject="first")
+    elsewhere = tmp_path / "elsewhere"
+    new = mb.inbox("bob").new
+    os.rename(new, elsewhere)
+    new.symlink_to(elsewhere)
+    with contextlib.suppress(StorageError):
+        mb.send("alice", "bob", subject="second")
+    assert [f"{first.id}.json"] == sorted(os.listdir(elsewhere))
+
+
+# -- the lease -----------------------------------------------------------------------------------
+
+@broke("Inbox.requeue_expired decides on an lstat of cur/X and then releases cur/X by name: a "
+       "claim another reader took in between (fresh lease) is given back and handed out again")
+def test_a_lease_sweep_never_releases_a_claim_taken_after_it_looked(tmp_path: Path) -> None:
+    """A reader whose claim is a moment old keeps it, whatever a slower sweep decided earlier."""
+    mb = Mailbox.init(tmp_path, fsync="never", lease_seconds=1.0)
+    mb.add_agent("alice")
+    mb.add_agent("bob")
+    msg = mb.send("alice", "bob", subject="once")
+    first, sweeper, other, reader = (Mailbox.open(mb.path).inbox("bob") for _ in range(4))
+    assert first.claim() is not None
+    time.sleep(1.2)  # the first reader's lease runs out
+    release = sweeper.release
+
+    def looked_then_released(msg_id: str, reason: str = "released") -> bool:
+        other.requeue_expired()  # another sweep gives the expired claim back...
+        assert reader.claim() is not None  # ...and a reader claims it afresh
+        return release(msg_id, reason)
+
+    sweeper.release = looked_then_released  # type: ignore[method-assign]
+    sweeper.requeue_expired()
+    assert (State.CLAIMED, True) == (reader.state_of(msg.id), reader.done(msg.id))
+
+
+# -- writers that accept what their readers refuse -----------------------------------------------
+
+@broke("Threads.mark_done writes the marker without the reader's checks (note must be text, "
+       "the file at most 64 KiB): the thread then makes inbox, boot and thread show fail")
+@pytest.mark.parametrize("note", [5, "x" * 70_000], ids=["note-not-text", "note-over-64-KiB"])
+def test_thread_done_never_writes_a_marker_its_readers_refuse(
+        mb: Mailbox, cli: Callable[..., Any], note: Any) -> None:
+    """Marking a thread done never leaves the inbox of its mail unreadable."""
+    msg = mb.send("alice", "bob", subject="hi")
+    with contextlib.suppress(InvalidInput):
+        mb.threads.mark_done(msg.id, "alice", note)
+    assert 0 == cli("inbox", "bob").code
+
+
+@broke("Mailbox._claim_key records the whole 'to' list in the key marker with no bound, and "
+       "load_key_marker reads 64 KiB: a keyed retry is refused, and after the doctor --repair "
+       "its hint asks for, the retry sends every recipient a second copy")
+def test_a_keyed_retry_to_many_recipients_reuses_the_first_id(mb: Mailbox) -> None:
+    """The same key stores one message, however many addresses the message names."""
+    to = [f"+g{i:04d}{'x' * 58}" for i in range(1100)]
+    first = mb.send("alice", to, subject="broadcast", key="once")
+    assert first.id == mb.send("alice", to, subject="broadcast", key="once").id
+
+
+@broke("HandoffStore._load reads at most 1 MiB while write() allows max_message_bytes: with a "
+       "larger limit in mailbox.json, a big handoff is acknowledged and then skipped, and the "
+       "next instance is briefed with the superseded one")
+def test_the_next_boot_reads_a_handoff_over_one_mib(tmp_path: Path) -> None:
+    """The handoff just written is the one the next instance reads, whatever its size."""
+    mb = Mailbox.init(tmp_path, fsync="never", max_message_bytes=4 << 20,
+                      handoff={"max_bytes": 4 << 20, "max_items": 7})
+    mb.add_agent("bob")
+    mb.agent("bob").handoff(next=["old plan"])
+    written = mb.agent("bob").handoff(next=["new plan " + "x" * 1_200_000])
+    latest = Mailbox.open(mb.path).agent("bob").handoffs.latest()
+    assert latest is not None and written.id == latest.id
+
+
+@broke("Registry.edit writes agent.json without the reader's 1 MiB bound: agents, agent show "
+       "and agent edit then fail on the agent")
+def test_agent_edit_never_writes_an_identity_its_readers_refuse(
+        mb: Mailbox, cli: Callable[..., Any]) -> None:
+    """After any edit that was accepted, the agent's identity reads back."""
+    with contextlib.suppress(InvalidInput):
+        mb.registry.edit("bob", description="x" * 1_100_000)
+    assert 0 == cli("agents").code
+
+
+# -- clock values past the id range ---------------------------------------------------------------
+
+@broke("boot stamps above the newest handoff file name and the 'at' of run/epoch with no upper "
+       "bound: past 2**64 ns the new run/epoch cannot be encoded (TypeError traceback), every "
+       "later boot fails and doctor finds nothing")
+@pytest.mark.parametrize("plant", ["handoff", "epoch"])
+def test_boot_survives_a_stamp_past_the_clock_range(
+        mb: Mailbox, cli: Callable[..., Any], plant: str) -> None:
+    """A planted handoff or epoch record far in the future never stops an agent booting."""
+    agent = mb.root.agent_dir("bob")
+    if plant == "handoff":
+        written = mb.agent("bob").handoff(next=["go on"])
+        src = agent / "handoffs" / f"{written.id}.json"
+        obj = orjson.loads(src.read_bytes())
+        obj["id"] = "18446744073709551615-0123456789abcdef"
+        (src.parent / f"{obj['id']}.json").write_bytes(orjson.dumps(obj))
+    else:
+        (agent / "run" / "epoch").write_bytes(b'{"epoch": 1, "at": 18446744073709551615}\n')
+    assert cli("boot", "bob").code in (0, 5)
+    cli("doctor", "--repair")
+    assert (0, 0) == (cli("boot", "bob").code, cli("handoff", "bob", "--next", "x").code)
+
+
+# -- bounded reads, text that is not UTF-8, wrong types ------------------------------------------
+
+@broke("cli_agent._read_note reads the --file whole (source.read()): /dev/zero fills memory "
+       "(MemoryError traceback) where --body-file is bounded")
+def test_handoff_file_dev_zero_is_refused_without_reading_it_whole(mb: Mailbox) -> None:
+    """`handoff --file /dev/zero` is refused with a clear error, not read until memory runs out."""
+    done = subprocess.run(
+        ["bash", "-c", 'ulimit -v 1500000; exec "$0" -m agentmailbox --root "$1" handoff bob '
+         "--file /dev/zero", sys.executable, str(mb.path)],
+        env=python_env(), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (False, True) == ("Traceback" in done.stderr, done.returncode in (5, 7))
+
+
+@broke("text that is not UTF-8 reaches orjson in remember, handoff, agent add/edit and thread "
+       "done: a raw TypeError traceback instead of an error naming the field")
+@pytest.mark.parametrize("args", [
+    ["remember", "bob", "t\udcffx"],
+    ["handoff", "bob", "--next", "n\udcffx"],
+    ["agent", "add", "dave", "--description", "d\udcffx"],
+    ["agent", "edit", "bob", "--description", "d\udcffx"],
+], ids=["remember", "handoff", "agent-add", "agent-edit"])
+def test_text_that_is_not_utf8_is_a_clear_error(
+        cli: Callable[..., Any], args: list[str]) -> None:
+    """A command-line text in another encoding is refused (exit 5), never a traceback."""
+    assert 5 == cli(*args).code
+
+
+def _wrong_types(mb: Mailbox) -> dict[str, Callable[[], object]]:
+    inbox = mb.inbox("bob")
+    return {
+        "send-to-a-number": lambda: mb.send("alice", [5]),  # type: ignore[list-item]
+        "send-to-none": lambda: mb.send("alice", None),  # type: ignore[arg-type]
+        "done-a-number": lambda: inbox.done(5),  # type: ignore[arg-type]
+        "release-none": lambda: inbox.release(None),  # type: ignore[arg-type]
+        "renew-a-number": lambda: inbox.renew(5),  # type: ignore[arg-type]
+        "ws-put-text": lambda: mb.workspace.put("a", "text"),  # type: ignore[arg-type]
+        "ws-get-version-text": lambda: mb.workspace.get("a", "1"),  # type: ignore[arg-type]
+        "open-a-number": lambda: Mailbox.open(5),  # type: ignore[arg-type]
+        "memory-since-a-number": lambda: mb.agent("bob").memory.events(since=5),  # type: ignore[arg-type]
+    }
+
+
+@broke("API entry points use their arguments before checking their type: a bare "
+       "TypeError/AttributeError reaches the caller")
+@pytest.mark.parametrize("call", [
+    "send-to-a-number", "send-to-none", "done-a-number", "release-none", "renew-a-number",
+    "ws-put-text", "ws-get-version-text", "open-a-number", "memory-since-a-number"])
+def test_api_calls_with_wrong_types_raise_a_mailbox_error(mb: Mailbox, call: str) -> None:
+    """A Python caller passing a wrong type gets a MailboxError saying what is wrong."""
+    mb.workspace.put("a", b"x")
+    with pytest.raises(MailboxError):
+        _wrong_types(mb)[call]()
+
+
+# -- dead letters ---------------------------------------------------------------------------------
+
+@broke("retry_dead_letter delivers the letter, then removes it: a purge between the two "
+       "removes it and reports it purged while retry reports it put back")
+def test_a_dead_letter_put_back_by_retry_is_never_reported_purged(
+        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Of a retry and a purge racing on one letter, only one reports having had it."""
+    msg = mb.send("alice", "bob", subject="again")
+    dead_id = mb.dead.bury(mb.inbox("bob").new / f"{msg.id}.json", "planted for the test")
+    assert dead_id is not None
+    purger = Mailbox.open(mb.path)
+    purged: list[str] = []
+    deliver = Inbox.deliver
+
+    def delivered_then_purged(self: Inbox, *args: Any, **kwargs: Any) -> bool:
+        stored = deliver(self, *args, **kwargs)
+        purged.extend(purge_dead_letters(purger))
+        return stored
+
+    monkeypatch.setattr(Inbox, "deliver", delivered_then_purged)
+    retried = retry_dead_letter(mb, dead_id)
+    assert not (retried.stored and dead_id in purged)
+
+
+@broke("DeadLetters.remove and doctor's dead/ check unlink what they hold: a quarantined folder "
+       "(doctor buries folders found in tmp/) makes dead purge fail half-way and doctor "
+       "--repair fail for ever on the hidden name it was moved to")
+def test_a_quarantined_folder_is_purged_and_doctor_still_repairs(
+        mb: Mailbox, cli: Callable[..., Any]) -> None:
+    """A folder quarantined from a staging folder can be purged like any dead letter."""
+    planted = mb.inbox("bob").tmp / "a-folder"
+    planted.mkdir()
+    (planted / "inner").write_bytes(b"x")
+    doctor.check(mb, repair=True)
+    assert 1 == len(mb.dead.list())
+    purge = cli("dead", "purge", "--yes")
+    repair = cli("doctor", "--repair", "--stale-after", "0")
+    assert (0, 0, []) == (purge.code, repair.code, os.listdir(mb.dead.directory))
+
+
+# -- the workspace --------------------------------------------------------------------------------
+
+@broke("Workspace.ls and doctor's view check turn every folder under workspace/.versions into "
+       "a name and validate it, raising InvalidName: one planted folder makes ws ls and doctor "
+       "(even --repair) fail for ever")
+def test_ws_ls_and_doctor_pass_over_a_versions_folder_with_a_bad_name(
+        mb: Mailbox, cli: Callable[..., Any]) -> None:
+    """A folder under workspace/.versions that names no workspace file is reported, not fatal."""
+    mb.workspace.put("notes.md", b"v1\n")
+    planted = mb.path / "workspace" / ".versions" / "bad name"
+    planted.mkdir()
+    (planted / "0000000001").write_bytes(b"x")
+    assert (0, 10) == (cli("ws", "ls").code, cli("doctor").code)
+
+
+# -- atomic replace -------------------------------------------------------------------------------
+
+@broke("Disk.replace ignores overwrite() returning False (its staged file gone): when doctor "
+       "--repair removed the staging file as abandoned (stale_tmp_seconds 0, or a clock step), "
+       "state set is acknowledged and nothing is written")
+def test_state_set_is_never_acknowledged_unless_it_was_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A state change that returned is in state.json, even with doctor repairing beside it."""
+    mb = Mailbox.init(tmp_path, fsync="never", stale_tmp_seconds=0)
+    mb.add_agent("bob")
+    repairer = Mailbox.open(mb.path)
+    hit = faults.hit
+    met: list[str] = []
+
+    def doctor_runs_at(point: str) -> None:
+        if point == "replace.staged" and not met:
+            met.append(point)
+            doctor.check(repairer, repair=True)
+        hit(point)
+
+    monkeypatch.setattr(faults, "hit", doctor_runs_at)
+    try:
+        mb.agent("bob").state.set("k", 1)
+    except MailboxError:
+        return  # refused: the caller knows
+    assert 1 == mb.agent("bob").state.snapshot().get("k")
+
+
+# -- processes ------------------------------------------------------------------------------------
+
+@broke("CommandRunner._loop counts a starved runner (EMFILE back-off) as busy: with --once or "
+       "--timeout it never exits while descriptors stay short, even with nothing running")
+def test_watch_exec_once_returns_when_out_of_descriptors(mb: Mailbox) -> None:
+    """`watch --exec --once` ends even when it can never get the descriptors to run a command."""
+    mb.send("alice", "bob", subject="work")
+    try:
+        done = subprocess.run(
+            ["bash", "-c", 'ulimit -n 8; exec "$0" -m agentmailbox --root "$1" watch bob '
+             "--exec true --once --timeout 1", sys.executable, str(mb.path)],
+            env=python_env(), cwd=ROOT, capture_output=True, text=True, timeout=8)
+    except subprocess.TimeoutExpired:
+        pytest.fail("watch --exec --once was still running after 8 s")
+    assert "Traceback" not in done.stderr
+
+
+as_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                             reason="needs root and setpriv to run a process as another user")
+NOBODY = 65534
+
+
+@as_root
+@broke("root.find_root uses Path.exists, which raises PermissionError (EACCES): a user who "
+       "may not read the root gets a raw traceback")
+def test_a_root_the_user_may_not_read_is_a_clear_error() -> None:
+    """Opening another user's private root says so in one line, without a traceback."""
+    top = Path(tempfile.mkdtemp(prefix="agentmailbox-redteam-", dir="/tmp"))
+    try:
+        top.chmod(0o755)
+        mb = Mailbox.init(top, fsync="never")
+        mb.add_agent("bob")
+        done = subprocess.run(
+            ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+             sys.executable, "-m", "agentmailbox", "--root", str(mb.path), "inbox", "bob"],
+            env=python_env(), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+    assert ("mailbox:", False) == (done.stderr[:8], "Traceback" in done.stderr)
