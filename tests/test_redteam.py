@@ -157,8 +157,6 @@ def test_json_nested_past_the_encoder_depth_is_refused_not_a_traceback(
 
 # -- hard links to files outside the root --------------------------------------------------------
 
-@broke("Workspace.get reads a version with Disk.read, which never looks at the link count: "
-       "a version hard-linked to a file elsewhere is printed by ws get")
 def test_ws_get_never_prints_a_version_hard_linked_to_a_file_elsewhere(
         mb: Mailbox, cli: Callable[..., Any], outside: Path) -> None:
     """A workspace version planted as a hard link to a file outside the root is never shown."""
@@ -167,8 +165,6 @@ def test_ws_get_never_prints_a_version_hard_linked_to_a_file_elsewhere(
     assert SECRET not in cli("ws", "get", "notes.md").out.encode()
 
 
-@broke("Disk.open_append refuses links, FIFOs and folders but not a regular file with a "
-       "second link: journal lines and memory events are appended to a file outside the root")
 @pytest.mark.parametrize("log", ["journal", "events"])
 def test_logs_are_never_appended_through_a_hard_link_to_a_file_elsewhere(
         mb: Mailbox, cli: Callable[..., Any], outside: Path, log: str) -> None:
@@ -204,8 +200,6 @@ def test_dead_show_never_prints_a_quarantined_hard_link_to_a_file_elsewhere(
 
 # -- run/supervisor.json -------------------------------------------------------------------------
 
-@broke("supervisor._recorded_pid reads run/supervisor.json with Path.read_bytes: a FIFO there "
-       "blocks every routed send, and supervise (its lock message reads it too), for ever")
 def test_routed_send_and_supervise_never_block_on_a_fifo_at_the_holder_record(
         mb: Mailbox, cli: Callable[..., Any]) -> None:
     """A FIFO planted at run/supervisor.json blocks neither a routed send nor the supervisor."""
@@ -226,8 +220,6 @@ def test_routed_send_with_an_out_of_range_pid_in_the_holder_record_is_sent(
     assert 0 == cli("send", "--from", "alice", "--to", "@coder", "--body", "x").code
 
 
-@broke("supervisor._recorded_pid follows a symbolic link at run/supervisor.json and reads "
-       "the file outside the root it names")
 def test_routed_send_never_reads_a_holder_record_linked_out_of_the_root(
         mb: Mailbox, cli: Callable[..., Any], tmp_path: Path) -> None:
     """A holder record that is a link out of the root is not believed (nor read)."""
