@@ -455,9 +455,6 @@ def test_ws_ls_and_doctor_pass_over_a_versions_folder_with_a_bad_name(
 
 # -- atomic replace -------------------------------------------------------------------------------
 
-@broke("Disk.replace ignores overwrite() returning False (its staged file gone): when doctor "
-       "--repair removed the staging file as abandoned (stale_tmp_seconds 0, or a clock step), "
-       "state set is acknowledged and nothing is written")
 def test_state_set_is_never_acknowledged_unless_it_was_written(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A state change that returned is in state.json, even with doctor repairing beside it."""
