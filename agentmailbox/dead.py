@@ -116,17 +116,38 @@ class DeadLetters:
     def remove(self, dead_id: str) -> bool:
         """Delete one dead letter for good (``purge``: the only deleting of mail).
 
-        The letter is first renamed to a name of this process's own: of two removers
-        at once (two purges, a purge and a retry) exactly one wins. Returns whether
-        this call removed it; False if someone else did first.
+        The letter is first taken (:meth:`take`): of two removers at once (two purges,
+        a purge and a retry) exactly one wins. Returns whether this call removed it;
+        False if someone else took it first.
         """
-        disk = self._root.disk
-        held = self.directory / hidden_name()
-        if not disk.rename(self.path_of(dead_id), held):
+        held = self.take(dead_id)
+        if held is None:
             return False
-        disk.unlink(held)  # a crash before this leaves a stale .tmp: doctor clears it
-        disk.unlink(self.directory / f"{dead_id}.reason.json")
+        self.finish(dead_id, held)  # a crash before this leaves a stale .tmp: doctor clears it
         return True
+
+    def take(self, dead_id: str, *, retry: bool = False) -> Path | None:
+        """Rename the letter to a name of this process's own, in one exclusive step.
+
+        A purge takes it to a hidden ``.tmp`` name (doctor deletes one left behind); a
+        retry to ``.<dead-id>.retry`` (doctor puts one left behind back). None if
+        someone else took it first.
+        """
+        held = self.directory / (self.retry_name(dead_id) if retry else hidden_name())
+        return held if self._root.disk.rename(self.path_of(dead_id), held) else None
+
+    def put_back(self, dead_id: str, held: Path) -> bool:
+        """Return a taken letter to its place; False if it was no longer held."""
+        return self._root.disk.rename(held, self.path_of(dead_id))
+
+    def finish(self, dead_id: str, held: Path) -> None:
+        """Delete a taken letter and its reason for good."""
+        self._root.disk.unlink(held)
+        self._root.disk.unlink(self.directory / f"{dead_id}.reason.json")
+
+    @staticmethod
+    def retry_name(dead_id: str) -> str:
+        return f".{dead_id}.retry"
 
     def _load(self, dead_id: str) -> DeadLetter | None:
         if not is_id(dead_id):

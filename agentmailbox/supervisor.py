@@ -1028,8 +1028,9 @@ def retry_dead_letter(mb: Mailbox, dead_id: str) -> Retried:
 
     Mail from an inbox goes back to that inbox's ``new/``; routed mail goes back to
     ``spool/new`` (the supervisor routes it again; recipients that hold it get
-    nothing twice). The dead letter is removed once the mail is stored; if the
-    destination already holds the id, nothing is stored and the dead letter stays.
+    nothing twice). The letter is taken first (so a purge racing this call cannot
+    have it too), then delivered: removed once the mail is stored, put back if the
+    destination already holds the id or delivery fails.
 
     Raises:
         MessageNotFound: no dead letter ``dead_id``.
@@ -1038,18 +1039,26 @@ def retry_dead_letter(mb: Mailbox, dead_id: str) -> Retried:
         AgentNotFound: its inbox's agent is no longer registered.
     """
     letter = mb.dead.get(dead_id)
-    msg, data = _dead_message(mb, dead_id)
     target, where = _origin(mb, letter.origin)
-    stored = target.deliver(msg.id, data)
-    if stored:
-        mb.dead.remove(dead_id)
+    held = mb.dead.take(dead_id, retry=True)
+    if held is None:
+        raise MessageNotFound(dead_id, "dead/")  # purged or retried meanwhile
+    stored = False
+    try:
+        msg, data = _dead_message(mb, dead_id, held)
+        stored = target.deliver(msg.id, data)
+    finally:
+        if stored:
+            mb.dead.finish(dead_id, held)
+        else:
+            mb.dead.put_back(dead_id, held)
     mb.root.journal.record("retry", dead_id=dead_id, id=msg.id, to=where, stored=stored)
     return Retried(dead_id, msg.id, where, stored)
 
 
-def _dead_message(mb: Mailbox, dead_id: str) -> tuple[Message, bytes]:
+def _dead_message(mb: Mailbox, dead_id: str, held: Path) -> tuple[Message, bytes]:
     try:
-        data, _ = mb.root.disk.read(mb.dead.path_of(dead_id), mb.config.max_message_bytes)
+        data, _ = mb.root.disk.read(held, mb.config.max_message_bytes)
         msg = decode(data)
     except FileNotFoundError as exc:
         raise MessageNotFound(dead_id, "dead/") from exc

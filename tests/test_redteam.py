@@ -400,8 +400,6 @@ def test_api_calls_with_wrong_types_raise_a_mailbox_error(mb: Mailbox, call: str
 
 # -- dead letters ---------------------------------------------------------------------------------
 
-@broke("retry_dead_letter delivers the letter, then removes it: a purge between the two "
-       "removes it and reports it purged while retry reports it put back")
 def test_a_dead_letter_put_back_by_retry_is_never_reported_purged(
         mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
     """Of a retry and a purge racing on one letter, only one reports having had it."""
