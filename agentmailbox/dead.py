@@ -8,6 +8,8 @@ between leaves a reason without a file (``doctor`` reports it), never mail witho
 
 from __future__ import annotations
 
+import shutil
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from .errors import MessageNotFound
+from .errors import MessageNotFound, from_oserror
 from .fs import Foreign, faults, hidden_name
 from .message import iso
 from .names import as_text, is_id
@@ -142,8 +144,24 @@ class DeadLetters:
 
     def finish(self, dead_id: str, held: Path) -> None:
         """Delete a taken letter and its reason for good."""
-        self._root.disk.unlink(held)
+        self.discard(held)
         self._root.disk.unlink(self.directory / f"{dead_id}.reason.json")
+
+    def discard(self, path: Path) -> None:
+        """Delete one entry of ``dead/``: a folder with all it holds, a link as a link.
+
+        ``shutil.rmtree`` refuses a link at the top and never follows one below.
+        """
+        disk = self._root.disk
+        st = disk.lstat(path)
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            disk.unlink(path)
+            return
+        disk.guard(path)
+        try:
+            shutil.rmtree(path)
+        except OSError as exc:
+            raise from_oserror(exc, "remove", str(path)) from exc
 
     @staticmethod
     def retry_name(dead_id: str) -> str:

@@ -309,8 +309,8 @@ class _Doctor:
                           "died before finishing", lambda d=entry.name[1:-6], p=path:
                           dead.put_back(d, p))
             elif _HIDDEN_STAGING.fullmatch(entry.name):
-                self.note("stale-tmp", path, "interrupted reason write",
-                          lambda p=path: self.disk.unlink(p))
+                self.note("stale-tmp", path, "interrupted reason write or purge",
+                          lambda p=path: dead.discard(p))
 
     # -- the JSON files readers send the user here for ------------------------------------------
 

@@ -420,9 +420,6 @@ def test_a_dead_letter_put_back_by_retry_is_never_reported_purged(
     assert not (retried.stored and dead_id in purged)
 
 
-@broke("DeadLetters.remove and doctor's dead/ check unlink what they hold: a quarantined folder "
-       "(doctor buries folders found in tmp/) makes dead purge fail half-way and doctor "
-       "--repair fail for ever on the hidden name it was moved to")
 def test_a_quarantined_folder_is_purged_and_doctor_still_repairs(
         mb: Mailbox, cli: Callable[..., Any]) -> None:
     """A folder quarantined from a staging folder can be purged like any dead letter."""
