@@ -435,9 +435,6 @@ def test_a_quarantined_folder_is_purged_and_doctor_still_repairs(
 
 # -- the workspace --------------------------------------------------------------------------------
 
-@broke("Workspace.ls and doctor's view check turn every folder under workspace/.versions into "
-       "a name and validate it, raising InvalidName: one planted folder makes ws ls and doctor "
-       "(even --repair) fail for ever")
 def test_ws_ls_and_doctor_pass_over_a_versions_folder_with_a_bad_name(
         mb: Mailbox, cli: Callable[..., Any]) -> None:
     """A folder under workspace/.versions that names no workspace file is reported, not fatal."""
