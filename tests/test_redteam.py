@@ -472,8 +472,6 @@ def test_state_set_is_never_acknowledged_unless_it_was_written(
 
 # -- processes ------------------------------------------------------------------------------------
 
-@broke("CommandRunner._loop counts a starved runner (EMFILE back-off) as busy: with --once or "
-       "--timeout it never exits while descriptors stay short, even with nothing running")
 def test_watch_exec_once_returns_when_out_of_descriptors(mb: Mailbox) -> None:
     """`watch --exec --once` ends even when it can never get the descriptors to run a command."""
     mb.send("alice", "bob", subject="work")
