@@ -491,8 +491,6 @@ NOBODY = 65534
 
 
 @as_root
-@broke("root.find_root uses Path.exists, which raises PermissionError (EACCES): a user who "
-       "may not read the root gets a raw traceback")
 def test_a_root_the_user_may_not_read_is_a_clear_error() -> None:
     """Opening another user's private root says so in one line, without a traceback."""
     top = Path(tempfile.mkdtemp(prefix="agentmailbox-redteam-", dir="/tmp"))
