@@ -85,6 +85,9 @@ SIGNAL_CHECK_SECONDS = 0.25
 MIN_RETRY_SECONDS = 0.05
 """Shortest delay before deferred mail is retried by the loop."""
 _TOLD_MEMORY = 100_000
+# The largest pid Linux hands out (PID_MAX_LIMIT, the ceiling of kernel.pid_max):
+# a hand-edited holder record past it names no process, and os.kill overflows on it.
+_PID_MAX = 4_194_304
 
 # The library logs through stdlib logging (silent until configured); ``mailbox
 # supervise`` renders these records, with their ``extra`` fields, as JSON lines.
@@ -986,7 +989,8 @@ def _recorded_pid(run: Path, disk: Disk) -> int | None:
         pid = orjson.loads(data).get("pid")
     except (OSError, MailboxError, Foreign, ValueError, AttributeError):
         return None
-    return pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
+    ok = isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid <= _PID_MAX
+    return pid if ok else None
 
 
 def running_supervisor(mb: Mailbox) -> int | None:

@@ -211,8 +211,6 @@ def test_routed_send_and_supervise_never_block_on_a_fifo_at_the_holder_record(
     assert (0, 0) == (sent, routed)
 
 
-@broke("supervisor.running_supervisor passes any positive int from run/supervisor.json to "
-       "os.kill: a pid of 2**31 is an OverflowError traceback on every routed send")
 def test_routed_send_with_an_out_of_range_pid_in_the_holder_record_is_sent(
         mb: Mailbox, cli: Callable[..., Any]) -> None:
     """A hand-edited pid too large for the system does not stop routed mail being sent."""
