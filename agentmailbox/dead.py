@@ -103,9 +103,10 @@ class DeadLetters:
         return found
 
     def content(self, dead_id: str, limit: int) -> bytes:
-        """The quarantined bytes, if it is a regular file (never follows a link)."""
+        """The quarantined bytes, if it is a regular file with one name (never follows a
+        link, never reads through a hard link to a file elsewhere); else what it is."""
         try:
-            data, _ = self._root.disk.read(self.path_of(dead_id), limit)
+            data, _ = self._root.disk.read(self.path_of(dead_id), limit, one_name=True)
         except FileNotFoundError as exc:
             raise MessageNotFound(dead_id, "dead/") from exc
         except Foreign as exc:

@@ -1062,7 +1062,7 @@ def retry_dead_letter(mb: Mailbox, dead_id: str) -> Retried:
 
 def _dead_message(mb: Mailbox, dead_id: str, held: Path) -> tuple[Message, bytes]:
     try:
-        data, _ = mb.root.disk.read(held, mb.config.max_message_bytes)
+        data, _ = mb.root.disk.read(held, mb.config.max_message_bytes, one_name=True)
         msg = decode(data)
     except FileNotFoundError as exc:
         raise MessageNotFound(dead_id, "dead/") from exc

@@ -182,8 +182,6 @@ def test_logs_are_never_appended_through_a_hard_link_to_a_file_elsewhere(
     assert SECRET + b"\n" == outside.read_bytes()
 
 
-@broke("DeadLetters.content reads a quarantined file with Disk.read: a hard link to a file "
-       "elsewhere, quarantined unread by the reader, is printed by dead show")
 def test_dead_show_never_prints_a_quarantined_hard_link_to_a_file_elsewhere(
         mb: Mailbox, cli: Callable[..., Any], outside: Path) -> None:
     """The content of a file outside the root stays unread after its link was quarantined."""
