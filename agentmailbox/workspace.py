@@ -82,6 +82,8 @@ class Workspace:
 
     def get(self, name: str, version: int | None = None) -> WsFile:
         """The content of ``name`` at ``version`` (default: current)."""
+        names.check_workspace_path(name)
+        _check_version(version, "version")
         number = version or self.version(name)
         if number <= 0 or not self._real(self._versions(name)):
             raise NotFound(f"no workspace file {name!r}", hint="list them: mailbox ws ls")
@@ -106,6 +108,12 @@ class Workspace:
         cannot both exist, and the second is refused (:class:`AlreadyExists`) before
         anything is written.
         """
+        names.check_workspace_path(name)
+        _check_version(if_version, "if_version")
+        if not isinstance(data, bytes):
+            raise InvalidInput(f"{name}: workspace content must be bytes, not "
+                               f"{type(data).__name__}", hint="encode text first: "
+                               "text.encode('utf-8')")
         if len(data) > MAX_FILE:
             raise InvalidInput(f"{name}: {len(data)} bytes is over the {MAX_FILE}-byte limit")
         folder = self._versions(name)
@@ -282,6 +290,12 @@ class Workspace:
                     yield path, f"{kind_of(st)} in the workspace (never followed)"
                 elif in_versions and not _VERSION.fullmatch(entry.name):
                     yield path, "not a version file (versions are named by 10 ASCII digits)"
+
+
+def _check_version(value: object, what: str) -> None:
+    """A version argument is a whole number or None (``True`` and ``"1"`` are not)."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise InvalidInput(f"{what} must be a whole number, not {value!r}")
 
 
 def _view_kind(view: Path, st: os.stat_result, name: str) -> MailboxError | None:

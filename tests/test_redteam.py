@@ -382,11 +382,15 @@ def _wrong_types(mb: Mailbox) -> dict[str, Callable[[], object]]:
     }
 
 
-@broke("API entry points use their arguments before checking their type: a bare "
-       "TypeError/AttributeError reaches the caller")
+_UNTYPED = broke("API entry points use their arguments before checking their type: a bare "
+                 "TypeError/AttributeError reaches the caller")
+
+
 @pytest.mark.parametrize("call", [
-    "send-to-a-number", "send-to-none", "done-a-number", "release-none", "renew-a-number",
-    "ws-put-text", "ws-get-version-text", "open-a-number", "memory-since-a-number"])
+    pytest.param("send-to-a-number", marks=_UNTYPED), pytest.param("send-to-none", marks=_UNTYPED),
+    "done-a-number", "release-none", "renew-a-number", "ws-put-text", "ws-get-version-text",
+    pytest.param("open-a-number", marks=_UNTYPED),
+    pytest.param("memory-since-a-number", marks=_UNTYPED)])
 def test_api_calls_with_wrong_types_raise_a_mailbox_error(mb: Mailbox, call: str) -> None:
     """A Python caller passing a wrong type gets a MailboxError saying what is wrong."""
     mb.workspace.put("a", b"x")
