@@ -8,6 +8,8 @@ between leaves a reason without a file (``doctor`` reports it), never mail witho
 
 from __future__ import annotations
 
+import shutil
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from .errors import MessageNotFound
+from .errors import MessageNotFound, from_oserror
 from .fs import Foreign, faults, hidden_name
 from .message import iso
 from .names import as_text, is_id
@@ -101,9 +103,10 @@ class DeadLetters:
         return found
 
     def content(self, dead_id: str, limit: int) -> bytes:
-        """The quarantined bytes, if it is a regular file (never follows a link)."""
+        """The quarantined bytes, if it is a regular file with one name (never follows a
+        link, never reads through a hard link to a file elsewhere); else what it is."""
         try:
-            data, _ = self._root.disk.read(self.path_of(dead_id), limit)
+            data, _ = self._root.disk.read(self.path_of(dead_id), limit, one_name=True)
         except FileNotFoundError as exc:
             raise MessageNotFound(dead_id, "dead/") from exc
         except Foreign as exc:
@@ -116,17 +119,54 @@ class DeadLetters:
     def remove(self, dead_id: str) -> bool:
         """Delete one dead letter for good (``purge``: the only deleting of mail).
 
-        The letter is first renamed to a name of this process's own: of two removers
-        at once (two purges, a purge and a retry) exactly one wins. Returns whether
-        this call removed it; False if someone else did first.
+        The letter is first taken (:meth:`take`): of two removers at once (two purges,
+        a purge and a retry) exactly one wins. Returns whether this call removed it;
+        False if someone else took it first.
+        """
+        held = self.take(dead_id)
+        if held is None:
+            return False
+        self.finish(dead_id, held)  # a crash before this leaves a stale .tmp: doctor clears it
+        return True
+
+    def take(self, dead_id: str, *, retry: bool = False) -> Path | None:
+        """Rename the letter to a name of this process's own, in one exclusive step.
+
+        A purge takes it to a hidden ``.tmp`` name (doctor deletes one left behind); a
+        retry to ``.<dead-id>.retry`` (doctor puts one left behind back). None if
+        someone else took it first.
+        """
+        held = self.directory / (self.retry_name(dead_id) if retry else hidden_name())
+        return held if self._root.disk.rename(self.path_of(dead_id), held) else None
+
+    def put_back(self, dead_id: str, held: Path) -> bool:
+        """Return a taken letter to its place; False if it was no longer held."""
+        return self._root.disk.rename(held, self.path_of(dead_id))
+
+    def finish(self, dead_id: str, held: Path) -> None:
+        """Delete a taken letter and its reason for good."""
+        self.discard(held)
+        self._root.disk.unlink(self.directory / f"{dead_id}.reason.json")
+
+    def discard(self, path: Path) -> None:
+        """Delete one entry of ``dead/``: a folder with all it holds, a link as a link.
+
+        ``shutil.rmtree`` refuses a link at the top and never follows one below.
         """
         disk = self._root.disk
-        held = self.directory / hidden_name()
-        if not disk.rename(self.path_of(dead_id), held):
-            return False
-        disk.unlink(held)  # a crash before this leaves a stale .tmp: doctor clears it
-        disk.unlink(self.directory / f"{dead_id}.reason.json")
-        return True
+        st = disk.lstat(path)
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            disk.unlink(path)
+            return
+        disk.guard(path)
+        try:
+            shutil.rmtree(path)
+        except OSError as exc:
+            raise from_oserror(exc, "remove", str(path)) from exc
+
+    @staticmethod
+    def retry_name(dead_id: str) -> str:
+        return f".{dead_id}.retry"
 
     def _load(self, dead_id: str) -> DeadLetter | None:
         if not is_id(dead_id):

@@ -282,26 +282,35 @@ class _Doctor:
 
     def _dead(self) -> None:
         folder = self.mb.dead.directory
+        dead = self.mb.dead
         now = time.time_ns()
         for entry in self.disk.scan(folder):
-            st = self.disk.lstat(entry.path)
-            if st is None or now - st.st_mtime_ns < self.stale_ns:
-                continue  # maybe a quarantine in progress right now: leave it be
+            path = Path(entry.path)
+            st = self.disk.lstat(path)
+            # A rename (a letter taken by a purge or a retry) sets the ctime, not the mtime.
+            if st is None or now - max(st.st_mtime_ns, st.st_ctime_ns) < self.stale_ns:
+                continue  # maybe a quarantine, purge or retry in progress right now
             if entry.name.endswith(".reason.json"):
                 dead_id = entry.name[:-12]
-                if not self.disk.exists(folder / f"{dead_id}.msg"):
-                    self.note("orphan-reason", Path(entry.path), "quarantine interrupted before "
+                if not self.disk.exists(folder / f"{dead_id}.msg") and \
+                        not self.disk.exists(folder / dead.retry_name(dead_id)):
+                    self.note("orphan-reason", path, "quarantine interrupted before "
                               "the move; the file stayed where it was",
-                              lambda p=Path(entry.path): self.disk.unlink(p))
+                              lambda p=path: self.disk.unlink(p))
             elif entry.name.endswith(".msg"):
                 dead_id = entry.name[:-4]
                 if not self.disk.exists(folder / f"{dead_id}.reason.json"):
-                    self.note("lost-reason", Path(entry.path), "dead letter without its reason "
+                    self.note("lost-reason", path, "dead letter without its reason "
                               "file (invisible to mailbox dead)",
-                              lambda d=dead_id: self.mb.dead.restore_reason(d))
-            elif entry.name.startswith(".") and entry.name.endswith(".tmp"):
-                self.note("stale-tmp", Path(entry.path), "interrupted reason write",
-                          lambda p=Path(entry.path): self.disk.unlink(p))
+                              lambda d=dead_id: dead.restore_reason(d))
+            elif entry.name == dead.retry_name(entry.name[1:-6]) and \
+                    names.is_id(entry.name[1:-6]):
+                self.note("interrupted-retry", path, "a dead letter taken by a retry that "
+                          "died before finishing", lambda d=entry.name[1:-6], p=path:
+                          dead.put_back(d, p))
+            elif _HIDDEN_STAGING.fullmatch(entry.name):
+                self.note("stale-tmp", path, "interrupted reason write or purge",
+                          lambda p=path: dead.discard(p))
 
     # -- the JSON files readers send the user here for ------------------------------------------
 

@@ -398,14 +398,24 @@ class Disk:
     def replace(self, path: Path, data: bytes) -> None:
         """Atomically replace ``path`` with ``data`` (state files, views): write, fsync, rename."""
         self.guard(path)
-        staged = self.stage(path.parent, data, sync=self.fsync is not Fsync.NEVER)
-        faults.hit("replace.staged")
-        try:
-            self.overwrite(staged, path)
-        except BaseException:
-            self.unlink(staged)
-            raise
-        self.fsync_dir(path.parent)
+        # doctor --repair removes staging files it finds abandoned (by age, so a clock
+        # step or stale_tmp_seconds 0 can take ours): stage again rather than return
+        # as if it had been written.
+        tries = 3
+        for _ in range(tries):
+            staged = self.stage(path.parent, data, sync=self.fsync is not Fsync.NEVER)
+            faults.hit("replace.staged")
+            try:
+                replaced = self.overwrite(staged, path)
+            except BaseException:
+                self.unlink(staged)
+                raise
+            if replaced:
+                self.fsync_dir(path.parent)
+                return
+        raise StorageError(f"could not replace {path}: its staged copy was removed "
+                           f"{tries} times (doctor --repair took it for abandoned)",
+                           path=str(path))
 
     def append(self, path: Path, line: bytes, *, sync: bool = False) -> None:
         """Append one record with a single ``write`` (O_APPEND: records never interleave).

@@ -415,7 +415,7 @@ class Inbox:
 
     def done(self, msg: Message | str) -> bool:
         """Mark a claimed message done (its DONE marker). False if it already was."""
-        msg_id = names.check_id(msg if isinstance(msg, str) else msg.id)
+        msg_id = _id_of(msg)
         day = day_of(msg_id)
         folder = f"{self._done_s}{day}"
         if day not in self._days:
@@ -443,7 +443,7 @@ class Inbox:
         If ``new/`` already holds another copy of the id, that copy is the unread one
         and this claim's copy is quarantined as a duplicate: either way the id is unread.
         """
-        msg_id = names.check_id(msg if isinstance(msg, str) else msg.id)
+        msg_id = _id_of(msg)
         moved = self._settle(msg_id, f"{self._new_s}{msg_id}.json",
                              "duplicate delivery of a message already unread")
         if moved is Moved.GONE:
@@ -455,7 +455,7 @@ class Inbox:
     def renew(self, msg: Message | str) -> bool:
         """Extend the lease of a claimed message (start it again now). False if it is no
         longer claimed."""
-        msg_id = names.check_id(msg if isinstance(msg, str) else msg.id)
+        msg_id = _id_of(msg)
         return self._disk.touch(f"{self._cur_s}{msg_id}.json")
 
     def _expect(self, msg_id: str, wanted: State) -> bool:
@@ -555,3 +555,8 @@ class Inbox:
         from .watch import watch_inbox
 
         return watch_inbox(self, self._root, stop=stop, timeout=timeout, heartbeat=heartbeat)
+
+
+def _id_of(msg: Message | str) -> str:
+    """The id of ``msg`` (a message or an id), checked: anything else is InvalidInput."""
+    return names.check_id(msg.id if isinstance(msg, Message) else msg)

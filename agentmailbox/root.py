@@ -229,18 +229,32 @@ def _read_config(path: Path) -> Config:
 
 
 def find_root(start: Path | str | None = None) -> Path:
-    """Locate the root: an explicit path, ``$MAILBOX_ROOT``, or upward from the cwd."""
+    """Locate the root: an explicit path, ``$MAILBOX_ROOT``, or upward from the cwd.
+
+    Raises:
+        RootNotFound: there is none, or this user may not look into one there.
+    """
     given = start or os.environ.get("MAILBOX_ROOT")
     if given:
         path = Path(given)
-        if (path / DIRNAME / "mailbox.json").exists():
+        if _holds_config(path / DIRNAME):
             return path / DIRNAME
-        if (path / "mailbox.json").exists():
+        if _holds_config(path):
             return path
         raise RootNotFound(f"no mailbox root at {path}", hint=f"create one: mailbox init {path}")
     here = Path.cwd()
     for folder in (here, *here.parents):
-        if (folder / DIRNAME / "mailbox.json").exists():
+        if _holds_config(folder / DIRNAME):
             return folder / DIRNAME
     raise RootNotFound(f"no {DIRNAME}/ in {here} or any parent",
                        hint="create one with 'mailbox init', or pass --root / set MAILBOX_ROOT")
+
+
+def _holds_config(folder: Path) -> bool:
+    """Whether ``folder`` holds a ``mailbox.json`` (``Path.exists`` raises on EACCES)."""
+    try:
+        return (folder / "mailbox.json").exists()
+    except PermissionError as exc:
+        raise RootNotFound(f"you may not read the mailbox root at {folder} (permission denied)",
+                           hint="a root is private to its owner unless made with 'mailbox init "
+                                "--mode group'; ask its owner, or use a root of your own") from exc

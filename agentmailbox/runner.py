@@ -161,6 +161,8 @@ class CommandRunner:
             stop: threading.Event | None = None) -> Outcomes:
         """Consume until ``stop`` is set, ``idle_timeout`` passes idle, or (``once``) all is done.
 
+        Out of file descriptors with nothing running, the runner is idle: it ends
+        after ``idle_timeout``; ``once`` without one waits for descriptors to come back.
         On the way out (Ctrl-C included) commands still running get SIGTERM and are
         settled by their exit code, like any other.
         """
@@ -177,9 +179,11 @@ class CommandRunner:
         while not (stop is not None and stop.is_set()):
             self._reap()
             self._tend()
-            if self._fill() or self._running or self._starved.waiting():
+            # A starved runner is not busy: it counts towards --timeout like an idle
+            # one, and --once waits out the shortage only as long as that allows.
+            if self._fill() or self._running:
                 idle_since = time.monotonic()
-            elif once:
+            elif once and not self._starved.waiting():
                 return
             left = None if idle_timeout is None else idle_since + idle_timeout - time.monotonic()
             if left is not None and left <= 0:

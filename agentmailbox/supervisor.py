@@ -85,6 +85,9 @@ SIGNAL_CHECK_SECONDS = 0.25
 MIN_RETRY_SECONDS = 0.05
 """Shortest delay before deferred mail is retried by the loop."""
 _TOLD_MEMORY = 100_000
+# The largest pid Linux hands out (PID_MAX_LIMIT, the ceiling of kernel.pid_max):
+# a hand-edited holder record past it names no process, and os.kill overflows on it.
+_PID_MAX = 4_194_304
 
 # The library logs through stdlib logging (silent until configured); ``mailbox
 # supervise`` renders these records, with their ``extra`` fields, as JSON lines.
@@ -986,7 +989,8 @@ def _recorded_pid(run: Path, disk: Disk) -> int | None:
         pid = orjson.loads(data).get("pid")
     except (OSError, MailboxError, Foreign, ValueError, AttributeError):
         return None
-    return pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
+    ok = isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid <= _PID_MAX
+    return pid if ok else None
 
 
 def running_supervisor(mb: Mailbox) -> int | None:
@@ -1028,8 +1032,9 @@ def retry_dead_letter(mb: Mailbox, dead_id: str) -> Retried:
 
     Mail from an inbox goes back to that inbox's ``new/``; routed mail goes back to
     ``spool/new`` (the supervisor routes it again; recipients that hold it get
-    nothing twice). The dead letter is removed once the mail is stored; if the
-    destination already holds the id, nothing is stored and the dead letter stays.
+    nothing twice). The letter is taken first (so a purge racing this call cannot
+    have it too), then delivered: removed once the mail is stored, put back if the
+    destination already holds the id or delivery fails.
 
     Raises:
         MessageNotFound: no dead letter ``dead_id``.
@@ -1038,18 +1043,26 @@ def retry_dead_letter(mb: Mailbox, dead_id: str) -> Retried:
         AgentNotFound: its inbox's agent is no longer registered.
     """
     letter = mb.dead.get(dead_id)
-    msg, data = _dead_message(mb, dead_id)
     target, where = _origin(mb, letter.origin)
-    stored = target.deliver(msg.id, data)
-    if stored:
-        mb.dead.remove(dead_id)
+    held = mb.dead.take(dead_id, retry=True)
+    if held is None:
+        raise MessageNotFound(dead_id, "dead/")  # purged or retried meanwhile
+    stored = False
+    try:
+        msg, data = _dead_message(mb, dead_id, held)
+        stored = target.deliver(msg.id, data)
+    finally:
+        if stored:
+            mb.dead.finish(dead_id, held)
+        else:
+            mb.dead.put_back(dead_id, held)
     mb.root.journal.record("retry", dead_id=dead_id, id=msg.id, to=where, stored=stored)
     return Retried(dead_id, msg.id, where, stored)
 
 
-def _dead_message(mb: Mailbox, dead_id: str) -> tuple[Message, bytes]:
+def _dead_message(mb: Mailbox, dead_id: str, held: Path) -> tuple[Message, bytes]:
     try:
-        data, _ = mb.root.disk.read(mb.dead.path_of(dead_id), mb.config.max_message_bytes)
+        data, _ = mb.root.disk.read(held, mb.config.max_message_bytes, one_name=True)
         msg = decode(data)
     except FileNotFoundError as exc:
         raise MessageNotFound(dead_id, "dead/") from exc

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import locks, names
-from .errors import AlreadyExists, InvalidInput, MailboxError, NotFound, StaleVersion
+from .errors import AlreadyExists, InvalidInput, InvalidName, MailboxError, NotFound, StaleVersion
 from .fs import Disk, Foreign, Moved, faults, kind_of, refused
 from .root import Root
 
@@ -82,6 +82,8 @@ class Workspace:
 
     def get(self, name: str, version: int | None = None) -> WsFile:
         """The content of ``name`` at ``version`` (default: current)."""
+        names.check_workspace_path(name)
+        _check_version(version, "version")
         number = version or self.version(name)
         if number <= 0 or not self._real(self._versions(name)):
             raise NotFound(f"no workspace file {name!r}", hint="list them: mailbox ws ls")
@@ -106,6 +108,12 @@ class Workspace:
         cannot both exist, and the second is refused (:class:`AlreadyExists`) before
         anything is written.
         """
+        names.check_workspace_path(name)
+        _check_version(if_version, "if_version")
+        if not isinstance(data, bytes):
+            raise InvalidInput(f"{name}: workspace content must be bytes, not "
+                               f"{type(data).__name__}", hint="encode text first: "
+                               "text.encode('utf-8')")
         if len(data) > MAX_FILE:
             raise InvalidInput(f"{name}: {len(data)} bytes is over the {MAX_FILE}-byte limit")
         folder = self._versions(name)
@@ -210,8 +218,7 @@ class Workspace:
         if not self._real(base):
             return []
         out = []
-        for folder in _leaf_dirs(base):
-            name = folder.relative_to(base).as_posix()
+        for name, folder in _named_leaves(base):
             number = self.version(name)
             if number:
                 st = self._disk.lstat(folder / f"{number:010d}")
@@ -242,10 +249,10 @@ class Workspace:
         base = self.path / ".versions"
         if not self._real(base):
             return []
-        leaves = set(_leaf_dirs(base))
+        leaves = {folder: name for name, folder in _named_leaves(base)}
         out = []
         for folder in sorted({p for leaf in leaves for p in leaf.parents if p in leaves}):
-            name = folder.relative_to(base).as_posix()
+            name = leaves[folder]
             files = sorted(Path(e.path) for e in self._disk.scan(folder)
                            if _VERSION.fullmatch(e.name) and e.is_file(follow_symlinks=False))
             view = self._view(name)
@@ -257,8 +264,10 @@ class Workspace:
         """What does not belong in the workspace, with why (``doctor`` quarantines it).
 
         Links, FIFOs, devices and sockets anywhere in it, and in ``.versions/`` any
-        file not named as a version (10 ASCII digits) or a staging file.
+        file not named as a version (10 ASCII digits) or a staging file, and any
+        folder whose name is no workspace name (nothing below it is looked at).
         """
+        versions = self.path / ".versions"
         top = self._disk.lstat(self.path)
         if top is not None and not stat.S_ISDIR(top.st_mode):
             yield self.path, f"{kind_of(top)} where the workspace folder belongs"
@@ -266,18 +275,27 @@ class Workspace:
         stack = [self.path]
         while stack:
             folder = stack.pop()
-            in_versions = folder.is_relative_to(self.path / ".versions")
+            in_versions = folder.is_relative_to(versions)
             for entry in self._disk.scan(folder):
                 path = Path(entry.path)
                 st = self._disk.lstat(path)
                 if st is None or _STAGING.fullmatch(entry.name):
                     continue  # staging files have their own check (doctor's stale-tmp)
-                if stat.S_ISDIR(st.st_mode):
+                if stat.S_ISDIR(st.st_mode) and in_versions and \
+                        not _is_name(path.relative_to(versions).as_posix()):
+                    yield path, "a folder in .versions/ whose name is no workspace name"
+                elif stat.S_ISDIR(st.st_mode):
                     stack.append(path)
                 elif not stat.S_ISREG(st.st_mode):
                     yield path, f"{kind_of(st)} in the workspace (never followed)"
                 elif in_versions and not _VERSION.fullmatch(entry.name):
                     yield path, "not a version file (versions are named by 10 ASCII digits)"
+
+
+def _check_version(value: object, what: str) -> None:
+    """A version argument is a whole number or None (``True`` and ``"1"`` are not)."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise InvalidInput(f"{what} must be a whole number, not {value!r}")
 
 
 def _view_kind(view: Path, st: os.stat_result, name: str) -> MailboxError | None:
@@ -298,6 +316,23 @@ def _newest(disk: Disk, folder: Path) -> int:
     """
     return max((int(e.name) for e in disk.scan(folder)
                 if _VERSION.fullmatch(e.name) and e.is_file(follow_symlinks=False)), default=0)
+
+
+def _is_name(name: str) -> bool:
+    try:
+        names.check_workspace_path(name)
+    except InvalidName:
+        return False
+    return True
+
+
+def _named_leaves(base: Path) -> Iterator[tuple[str, Path]]:
+    """The leaf folders of ``.versions/`` whose path is a workspace name, with that name
+    (a folder planted under another name is no file: doctor quarantines it)."""
+    for folder in _leaf_dirs(base):
+        name = folder.relative_to(base).as_posix()
+        if _is_name(name):
+            yield name, folder
 
 
 def _leaf_dirs(base: Path) -> Iterator[Path]:
