@@ -29,7 +29,8 @@ from .errors import DiskFull, StorageError, from_oserror
 StrPath = str | os.PathLike[str]
 
 __all__ = ["POINTS", "Disk", "Foreign", "Fsync", "Moved", "faults", "hidden_name", "kind_of",
-           "pid", "read_open", "refused", "same_file", "staging_name", "staging_suffix"]
+           "parse_object", "pid", "read_open", "refused", "same_file", "staging_name",
+           "staging_suffix"]
 
 _CHUNK = 1 << 20  # how much of a log one read takes
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -575,14 +576,10 @@ class Disk:
             ValueError: it is not a regular file, not JSON, or not an object; says why.
         """
         try:
-            obj = orjson.loads(self.read(path, limit, one_name=one_name)[0])
+            data = self.read(path, limit, one_name=one_name)[0]
         except Foreign as exc:
             raise ValueError(exc.reason) from exc
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"not JSON: {exc}") from exc
-        if not isinstance(obj, dict):
-            raise ValueError(f"not a JSON object but {type(obj).__name__}")
-        return obj
+        return parse_object(data)
 
     def open_regular(self, path: StrPath, limit: int) -> tuple[int, os.stat_result]:
         """Open a regular file of at most ``limit`` bytes for reading, never following a
@@ -668,6 +665,33 @@ class Disk:
                 os.sync()
         finally:
             os.close(fd)
+
+
+_DEEP = 200
+"""Fewer opening brackets than this cannot nest past what orjson writes (254 levels)."""
+
+
+def parse_object(data: bytes) -> dict[str, Any]:
+    """One JSON object, as a file or a log line holds it, that can be written back.
+
+    orjson reads 1024 levels of nesting but writes 254: a document nested deeper would be
+    accepted here and then fail whoever shows or rewrites it, so it is refused here.
+
+    Raises:
+        ValueError: it is not JSON, not an object, or nested too deeply; says why.
+    """
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ValueError(f"not a JSON object but {type(obj).__name__}")
+    if data.count(b"[") + data.count(b"{") >= _DEEP:  # only then can it be too deep
+        try:
+            orjson.dumps(obj)
+        except orjson.JSONEncodeError as exc:
+            raise ValueError(f"JSON nested too deeply to handle: {exc}") from exc
+    return obj
 
 
 def read_open(fd: int, st: os.stat_result, limit: int) -> bytes:

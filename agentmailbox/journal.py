@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from .errors import MailboxError
-from .fs import Disk, Foreign, pid
+from .fs import Disk, Foreign, parse_object, pid
 
 __all__ = ["DAY_LIMIT", "LINE_LIMIT", "Journal"]
 
@@ -102,7 +102,6 @@ class Journal:
 
 def _entry(line: bytes) -> dict[str, Any] | None:
     try:
-        entry = orjson.loads(line)
-    except orjson.JSONDecodeError:
+        return parse_object(line)
+    except ValueError:
         return None
-    return entry if isinstance(entry, dict) else None

@@ -60,16 +60,13 @@ class WorkingState(Mapping[str, Any]):
 
     def _load(self) -> dict[str, Any]:
         try:
-            data, _ = self._root.disk.read(self.path, _STATE_LIMIT, one_name=True)
+            return self._root.disk.read_object(self.path, _STATE_LIMIT, one_name=True)
         except FileNotFoundError:
             return {}
-        except Foreign as exc:
-            raise InvalidInput(f"{self.path}: {exc.reason}", hint="run: mailbox doctor") from exc
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidInput(f"{self.path} is not valid JSON: {exc}") from exc
-        return obj if isinstance(obj, dict) else {}
+        except ValueError as exc:
+            raise InvalidInput(f"{self.path} is not a working state: {exc}",
+                               hint="run: mailbox doctor --repair (it quarantines the file)",
+                               path=str(self.path)) from exc
 
     def __getitem__(self, key: str) -> Any:
         return self._load()[key]

@@ -143,10 +143,6 @@ def _plant_deep(mb: Mailbox, where: str) -> list[str]:
     return ["tail"]
 
 
-@broke("only message._parse checks that what orjson read it can write again: state.json, "
-       "agent.json, dead/ reasons and journal lines nested past 254 levels are accepted, and "
-       "showing them (state get, boot, agents --json, agent edit, dead ls, tail) is a "
-       "TypeError traceback; doctor finds nothing")
 @pytest.mark.parametrize("where", ["state", "agent", "dead-reason", "journal"])
 def test_json_nested_past_the_encoder_depth_is_refused_not_a_traceback(
         mb: Mailbox, cli: Callable[..., Any], where: str) -> None:
