@@ -25,7 +25,7 @@ import orjson
 
 from . import locks, names
 from .errors import InvalidInput
-from .fs import Foreign, faults
+from .fs import Foreign, faults, parse_object
 from .message import iso
 from .root import Root
 
@@ -202,12 +202,19 @@ class Memory:
 
 
 def _event(line: bytes) -> MemoryEvent | None:
+    """The line as an event if it has the shape remember() writes, else None (a torn line
+    from a crash, or a planted one: skipped, never rewritten)."""
     try:
-        obj = orjson.loads(line)
-        return MemoryEvent(int(obj["t"]), str(obj["text"]), tuple(obj.get("tags") or ()),
-                           str(obj.get("kind") or "note"), obj.get("epoch"))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None  # a torn line from a crash: skipped, never rewritten
+        obj = parse_object(line)
+    except ValueError:
+        return None
+    t, text, tags = obj.get("t"), obj.get("text"), obj.get("tags") or []
+    kind, epoch = obj.get("kind") or "note", obj.get("epoch")
+    if not (type(t) is int and t >= 0 and isinstance(text, str) and isinstance(kind, str)
+            and isinstance(tags, list) and all(isinstance(tag, str) for tag in tags)
+            and (epoch is None or type(epoch) is int)):
+        return None  # a bool is no time and no epoch; orjson reads no int past 2**64
+    return MemoryEvent(t, text, tuple(tags), kind, epoch)
 
 
 def _matches(e: MemoryEvent, tag: str | None, since_ns: int, grep: str | None,
