@@ -264,8 +264,6 @@ def test_a_lease_sweep_never_releases_a_claim_taken_after_it_looked(tmp_path: Pa
 
 # -- writers that accept what their readers refuse -----------------------------------------------
 
-@broke("Threads.mark_done writes the marker without the reader's checks (note must be text, "
-       "the file at most 64 KiB): the thread then makes inbox, boot and thread show fail")
 @pytest.mark.parametrize("note", [5, "x" * 70_000], ids=["note-not-text", "note-over-64-KiB"])
 def test_thread_done_never_writes_a_marker_its_readers_refuse(
         mb: Mailbox, cli: Callable[..., Any], note: Any) -> None:
