@@ -298,8 +298,6 @@ def test_the_next_boot_reads_a_handoff_over_one_mib(tmp_path: Path) -> None:
     assert latest is not None and written.id == latest.id
 
 
-@broke("Registry.edit writes agent.json without the reader's 1 MiB bound: agents, agent show "
-       "and agent edit then fail on the agent")
 def test_agent_edit_never_writes_an_identity_its_readers_refuse(
         mb: Mailbox, cli: Callable[..., Any]) -> None:
     """After any edit that was accepted, the agent's identity reads back."""
