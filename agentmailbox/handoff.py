@@ -194,7 +194,7 @@ class HandoffStore:
                       subject="handoff" if handoff.final else "checkpoint",
                       body=handoff.sections(), kind="handoff", ts=iso(time.time_ns()),
                       epoch=epoch, headers={"final": "true" if handoff.final else "false"})
-        data = encode(msg, self._root.config.max_message_bytes)
+        data = encode(msg, self._limit())
         disk = self._root.disk
         staged = disk.stage(self.directory, data, sync=True)
         try:
@@ -229,11 +229,15 @@ class HandoffStore:
 
     def _load(self, msg_id: str) -> Handoff | None:
         try:
-            data, _ = self._root.disk.read(self.directory / f"{msg_id}.json", 1 << 20)
+            data, _ = self._root.disk.read(self.directory / f"{msg_id}.json", self._limit())
             msg = decode(data, expected_id=msg_id)
             return self._from_message(msg)
         except (FileNotFoundError, Foreign, Malformed, InvalidInput):
             return None
+
+    def _limit(self) -> int:
+        """The largest handoff file, for the writer and the reader alike (a message's)."""
+        return self._root.config.max_message_bytes
 
     @staticmethod
     def _from_message(msg: Message) -> Handoff:
