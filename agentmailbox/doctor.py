@@ -339,9 +339,10 @@ class _Doctor:
     def _key_markers(self, name: str) -> None:
         """keys/: a marker that is not a key record is quarantined (its key is forgotten,
         as when its window runs out)."""
+        limit = self.mb.config.max_message_bytes
         for entry in self.disk.scan(self.mb.root.agent_dir(name) / "keys"):
             if _KEY_MARKER.fullmatch(entry.name):
-                self._unreadable(Path(entry.path), lambda p: load_key_marker(p, self.disk),
+                self._unreadable(Path(entry.path), lambda p: load_key_marker(p, self.disk, limit),
                                  "a key marker", agent=name)
 
     def _heartbeats(self) -> None:
