@@ -322,8 +322,6 @@ def test_boot_survives_a_stamp_past_the_clock_range(
 
 # -- bounded reads, text that is not UTF-8, wrong types ------------------------------------------
 
-@broke("cli_agent._read_note reads the --file whole (source.read()): /dev/zero fills memory "
-       "(MemoryError traceback) where --body-file is bounded")
 def test_handoff_file_dev_zero_is_refused_without_reading_it_whole(mb: Mailbox) -> None:
     """`handoff --file /dev/zero` is refused with a clear error, not read until memory runs out."""
     done = subprocess.run(
