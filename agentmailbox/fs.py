@@ -24,12 +24,12 @@ from typing import Any
 
 import orjson
 
-from .errors import DiskFull, StorageError, from_oserror
+from .errors import DiskFull, InvalidInput, StorageError, from_oserror
 
 StrPath = str | os.PathLike[str]
 
-__all__ = ["POINTS", "Disk", "Foreign", "Fsync", "Moved", "faults", "hidden_name", "kind_of",
-           "parse_object", "pid", "read_open", "refused", "same_file", "staging_name",
+__all__ = ["POINTS", "Disk", "Foreign", "Fsync", "Moved", "dump_object", "faults", "hidden_name",
+           "kind_of", "parse_object", "pid", "read_open", "refused", "same_file", "staging_name",
            "staging_suffix"]
 
 _CHUNK = 1 << 20  # how much of a log one read takes
@@ -692,6 +692,32 @@ def parse_object(data: bytes) -> dict[str, Any]:
         except orjson.JSONEncodeError as exc:
             raise ValueError(f"JSON nested too deeply to handle: {exc}") from exc
     return obj
+
+
+def dump_object(obj: dict[str, Any], what: str, option: int = 0) -> bytes:
+    """``obj`` as JSON, the counterpart of :func:`parse_object` for every writer of a file
+    or a log line.
+
+    Raises:
+        InvalidInput: a field JSON cannot hold (text that is not valid Unicode, such as a
+            command-line argument in another encoding); names ``what`` and the field.
+    """
+    try:
+        return orjson.dumps(obj, option=option)
+    except orjson.JSONEncodeError as exc:
+        field = next((k for k, v in obj.items() if not _encodes(v)), None)
+        where = f"{what} field {field!r}" if field is not None else what
+        raise InvalidInput(f"{where} cannot be stored: {exc}",
+                           hint="give text as valid UTF-8 (a command-line argument in "
+                                "another encoding cannot be stored)") from exc
+
+
+def _encodes(value: Any) -> bool:
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return False
+    return True
 
 
 def read_open(fd: int, st: os.stat_result, limit: int) -> bytes:

@@ -20,7 +20,7 @@ import orjson
 
 from . import names
 from .errors import HandoffTooLarge, InvalidInput
-from .fs import Foreign, faults
+from .fs import Foreign, dump_object, faults
 from .message import Malformed, Message, decode, encode, iso, stamp_of
 from .root import Root
 
@@ -121,7 +121,7 @@ class Handoff:
         """Refuse an overloaded handoff, saying exactly what to cut."""
         problems = [f"{s}: {len(v)} items, budget {max_items}: keep the {max_items} that matter"
                     for s, v in self.sections().items() if len(v) > max_items]
-        size = len(orjson.dumps(self.sections()))
+        size = len(dump_object(self.sections(), "handoff"))
         if size > max_bytes:
             longest = max(SECTIONS, key=lambda s: len(orjson.dumps(self.sections()[s])))
             problems.append(f"{size} bytes, budget {max_bytes}: cut {size - max_bytes} bytes "

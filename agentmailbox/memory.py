@@ -25,7 +25,7 @@ import orjson
 
 from . import locks, names
 from .errors import InvalidInput
-from .fs import Foreign, faults, parse_object
+from .fs import Foreign, dump_object, faults, parse_object
 from .message import iso
 from .root import Root
 
@@ -113,11 +113,8 @@ class WorkingState(Mapping[str, Any]):
 
     def _write(self, obj: dict[str, Any]) -> None:
         faults.hit("state.locked")  # callers hold the state lock and have read the file
-        try:
-            data = orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
-                                | orjson.OPT_SORT_KEYS)
-        except TypeError as exc:
-            raise InvalidInput(f"state value is not JSON-serialisable: {exc}") from exc
+        data = dump_object(obj, "working state", orjson.OPT_INDENT_2
+                           | orjson.OPT_APPEND_NEWLINE | orjson.OPT_SORT_KEYS)
         if len(data) > _STATE_LIMIT:
             raise InvalidInput(f"working state would be {len(data)} bytes, over {_STATE_LIMIT}",
                                hint="working state is for the current task; put history in "
@@ -167,7 +164,7 @@ class Memory:
             raise InvalidInput("nothing to remember: the text is empty")
         event = MemoryEvent(time.time_ns(), text, tuple(names.check_agent(t) for t in tags),
                             kind, epoch)
-        line = orjson.dumps(event.to_dict(), option=orjson.OPT_APPEND_NEWLINE)
+        line = dump_object(event.to_dict(), "memory entry", orjson.OPT_APPEND_NEWLINE)
         if len(line) > _ENTRY_LIMIT:
             raise InvalidInput(f"memory entry is {len(line)} bytes; keep entries under 64 KiB",
                                hint="store large content in the workspace and remember its name")

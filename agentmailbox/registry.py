@@ -12,7 +12,7 @@ import orjson
 
 from . import names
 from .errors import AgentNotFound, AlreadyExists, InvalidInput
-from .fs import Disk
+from .fs import Disk, dump_object
 from .memory import agent_lock
 from .message import iso
 from .root import Root
@@ -230,7 +230,7 @@ def _encode(info: AgentInfo) -> bytes:
     Raises:
         InvalidInput: the identity is larger than :data:`_IDENTITY_LIMIT`.
     """
-    data = orjson.dumps(info.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    data = dump_object(info.to_dict(), "agent", orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     if len(data) > _IDENTITY_LIMIT:
         raise InvalidInput(f"agent {info.name!r}: identity would be {len(data)} bytes, over "
                            f"{_IDENTITY_LIMIT}", hint="keep the description short; put detail "

@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from . import names
 from .errors import InvalidInput
-from .fs import Disk
+from .fs import Disk, dump_object
 from .message import day_of, iso
 from .root import Root
 
@@ -51,7 +49,7 @@ class Threads:
         if by is not None:
             names.check_agent(by)
         marker = ThreadDone(thread, by, iso(time.time_ns()), note)
-        data = orjson.dumps(marker.to_dict())
+        data = dump_object(marker.to_dict(), "thread marker")
         try:
             _check_marker(marker.to_dict(), thread, len(data))
         except ValueError as exc:

@@ -331,8 +331,6 @@ def test_handoff_file_dev_zero_is_refused_without_reading_it_whole(mb: Mailbox) 
     assert (False, True) == ("Traceback" in done.stderr, done.returncode in (5, 7))
 
 
-@broke("text that is not UTF-8 reaches orjson in remember, handoff, agent add/edit and thread "
-       "done: a raw TypeError traceback instead of an error naming the field")
 @pytest.mark.parametrize("args", [
     ["remember", "bob", "t\udcffx"],
     ["handoff", "bob", "--next", "n\udcffx"],
