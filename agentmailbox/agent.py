@@ -13,13 +13,14 @@ instance), and DONE markers (``inbox.done`` per message, ``thread_done`` per thr
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from . import boot as boot_mod
-from .handoff import Handoff, HandoffStore, Waiting
+from .handoff import Handoff, HandoffStore, Waiting, plausible
 from .inbox import Inbox
 from .memory import Memory, MemoryEvent, WorkingState, agent_lock
 from .message import Message
@@ -134,5 +135,12 @@ class Agent:
 
 
 def _stamp(value: Any) -> int | None:
-    """A stamp read from ``run/epoch``: an integer, else none (a hand-edited file)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A stamp read from ``run/epoch``: an integer not far in the future, else none (a
+    hand-edited file; a boot rewrites the record)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    if not plausible(value):
+        warnings.warn(f"a boot record is stamped far in the future ({value}): ignored",
+                      stacklevel=2)
+        return None
+    return value

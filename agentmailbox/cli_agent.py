@@ -11,7 +11,7 @@ import orjson
 
 from . import render
 from .cli import Ctx, agent, cli, emit, fail, json_option, pass_ctx
-from .errors import InvalidInput, MessageNotFound, NotFound
+from .errors import InvalidInput, MessageNotFound, MessageTooLarge, NotFound
 from .handoff import SECTIONS, Handoff, Waiting, parse_markdown
 
 # -- handoff -----------------------------------------------------------------------------------
@@ -43,7 +43,7 @@ def handoff(c: Ctx, agent_name: str, in_progress: tuple[str, ...], decided: tupl
         emit([h.to_dict() for h in notes] if history else (notes[0].to_dict() if notes else None),
              as_json, lambda _: "\n".join(map(_show_handoff, notes)) or "no handoff yet")
         return
-    note = _read_note(source) if source is not None else Handoff(
+    note = _read_note(source, c.mb.config.max_message_bytes) if source is not None else Handoff(
         in_progress, decided, next_, can_wait, tuple(Waiting.parse(w) for w in waiting_on))
     written = who.write_handoff(dataclasses.replace(note, final=not checkpoint))
     emit(written.to_dict(), as_json, written.id)
@@ -64,9 +64,14 @@ def _show_handoff(note: Handoff) -> str:
             + shown.to_markdown())
 
 
-def _read_note(source: Any) -> Handoff:
+def _read_note(source: Any, limit: int) -> Handoff:
+    """The note in ``source``, read up to one byte past the largest handoff a file may hold
+    (``--file /dev/zero`` must not fill memory)."""
+    raw = source.read(limit + 1)
+    if len(raw) > limit:
+        fail(MessageTooLarge(len(raw), limit))
     try:
-        text = source.read().decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         fail(InvalidInput(f"the handoff file is not UTF-8 text: {exc}",
                           hint="save it as UTF-8 (JSON or Markdown)"))

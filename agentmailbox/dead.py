@@ -172,12 +172,9 @@ class DeadLetters:
         if not is_id(dead_id):
             return None
         try:
-            data, _ = self._root.disk.read(self.directory / f"{dead_id}.reason.json",
-                                           _REASON_LIMIT)
-            obj = orjson.loads(data)
-        except (FileNotFoundError, Foreign, orjson.JSONDecodeError):
-            return None
-        if not isinstance(obj, dict):
+            obj = self._root.disk.read_object(self.directory / f"{dead_id}.reason.json",
+                                              _REASON_LIMIT)
+        except (FileNotFoundError, ValueError):
             return None
         core = {k: obj.pop(k, "") for k in ("id", "reason", "origin", "name", "at")}
         return DeadLetter(dead_id, str(core["reason"]), str(core["origin"]), str(core["name"]),

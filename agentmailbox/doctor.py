@@ -19,6 +19,7 @@ from typing import Any
 
 from . import layout, names
 from .fs import Disk, Foreign, same_file
+from .handoff import HandoffStore, plausible
 from .inbox import Inbox, hold_id, lease_start
 from .mailbox import _TOP_DIRS, Mailbox, load_key_marker
 from .memory import _STATE_LIMIT
@@ -85,6 +86,7 @@ class _Doctor:
             self._identity(name)
             self._working_state(name)
             self._key_markers(name)
+            self._future_stamps(name)
         self._heartbeats()
         self._thread_markers()
         self._foreign_agents()
@@ -348,10 +350,24 @@ class _Doctor:
     def _key_markers(self, name: str) -> None:
         """keys/: a marker that is not a key record is quarantined (its key is forgotten,
         as when its window runs out)."""
+        limit = self.mb.config.max_message_bytes
         for entry in self.disk.scan(self.mb.root.agent_dir(name) / "keys"):
             if _KEY_MARKER.fullmatch(entry.name):
-                self._unreadable(Path(entry.path), lambda p: load_key_marker(p, self.disk),
+                self._unreadable(Path(entry.path), lambda p: load_key_marker(p, self.disk, limit),
                                  "a key marker", agent=name)
+
+    def _future_stamps(self, name: str) -> None:
+        """A handoff or boot record stamped far in the future is never a floor (boot
+        ignores it); a handoff is quarantined, the boot record is rewritten by the next boot."""
+        store = HandoffStore(self.mb.root, name)
+        for msg_id in store.future_ids():
+            path = store.directory / f"{msg_id}.json"
+            self.note("future-stamp", path, "handoff stamped far in the future",
+                      self._bury(path, "handoff stamped far in the future", name))
+        at = (self.mb.epoch_record(name) or {}).get("at")
+        if type(at) is int and not plausible(at):
+            self.note("future-stamp", self.mb.epoch_path(name),
+                      "boot record stamped far in the future (the next boot rewrites it)")
 
     def _heartbeats(self) -> None:
         """run/heartbeats/: a file that is not a heartbeat is quarantined (never seen until

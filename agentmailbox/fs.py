@@ -24,12 +24,13 @@ from typing import Any
 
 import orjson
 
-from .errors import DiskFull, StorageError, from_oserror
+from .errors import DiskFull, InvalidInput, StorageError, from_oserror
 
 StrPath = str | os.PathLike[str]
 
-__all__ = ["POINTS", "Disk", "Foreign", "Fsync", "Moved", "faults", "hidden_name", "kind_of",
-           "pid", "read_open", "refused", "same_file", "staging_name", "staging_suffix"]
+__all__ = ["POINTS", "Disk", "Foreign", "Fsync", "Moved", "dump_object", "faults", "hidden_name",
+           "kind_of", "parse_object", "pid", "read_open", "refused", "same_file", "staging_name",
+           "staging_suffix"]
 
 _CHUNK = 1 << 20  # how much of a log one read takes
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -585,14 +586,10 @@ class Disk:
             ValueError: it is not a regular file, not JSON, or not an object; says why.
         """
         try:
-            obj = orjson.loads(self.read(path, limit, one_name=one_name)[0])
+            data = self.read(path, limit, one_name=one_name)[0]
         except Foreign as exc:
             raise ValueError(exc.reason) from exc
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"not JSON: {exc}") from exc
-        if not isinstance(obj, dict):
-            raise ValueError(f"not a JSON object but {type(obj).__name__}")
-        return obj
+        return parse_object(data)
 
     def open_regular(self, path: StrPath, limit: int) -> tuple[int, os.stat_result]:
         """Open a regular file of at most ``limit`` bytes for reading, never following a
@@ -678,6 +675,59 @@ class Disk:
                 os.sync()
         finally:
             os.close(fd)
+
+
+_DEEP = 200
+"""Fewer opening brackets than this cannot nest past what orjson writes (254 levels)."""
+
+
+def parse_object(data: bytes) -> dict[str, Any]:
+    """One JSON object, as a file or a log line holds it, that can be written back.
+
+    orjson reads 1024 levels of nesting but writes 254: a document nested deeper would be
+    accepted here and then fail whoever shows or rewrites it, so it is refused here.
+
+    Raises:
+        ValueError: it is not JSON, not an object, or nested too deeply; says why.
+    """
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ValueError(f"not a JSON object but {type(obj).__name__}")
+    if data.count(b"[") + data.count(b"{") >= _DEEP:  # only then can it be too deep
+        try:
+            orjson.dumps(obj)
+        except orjson.JSONEncodeError as exc:
+            raise ValueError(f"JSON nested too deeply to handle: {exc}") from exc
+    return obj
+
+
+def dump_object(obj: dict[str, Any], what: str, option: int = 0) -> bytes:
+    """``obj`` as JSON, the counterpart of :func:`parse_object` for every writer of a file
+    or a log line.
+
+    Raises:
+        InvalidInput: a field JSON cannot hold (text that is not valid Unicode, such as a
+            command-line argument in another encoding); names ``what`` and the field.
+    """
+    try:
+        return orjson.dumps(obj, option=option)
+    except orjson.JSONEncodeError as exc:
+        field = next((k for k, v in obj.items() if not _encodes(v)), None)
+        where = f"{what} field {field!r}" if field is not None else what
+        raise InvalidInput(f"{where} cannot be stored: {exc}",
+                           hint="give text as valid UTF-8 (a command-line argument in "
+                                "another encoding cannot be stored)") from exc
+
+
+def _encodes(value: Any) -> bool:
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return False
+    return True
 
 
 def read_open(fd: int, st: os.stat_result, limit: int) -> bytes:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ import orjson
 
 from . import names
 from .errors import HandoffTooLarge, InvalidInput
-from .fs import Foreign, faults
+from .fs import Foreign, dump_object, faults
 from .message import Malformed, Message, decode, encode, iso, stamp_of
 from .root import Root
 
@@ -30,6 +31,16 @@ TITLES = {"in_progress": "In progress", "decided": "Decided (and why)", "next": 
           "can_wait": "Can wait", "waiting_on": "Waiting on"}
 DEFAULT_MAX_BYTES = 4096
 DEFAULT_MAX_ITEMS = 7
+FLOOR_AHEAD_NS = 366 * 86_400 * 10**9
+"""How far past the wall clock a stamp read from a file (a handoff's name, a boot's
+``at``) may be and still be a floor for the next one: a clock stepped back between two
+instances is covered; a stamp further ahead (planted, or a clock set years wrong) would
+push every later stamp past what ids and records can hold, so it is ignored."""
+
+
+def plausible(stamp: int) -> bool:
+    """Whether a stamp read from a file may order what is written next (see above)."""
+    return stamp <= time.time_ns() + FLOOR_AHEAD_NS
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +121,7 @@ class Handoff:
         """Refuse an overloaded handoff, saying exactly what to cut."""
         problems = [f"{s}: {len(v)} items, budget {max_items}: keep the {max_items} that matter"
                     for s, v in self.sections().items() if len(v) > max_items]
-        size = len(orjson.dumps(self.sections()))
+        size = len(dump_object(self.sections(), "handoff"))
         if size > max_bytes:
             longest = max(SECTIONS, key=lambda s: len(orjson.dumps(self.sections()[s])))
             problems.append(f"{size} bytes, budget {max_bytes}: cut {size - max_bytes} bytes "
@@ -194,7 +205,7 @@ class HandoffStore:
                       subject="handoff" if handoff.final else "checkpoint",
                       body=handoff.sections(), kind="handoff", ts=iso(time.time_ns()),
                       epoch=epoch, headers={"final": "true" if handoff.final else "false"})
-        data = encode(msg, self._root.config.max_message_bytes)
+        data = encode(msg, self._limit())
         disk = self._root.disk
         staged = disk.stage(self.directory, data, sync=True)
         try:
@@ -207,12 +218,24 @@ class HandoffStore:
         return self._from_message(msg)
 
     def ids(self) -> list[str]:
+        """The handoffs here, oldest first; those stamped far in the future are not
+        (:meth:`future_ids`: doctor reports and quarantines them)."""
+        return [i for i in self._all_ids() if plausible(stamp_of(i))]
+
+    def future_ids(self) -> list[str]:
+        """Handoff files stamped further ahead of the clock than :data:`FLOOR_AHEAD_NS`."""
+        return [i for i in self._all_ids() if not plausible(stamp_of(i))]
+
+    def _all_ids(self) -> list[str]:
         return sorted(e.name[:-5] for e in self._root.disk.scan(self.directory)
                       if names.is_message_file(e.name))
 
     def newest_stamp(self) -> int:
         """The stamp of the newest handoff file here (readable or not); 0 if none."""
         found = self.ids()
+        if self.future_ids():
+            warnings.warn(f"{self.agent}: handoff file(s) stamped far in the future are "
+                          "ignored; run: mailbox doctor --repair", stacklevel=2)
         return stamp_of(found[-1]) if found else 0
 
     def latest(self) -> Handoff | None:
@@ -229,11 +252,15 @@ class HandoffStore:
 
     def _load(self, msg_id: str) -> Handoff | None:
         try:
-            data, _ = self._root.disk.read(self.directory / f"{msg_id}.json", 1 << 20)
+            data, _ = self._root.disk.read(self.directory / f"{msg_id}.json", self._limit())
             msg = decode(data, expected_id=msg_id)
             return self._from_message(msg)
         except (FileNotFoundError, Foreign, Malformed, InvalidInput):
             return None
+
+    def _limit(self) -> int:
+        """The largest handoff file, for the writer and the reader alike (a message's)."""
+        return self._root.config.max_message_bytes
 
     @staticmethod
     def _from_message(msg: Message) -> Handoff:

@@ -11,14 +11,15 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from .errors import MailboxError
-from .fs import Disk, Foreign, pid
+from .fs import Disk, Foreign, parse_object, pid
+from .names import is_id
 
 __all__ = ["DAY_LIMIT", "LINE_LIMIT", "Journal"]
 
@@ -86,7 +87,9 @@ class Journal:
     def read(self, day: str, start: int = 0) -> Iterator[tuple[int, dict[str, Any] | None]]:
         """The events of one day from byte ``start``, each with the offset just after it.
 
-        None stands for a line that is not a JSON object (torn, over-long, planted).
+        None stands for a line that is not an event of the documented shape (torn,
+        over-long, planted): a JSON object with an int ``t`` and a text ``ev``, whose
+        fields hold what their names say (a send names a valid ``id`` and a ``to`` list).
         A line still being written is not returned yet. Reading is bounded (see
         :data:`LINE_LIMIT`, :data:`DAY_LIMIT`); a missing day, or one that is not a
         regular file (a link, a FIFO...), is empty.
@@ -101,8 +104,58 @@ class Journal:
 
 
 def _entry(line: bytes) -> dict[str, Any] | None:
+    """The line as an event if it has the shape every reader relies on, else None."""
     try:
-        entry = orjson.loads(line)
-    except orjson.JSONDecodeError:
+        entry = parse_object(line)
+    except ValueError:
         return None
-    return entry if isinstance(entry, dict) else None
+    event = entry.get("ev")
+    if not isinstance(event, str):
+        return None
+    checks = _EVENT_FIELDS.get(event, _FIELDS)
+    if all(field in entry for field in ("t", *_REQUIRED.get(event, ()))) and all(
+            check(entry[field]) for field, check in checks.items() if field in entry):
+        return entry
+    return None
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _text_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _texts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _id(value: Any) -> bool:
+    return isinstance(value, str) and is_id(value)
+
+
+_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "t": lambda t: type(t) is int and t >= 0,  # nanoseconds; a bool is no time
+    "ev": _text,
+    "id": _id,
+    "agent": _text_or_none,
+    "from": _text,
+    "epoch": lambda e: e is None or type(e) is int,
+    "thread": _text_or_none,
+    "reply_to": _text_or_none,
+    "subject": _text,
+    "kind": _text,
+    "recipients": _texts,
+    "expansion": lambda x: isinstance(x, dict) and all(map(_texts, x.values())),
+}
+"""What a field holds whenever a line has it (what ``status``, ``thread show``, boot's
+waiting-on check and ``tail`` index without checking)."""
+
+_EVENT_FIELDS: dict[str, dict[str, Callable[[Any], bool]]] = {
+    "send": {**_FIELDS, "to": _texts},  # a retry's "to" names the one place it went
+}
+"""What a field holds in the lines of one event, where that differs from :data:`_FIELDS`."""
+
+_REQUIRED: dict[str, tuple[str, ...]] = {"send": ("id",)}
+"""The fields the lines of one event must have, beyond ``t`` and ``ev`` that all have."""

@@ -22,6 +22,7 @@ from .errors import (
     InboxFull,
     InvalidInput,
     MessageNotFound,
+    MessageTooLarge,
     ThreadDoneWarning,
 )
 from .fs import Disk, Foreign, Fsync, faults
@@ -323,6 +324,8 @@ class Mailbox:
         folder = self.root.agent_dir(msg.sender) / "keys"
         marker = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
         record = orjson.dumps({"key": key, "id": msg.id, "to": list(msg.to), "at": msg.ts})
+        if len(record) > self.config.max_message_bytes:  # what load_key_marker admits
+            raise MessageTooLarge(len(record), self.config.max_message_bytes)
         staged = self.root.disk.stage(folder, record)
         try:
             created = self.root.disk.publish(staged, marker)
@@ -333,7 +336,7 @@ class Mailbox:
             self.root.disk.fsync_dir(folder)
             return msg, data
         try:
-            earlier = load_key_marker(marker, self.root.disk)
+            earlier = load_key_marker(marker, self.root.disk, self.config.max_message_bytes)
         except FileNotFoundError as exc:  # its window ran out and doctor removed it just now
             raise Conflict(f"key marker of {key!r} was removed while in use",
                            hint="send again: the key's window has run out") from exc
@@ -442,14 +445,17 @@ class Mailbox:
             done_at=iso(dones[-1]["t"]) if dones and state is State.DONE else None)
 
 
-def load_key_marker(path: Path, disk: Disk | None = None) -> dict[str, Any]:
+def load_key_marker(path: Path, disk: Disk, limit: int) -> dict[str, Any]:
     """Read an idempotency-key marker (``{"key", "id", "to", "at"}``, PROTOCOL.md §9.7).
+
+    ``limit`` is the root's ``max_message_bytes``: a marker names the recipients of one
+    message, and the writer refuses one larger than that.
 
     Raises:
         FileNotFoundError: there is none.
         ValueError: the file is not a key marker; says why.
     """
-    obj = (disk or Disk()).read_object(path, 1 << 16)
+    obj = disk.read_object(path, limit)
     if not (isinstance(obj.get("id"), str) and names.is_id(obj["id"])
             and isinstance(obj.get("to"), list) and all(isinstance(a, str) for a in obj["to"])
             and isinstance(obj.get("at", ""), str)):

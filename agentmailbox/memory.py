@@ -25,7 +25,7 @@ import orjson
 
 from . import locks, names
 from .errors import InvalidInput
-from .fs import Foreign, faults
+from .fs import Foreign, dump_object, faults, parse_object
 from .message import iso
 from .root import Root
 
@@ -60,16 +60,13 @@ class WorkingState(Mapping[str, Any]):
 
     def _load(self) -> dict[str, Any]:
         try:
-            data, _ = self._root.disk.read(self.path, _STATE_LIMIT, one_name=True)
+            return self._root.disk.read_object(self.path, _STATE_LIMIT, one_name=True)
         except FileNotFoundError:
             return {}
-        except Foreign as exc:
-            raise InvalidInput(f"{self.path}: {exc.reason}", hint="run: mailbox doctor") from exc
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidInput(f"{self.path} is not valid JSON: {exc}") from exc
-        return obj if isinstance(obj, dict) else {}
+        except ValueError as exc:
+            raise InvalidInput(f"{self.path} is not a working state: {exc}",
+                               hint="run: mailbox doctor --repair (it quarantines the file)",
+                               path=str(self.path)) from exc
 
     def __getitem__(self, key: str) -> Any:
         return self._load()[key]
@@ -116,11 +113,8 @@ class WorkingState(Mapping[str, Any]):
 
     def _write(self, obj: dict[str, Any]) -> None:
         faults.hit("state.locked")  # callers hold the state lock and have read the file
-        try:
-            data = orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
-                                | orjson.OPT_SORT_KEYS)
-        except TypeError as exc:
-            raise InvalidInput(f"state value is not JSON-serialisable: {exc}") from exc
+        data = dump_object(obj, "working state", orjson.OPT_INDENT_2
+                           | orjson.OPT_APPEND_NEWLINE | orjson.OPT_SORT_KEYS)
         if len(data) > _STATE_LIMIT:
             raise InvalidInput(f"working state would be {len(data)} bytes, over {_STATE_LIMIT}",
                                hint="working state is for the current task; put history in "
@@ -170,7 +164,7 @@ class Memory:
             raise InvalidInput("nothing to remember: the text is empty")
         event = MemoryEvent(time.time_ns(), text, tuple(names.check_agent(t) for t in tags),
                             kind, epoch)
-        line = orjson.dumps(event.to_dict(), option=orjson.OPT_APPEND_NEWLINE)
+        line = dump_object(event.to_dict(), "memory entry", orjson.OPT_APPEND_NEWLINE)
         if len(line) > _ENTRY_LIMIT:
             raise InvalidInput(f"memory entry is {len(line)} bytes; keep entries under 64 KiB",
                                hint="store large content in the workspace and remember its name")
@@ -205,12 +199,19 @@ class Memory:
 
 
 def _event(line: bytes) -> MemoryEvent | None:
+    """The line as an event if it has the shape remember() writes, else None (a torn line
+    from a crash, or a planted one: skipped, never rewritten)."""
     try:
-        obj = orjson.loads(line)
-        return MemoryEvent(int(obj["t"]), str(obj["text"]), tuple(obj.get("tags") or ()),
-                           str(obj.get("kind") or "note"), obj.get("epoch"))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None  # a torn line from a crash: skipped, never rewritten
+        obj = parse_object(line)
+    except ValueError:
+        return None
+    t, text, tags = obj.get("t"), obj.get("text"), obj.get("tags") or []
+    kind, epoch = obj.get("kind") or "note", obj.get("epoch")
+    if not (type(t) is int and t >= 0 and isinstance(text, str) and isinstance(kind, str)
+            and isinstance(tags, list) and all(isinstance(tag, str) for tag in tags)
+            and (epoch is None or type(epoch) is int)):
+        return None  # a bool is no time and no epoch; orjson reads no int past 2**64
+    return MemoryEvent(t, text, tuple(tags), kind, epoch)
 
 
 def _matches(e: MemoryEvent, tag: str | None, since_ns: int, grep: str | None,

@@ -12,7 +12,7 @@ import orjson
 
 from . import names
 from .errors import AgentNotFound, AlreadyExists, InvalidInput
-from .fs import Disk
+from .fs import Disk, dump_object
 from .memory import agent_lock
 from .message import iso
 from .root import Root
@@ -122,13 +122,14 @@ class Registry:
         """Register ``name`` and create its folders; AlreadyExists if it is there."""
         names.check_agent(name)
         info = AgentInfo(name=name, created=iso(time.time_ns()), **_editable(fields))
+        data = _encode(info)  # refused before any folder is made
         base = self._root.agent_dir(name)
         if self._root.disk.exists(base) and not self._is_folder(base):
             raise InvalidInput(f"{base} exists and is not a folder (a link or a file)",
                                hint="remove it by hand; agent folders are never links")
         for sub in _SUBDIRS:
             self._root.disk.ensure_dir(base / sub)
-        if not self._publish(info):
+        if not self._publish(name, data):
             raise AlreadyExists(f"agent {name!r} already exists",
                                 hint=f"see it with: mailbox agent show {name}")
         return info
@@ -183,20 +184,17 @@ class Registry:
         checked = _editable(changes)
         with agent_lock(self._root, self.require(name), "agent"):
             info = replace(self.get(name), **checked)
-            data = orjson.dumps(info.to_dict(),
-                                option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-            self._root.disk.replace(self.identity_path(name), data)
+            self._root.disk.replace(self.identity_path(name), _encode(info))
         return info
 
     def restore(self, name: str) -> bool:
         """Give a registered folder whose agent.json was quarantined a default identity
         (its name only), exclusively: False if an agent.json is there again."""
         info = AgentInfo(name=names.check_agent(name), created=iso(time.time_ns()))
-        return self._publish(info)
+        return self._publish(name, _encode(info))
 
-    def _publish(self, info: AgentInfo) -> bool:
-        base = self._root.agent_dir(info.name)
-        data = orjson.dumps(info.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    def _publish(self, name: str, data: bytes) -> bool:
+        base = self._root.agent_dir(name)
         staged = self._root.disk.stage(base, data)
         try:
             created = self._root.disk.publish(staged, base / "agent.json")
@@ -224,6 +222,20 @@ class Registry:
 
 
 _IDENTITY_LIMIT = 1 << 20
+
+
+def _encode(info: AgentInfo) -> bytes:
+    """agent.json as written; refused if its readers would refuse it (over their bound).
+
+    Raises:
+        InvalidInput: the identity is larger than :data:`_IDENTITY_LIMIT`.
+    """
+    data = dump_object(info.to_dict(), "agent", orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    if len(data) > _IDENTITY_LIMIT:
+        raise InvalidInput(f"agent {info.name!r}: identity would be {len(data)} bytes, over "
+                           f"{_IDENTITY_LIMIT}", hint="keep the description short; put detail "
+                           "in the shared workspace (mailbox ws put)")
+    return data
 
 
 def load_identity(path: Path, name: str, disk: Disk | None = None) -> AgentInfo:

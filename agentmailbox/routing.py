@@ -528,12 +528,16 @@ class Quotas:
 
 
 def expansion_of(events: Iterable[dict[str, Any]]) -> dict[str, tuple[str, ...]]:
-    """The expansion (address -> agents) recorded by ``route`` journal events."""
+    """The expansion (address -> agents) recorded by ``route`` journal events.
+
+    The journal yields only lines of the documented shape: an ``expansion`` maps text to
+    lists of text.
+    """
     out: dict[str, list[str]] = {}
     for event in events:
-        if event.get("ev") != "route" or not isinstance(event.get("expansion"), dict):
+        if event["ev"] != "route" or "expansion" not in event:
             continue
         for address, agents in event["expansion"].items():
-            known = out.setdefault(str(address), [])
-            known += [str(a) for a in agents if str(a) not in known]
+            known = out.setdefault(address, [])
+            known += [a for a in agents if a not in known]
     return {a: tuple(agents) for a, agents in out.items()}

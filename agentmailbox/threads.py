@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from . import names
 from .errors import InvalidInput
-from .fs import Disk
+from .fs import Disk, dump_object
 from .message import day_of, iso
 from .root import Root
 
@@ -51,9 +49,15 @@ class Threads:
         if by is not None:
             names.check_agent(by)
         marker = ThreadDone(thread, by, iso(time.time_ns()), note)
+        data = dump_object(marker.to_dict(), "thread marker")
+        try:
+            _check_marker(marker.to_dict(), thread, len(data))
+        except ValueError as exc:
+            raise InvalidInput(f"thread marker of {thread} not written: {exc}",
+                               hint="give a note of text, under 64 KiB") from exc
         disk = self._root.disk
         disk.ensure_dir(self.directory)
-        staged = disk.stage(self.directory, orjson.dumps(marker.to_dict()))
+        staged = disk.stage(self.directory, data)
         try:
             created = disk.publish(staged, self.marker_path(thread))
         finally:
@@ -107,7 +111,18 @@ def load_marker(path: Path, thread: str, disk: Disk | None = None) -> ThreadDone
         FileNotFoundError: there is none (the thread is not done).
         ValueError: the file is not a marker of ``thread``; says why.
     """
-    obj = (disk or Disk()).read_object(path, _MARKER_LIMIT)
+    return _check_marker((disk or Disk()).read_object(path, _MARKER_LIMIT), thread)
+
+
+def _check_marker(obj: dict[str, Any], thread: str, size: int = 0) -> ThreadDone:
+    """The marker ``obj`` holds, as the reader takes it: one check for the reader and for
+    the writer, which passes the ``size`` it would write (the reader's read is bounded).
+
+    Raises:
+        ValueError: it is not a marker of ``thread``; says why.
+    """
+    if size > _MARKER_LIMIT:
+        raise ValueError(f"{size} bytes, over the {_MARKER_LIMIT}-byte limit")
     if obj.get("thread", thread) != thread:
         raise ValueError(f"names another thread ({str(obj['thread'])[:40]!r})")
     by, at, note = obj.get("by"), obj.get("at"), obj.get("note", "")

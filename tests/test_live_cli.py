@@ -392,13 +392,13 @@ def _journal_day(directory: Path, day: str, *events: dict) -> None:
 
 def test_following_the_journal_crosses_into_the_next_day(tmp_path: Path) -> None:
     """After midnight (a new day file) following goes on in the new file, in order."""
-    _journal_day(tmp_path, "2026-01-01", {"t": 1, "ev": "send"})
+    _journal_day(tmp_path, "2026-01-01", {"t": 1, "ev": "boot"})
     reader = _JournalReader(Journal(tmp_path, Disk()))
     assert [e["t"] for e in reader.last(10, frozenset())] == [1]
     _journal_day(tmp_path, "2026-01-01", {"t": 2, "ev": "claim"})
     _journal_day(tmp_path, "2026-01-02", {"t": 3, "ev": "done"})
     assert [e["t"] for e in reader.follow()] == [2, 3]
-    _journal_day(tmp_path, "2026-01-02", {"t": 4, "ev": "send"})
+    _journal_day(tmp_path, "2026-01-02", {"t": 4, "ev": "boot"})
     assert [e["t"] for e in reader.follow()] == [4]
 
 
@@ -408,7 +408,7 @@ def test_following_the_journal_waits_for_a_line_being_written(tmp_path: Path) ->
     (tmp_path / "2026-01-01.jsonl").write_bytes(b'{"t": 1, "ev"')
     assert list(reader.follow()) == []
     with open(tmp_path / "2026-01-01.jsonl", "ab") as f:
-        f.write(b': "send"}\n')
+        f.write(b': "boot"}\n')
     assert [e["t"] for e in reader.follow()] == [1]
 
 

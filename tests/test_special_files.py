@@ -37,7 +37,8 @@ def outside(tmp_path: Path) -> Iterator[Path]:
     (top / "folder" / "0000000001").write_bytes(b"TOP-SECRET-7f3a\n")
     (top / "secret.txt").write_bytes(b"TOP-SECRET-7f3a\n")
     (top / "journal.jsonl").write_bytes(orjson.dumps(
-        {"t": 1, "ev": "send", "id": "x", "subject": "TOP-SECRET-7f3a"}) + b"\n")
+        {"t": 1, "ev": "send", "id": "00000000000000000001-0000000000000000",
+         "subject": "TOP-SECRET-7f3a"}) + b"\n")
     before = _fingerprint(top)
     yield top
     assert before == _fingerprint(top), "something outside the root changed"
@@ -189,16 +190,17 @@ def test_journal_reader_skips_an_overlong_line_and_reads_on(tmp_path: Path) -> N
     from agentmailbox import journal
 
     (tmp_path / "2026-01-01.jsonl").write_bytes(
-        b'{"t": 1}\n' + b"x" * (journal.LINE_LIMIT + 10) + b'\n{"t": 2}\n{"t": 3')
+        b'{"t": 1, "ev": "boot"}\n' + b"x" * (journal.LINE_LIMIT + 10)
+        + b'\n{"t": 2, "ev": "boot"}\n{"t": 3, "ev": "boot"')
     assert [1, 2] == [e["t"] for e in Journal(tmp_path, Disk()).events()]
 
 
 def test_journal_reader_gives_each_event_with_where_to_go_on(tmp_path: Path) -> None:
     """Reading a day from an offset gives the events after it, never a line still being written."""
-    first, second = b'{"t": 1}\n', b'{"t": 2}\n'
-    (tmp_path / "2026-01-01.jsonl").write_bytes(first + second + b'{"t": 3')
+    first, second = b'{"t": 1, "ev": "boot"}\n', b'{"t": 2, "ev": "boot"}\n'
+    (tmp_path / "2026-01-01.jsonl").write_bytes(first + second + b'{"t": 3, "ev": "boot"')
     read = list(Journal(tmp_path, Disk()).read("2026-01-01", len(first)))
-    assert [(len(first + second), {"t": 2})] == read
+    assert [(len(first + second), {"t": 2, "ev": "boot"})] == read
 
 
 # Reading must not grow with the file: these run the CLI under an address-space limit far
