@@ -131,6 +131,8 @@ class Mailbox:
     def open(cls, root: str | os.PathLike[str] | None = None, *,
              fsync: Fsync | str | None = None) -> Mailbox:
         """Open the root at ``root``, ``$MAILBOX_ROOT``, or the nearest ``.mailbox/`` above."""
+        if root is not None and not isinstance(root, str | os.PathLike):
+            raise InvalidInput(f"a root is a path, not {type(root).__name__}")
         return cls(Root.load(find_root(None if root is None else os.fspath(root)), fsync=fsync))
 
     def close(self) -> None:
@@ -277,7 +279,13 @@ class Mailbox:
     def _recipients(self, to: str | Iterable[str]
                     ) -> tuple[tuple[str, ...], list[str], list[str]]:
         """(``to`` as written, agent names, routed addresses); agent names must be registered."""
-        wanted = [to] if isinstance(to, str) else list(to)
+        if isinstance(to, str):
+            wanted = [to]
+        elif isinstance(to, Iterable) and not isinstance(to, bytes | dict):
+            wanted = list(to)
+        else:
+            raise InvalidInput(f"recipients must be a name or a list of names, not "
+                               f"{type(to).__name__}")
         if not wanted:
             raise InvalidInput("no recipients", hint="name at least one agent with --to")
         direct, routed = split_addresses(wanted)

@@ -228,7 +228,7 @@ def _since_ns(since: str | None) -> int:
 
     try:
         moment = datetime.fromisoformat(since)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise InvalidInput(f"--since {since!r} is not a date",
                            hint="use YYYY-MM-DD or an RFC 3339 time") from exc
     if moment.tzinfo is None:

@@ -78,6 +78,8 @@ def split_addresses(to: Iterable[str]) -> tuple[list[str], list[str]]:
     direct: list[str] = []
     routed: list[str] = []
     for address in to:
+        if not isinstance(address, str):
+            raise InvalidInput(f"a recipient must be a name, not {type(address).__name__}")
         if is_routed(address):
             if check_address(address) not in routed:
                 routed.append(address)
