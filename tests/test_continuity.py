@@ -7,13 +7,12 @@ import sys
 
 import orjson
 import pytest
+from conftest import ROOT, python_env
 
 from agentmailbox import DiskFull, HandoffTooLarge, InvalidInput, Mailbox
 from agentmailbox.errors import ThreadDoneWarning
 from agentmailbox.fs import faults
 from agentmailbox.memory import Memory, WorkingState
-
-from conftest import ROOT, python_env
 
 
 def test_newest_handoff_supersedes_and_history_is_kept(mb: Mailbox) -> None:
@@ -43,7 +42,8 @@ def test_handoff_waiting_on_must_name_an_agent_and_an_id(mb: Mailbox) -> None:
     with pytest.raises(InvalidInput):
         mb.agent("bob").handoff(next=["x"], waiting_on=["alice:not-an-id"])
     with pytest.raises(InvalidInput):
-        mb.agent("bob").handoff(next=["x"], waiting_on=["../etc:01795800124550229859-a665c8d6e88c66ff"])
+        mb.agent("bob").handoff(next=["x"],
+                                waiting_on=["../etc:01795800124550229859-a665c8d6e88c66ff"])
 
 
 def test_empty_handoff_is_refused(mb: Mailbox) -> None:
@@ -229,7 +229,7 @@ def test_done_thread_mail_is_flagged_not_hidden(mb: Mailbox) -> None:
 def test_thread_done_is_idempotent(mb: Mailbox) -> None:
     """The first DONE marker of a thread stays; a second call reports it."""
     msg = mb.send("alice", "bob")
-    marker, created = mb.threads.mark_done(msg.thread, "bob", "merged")
+    _, created = mb.threads.mark_done(msg.thread, "bob", "merged")
     again, created_again = mb.threads.mark_done(msg.thread, "alice")
     assert (created, created_again) == (True, False)
     assert again.by == "bob" and again.note == "merged"
@@ -266,6 +266,6 @@ def test_handoff_from_markdown_on_stdin(cli) -> None:
 
 def test_handoff_over_budget_exits_7_with_what_to_cut(cli) -> None:
     """The CLI refuses an overloaded handoff with exit 7 and says what to cut."""
-    out = cli("handoff", "bob", *sum((["--next", f"s{i}"] for i in range(9)), []))
+    out = cli("handoff", "bob", *(arg for i in range(9) for arg in ("--next", f"s{i}")))
     assert out.code == 7
     assert "keep the 7 that matter" in out.err
