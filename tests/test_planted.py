@@ -29,7 +29,7 @@ from agentmailbox.cli import main
 from agentmailbox.message import day_of
 
 SECRET = b"PLANTED-OUTSIDE-SECRET"
-HANG_SECONDS = 3
+HANG_SECONDS = 10
 KINDS = ("symlink-to-folder", "symlink-to-file", "fifo", "folder", "hard-link")
 
 
