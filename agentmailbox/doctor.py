@@ -140,8 +140,8 @@ class _Doctor:
         self._tmp_dir(base / "keys", pattern_ok=lambda n: not n.startswith("."))
         for sub in _AGENT_STAGING_DIRS:
             self._hidden_staging(base / sub)
+        self._cur(inbox)  # first: what it gives back to new/ is then checked against done/
         self._new(inbox)
-        self._cur(inbox)
         self._keys(base / "keys")
 
     def _tmp_dir(self, folder: Path, pattern_ok: Any = lambda n: False) -> None:
@@ -222,9 +222,11 @@ class _Doctor:
                 continue
             twin = inbox.new / entry.name
             a, b = self.disk.lstat(path), self.disk.lstat(twin)
-            if a is not None and b is not None and same_file(a, b) and a.st_nlink > 1:
-                # Only a version 1 claimer (link, then unlink) leaves this: see
-                # PROTOCOL.md §23.1 for why it is repaired only with v1 writers stopped.
+            if (self.mb.config.format < ROOT_FORMAT and a is not None and b is not None
+                    and same_file(a, b) and a.st_nlink > 1):
+                # Only a version 1 claimer (link, then unlink) leaves this, so only a format 1
+                # root can hold one: on a version 2 root the second link is a sender's tmp/
+                # name and the file may move between the two looks (PROTOCOL.md §23.1).
                 # One inode seen at both names with one link is a file that moved
                 # between the two looks (a release): never a pair.
                 self.note("half-claim", twin, "a version 1 claim interrupted between link "

@@ -371,8 +371,12 @@ class Inbox:
             return None
         try:
             if st.st_nlink > 1 and not self._is_own_staging(msg_id, st, path):
-                self._dead.bury(path, "hard link to a file elsewhere (not written through "
-                                "tmp/)", agent=self.agent)
+                now = self._disk.lstat(path)
+                # Still the file we opened, not moved since (a release and a new claim
+                # would have changed its ctime): only then is the name ours to quarantine.
+                if now is not None and same_file(now, st) and now.st_ctime_ns == st.st_ctime_ns:
+                    self._dead.bury(path, "hard link to a file elsewhere (not written "
+                                    "through tmp/)", agent=self.agent)
                 return None
             self._disk.touch_open(fd, path)  # the lease starts now
             faults.hit("claim.taken")
