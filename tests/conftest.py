@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -35,20 +36,29 @@ class Hung(BaseException):
     so no ``except OSError`` in the code under test can swallow it."""
 
 
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Raise :class:`Hung` in a call still blocked after ``seconds`` (SIGALRM)."""
+    import signal
+
+    def expire(signum: int, frame: object) -> None:
+        raise Hung(f"blocked for {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @pytest.fixture
 def no_hang() -> Iterator[None]:
     """A blocked system call (a FIFO opened for reading, say) fails the test instead of
     hanging the run."""
-    import signal
-
-    def expire(signum: int, frame: object) -> None:
-        raise Hung("blocked in a system call")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, 20)
-    yield
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, previous)
+    with deadline(20):
+        yield
 
 
 @pytest.fixture

@@ -10,11 +10,9 @@ change anything outside the root; every one either works or fails with a clear e
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
-import signal
 import stat
 import time
 from collections.abc import Iterator
@@ -23,6 +21,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from conftest import Hung, deadline
 
 from agentmailbox import Mailbox, layout
 from agentmailbox.cli import main
@@ -160,24 +159,6 @@ def _commands(values: dict[str, str]) -> list[list[str]]:
     ]
 
 
-class Hung(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def _deadline(seconds: int) -> Iterator[None]:
-    def ring(signum: int, frame: object) -> None:
-        raise Hung(f"blocked for {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, ring)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(("where", "kind"), _cases())
 def test_planted_thing_is_never_followed_and_blocks_nothing(
@@ -197,7 +178,7 @@ def test_planted_thing_is_never_followed_and_blocks_nothing(
     failures = []
     for args in _commands(template.values):
         try:
-            with _deadline(HANG_SECONDS):
+            with deadline(HANG_SECONDS):
                 code = main(args)
         except Hung as exc:
             failures.append(f"mailbox {' '.join(args)}: {exc}")

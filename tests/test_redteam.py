@@ -12,18 +12,17 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from conftest import ROOT, python_env
+from conftest import ROOT, deadline, python_env
 
 from agentmailbox import InvalidInput, Mailbox, MailboxError, StorageError, doctor
 from agentmailbox.fs import faults
@@ -54,24 +53,6 @@ def _plant_lines(path: Path, *entries: dict[str, Any]) -> None:
     with open(path, "ab") as f:
         for entry in entries:
             f.write(orjson.dumps(entry) + b"\n")
-
-
-class Hung(BaseException):
-    """A command blocked past its deadline (not an OSError: nothing may swallow it)."""
-
-
-@contextlib.contextmanager
-def _deadline(seconds: int) -> Iterator[None]:
-    def ring(signum: int, frame: object) -> None:
-        raise Hung(f"blocked for {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, ring)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 # -- journal and memory lines planted with the wrong fields --------------------------------------
@@ -191,9 +172,9 @@ def test_routed_send_and_supervise_never_block_on_a_fifo_at_the_holder_record(
         mb: Mailbox, cli: Callable[..., Any]) -> None:
     """A FIFO planted at run/supervisor.json blocks neither a routed send nor the supervisor."""
     os.mkfifo(mb.path / "run" / "supervisor.json")
-    with _deadline(3):
+    with deadline(3):
         sent = cli("send", "--from", "alice", "--to", "@coder", "--body", "x").code
-    with _deadline(3):
+    with deadline(3):
         routed = cli("supervise", "--once").code
     assert (0, 0) == (sent, routed)
 
