@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import stat
 import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
+from conftest import python_env
 
 from agentmailbox import Mailbox, State
 from agentmailbox.message import Message, encode
@@ -291,3 +297,115 @@ def test_protocol_post_recipe_to_nobody_is_buried_and_the_sender_told(mb: Mailbo
     assert ("notice", "supervisor", msg_id) == (notice.kind, notice.sender, notice.reply_to)
     assert {"of": msg_id, "notice": "undeliverable", "reason": "no agent has role 'tester'",
             "address": "@tester"} == notice.body
+
+
+# -- a group root: what one member's shell writes, another member reads and claims ---------------
+
+GROUP = 100  # "users" on Debian
+ALICE_UID, BOB_UID = 2001, 2002
+as_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                             reason="needs root and setpriv to run processes as other users")
+
+
+def as_member(uid: int, *cmd: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` as user ``uid`` of the root's group, with a plain environment."""
+    setpriv = ["setpriv", f"--reuid={uid}", f"--regid={GROUP}", f"--groups={GROUP}"]
+    return subprocess.run([*setpriv, *cmd], capture_output=True, text=True, timeout=60, cwd="/",
+                          env={**python_env(), "LC_ALL": "C.UTF-8", "MAILBOX_ROOT": "", **env})
+
+
+def member_recipe(uid: int, name: str, **env: str) -> subprocess.CompletedProcess[str]:
+    done = as_member(uid, "sh", "-eu", "-c", recipe(name), **env)
+    assert 0 == done.returncode, (name, done.stderr)
+    return done
+
+
+def member_mailbox(uid: int, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    done = as_member(uid, sys.executable, "-m", "agentmailbox", "--root", str(root), *args)
+    assert 0 == done.returncode, (args, done.stderr)
+    return done
+
+
+@pytest.fixture
+def group_root() -> Iterator[Mailbox]:
+    """A group root in a folder every user may enter, owned by alice (uid 2001), agents
+    alice and bob; bob's processes run as uid 2002 of the same group."""
+    top = Path(tempfile.mkdtemp(prefix="agentmailbox-group-", dir="/tmp"))
+    top.chmod(0o777)
+    box = Mailbox.init(top, fsync="never", mode="group")
+    box.add_agent("alice", role="planner")
+    box.add_agent("bob", role="coder")
+    subprocess.run(["chown", "-R", f"{ALICE_UID}:{GROUP}", str(top)], check=True)
+    yield box
+    box.close()
+    shutil.rmtree(top, ignore_errors=True)
+
+
+def modes_under(top: Path) -> set[tuple[str, int]]:
+    """(kind, permission bits) of every file and folder under ``top``."""
+    found = set()
+    for folder, dirs, files in os.walk(top):
+        found |= {("dir", stat.S_IMODE(os.lstat(Path(folder) / d).st_mode)) for d in dirs}
+        found |= {("file", stat.S_IMODE(os.lstat(Path(folder) / f).st_mode)) for f in files}
+    return found
+
+
+@as_root
+def test_send_recipe_in_a_group_root_writes_mail_another_member_claims(
+        group_root: Mailbox) -> None:
+    """In a group root, mail alice's shell delivers is read and finished by bob's library."""
+    root = group_root.path
+    sent = member_recipe(ALICE_UID, "send", ROOT=str(root), FROM="alice", TO="bob",
+                         SUBJECT="hi", BODY="from alice's shell").stdout.strip()
+    got = orjson.loads(member_mailbox(BOB_UID, root, "read", "bob", "--json").stdout)
+    got = got[0] if isinstance(got, list) else got
+    assert (sent, "from alice's shell") == (got["id"], got["body"])
+    member_mailbox(BOB_UID, root, "done", "bob", sent)
+    assert State.DONE == group_root.inbox("bob").state_of(sent)
+
+
+@as_root
+def test_read_recipe_in_a_group_root_claims_another_members_mail(group_root: Mailbox) -> None:
+    """Bob's shell claims, leases and finishes mail alice's library sent, in a dated
+    done/ folder alice's programs may still use; nothing is left that doctor flags."""
+    root = group_root.path
+    sent = orjson.loads(member_mailbox(ALICE_UID, root, "send", "--from", "alice", "--to",
+                                       "bob", "--body", "from alice", "--json").stdout)
+    printed = member_recipe(BOB_UID, "read", ROOT=str(root), AGENT="bob").stdout
+    assert sent["id"] == orjson.loads(printed)["id"]
+    status = orjson.loads(member_mailbox(ALICE_UID, root, "status", sent["id"],
+                                         "--json").stdout)
+    assert "done" == status["recipients"][0]["state"]
+    assert {("dir", 0o2770), ("file", 0o660)} >= modes_under(root / "agents" / "bob")
+
+
+@as_root
+def test_post_and_heartbeat_recipes_in_a_group_root_are_used_by_another_member(
+        group_root: Mailbox) -> None:
+    """A heartbeat and routed mail written by alice's shell are read by a supervisor
+    running as bob, which picks bob and delivers; bob's library claims it."""
+    root = group_root.path
+    for agent in ("alice", "bob"):
+        member_recipe(ALICE_UID, "heartbeat", ROOT=str(root), AGENT=agent, CAPACITY="0.5")
+    posted = member_recipe(ALICE_UID, "post", ROOT=str(root), FROM="alice", TO="@coder",
+                           SUBJECT="routed", BODY="from the shell", PICK="one").stdout.strip()
+    member_mailbox(BOB_UID, root, "supervise", "--once")
+    got = orjson.loads(member_mailbox(BOB_UID, root, "read", "bob", "--json").stdout)
+    got = got[0] if isinstance(got, list) else got
+    assert (posted, "from the shell") == (got["id"], got["body"])
+    assert {("dir", 0o2770), ("file", 0o660)} >= modes_under(root / "run")
+
+
+@as_root
+def test_example_scripts_in_a_group_root_interoperate_across_members(
+        group_root: Mailbox) -> None:
+    """send.sh run by alice and read.sh run by bob hand one message over in a group root,
+    and the journal lines bob's shell appends stay writable for alice's programs."""
+    root = group_root.path
+    sent = as_member(ALICE_UID, "sh", str(SEND), str(root), "alice", "bob", "s", "x")
+    assert 0 == sent.returncode, sent.stderr
+    read = as_member(BOB_UID, "sh", str(READ), str(root), "bob")
+    assert 0 == read.returncode, read.stderr
+    assert sent.stdout.strip() == orjson.loads(read.stdout)["id"]
+    assert {("dir", 0o2770), ("file", 0o660)} >= modes_under(root / "agents")
+    assert {("file", 0o660)} >= modes_under(root / "journal")
