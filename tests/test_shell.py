@@ -409,3 +409,92 @@ def test_example_scripts_in_a_group_root_interoperate_across_members(
     assert sent.stdout.strip() == orjson.loads(read.stdout)["id"]
     assert {("dir", 0o2770), ("file", 0o660)} >= modes_under(root / "agents")
     assert {("file", 0o660)} >= modes_under(root / "journal")
+
+
+# -- what the minimal read recipe refuses to hand out, and its portable arithmetic ---------------
+
+
+def test_protocol_read_recipe_never_hands_out_a_duplicate_of_done_mail(mb: Mailbox) -> None:
+    """A copy in new/ of an id already done is left for recovery, not printed (exit 1)."""
+    msg = mb.send("alice", "bob")
+    inbox = mb.inbox("bob")
+    data = (inbox.new / f"{msg.id}.json").read_bytes()
+    inbox.done(inbox.claim())
+    (inbox.new / f"{msg.id}.json").write_bytes(data)
+    done = run_recipe("read", ROOT=str(mb.path), AGENT="bob")
+    assert (1, "") == (done.returncode, done.stdout)
+    assert [] == mb.dead.list()
+
+
+def test_protocol_read_recipe_never_follows_a_symbolic_link(mb: Mailbox, tmp_path: Path) -> None:
+    """A link in new/ is claimed but neither printed nor touched, so its target stays as it was."""
+    target = tmp_path / "outside.json"
+    target.write_text('{"secret": 1}\n')
+    os.utime(target, ns=(10**9, 10**9))
+    msg_id = mb.root.clock.new_id()
+    (mb.inbox("bob").new / f"{msg_id}.json").symlink_to(target)
+    done = run_recipe("read", ROOT=str(mb.path), AGENT="bob")
+    assert (1, "", 10**9) == (done.returncode, done.stdout, target.stat().st_mtime_ns)
+
+
+def test_protocol_read_recipe_refuses_a_file_over_the_size_limit(tmp_path: Path) -> None:
+    """A file over max_message_bytes is not printed; a library reader later quarantines it."""
+    mb = Mailbox.init(tmp_path, fsync="never", max_message_bytes=400)
+    mb.add_agent("alice")
+    mb.add_agent("bob")
+    deliver(mb, mb.root.clock.new_id(), body="x" * 50)
+    big = next(mb.inbox("bob").new.iterdir())
+    big.write_bytes(big.read_bytes()[:-2] + b" " * 400 + b"}\n")
+    done = run_recipe("read", ROOT=str(mb.path), AGENT="bob")
+    assert (1, "") == (done.returncode, done.stdout)
+    inbox = Mailbox.open(mb.path).inbox("bob")
+    inbox.requeue_expired(lease_seconds=0)
+    assert inbox.claim() is None
+    assert [True] == ["-byte limit" in d.reason for d in mb.dead.list()]
+
+
+@pytest.mark.parametrize("stamp", [
+    "00000000000000000001",  # 1970-01-01
+    "00951782400000000000",  # 2000-02-29
+    "01735689599999999999",  # 2024-12-31 23:59:59.999999999
+    "04107542400000000000",  # 2100-03-01 (not a leap year)
+    "09999999999999999999",  # 2286-11-20
+])
+def test_protocol_read_and_status_recipes_compute_the_day_of_any_id(mb: Mailbox,
+                                                                   stamp: str) -> None:
+    """The recipes' awk day matches the library's done/ folder for any date."""
+    msg_id = f"{stamp}-0123456789abcdef"
+    deliver(mb, msg_id)
+    assert 0 == run_recipe("read", ROOT=str(mb.path), AGENT="bob").returncode
+    assert State.DONE == mb.inbox("bob").state_of(msg_id)
+    status = run_recipe("status", ROOT=str(mb.path), ID=msg_id)
+    assert ["bob done"] == status.stdout.splitlines()
+
+
+@pytest.mark.parametrize(("expires", "code"), [
+    ("2000-01-01T00:00:00Z", 0),
+    ("2999-01-01T00:00:00Z", 1),
+    ("1999-12-31T23:00:00-01:00", 0),
+    ("2999-01-01T00:00:00.999999+14:00", 1),
+    ("9999-12-31T23:59:59Z", 1),
+    ("0001-01-01T00:00:00Z", 0),
+    ("2028-02-29T00:00:00Z", 1),
+    ("2030-02-29T00:00:00Z", 2),   # not a leap year
+    ("2030-13-01T00:00:00Z", 2),
+    ("2030-01-01T24:00:00Z", 2),
+    ("2030-01-01T00:00:00", 2),    # no offset
+    ("2030-01-01T00:00:00z", 2),   # lower-case z
+    ("0001-01-01T00:00:00+01:00", 2),  # before the year 1 once in UTC
+    ("9999-12-31T23:00:00-01:00", 2),  # after the year 9999 once in UTC
+])
+def test_protocol_expiry_recipe_agrees_with_the_library(expires: str, code: int) -> None:
+    """The expiry recipe says expired / not yet / malformed as the library's reader does."""
+    from agentmailbox.message import Malformed, decode
+
+    raw = orjson.dumps({"v": 1, "id": "01795443442123456789-9f86d081884c7d65", "from": "a",
+                        "to": ["b"], "expires_at": expires})
+    try:
+        library = 0 if decode(raw).expired() else 1
+    except Malformed:
+        library = 2
+    assert (code, code) == (library, run_recipe("expired", EXPIRES=expires).returncode)
