@@ -498,3 +498,18 @@ def test_protocol_expiry_recipe_agrees_with_the_library(expires: str, code: int)
     except Malformed:
         library = 2
     assert (code, code) == (library, run_recipe("expired", EXPIRES=expires).returncode)
+
+
+def test_shell_script_hands_out_no_file_over_the_size_limit(tmp_path: Path) -> None:
+    """read.sh leaves a file over max_message_bytes unprinted and reads the next one."""
+    mb = Mailbox.init(tmp_path, fsync="never", max_message_bytes=400)
+    mb.add_agent("alice")
+    mb.add_agent("bob")
+    big, small = mb.root.clock.new_id(), mb.root.clock.new_id()
+    deliver(mb, big)
+    path = mb.inbox("bob").new / f"{big}.json"
+    path.write_bytes(path.read_bytes()[:-2] + b" " * 400 + b"}\n")
+    deliver(mb, small)
+    done = sh(READ, mb.path, "bob")
+    assert (0, small) == (done.returncode, orjson.loads(done.stdout)["id"])
+    assert State.CLAIMED == mb.inbox("bob").state_of(big)

@@ -81,7 +81,7 @@ for r in $recipients; do
     staged=$inbox/tmp/$id.$$.sh          # the staging name starts with the id
     printf '%s\n' "$message" > "$staged"
     sync_policy
-    ln "$staged" "$inbox/new/$id.json"   # the commit point: now it is delivered
+    ln -P "$staged" "$inbox/new/$id.json"   # the commit point: now it is delivered
     rm -f "$staged"
     sync_policy
 done
