@@ -513,3 +513,15 @@ def test_shell_script_hands_out_no_file_over_the_size_limit(tmp_path: Path) -> N
     done = sh(READ, mb.path, "bob")
     assert (0, small) == (done.returncode, orjson.loads(done.stdout)["id"])
     assert State.CLAIMED == mb.inbox("bob").state_of(big)
+
+
+@pytest.mark.parametrize("script", [SEND, READ])
+def test_shell_scripts_refuse_a_root_of_an_unknown_format(mb: Mailbox, script: Path) -> None:
+    """A root of a newer format is refused (exit 5) before anything is read or written."""
+    config = orjson.loads((mb.path / "mailbox.json").read_bytes())
+    (mb.path / "mailbox.json").write_bytes(orjson.dumps({**config, "format": 3}))
+    mb.send("alice", "bob")
+    args = ("alice", "bob", "s", "x") if script == SEND else ("bob",)
+    done = sh(script, mb.path, *args)
+    assert (5, "") == (done.returncode, done.stdout)
+    assert 1 == mb.inbox("bob").count()

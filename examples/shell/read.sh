@@ -16,6 +16,9 @@ die() { printf 'read.sh: %s\n' "$2" >&2; exit "$1"; }
 root=$1 agent=$2
 if [ -f "$root/.mailbox/mailbox.json" ]; then root=$root/.mailbox; fi
 [ -f "$root/mailbox.json" ] || die 4 "no mailbox root at $1"
+# Protocol versions 1 and 2 only (PROTOCOL.md §4): a newer root is refused, not misread.
+grep -Eq '"format": *[12]([^0-9.eE]|$)' "$root/mailbox.json" ||
+    die 5 "$root/mailbox.json has a format this script does not read (it reads 1 and 2)"
 case $agent in '' | [!a-z0-9]* | *[!a-z0-9_-]*) die 5 "invalid agent name '$agent'" ;; esac
 [ -f "$root/agents/$agent/agent.json" ] || die 4 "no agent named '$agent'"
 inbox=$root/agents/$agent/inbox
