@@ -251,8 +251,7 @@ def test_conformance_vector(case: dict[str, Any], tmp_path: Path) -> None:
 
 
 def test_every_vector_names_an_operation_and_an_outcome() -> None:
-    """Each case a client in another language runs has steps of known operations, each
-    with an expected outcome, and each dead-letter category used is defined."""
+    """Every case has known operations, each with an outcome and defined dead categories."""
     params = list(load_cases())
     assert len({p.id for p in params}) == len(params)
     cases = [p.values[0] for p in params]

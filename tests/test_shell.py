@@ -366,8 +366,7 @@ def test_send_recipe_in_a_group_root_writes_mail_another_member_claims(
 
 @as_root
 def test_read_recipe_in_a_group_root_claims_another_members_mail(group_root: Mailbox) -> None:
-    """Bob's shell claims, leases and finishes mail alice's library sent, in a dated
-    done/ folder alice's programs may still use; nothing is left that doctor flags."""
+    """Bob's shell claims and finishes alice's mail, in group-shared files and folders."""
     root = group_root.path
     sent = orjson.loads(member_mailbox(ALICE_UID, root, "send", "--from", "alice", "--to",
                                        "bob", "--body", "from alice", "--json").stdout)
@@ -382,8 +381,7 @@ def test_read_recipe_in_a_group_root_claims_another_members_mail(group_root: Mai
 @as_root
 def test_post_and_heartbeat_recipes_in_a_group_root_are_used_by_another_member(
         group_root: Mailbox) -> None:
-    """A heartbeat and routed mail written by alice's shell are read by a supervisor
-    running as bob, which picks bob and delivers; bob's library claims it."""
+    """Alice's shell heartbeats and routed mail are used by bob's supervisor and reader."""
     root = group_root.path
     for agent in ("alice", "bob"):
         member_recipe(ALICE_UID, "heartbeat", ROOT=str(root), AGENT=agent, CAPACITY="0.5")
@@ -399,8 +397,7 @@ def test_post_and_heartbeat_recipes_in_a_group_root_are_used_by_another_member(
 @as_root
 def test_example_scripts_in_a_group_root_interoperate_across_members(
         group_root: Mailbox) -> None:
-    """send.sh run by alice and read.sh run by bob hand one message over in a group root,
-    and the journal lines bob's shell appends stay writable for alice's programs."""
+    """send.sh as alice and read.sh as bob hand one message over, leaving shared files."""
     root = group_root.path
     sent = as_member(ALICE_UID, "sh", str(SEND), str(root), "alice", "bob", "s", "x")
     assert 0 == sent.returncode, sent.stderr
