@@ -15,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -522,3 +523,42 @@ def test_shell_scripts_refuse_a_root_of_an_unknown_format(mb: Mailbox, script: P
     done = sh(script, mb.path, *args)
     assert (5, "") == (done.returncode, done.stdout)
     assert 1 == mb.inbox("bob").count()
+
+
+# -- the conformance vectors, run against read.sh as §24 tells a client to -----------------------
+
+MINIMAL_CHECKS = {"foreign-name", "not-regular", "too-large", "duplicate-done"}
+
+
+def one_claim_cases() -> list[Any]:
+    """Vectors of one plain claim by bob whose outcome a minimal reader must match: mail
+    handed out, or withheld for a reason read.sh checks itself (§0.3). Releasing an
+    expired claim is a MAY, so cases that start with a claim in cur/ are left out."""
+    from test_conformance import load_cases
+
+    chosen = []
+    for param in load_cases():
+        case = param.values[0]
+        step = case["steps"][0]
+        wanted = set(step["expect"].get("dead", []))
+        if (len(case["steps"]) == 1 and step["do"] == "claim" and "id" not in step
+                and "xfail" not in case and "mail" not in step["expect"]
+                and not any("/inbox/cur/" in f["path"] for f in case.get("files", []))
+                and (step["expect"]["outcome"] == "claimed" or wanted & MINIMAL_CHECKS)):
+            chosen.append(pytest.param(case, id=param.id))
+    return chosen
+
+
+@pytest.mark.parametrize("case", one_claim_cases())
+def test_read_script_passes_the_claim_vectors_a_minimal_reader_must(case: dict[str, Any],
+                                                                    tmp_path: Path) -> None:
+    """read.sh hands out what the vectors say is claimed and withholds what they say is not."""
+    from test_conformance import make_root
+
+    root = make_root(tmp_path, case)
+    expect = case["steps"][0]["expect"]
+    done = sh(READ, root, "bob")
+    if expect["outcome"] == "claimed":
+        assert (0, expect["id"]) == (done.returncode, orjson.loads(done.stdout)["id"])
+    else:
+        assert (3, "") == (done.returncode, done.stdout), done.stderr
