@@ -10,7 +10,6 @@ its writer) and the idempotency markers past their window.
 from __future__ import annotations
 
 import os
-import re
 import stat
 import time
 from dataclasses import dataclass, replace
@@ -31,8 +30,6 @@ from .threads import Threads, load_marker
 
 __all__ = ["Finding", "check"]
 
-# The name Disk.stage gives a staging file when the caller names none.
-_HIDDEN_STAGING = re.compile(r"\.[0-9a-f]{16}\.tmp")
 # Folders where state files, views, handoffs and markers are staged beside their target.
 _ROOT_STAGING_DIRS = ("", "run", "run/heartbeats", "threads")
 _AGENT_STAGING_DIRS = ("", "run", "handoffs")
@@ -165,7 +162,7 @@ class _Doctor:
 
     def _hidden_staging(self, folder: Path) -> None:
         """Staging files of an interrupted replace or link (state, views, handoffs...)."""
-        self._tmp_dir(folder, pattern_ok=lambda n: not _HIDDEN_STAGING.fullmatch(n))
+        self._tmp_dir(folder, pattern_ok=lambda n: not names.is_hidden_staging(n))
 
     def _workspace(self) -> None:
         """Links, FIFOs and devices in the workspace; files in .versions/ that are no version."""
@@ -312,7 +309,7 @@ class _Doctor:
                 self.note("interrupted-retry", path, "a dead letter taken by a retry that "
                           "died before finishing", lambda d=entry.name[1:-6], p=path:
                           dead.put_back(d, p))
-            elif _HIDDEN_STAGING.fullmatch(entry.name):
+            elif names.is_hidden_staging(entry.name):
                 self.note("stale-tmp", path, "interrupted reason write or purge",
                           lambda p=path: dead.discard(p))
 
@@ -354,7 +351,7 @@ class _Doctor:
         as when its window runs out)."""
         limit = self.mb.config.max_message_bytes
         for entry in self.disk.scan(self.mb.root.agent_dir(name) / "keys"):
-            if _KEY_MARKER.fullmatch(entry.name):
+            if names.is_key_marker(entry.name):
                 self._unreadable(Path(entry.path), lambda p: load_key_marker(p, self.disk, limit),
                                  "a key marker", agent=name)
 
@@ -377,7 +374,7 @@ class _Doctor:
         presence = Presence(self.mb.root)
         for entry in self.disk.scan(presence.directory):
             agent = entry.name[:-5]
-            if entry.name.endswith(".json") and _AGENT_NAME.fullmatch(agent):
+            if entry.name.endswith(".json") and names.agent_shape(agent):
                 self._unreadable(Path(entry.path),
                                  lambda p, a=agent: load_heartbeat(p, a, self.disk),
                                  "a heartbeat of " + agent)
@@ -395,8 +392,6 @@ class _Doctor:
 
 
 _REBUILT = "marker rebuilt by mailbox doctor: the original was unreadable (see dead/)"
-_KEY_MARKER = re.compile(r"[0-9a-f]{40}\.json")
-_AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 def _load_state(path: Path, disk: Disk | None = None) -> None:

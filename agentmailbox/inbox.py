@@ -42,11 +42,7 @@ def hold_id(name: str) -> str | None:
     """The message id of a hold name in ``cur/``, or None if ``name`` is not one."""
     if not name.startswith(HOLD_PREFIX):
         return None
-    msg_id, _, suffix = name[len(HOLD_PREFIX):].partition(".")
-    pid, _, tail = suffix.partition(".")
-    ok = (names.is_id(msg_id) and pid.isascii() and pid.isdigit() and len(tail) == 6
-          and all(c in "0123456789abcdef" for c in tail))
-    return msg_id if ok else None
+    return names.staging_id(name[len(HOLD_PREFIX):])
 
 
 def lease_start(st: os.stat_result, now: int, lease_ns: int) -> int:

@@ -14,7 +14,6 @@ The third layer, identity, is ``agent.json`` (:mod:`agentmailbox.registry`).
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -34,7 +33,6 @@ __all__ = ["Memory", "MemoryEvent", "WorkingState"]
 _STATE_LIMIT = 1 << 20
 _ENTRY_LIMIT = 1 << 16  # the longest event line remember() writes, and reads back
 _SEGMENT_LIMIT = 1 << 30  # how much of one month's segment is read at most
-_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
 
 
 @contextlib.contextmanager
@@ -83,7 +81,7 @@ class WorkingState(Mapping[str, Any]):
 
     def set(self, key: str, value: Any) -> None:
         """Set ``key`` to ``value`` (any JSON value), replacing what was there."""
-        self.update({_check_key(key): value})
+        self.update({names.check_state_key(key): value})
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.set(key, value)
@@ -105,7 +103,7 @@ class WorkingState(Mapping[str, Any]):
     def update(self, values: Mapping[str, Any]) -> None:
         """Set several keys in one atomic replace."""
         for key in values:
-            _check_key(key)
+            names.check_state_key(key)
         with agent_lock(self._root, self.agent, "state"):
             current = self._load()
             current.update(values)
@@ -120,13 +118,6 @@ class WorkingState(Mapping[str, Any]):
                                hint="working state is for the current task; put history in "
                                     "memory (remember) and files in the workspace")
         self._root.disk.replace(self.path, data)
-
-
-def _check_key(key: str) -> str:
-    if not isinstance(key, str) or not _KEY.fullmatch(key):
-        raise InvalidInput(f"invalid state key {str(key)[:80]!r}",
-                           hint="use letters, digits and _ . : - (up to 128)")
-    return key
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,6 @@ __all__ = ["FORMAT_VERSION", "Clock", "Malformed", "Message", "Priority", "decod
 
 FORMAT_VERSION = 1
 MAX_FUTURE_NS = 60 * 10**9  # stamps read from others further ahead than this do not move our clock
-_ADDRESS = re.compile(r"(?:[@#+]?[a-z0-9][a-z0-9_-]{0,63})|\*")
 _KNOWN = frozenset({"v", "id", "ts", "from", "to", "subject", "kind", "thread", "reply_to",
                     "priority", "expires_at", "receipt", "headers", "body", "epoch"})
 
@@ -290,9 +289,9 @@ def _build(obj: dict[str, Any]) -> Message:
     return msg if msg is not None else _build_checked(obj)
 
 
-_AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}").fullmatch
-_ID_SHAPE = re.compile(r"[0-9]{20}-[0-9a-f]{16}").fullmatch
-_ANY_ADDRESS = _ADDRESS.fullmatch
+_AGENT_NAME = names.agent_shape
+_ID_SHAPE = names.id_shape
+_ANY_ADDRESS = names.address_shape
 _TEXT_FIELDS = ("subject", "kind", "thread", "reply_to", "ts")
 
 
@@ -354,10 +353,10 @@ def _build_checked(obj: dict[str, Any]) -> Message:
     except InvalidInput as exc:
         raise Malformed(str(exc), "id") from exc
     sender = _require(obj, "from", str)
-    if not _ADDRESS.fullmatch(sender) or sender[0] in "@#+*":
+    if not _ANY_ADDRESS(sender) or sender[0] in "@#+*":
         raise Malformed(f"field 'from': invalid sender {sender[:80]!r}", "from")
     to = _require(obj, "to", list)
-    if not to or not all(isinstance(a, str) and _ADDRESS.fullmatch(a) for a in to):
+    if not to or not all(isinstance(a, str) and _ANY_ADDRESS(a) for a in to):
         raise Malformed("'to' must be a non-empty list of addresses", "to")
     headers = _optional(obj, "headers", dict, {})
     for name, value in headers.items():

@@ -8,13 +8,13 @@ or one of its parents.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from . import names
 from .errors import InvalidInput, RootNotFound
 from .fs import Disk, Foreign, Fsync
 from .journal import Journal
@@ -125,8 +125,8 @@ _PROCESS_CLOCK = Clock()
 
 _FIX = "edit mailbox.json by hand; docs/PROTOCOL.md §4 lists each key, its type and default"
 _CENTURY = 100 * 365 * 86400  # seconds: a wait longer than this is a typo (and overflows timers)
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}").fullmatch
-_ADDRESS = re.compile(r"[@#+]?[a-z0-9][a-z0-9_-]{0,63}|\*").fullmatch
+_NAME = names.agent_shape
+_ADDRESS = names.address_shape
 
 
 def _shown(value: Any) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,9 +31,7 @@ __all__ = ["MAX_FILE", "Workspace", "WsFile"]
 
 MAX_FILE = 64 << 20
 """The largest workspace file, in bytes."""
-_VERSION = re.compile(r"[0-9]{10}")  # ASCII digits only: a strict pattern, not str.isdigit
 _LAST_VERSION = 9_999_999_999
-_STAGING = re.compile(r"\.[0-9a-f]{16}\.tmp")  # what Disk.stage names a file it stages
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +251,7 @@ class Workspace:
         for folder in sorted({p for leaf in leaves for p in leaf.parents if p in leaves}):
             name = leaves[folder]
             files = sorted(Path(e.path) for e in self._disk.scan(folder)
-                           if _VERSION.fullmatch(e.name) and e.is_file(follow_symlinks=False))
+                           if names.is_version_name(e.name) and e.is_file(follow_symlinks=False))
             view = self._view(name)
             st = self._disk.lstat(view)
             out.append((name, files + ([view] if st and stat.S_ISREG(st.st_mode) else [])))
@@ -279,7 +276,7 @@ class Workspace:
             for entry in self._disk.scan(folder):
                 path = Path(entry.path)
                 st = self._disk.lstat(path)
-                if st is None or _STAGING.fullmatch(entry.name):
+                if st is None or names.is_hidden_staging(entry.name):
                     continue  # staging files have their own check (doctor's stale-tmp)
                 if stat.S_ISDIR(st.st_mode) and in_versions and \
                         not _is_name(path.relative_to(versions).as_posix()):
@@ -288,7 +285,7 @@ class Workspace:
                     stack.append(path)
                 elif not stat.S_ISREG(st.st_mode):
                     yield path, f"{kind_of(st)} in the workspace (never followed)"
-                elif in_versions and not _VERSION.fullmatch(entry.name):
+                elif in_versions and not names.is_version_name(entry.name):
                     yield path, "not a version file (versions are named by 10 ASCII digits)"
 
 
@@ -315,7 +312,7 @@ def _newest(disk: Disk, folder: Path) -> int:
     this one (``notes/0000000001`` is a file of its own), links are never versions.
     """
     return max((int(e.name) for e in disk.scan(folder)
-                if _VERSION.fullmatch(e.name) and e.is_file(follow_symlinks=False)), default=0)
+                if names.is_version_name(e.name) and e.is_file(follow_symlinks=False)), default=0)
 
 
 def _is_name(name: str) -> bool:
@@ -341,7 +338,7 @@ def _leaf_dirs(base: Path) -> Iterator[Path]:
     while stack:
         folder = stack.pop()
         entries = list(Disk().scan(folder))
-        if any(_VERSION.fullmatch(e.name) and e.is_file(follow_symlinks=False)
+        if any(names.is_version_name(e.name) and e.is_file(follow_symlinks=False)
                for e in entries):
             yield folder
         stack.extend(Path(e.path) for e in entries if e.is_dir(follow_symlinks=False))
