@@ -25,7 +25,7 @@ import orjson
 from . import locks, names
 from .errors import InvalidInput
 from .fs import Foreign, dump_object, faults, parse_object
-from .message import iso
+from .message import iso, parse_time
 from .root import Root
 
 __all__ = ["Memory", "MemoryEvent", "WorkingState"]
@@ -215,13 +215,6 @@ def _matches(e: MemoryEvent, tag: str | None, since_ns: int, grep: str | None,
 def _since_ns(since: str | None) -> int:
     if not since:
         return 0
-    from datetime import UTC, datetime
-
-    try:
-        moment = datetime.fromisoformat(since)
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput(f"--since {since!r} is not a date",
-                           hint="use YYYY-MM-DD or an RFC 3339 time") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+    moment = parse_time(since, "--since", hint="use YYYY-MM-DD or an RFC 3339 time",
+                        assume_utc=True)
     return int(moment.timestamp() * 1e9)
