@@ -38,7 +38,7 @@ _SEGMENT_LIMIT = 1 << 30  # how much of one month's segment is read at most
 @contextlib.contextmanager
 def agent_lock(root: Root, agent: str, name: str, timeout: float = 10.0) -> Iterator[None]:
     """An exclusive cross-process lock on ``agents/<agent>/run/<name>.lock``."""
-    path = root.agent_dir(agent) / "run" / f"{name}.lock"
+    path = root.paths.agent(agent).lock(name)
     with locks.held(path, root.disk, timeout=timeout,
                     message=f"{agent}: {name} is locked by another process",
                     hint="retry; if it persists, find the process holding it"):
@@ -54,7 +54,7 @@ class WorkingState(Mapping[str, Any]):
     def __init__(self, root: Root, agent: str) -> None:
         self._root = root
         self.agent = names.check_agent(agent)
-        self.path = root.agent_dir(agent) / "state.json"
+        self.path = root.paths.agent(agent).state
 
     def _load(self) -> dict[str, Any]:
         try:
@@ -141,12 +141,13 @@ class Memory:
     def __init__(self, root: Root, agent: str) -> None:
         self._root = root
         self.agent = names.check_agent(agent)
-        self.directory = root.agent_dir(agent) / "events"
+        self._paths = root.paths.agent(agent)
+        self.directory = self._paths.events
 
     def current_file(self, now_ns: int | None = None) -> Path:
         """The segment being appended to now (``tail -f`` this one)."""
         now = now_ns or time.time_ns()
-        return self.directory / time.strftime("%Y-%m.jsonl", time.gmtime(now // 1_000_000_000))
+        return self._paths.events_month(time.strftime("%Y-%m", time.gmtime(now // 1_000_000_000)))
 
     def remember(self, text: str, *, tags: tuple[str, ...] | list[str] = (), kind: str = "note",
                  epoch: int | None = None) -> MemoryEvent:

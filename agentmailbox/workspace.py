@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import locks, names
+from . import layout, locks, names
 from .errors import AlreadyExists, InvalidInput, InvalidName, MailboxError, NotFound, StaleVersion
 from .fs import Disk, Foreign, Moved, faults, kind_of, refused
 from .root import Root
@@ -61,13 +61,14 @@ class Workspace:
     def __init__(self, root: Root) -> None:
         self._root = root
         self._disk = root.disk
-        self.path = root.path / "workspace"
+        self._paths = root.paths
+        self.path = self._paths.workspace
 
     def _versions(self, name: str) -> Path:
-        return self.path / ".versions" / "/".join(names.check_workspace_path(name))
+        return self._paths.versions_of("/".join(names.check_workspace_path(name)))
 
     def _view(self, name: str) -> Path:
-        return self.path.joinpath(*names.check_workspace_path(name))
+        return self._paths.view("/".join(names.check_workspace_path(name)))
 
     def _real(self, folder: Path) -> bool:
         return self._disk.real_folder(self._root.path, folder)
@@ -85,7 +86,8 @@ class Workspace:
         if number <= 0 or not self._real(self._versions(name)):
             raise NotFound(f"no workspace file {name!r}", hint="list them: mailbox ws ls")
         try:
-            data, st = self._disk.read(self._versions(name) / f"{number:010d}", MAX_FILE)
+            path = self._versions(name) / layout.version_name(number)
+            data, st = self._disk.read(path, MAX_FILE)
             if st.st_nlink != 1:  # a version is moved into place: one name, ever
                 raise Foreign("a hard link to a file elsewhere")
         except FileNotFoundError as exc:
@@ -182,7 +184,7 @@ class Workspace:
             if current >= _LAST_VERSION:
                 raise InvalidInput(f"{name!r} is at version {current}, the last one possible",
                                    hint="put the content under a new name")
-            slot = folder / f"{current + 1:010d}"
+            slot = folder / layout.version_name(current + 1)
             if self._disk.move(staged, slot) is Moved.MOVED:  # one name, never replaced
                 return current + 1
             if if_version is not None:
@@ -211,14 +213,14 @@ class Workspace:
 
     def ls(self) -> list[WsFile]:
         """Every workspace file with its current version and size."""
-        base = self.path / ".versions"
+        base = self._paths.versions
         if not self._real(base):
             return []
         out = []
         for name, folder in _named_leaves(base):
             number = self.version(name)
             if number:
-                st = self._disk.lstat(folder / f"{number:010d}")
+                st = self._disk.lstat(folder / layout.version_name(number))
                 out.append(WsFile(name, number, st.st_size if st else 0))
         return sorted(out, key=lambda f: f.name)
 
@@ -230,7 +232,7 @@ class Workspace:
         :class:`LockTimeout` if someone else still holds it after ``timeout`` seconds.
         """
         parts = names.check_workspace_path(name)
-        path = self.path / ".locks" / ("/".join(parts) + ".lock")
+        path = self._paths.lock("/".join(parts))
         self._real(path.parent)  # raises if a folder on the way is a link: never followed
         with locks.held(path, self._disk, timeout=timeout,
                         message=f"{name} is locked by someone else",
@@ -243,7 +245,7 @@ class Workspace:
 
         ``doctor --repair`` quarantines those, so the folder's files can be shown again.
         """
-        base = self.path / ".versions"
+        base = self._paths.versions
         if not self._real(base):
             return []
         leaves = {folder: name for name, folder in _named_leaves(base)}
@@ -264,7 +266,7 @@ class Workspace:
         file not named as a version (10 ASCII digits) or a staging file, and any
         folder whose name is no workspace name (nothing below it is looked at).
         """
-        versions = self.path / ".versions"
+        versions = self._paths.versions
         top = self._disk.lstat(self.path)
         if top is not None and not stat.S_ISDIR(top.st_mode):
             yield self.path, f"{kind_of(top)} where the workspace folder belongs"
