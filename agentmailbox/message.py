@@ -353,7 +353,7 @@ def _build_checked(obj: dict[str, Any]) -> Message:
     except InvalidInput as exc:
         raise Malformed(str(exc), "id") from exc
     sender = _require(obj, "from", str)
-    if not _ANY_ADDRESS(sender) or sender[0] in "@#+*":
+    if not _AGENT_NAME(sender):
         raise Malformed(f"field 'from': invalid sender {sender[:80]!r}", "from")
     to = _require(obj, "to", list)
     if not to or not all(isinstance(a, str) and _ANY_ADDRESS(a) for a in to):
