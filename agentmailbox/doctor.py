@@ -288,15 +288,15 @@ class _Doctor:
             # A rename (a letter taken by a purge or a retry) sets the ctime, not the mtime.
             if st is None or now - max(st.st_mtime_ns, st.st_ctime_ns) < self.stale_ns:
                 continue  # maybe a quarantine, purge or retry in progress right now
-            if entry.name.endswith(".reason.json"):
-                dead_id = entry.name[:-12]
+            if entry.name.endswith(layout.REASON_SUFFIX):
+                dead_id = entry.name.removesuffix(layout.REASON_SUFFIX)
                 if not self.disk.exists(self.paths.dead_letter(dead_id)) and \
                         not self.disk.exists(folder / dead.retry_name(dead_id)):
                     self.note("orphan-reason", path, "quarantine interrupted before "
                               "the move; the file stayed where it was",
                               lambda p=path: self.disk.unlink(p))
-            elif entry.name.endswith(".msg"):
-                dead_id = entry.name[:-4]
+            elif entry.name.endswith(layout.LETTER_SUFFIX):
+                dead_id = entry.name.removesuffix(layout.LETTER_SUFFIX)
                 if not self.disk.exists(self.paths.dead_reason(dead_id)):
                     self.note("lost-reason", path, "dead letter without its reason "
                               "file (invisible to mailbox dead)",
@@ -381,8 +381,8 @@ class _Doctor:
         stays done (markers are never removed)."""
         threads = Threads(self.mb.root)
         for entry in self.disk.scan(threads.directory):
-            thread = entry.name.removesuffix(".done.json")
-            if entry.name.endswith(".done.json") and names.is_id(thread):
+            thread = entry.name.removesuffix(layout.MARKER_SUFFIX)
+            if entry.name.endswith(layout.MARKER_SUFFIX) and names.is_id(thread):
                 self._unreadable(Path(entry.path), lambda p, t=thread: load_marker(p, t, self.disk),
                                  "a thread marker",
                                  lambda t=thread: threads.mark_done(t, None, _REBUILT))

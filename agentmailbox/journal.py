@@ -76,8 +76,9 @@ class Journal:
 
     def days(self) -> list[str]:
         """Journal days present, oldest first."""
-        return sorted(e.name[:-6] for e in self._disk.scan(self.directory)
-                      if e.name.endswith(".jsonl") and e.is_file(follow_symlinks=False))
+        suffix = layout.LOG_SUFFIX
+        return sorted(e.name.removesuffix(suffix) for e in self._disk.scan(self.directory)
+                      if e.name.endswith(suffix) and e.is_file(follow_symlinks=False))
 
     def events(self, since_day: str = "") -> Iterator[dict[str, Any]]:
         """Every event from ``since_day`` on, in append order; torn lines are skipped."""

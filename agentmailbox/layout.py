@@ -16,8 +16,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["TREE", "AgentPaths", "Entry", "Paths", "SpoolPaths", "fill", "fixed_folders",
-           "IDENTITY", "log_file", "made_folders", "message_file", "version_name"]
+__all__ = ["IDENTITY", "LETTER_SUFFIX", "LOG_SUFFIX", "MARKER_SUFFIX", "REASON_SUFFIX", "TREE",
+           "AgentPaths", "Entry", "Paths", "SpoolPaths", "fill", "fixed_folders", "log_file",
+           "made_folders", "message_file", "version_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,10 +144,20 @@ def message_file(msg_id: str) -> str:
     return f"{msg_id}.json"
 
 
+LOG_SUFFIX = ".jsonl"
+"""Ends the name of one period of a log (journal days, event-memory months)."""
+MARKER_SUFFIX = ".done.json"
+"""Ends the name of a thread marker."""
+LETTER_SUFFIX = ".msg"
+"""Ends the name of a dead letter (the file as it was met)."""
+REASON_SUFFIX = ".reason.json"
+"""Ends the name of a dead letter's reason."""
+
+
 def log_file(period: str) -> str:
     """The file name of one period of a log: ``<YYYY-MM-DD>.jsonl`` (the journal) or
     ``<YYYY-MM>.jsonl`` (event memory)."""
-    return f"{period}.jsonl"
+    return period + LOG_SUFFIX
 
 
 IDENTITY = "agent.json"
@@ -320,10 +331,10 @@ class Paths:
         return self.path / "dead"
 
     def dead_letter(self, dead_id: str) -> Path:
-        return self.dead / f"{dead_id}.msg"
+        return self.dead / (dead_id + LETTER_SUFFIX)
 
     def dead_reason(self, dead_id: str) -> Path:
-        return self.dead / f"{dead_id}.reason.json"
+        return self.dead / (dead_id + REASON_SUFFIX)
 
     @property
     def journal(self) -> Path:
@@ -357,7 +368,7 @@ class Paths:
         return self.path / "threads"
 
     def thread_marker(self, thread: str) -> Path:
-        return self.threads / f"{thread}.done.json"
+        return self.threads / (thread + MARKER_SUFFIX)
 
     @property
     def staging_folders(self) -> tuple[Path, ...]:

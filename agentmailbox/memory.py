@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from . import locks, names
+from . import layout, locks, names
 from .errors import InvalidInput
 from .fs import Foreign, dump_object, faults, parse_object
 from .message import iso, parse_time
@@ -170,7 +170,7 @@ class Memory:
         """Remembered events, oldest first, filtered by tag, date (``since``), word or kind."""
         since_ns = _since_ns(since)
         segments = sorted(e.name for e in self._root.disk.scan(self.directory)
-                          if e.name.endswith(".jsonl"))
+                          if e.name.endswith(layout.LOG_SUFFIX))
         first = time.strftime("%Y-%m", time.gmtime(since_ns // 10**9)) if since_ns else ""
         out: list[MemoryEvent] = []
         for name in segments:
