@@ -168,11 +168,15 @@ IDENTITY = "agent.json"
 # Names given to these are already validated (names.check_*): nothing here checks them.
 
 
-@dataclass(frozen=True, slots=True)
 class AgentPaths:
     """The folders and files of one agent: ``agents/<agent>/``."""
 
-    path: Path
+    # A plain class, not a dataclass: building a dataclass costs every command's startup
+    # about 2 ms, and these need no generated methods.
+    __slots__ = ("path",)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
 
     @property
     def identity(self) -> Path:
@@ -248,11 +252,13 @@ class AgentPaths:
         return self.path, self.run, self.handoffs
 
 
-@dataclass(frozen=True, slots=True)
 class SpoolPaths:
     """The folders of routed mail: ``spool/``."""
 
-    path: Path
+    __slots__ = ("path",)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
 
     @property
     def tmp(self) -> Path:
@@ -279,11 +285,13 @@ class SpoolPaths:
         return self.path / "progress"
 
 
-@dataclass(frozen=True, slots=True)
 class Paths:
     """The folders and files of one root (its ``.mailbox/`` folder)."""
 
-    path: Path
+    __slots__ = ("path",)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
 
     @property
     def config(self) -> Path:
