@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from agentmailbox import cli as cli_mod  # noqa: E402
+from agentmailbox.cli import _base as codes_mod  # noqa: E402
 
 OUT = REPO / "docs" / "CLI.md"
 WIDTH = 80
@@ -58,8 +59,9 @@ def commands(group: click.Group, ctx: click.Context, path: tuple[str, ...] = ()
 
 
 def exit_codes() -> list[tuple[int, str, str]]:
-    """(code, name, meaning) from the EXIT_* constants of agentmailbox/cli.py and their comments."""
-    source = Path(cli_mod.__file__).read_text()
+    """(code, name, meaning) from the EXIT_* constants of agentmailbox/cli/_base.py and their
+    comments."""
+    source = Path(codes_mod.__file__).read_text()
     rows = [(int(code), name, text.strip()) for name, code, text in _EXIT.findall(source)]
     for code, name, _ in rows:
         assert getattr(cli_mod, name) == code, name

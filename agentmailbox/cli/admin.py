@@ -1,7 +1,4 @@
-"""``mailbox supervise`` and ``mailbox dead``: thin commands over :mod:`agentmailbox.supervisor`.
-
-Imported at the end of :mod:`agentmailbox.cli`, which registers them on the group.
-"""
+"""Admin commands: init, doctor, supervise, and the dead letters (ls, show, retry, purge)."""
 
 from __future__ import annotations
 
@@ -15,12 +12,50 @@ from typing import Any
 import click
 import orjson
 
-from . import render
-from .cli import EXIT_INTERRUPTED, Ctx, cli, emit, json_option, pass_ctx
-from .dead import DeadLetter
-from .errors import InvalidInput
-from .logs import daemon_logging
-from .supervisor import Supervisor, purge_dead_letters, retry_dead_letter
+from .. import doctor as doctor_mod
+from .. import render
+from ..dead import DeadLetter
+from ..errors import InvalidInput
+from ..logs import daemon_logging
+from ..mailbox import Mailbox
+from ..supervisor import Supervisor, purge_dead_letters, retry_dead_letter
+from ._base import EXIT_INTERRUPTED, EXIT_UNHEALTHY, Ctx, emit, json_option, pass_ctx
+
+
+@click.command()
+@click.argument("path", default=".", type=click.Path(file_okay=False))
+@click.option("--fsync", type=click.Choice(["always", "batch", "never"]), default="always",
+              show_default=True, help="When data reaches the disk before a send returns.")
+@click.option("--mode", type=click.Choice(["private", "group"]), default="private",
+              show_default=True, help="private: 0700/0600; group: setgid dirs, 0660 files.")
+@json_option
+def init(path: str, fsync: str, mode: str, as_json: bool) -> None:
+    """Create a mailbox root (PATH/.mailbox)."""
+    mb = Mailbox.init(path, fsync=fsync, mode=mode)
+    emit({"root": str(mb.path)}, as_json, f"created {mb.path}")
+
+
+# -- health ------------------------------------------------------------------------------------
+
+@click.command()
+@click.option("--repair", is_flag=True, help="Fix what is safe to fix (never deletes mail).")
+@click.option("--stale-after", type=float, default=None,
+              help="Seconds after which an unpublished tmp file counts as abandoned.")
+@json_option
+@pass_ctx
+def doctor(c: Ctx, repair: bool, stale_after: float | None, as_json: bool) -> None:
+    """Check the whole root: stale tmp files, foreign or malformed files, missing dirs."""
+    findings = doctor_mod.check(c.mb, repair=repair, stale_after=stale_after)
+    emit({"root": str(c.mb.path), "findings": [f.to_dict() for f in findings],
+          "clean": not findings}, as_json, lambda _: "\n".join(
+        f"{'fixed' if f.repaired else 'found'}  {f.kind:<14} {render.line(f.path, None)}: "
+        f"{render.line(f.detail, None)}"
+        for f in findings) or f"{c.mb.path}: clean")
+    if any(not f.repaired for f in findings):
+        raise SystemExit(EXIT_UNHEALTHY)
+
+
+# -- routing -------------------------------------------------------------------------------------
 
 _SUPERVISE_EPILOG = """\b
 Examples:
@@ -50,7 +85,7 @@ def _stop_on_signals(sup: Supervisor) -> Iterator[list[int]]:
             signal.signal(sig, old)
 
 
-@cli.command(epilog=_SUPERVISE_EPILOG)
+@click.command(epilog=_SUPERVISE_EPILOG)
 @click.option("--once", is_flag=True, help="Do one pass (route, retry, sweep), then exit.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True, help="Lowest level logged to stderr.")
@@ -78,7 +113,7 @@ def supervise(c: Ctx, once: bool, log_level: str, as_json: bool) -> None:
 
 # -- dead letters ----------------------------------------------------------------------------------
 
-@cli.group()
+@click.group()
 def dead() -> None:
     """Dead letters: quarantined or undeliverable mail, each with its reason."""
 
