@@ -58,11 +58,12 @@ def resolve(line: str) -> tuple[click.Command, list[str]]:
     cmd: click.Command = cli
     used: list[str] = []
     for word in words:
+        sub = cmd.get_command(click.Context(cmd), word) if isinstance(cmd, click.Group) else None
         if word.startswith("-") and len(word) > 1:
             used.append(word.split("=")[0])
-        elif isinstance(cmd, click.Group) and word in cmd.commands:
+        elif sub is not None:
             used = [u for u in used if u != "--root"]
-            cmd = cmd.commands[word]
+            cmd = sub
     return cmd, used
 
 

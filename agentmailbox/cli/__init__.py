@@ -2,11 +2,14 @@
 
 No logic lives here. The top group is defined here; each command family lives in a module
 of its own (mail, agents, workspace, continuity, live, admin) that imports only
-:mod:`agentmailbox.cli._base`, never this module. Exit codes (stable; scripts rely on them):
+:mod:`agentmailbox.cli._base`, never this module. The group imports a command's module only
+when that command runs (:data:`COMMANDS`), so ``mailbox inbox`` never pays for the
+supervisor, the continuity modules or watchdog. Exit codes (stable; scripts rely on them):
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
 from collections.abc import Sequence
@@ -15,7 +18,6 @@ from typing import NoReturn
 import click
 
 from ..errors import MailboxError
-from . import admin, agents, continuity, live, mail, workspace
 from ._base import (
     EXIT_CONFLICT,
     EXIT_DISK_FULL,
@@ -35,6 +37,7 @@ from ._base import (
 )
 
 __all__ = [
+    "COMMANDS",
     "EXIT_CONFLICT",
     "EXIT_DISK_FULL",
     "EXIT_EMPTY",
@@ -69,7 +72,78 @@ Examples:
 """
 
 
-@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: ("module:attribute" in this package, the first sentence of its help, which
+    # `mailbox --help` shows without importing the module; tests/test_cli.py checks both)
+    "send": ("mail:send", "Send a message; prints its id."),
+    "inbox": ("mail:inbox", "List unread mail of AGENT, oldest first."),
+    "read": ("mail:read",
+             "Claim the oldest unread message of AGENT and print it (exit 3 if none)."),
+    "done": ("mail:done", "Mark claimed messages of AGENT done (their DONE markers)."),
+    "release": ("mail:release", "Give claimed messages of AGENT back to its unread mail."),
+    "status": ("mail:status", "Per recipient: delivered, read (when, by which instance) or done."),
+    "agent": ("agents:agent", "Register and inspect agents."),
+    "agents": ("agents:agents", "List agents: role, liveness, last heartbeat, capacity, mode, "
+               "unread and claimed mail."),
+    "ws": ("workspace:ws",
+           "The shared workspace: versioned files with compare-and-swap and locks."),
+    "handoff": ("continuity:handoff",
+                "Write the handoff note for AGENT's next instance (or --show it)."),
+    "state": ("continuity:state", "AGENT's working state: set, get, unset keys (volatile; "
+              "replaced, never appended)."),
+    "remember": ("continuity:remember", "Append TEXT to AGENT's event memory (append-only)."),
+    "memory": ("continuity:memory", "Print AGENT's event memory, oldest first."),
+    "boot": ("continuity:boot",
+             "Start a new instance of AGENT and print its boot brief, most important first."),
+    "thread": ("continuity:thread",
+               "Thread DONE markers: mark a whole conversation finished, and see it."),
+    "watch": ("live:watch",
+              "Print AGENT's new mail as it arrives, or run a command for each message."),
+    "heartbeat": ("live:heartbeat",
+                  "Record that AGENT is alive now (run it from the agent's loop or a cron job)."),
+    "tail": ("live:tail", "Print the bus journal (send, claim, done, release, dead, ws.put...) "
+             "in time order."),
+    "init": ("admin:init", "Create a mailbox root (PATH/.mailbox)."),
+    "doctor": ("admin:doctor", "Check the whole root: stale tmp files, foreign or malformed "
+               "files, missing dirs."),
+    "supervise": ("admin:supervise", "Route spooled mail (@role, #topic, +group, *), enforce "
+                  "quotas and rates, expire mail."),
+    "dead": ("admin:dead",
+             "Dead letters: quarantined or undeliverable mail, each with its reason."),
+}
+
+
+class LazyGroup(click.Group):
+    """The top group: lists :data:`COMMANDS` and imports a command's module only when the
+    command is looked up (to run it, or for its own ``--help``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in COMMANDS:
+            return self.commands.get(cmd_name)
+        module, _, attr = COMMANDS[cmd_name][0].partition(":")
+        command = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{COMMANDS[cmd_name][0]} is not a click command")
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``--help``, as click prints it, from the table (no imports)."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, self._short_help(name, limit)) for name in names])
+
+    def _short_help(self, name: str, limit: int) -> str:
+        if name in self.commands:
+            return self.commands[name].get_short_help_str(limit)
+        return click.Command(name, help=COMMANDS[name][1]).get_short_help_str(limit)
+
+
+@click.group(cls=LazyGroup, epilog=EPILOG,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--root", envvar="MAILBOX_ROOT", metavar="PATH",
               help="The mailbox root (default: $MAILBOX_ROOT, else the nearest .mailbox/ above).")
 @click.version_option(package_name="agentmailbox")
@@ -77,15 +151,6 @@ Examples:
 def cli(ctx: click.Context, root: str | None) -> None:
     """A message bus made of directories and files, for agents that restart."""
     ctx.obj = Ctx(root)
-
-
-for _command in (
-    admin.init, agents.agent, agents.agents, mail.send, mail.inbox, mail.read, mail.done,
-    mail.release, mail.status, workspace.ws, admin.doctor, continuity.handoff, continuity.state,
-    continuity.remember, continuity.memory, continuity.boot, continuity.thread, live.watch,
-    live.heartbeat, live.tail, admin.supervise, admin.dead,
-):
-    cli.add_command(_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,22 +1,25 @@
 """What every command module of ``mailbox`` shares: the exit codes, the context object, the
 ``--json`` option, printing, and reporting an error.
 
-The command modules import this module; it imports none of them.
+The command modules import this module; it imports none of them. It imports no more than
+click at import time (orjson and the library come in where they are used), so
+``mailbox --help`` costs little more than click itself.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-import orjson
 
 from .. import render
 from ..errors import MailboxError
-from ..mailbox import Mailbox
-from ..message import Message
+
+if TYPE_CHECKING:
+    from ..mailbox import Mailbox
+    from ..message import Message
 
 EXIT_OK = 0            # it worked
 EXIT_ERROR = 1         # an error not listed below (StorageError and the like)
@@ -42,6 +45,8 @@ class Ctx:
     @property
     def mb(self) -> Mailbox:
         if self._mb is None:
+            from ..mailbox import Mailbox  # here, not at import: `mailbox --help` never needs it
+
             self._mb = Mailbox.open(self.root)
         return self._mb
 
@@ -53,6 +58,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON."
 def emit(data: Any, as_json: bool, text: Callable[[Any], str] | str | None = None) -> None:
     """Print ``data`` as JSON, or as text via ``text``."""
     if as_json:
+        import orjson
+
         sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE))
         sys.stdout.flush()
         return
@@ -68,6 +75,8 @@ def fail(exc: MailboxError) -> NoReturn:
 def show_message(msg: Message) -> str:
     """A message as text: one line per header, then the body, each of its lines fenced
     (``| ``), so that no text of the sender's can pass for a header or a next message."""
+    import orjson
+
     body = msg.body if isinstance(msg.body, str) else orjson.dumps(
         msg.body, option=orjson.OPT_INDENT_2).decode()
     head = [("id", msg.id), ("from", msg.sender), ("to", ", ".join(msg.to)), ("date", msg.ts),
@@ -100,6 +109,8 @@ def show_warning(message: Warning | str, category: type[Warning], *_: Any, **__:
 def report(exc: MailboxError, args: Sequence[str]) -> None:
     """Print an error on stderr: a line and its hint, or one JSON object under ``--json``."""
     if "--json" in args:
+        import orjson
+
         err = {"error": type(exc).__name__, "message": str(exc), "hint": exc.hint,
                "exit_code": exc.exit_code}
         sys.stderr.buffer.write(orjson.dumps(err, option=orjson.OPT_APPEND_NEWLINE))

@@ -12,7 +12,6 @@ from .. import render
 from ..errors import InvalidInput, MessageTooLarge
 from ..inbox import State
 from ..routing import is_routed
-from ..supervisor import running_supervisor
 from ._base import (
     EXIT_EMPTY,
     Ctx,
@@ -66,9 +65,15 @@ def send(c: Ctx, sender: str, to: tuple[str, ...], subject: str, body: str | Non
                     reply_to=reply_to, priority=priority, expires_at=expires, receipt=receipt,
                     key=key, pick=pick)
     emit({"id": msg.id, "to": list(msg.to), "thread": msg.thread}, as_json, msg.id)
-    if any(map(is_routed, msg.to)) and running_supervisor(c.mb) is None:
+    if any(map(is_routed, msg.to)) and _no_supervisor(c):
         click.echo("mailbox: no supervisor is running: routed mail waits in the spool until "
                    "one does (mailbox supervise)", err=True)
+
+
+def _no_supervisor(c: Ctx) -> bool:
+    from ..supervisor import running_supervisor  # only routed mail asks; a direct send never
+
+    return running_supervisor(c.mb) is None
 
 
 def _body_text(body: str | None, body_file: Any, limit: int) -> str:
