@@ -503,6 +503,22 @@ def loaded_modules(*argv: str, root: Path) -> set[str]:
     return set(done.stderr.split())
 
 
+HEAVY = {"watchdog", "structlog", "portalocker", "asyncio", "ctypes", "agentmailbox.supervisor",
+         "agentmailbox.handoff", "agentmailbox.boot", "agentmailbox.agent", "agentmailbox.watch"}
+
+
+@pytest.mark.parametrize("argv", [
+    ("--help",), ("inbox", "bob"), ("read", "bob", "--peek"),
+    ("send", "--from", "alice", "--to", "bob", "--body", "hi"),
+], ids=" ".join)
+def test_the_quick_commands_import_no_daemon_or_continuity_module(argv: tuple[str, ...],
+                                                                  mb: Mailbox) -> None:
+    """An agent's every-prompt commands start fast: they never load the supervisor, the
+    watcher, the logging setup, the lock library or the continuity modules."""
+    mb.send("alice", "bob", subject="waiting", body="x")
+    assert set() == loaded_modules(*argv, root=mb.path) & HEAVY
+
+
 def test_help_imports_no_command_module(mb: Mailbox) -> None:
     """`mailbox --help` lists every command without importing any of them."""
     loaded = loaded_modules("--help", root=mb.path)
