@@ -15,24 +15,36 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from .. import render
-from ..errors import MailboxError
+from ..errors import (
+    Conflict,
+    DiskFull,
+    InboxFull,
+    InvalidInput,
+    MailboxError,
+    MessageTooLarge,
+    NotFound,
+)
 
 if TYPE_CHECKING:
     from ..mailbox import Mailbox
     from ..message import Message
 
+# The exit codes that are not errors. An error's code is its class's ``exit_code`` (the tree
+# in agentmailbox/errors.py): nothing else maps an exception to a code.
 EXIT_OK = 0            # it worked
-EXIT_ERROR = 1         # an error not listed below (StorageError and the like)
 EXIT_USAGE = 2         # the command line is wrong (unknown option, missing argument)
 EXIT_EMPTY = 3         # nothing to read: the inbox has no unread mail
-EXIT_NOT_FOUND = 4     # no such root, agent, message or workspace file
-EXIT_INVALID = 5       # invalid name, id, option or message content
-EXIT_CONFLICT = 6      # stale version, lock held, already exists
-EXIT_TOO_LARGE = 7     # message or handoff over its limit
-EXIT_INBOX_FULL = 8    # recipient inbox at its quota (backpressure)
-EXIT_DISK_FULL = 9     # no space left; nothing partial was written
 EXIT_UNHEALTHY = 10    # doctor found problems it did not repair
 EXIT_INTERRUPTED = 130  # Ctrl-C
+
+# The errors' codes under the names scripts import them by: each is its class's code.
+EXIT_ERROR = MailboxError.exit_code              # StorageError, and any error without its own
+EXIT_NOT_FOUND = NotFound.exit_code              # no such root, agent, message or file
+EXIT_INVALID = InvalidInput.exit_code            # invalid name, id, option or content
+EXIT_CONFLICT = Conflict.exit_code               # stale version, lock held, already exists
+EXIT_TOO_LARGE = MessageTooLarge.exit_code       # message or handoff over its limit
+EXIT_INBOX_FULL = InboxFull.exit_code            # recipient inbox at its quota
+EXIT_DISK_FULL = DiskFull.exit_code              # no space left; nothing partial was written
 
 
 class Ctx:
