@@ -509,7 +509,8 @@ HEAVY = {"watchdog", "structlog", "portalocker", "asyncio", "ctypes", "agentmail
 
 @pytest.mark.parametrize("argv", [
     ("--help",), ("inbox", "bob"), ("read", "bob", "--peek"),
-    ("send", "--from", "alice", "--to", "bob", "--body", "hi"),
+    ("send", "--from", "alice", "--to", "bob", "--body", "hi"), ("heartbeat", "bob"),
+    ("dead", "ls"),
 ], ids=" ".join)
 def test_the_quick_commands_import_no_daemon_or_continuity_module(argv: tuple[str, ...],
                                                                   mb: Mailbox) -> None:

@@ -1,25 +1,28 @@
-"""Admin commands: init, doctor, supervise, and the dead letters (ls, show, retry, purge)."""
+"""Admin commands: init, doctor, supervise, and the dead letters (ls, show, retry, purge).
+
+The supervisor, the doctor and logging are imported by the commands that run them, so
+``mailbox init`` and ``mailbox dead ls`` do not load the routing daemon.
+"""
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
 
-from .. import doctor as doctor_mod
 from .. import render
 from ..dead import DeadLetter
 from ..errors import InvalidInput
-from ..logs import daemon_logging
 from ..mailbox import Mailbox
-from ..supervisor import Supervisor, purge_dead_letters, retry_dead_letter
 from ._base import EXIT_INTERRUPTED, EXIT_UNHEALTHY, Ctx, emit, json_option, pass_ctx
+
+if TYPE_CHECKING:
+    from ..supervisor import Supervisor
 
 
 @click.command()
@@ -45,6 +48,8 @@ def init(path: str, fsync: str, mode: str, as_json: bool) -> None:
 @pass_ctx
 def doctor(c: Ctx, repair: bool, stale_after: float | None, as_json: bool) -> None:
     """Check the whole root: stale tmp files, foreign or malformed files, missing dirs."""
+    from .. import doctor as doctor_mod
+
     findings = doctor_mod.check(c.mb, repair=repair, stale_after=stale_after)
     emit({"root": str(c.mb.path), "findings": [f.to_dict() for f in findings],
           "clean": not findings}, as_json, lambda _: "\n".join(
@@ -97,6 +102,11 @@ def supervise(c: Ctx, once: bool, log_level: str, as_json: bool) -> None:
     One per root: a second one exits at once with code 6. SIGTERM stops it (exit 0),
     Ctrl-C too (exit 130), after the message in hand.
     """
+    import logging
+
+    from ..logs import daemon_logging
+    from ..supervisor import Supervisor
+
     sup = Supervisor(c.mb)
     with daemon_logging(getattr(logging, log_level.upper())):
         if once:
@@ -158,6 +168,8 @@ def _field(value: Any) -> str:
 @pass_ctx
 def dead_retry(c: Ctx, dead_id: str, as_json: bool) -> None:
     """Put ID back where it came from (its inbox, or the spool), with the same id."""
+    from ..supervisor import retry_dead_letter
+
     done = retry_dead_letter(c.mb, dead_id)
     emit(done.to_dict(), as_json,
          f"{done.msg_id} back in {done.to}" if done.stored
@@ -178,5 +190,7 @@ def dead_purge(c: Ctx, days: float | None, yes: bool, as_json: bool) -> None:
             raise InvalidInput(f"purge deletes dead letters ({what}) for good",
                                hint="confirm with --yes")
         click.confirm(f"Delete dead letters ({what}) for good?", abort=True)
+    from ..supervisor import purge_dead_letters
+
     removed = purge_dead_letters(c.mb, days)
     emit({"purged": removed}, as_json, f"purged {len(removed)} dead letter(s)")

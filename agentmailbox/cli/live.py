@@ -1,4 +1,8 @@
-"""Live commands: watch an inbox, run a command per message, heartbeat, tail the journal."""
+"""Live commands: watch an inbox, run a command per message, heartbeat, tail the journal.
+
+``watch`` imports the watcher (watchdog) and the runner itself: ``heartbeat``, which an
+agent may run on every turn, loads neither.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +22,6 @@ from ..journal import Journal
 from ..logs import daemon_logging
 from ..message import Message
 from ..presence import Mode, Presence
-from ..runner import CommandRunner
-from ..watch import arrivals
 from ._base import Ctx, emit, json_option, message_line, msg_json, pass_ctx
 
 TAIL_POLL_SECONDS = 0.2
@@ -57,6 +59,9 @@ by their exit code) with exit 0; Ctrl-C does the same with exit 130.
 def watch(c: Ctx, agent_name: str, claim: bool, command: str | None, max_inflight: int,
           once: bool, timeout: float | None, as_json: bool) -> None:
     """Print AGENT's new mail as it arrives, or run a command for each message."""
+    from ..runner import CommandRunner
+    from ..watch import arrivals
+
     box = c.mb.inbox(agent_name)
     with daemon_logging(), _stop_on_sigterm() as stop:
         if command is not None:
