@@ -1,7 +1,7 @@
 """Live commands: watch an inbox, run a command per message, heartbeat, tail the journal.
 
-``watch`` imports the watcher (watchdog) and the runner itself: ``heartbeat``, which an
-agent may run on every turn, loads neither.
+``watch`` imports the watcher (watchdog), the runner and the logging setup itself:
+``heartbeat``, which an agent may run on every turn, loads none of them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import orjson
 
 from .. import render
 from ..journal import Journal
-from ..logs import daemon_logging
 from ..message import Message
 from ..presence import Mode, Presence
 from ._base import Ctx, emit, json_option, message_line, msg_json, pass_ctx
@@ -59,6 +58,7 @@ by their exit code) with exit 0; Ctrl-C does the same with exit 130.
 def watch(c: Ctx, agent_name: str, claim: bool, command: str | None, max_inflight: int,
           once: bool, timeout: float | None, as_json: bool) -> None:
     """Print AGENT's new mail as it arrives, or run a command for each message."""
+    from ..logs import daemon_logging
     from ..runner import CommandRunner
     from ..watch import arrivals
 
