@@ -4,7 +4,8 @@ No logic lives here. The top group is defined here; each command family lives in
 of its own (mail, agents, workspace, continuity, live, admin) that imports only
 :mod:`agentmailbox.cli._base`, never this module. The group imports a command's module only
 when that command runs (:data:`COMMANDS`), so ``mailbox inbox`` never pays for the
-supervisor, the continuity modules or watchdog. Exit codes (stable; scripts rely on them):
+supervisor, the continuity modules or watchdog. An error exits with its class's
+``exit_code`` (agentmailbox/errors.py); the codes (stable; scripts rely on them):
 """
 
 from __future__ import annotations
