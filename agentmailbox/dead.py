@@ -8,7 +8,6 @@ between leaves a reason without a file (``doctor`` reports it), never mail witho
 
 from __future__ import annotations
 
-import shutil
 import stat
 import time
 from collections.abc import Iterator
@@ -159,6 +158,8 @@ class DeadLetters:
             disk.unlink(path)
             return
         disk.guard(path)
+        import shutil  # here: it pulls in bz2 and lzma, and only a purge removes folders
+
         try:
             shutil.rmtree(path)
         except OSError as exc:
