@@ -779,14 +779,16 @@ def _lines(fd: int, offset: int, line_limit: int, end: int) -> Iterator[tuple[in
 
 @functools.cache
 def _libc_function(name: str) -> Any:
-    """``name`` from libc, or None; looked up on first use, not at import: ctypes.util
-    imports subprocess and find_library runs ``ldconfig -p``, which would cost every
-    command that never renames or syncs (``mailbox inbox``) more than its own work."""
-    import ctypes.util
+    """``name`` from the C library the interpreter itself is linked with, or None.
+
+    Looked up on first use, not at import (loading ctypes costs every command that never
+    renames or syncs, ``mailbox inbox``, more than its own work), and through the
+    process's own symbols (``CDLL(None)``) rather than ``ctypes.util.find_library``,
+    which starts an ``ldconfig -p`` child on every first lookup."""
+    import ctypes
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        function = getattr(libc, name)
+        function = getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError, TypeError):
         return None
     if name == "renameat2":
