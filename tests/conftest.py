@@ -87,7 +87,7 @@ def cli(mb: Mailbox, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.Monk
     monkeypatch.setenv("MAILBOX_ROOT", str(mb.path))
 
     def run(*args: str, stdin: str | None = None) -> Result:
-        monkeypatch.setattr(sys, "stdin", _Stdin((stdin or "").encode()))
+        monkeypatch.setattr(sys, "stdin", Stdin((stdin or "").encode()))
         capfd.readouterr()
         code = main(list(args))
         out, err = capfd.readouterr()
@@ -96,7 +96,9 @@ def cli(mb: Mailbox, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.Monk
     return run
 
 
-class _Stdin:
+class Stdin:
+    """A standard input that is not a terminal and holds ``data`` (no file to close)."""
+
     def __init__(self, data: bytes) -> None:
         import io
 
