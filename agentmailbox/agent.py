@@ -72,8 +72,11 @@ class Agent:
         """Start a new instance epoch and return the boot brief.
 
         With ``start_epoch=False`` the brief of the current epoch is rendered again
-        and nothing changes on disk (a dry run).
+        and nothing changes on disk (a dry run). ``budget`` caps the text in characters
+        and is at least :data:`agentmailbox.boot.MIN_BUDGET` (else ``InvalidInput``, and no
+        epoch is started).
         """
+        boot_mod.check_budget(budget)
         if start_epoch:
             record = self._start_epoch()
         else:

@@ -10,8 +10,15 @@
    still open (stale-context defence); then the working state.
 4. **History**: not loaded; only how to get it.
 
-The brief stops where the budget (characters of text) ends, and says what it left
-out and how to get it. For the same state it is the same brief: no "now" in it.
+The budget is a hard cap on the text as printed: ``len(brief.to_text()) <= budget``,
+trailing newline included, whatever the root holds. When everything does not fit, the
+brief stops at the first line that does not (priority order, nothing skipped ahead) and
+ends with a note of what it left out and how to get it; room for that note is kept from
+the start. A budget below :data:`MIN_BUDGET` (200) is refused with
+:class:`~agentmailbox.errors.InvalidInput`: below it the heading and that note might not
+fit. The JSON form is not capped in characters: it lists exactly the items the text
+kept, with their exact values, plus how many each section left out. For the same state
+it is the same brief: no "now" in it.
 Every text in it that another agent or instance chose (subjects, names, kinds,
 handoff notes, state values) is rendered by :func:`agentmailbox.render.line`, so it
 cannot forge a section or an item; the JSON form keeps it exact.
@@ -25,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .errors import InvalidInput
 from .handoff import Waiting
 from .inbox import State
 from .message import Message, Priority, day_of, stamp_of
@@ -33,7 +41,11 @@ from .render import line
 if TYPE_CHECKING:
     from .agent import Agent
 
-__all__ = ["Brief", "build"]
+__all__ = ["MIN_BUDGET", "Brief", "build", "check_budget"]
+
+MIN_BUDGET = 200
+"""The smallest budget, in characters, a brief is built for: the heading and the note of
+what was left out always fit in it."""
 
 
 @dataclass
@@ -50,6 +62,10 @@ class Section:
     title: str
     items: list[Item] = field(default_factory=list)
     summary: str = ""
+
+    def head(self) -> list[str]:
+        """The title line and the summary line (if any): shown together or not at all."""
+        return [f"## {self.title}"] + ([self.summary] if self.summary else [])
 
 
 @dataclass
@@ -77,37 +93,79 @@ class Brief:
         return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
 
 
+def check_budget(budget: int) -> None:
+    """Refuse a budget below :data:`MIN_BUDGET`.
+
+    Raises:
+        InvalidInput: ``budget`` is below the minimum.
+    """
+    if budget < MIN_BUDGET:
+        raise InvalidInput(f"a boot brief budget of {budget} characters is below the minimum "
+                           f"of {MIN_BUDGET}", hint=f"give a budget of {MIN_BUDGET} or more")
+
+
 def _render(brief: Brief) -> tuple[str, dict[str, int]]:
-    """Text within the budget, and how many items of each section fit."""
-    lines = [f"# boot brief: {brief.agent} (epoch {brief.epoch})"]
-    used = len(lines[0]) + 1
-    kept = {s.key: 0 for s in brief.sections}
-    full = False
-    for s in brief.sections:
-        head = [f"## {s.title}"] + ([s.summary] if s.summary else [])
-        cost = sum(len(h) + 1 for h in head)
-        if full or used + cost > brief.budget:
-            full = True
-            continue
-        lines += head
-        used += cost
-        for item in s.items:
-            if used + len(item.text) + 1 > brief.budget - 80:
-                full = True
-                break
-            lines.append(item.text)
-            used += len(item.text) + 1
+    """Text of at most ``brief.budget`` characters, and how many items of each section fit."""
+    check_budget(brief.budget)
+    heading = f"# boot brief: {brief.agent} (epoch {brief.epoch})"
+    every = [heading] + [text for s in brief.sections for text in s.head() + _texts(s)]
+    if _size(every) <= brief.budget:
+        return _join(every), {s.key: len(s.items) for s in brief.sections}
+    total = sum(len(s.items) for s in brief.sections)
+    # Room for the note is kept first, sized for the most items it could ever name.
+    room = brief.budget - _size([_note(brief.budget, total)])
+    heading = line(heading, room - 1)  # only a long name at a small budget is cut
+    lines, kept = _fit(brief.sections, room - _size([heading]))
+    left = total - sum(kept.values())
+    return _join([heading, *lines, _note(brief.budget, left)]), kept
+
+
+def _fit(sections: list[Section], room: int) -> tuple[list[str], dict[str, int]]:
+    """The lines that fit in ``room`` characters, in order, stopping at the first that does
+    not; and how many items of each section they hold."""
+    lines: list[str] = []
+    kept = {s.key: 0 for s in sections}
+    used = 0
+    for s in sections:
+        used += _size(s.head())
+        if used > room:
+            break
+        lines += s.head()
+        for text in _texts(s):
+            used += len(text) + 1
+            if used > room:
+                return lines, kept
+            lines.append(text)
             kept[s.key] += 1
-    left = sum(len(s.items) for s in brief.sections) - sum(kept.values())
-    if full or left:
-        lines.append(f"[budget of {brief.budget} characters reached: {left} item(s) and any "
-                     "later sections left out; raise --budget or use the commands under History]")
-    return "\n".join(lines) + "\n", kept
+    return lines, kept
+
+
+def _texts(section: Section) -> list[str]:
+    return [item.text for item in section.items]
+
+
+def _note(budget: int, left: int) -> str:
+    return (f"[budget of {budget} characters reached: {left} item(s) and any later sections "
+            "left out; raise --budget or use the commands under History]")
+
+
+def _size(lines: list[str]) -> int:
+    """Characters of ``lines`` as printed, one newline after each."""
+    return sum(len(text) + 1 for text in lines)
+
+
+def _join(lines: list[str]) -> str:
+    return "\n".join(lines) + "\n"
 
 
 def build(agent: Agent, *, epoch: int | None, previous_boot_ns: int | None,
           budget: int = 4000) -> Brief:
-    """Assemble the brief for ``agent`` (the caller has already started the new epoch)."""
+    """Assemble the brief for ``agent`` (the caller has already started the new epoch).
+
+    Raises:
+        InvalidInput: ``budget`` is below :data:`MIN_BUDGET`.
+    """
+    check_budget(budget)
     inbox = agent.inbox
     unread = inbox.list()
     sections = [

@@ -46,7 +46,7 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass  # the whole group already ended
-    proc.wait()
+    proc.communicate()  # waits, and closes the pipes the test opened
 
 
 def _until(predicate: Callable[[], bool], what: str, limit: float = 30.0) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import Hung, deadline
+from conftest import Hung, Stdin, deadline
 
 from agentmailbox import Mailbox, layout
 from agentmailbox.cli import main
@@ -174,7 +174,7 @@ def test_planted_thing_is_never_followed_and_blocks_nothing(
     root = base / ".mailbox"
     _plant(root / layout.fill(where, **template.values), kind, outside)
     monkeypatch.setenv("MAILBOX_ROOT", str(root))
-    monkeypatch.setattr("sys.stdin", open(os.devnull))  # noqa: SIM115 (closed with the test)
+    monkeypatch.setattr("sys.stdin", Stdin(b""))
     failures = []
     for args in _commands(template.values):
         try:

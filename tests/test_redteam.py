@@ -280,6 +280,7 @@ def test_agent_edit_never_writes_an_identity_its_readers_refuse(
 # -- clock values past the id range ---------------------------------------------------------------
 
 @pytest.mark.parametrize("plant", ["handoff", "epoch"])
+@pytest.mark.filterwarnings("default:.*stamped far in the future:UserWarning")
 def test_boot_survives_a_stamp_past_the_clock_range(
         mb: Mailbox, cli: Callable[..., Any], plant: str) -> None:
     """A planted handoff or epoch record far in the future never stops an agent booting."""

@@ -177,8 +177,7 @@ def test_merger_restart_finishes_the_job(job: Job) -> None:
     """After a crash mid-job, the next merger instance completes the count and the DONE marker."""
     job.send_partial(0)
     job.send_partial(1)
-    job.run("merger", MERGER, fault="ws.versioned")
-    job.run("merger", MERGER)
+    assert [77, 0] == [job.run("merger", MERGER, fault="ws.versioned"), job.run("merger", MERGER)]
     result = orjson.loads(job.mb.workspace.get(RESULT).data)
     assert (result["counts"], job.mb.threads.done(job.id) is not None) == (
         count_words(job.corpus), True)
@@ -187,10 +186,10 @@ def test_merger_restart_finishes_the_job(job: Job) -> None:
 def test_merger_trusts_the_workspace_over_stale_working_state(job: Job) -> None:
     """Working state left a version behind by a crash is noticed and overruled at boot."""
     job.send_partial(0)
-    job.run("merger", MERGER)  # merges chunk 0, notes v1 in working state, exits when idle
+    assert 0 == job.run("merger", MERGER)  # merges chunk 0, notes v1 in working state
     job.send_partial(1)
-    job.run("merger", MERGER, fault="ws.versioned")  # v2 written, the note still says v1
-    job.run("merger", MERGER)
+    assert 77 == job.run("merger", MERGER, fault="ws.versioned")  # v2 written, note says v1
+    assert 0 == job.run("merger", MERGER)
     merger = job.mb.agent(MERGER)
     drift = [e.text for e in merger.memory.events(tag="drift")]
     assert (drift, merger.state["result_version"]) == (
