@@ -10,6 +10,7 @@ import click
 import orjson
 
 from .. import render
+from ..boot import MIN_BUDGET
 from ..errors import InvalidInput, MessageNotFound, MessageTooLarge, NotFound
 from ..handoff import SECTIONS, Handoff, Waiting, parse_markdown
 from ._base import Ctx, emit, fail, json_option, pass_ctx
@@ -184,8 +185,9 @@ def memory(c: Ctx, agent_name: str, tag: str | None, since: str | None, grep: st
 
 @click.command()
 @click.argument("agent_name", metavar="AGENT")
-@click.option("--budget", type=click.IntRange(200), default=4000, show_default=True,
-              help="Characters of brief at most; it stops early and says what it left out.")
+@click.option("--budget", type=click.IntRange(MIN_BUDGET), default=4000, show_default=True,
+              help=f"Characters of printed brief at most (from {MIN_BUDGET}): it stops early and "
+                   "says what it left out. --json lists the same items, not capped.")
 @click.option("--dry-run", is_flag=True, help="Do not start a new instance epoch.")
 @json_option
 @pass_ctx
