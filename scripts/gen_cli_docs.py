@@ -31,9 +31,9 @@ WIDTH = 80
 # The sections of the page, in order; a command not named here lands in "Other commands".
 SECTIONS: list[tuple[str, str, list[str]]] = [
     ("Core bus", "Agents, mail, where it is, the shared workspace, health.", [
-        "init", "agent", "agent add", "agent show", "agent edit", "agents", "send", "inbox",
-        "read", "done", "release", "status", "ws", "ws put", "ws get", "ws ls", "ws lock",
-        "doctor"]),
+        "init", "agent", "agent add", "agent show", "agent edit", "agents", "whoami", "send",
+        "inbox", "read", "peek", "next", "done", "release", "reply", "status", "ws", "ws put",
+        "ws get", "ws ls", "ws lock", "doctor"]),
     ("Live", "Waking on mail, presence, the journal, routing and dead letters.", [
         "watch", "heartbeat", "tail", "supervise", "dead", "dead ls", "dead show",
         "dead retry", "dead purge"]),

@@ -123,10 +123,17 @@ def test_send_reads_the_body_from_a_file(cli: Cli, mb: Mailbox, tmp_path: Path) 
     assert "# plan\n" == mb.inbox("bob").get(result.out.strip()).body
 
 
-def test_send_reads_the_body_from_stdin(cli: Cli, mb: Mailbox) -> None:
-    """Without --body or --body-file the body is stdin."""
-    result = cli("send", "--from", "alice", "--to", "bob", stdin="from a pipe\n")
+def test_send_reads_the_body_from_stdin_when_asked_with_a_dash(cli: Cli, mb: Mailbox) -> None:
+    """--body - reads the body from stdin."""
+    result = cli("send", "--from", "alice", "--to", "bob", "--body", "-", stdin="from a pipe\n")
     assert "from a pipe\n" == mb.inbox("bob").get(result.out.strip()).body
+
+
+def test_send_without_a_body_sends_an_empty_one_and_leaves_stdin_unread(cli: Cli,
+                                                                        mb: Mailbox) -> None:
+    """Without --body or --body-file the body is empty: an open pipe is never waited on."""
+    result = cli("send", "--from", "alice", "--to", "bob", stdin="not for the body\n")
+    assert "" == mb.inbox("bob").get(result.out.strip()).body
 
 
 def test_send_json_body_stores_a_structured_value(cli: Cli, mb: Mailbox) -> None:
@@ -404,7 +411,7 @@ def test_invalid_name_exits_5_with_a_hint(cli: Cli) -> None:
 
 def test_too_large_message_exits_7_with_a_hint(cli: Cli, mb: Mailbox) -> None:
     """A body over max_message_bytes is refused, and the hint points to the workspace."""
-    result = cli("send", "--from", "alice", "--to", "bob", stdin="x" * (1 << 20))
+    result = cli("send", "--from", "alice", "--to", "bob", "--body", "-", stdin="x" * (1 << 20))
     assert EXIT_TOO_LARGE == result.code
     assert result.err.startswith("mailbox: message is ")
     assert "hint: put large content in the shared workspace" in result.err

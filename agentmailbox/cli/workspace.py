@@ -11,7 +11,7 @@ import click
 
 from ..errors import InvalidInput
 from ..workspace import MAX_FILE
-from ._base import Ctx, emit, fail, json_option, pass_ctx
+from ._base import Ctx, acting_or_none, agent_option, emit, fail, json_option, pass_ctx
 
 
 @click.group()
@@ -25,14 +25,17 @@ def ws() -> None:
               help="Read the content from this file (default: stdin).")
 @click.option("--if-version", type=int, default=None,
               help="Write only if this is still the current version (0: must not exist).")
-@click.option("--as", "author", default=None, help="The writing agent, for the journal.")
+@click.option("--as", "author", default=None,
+              help="The writing agent, for the journal (default: --agent, $MAILBOX_AGENT).")
+@agent_option
 @json_option
 @pass_ctx
 def ws_put(c: Ctx, name: str, source: Any, if_version: int | None, author: str | None,
-           as_json: bool) -> None:
+           agent: str | None, as_json: bool) -> None:
     """Write a new version of NAME; prints the version number."""
     data = source.read(MAX_FILE + 1)  # at most one byte over: put refuses it, /dev/zero too
-    version = c.mb.workspace.put(name, data, if_version=if_version, author=author)
+    version = c.mb.workspace.put(name, data, if_version=if_version,
+                                 author=acting_or_none(author, agent))
     emit({"name": name, "version": version}, as_json, str(version))
 
 
