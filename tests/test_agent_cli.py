@@ -230,3 +230,26 @@ def test_usage_errors_under_json_are_one_json_object(cli: Cli, argv: tuple[str, 
     err = orjson.loads(result.err)
     assert (EXIT_USAGE, EXIT_USAGE) == (result.code, err["exit_code"])
     assert {"error", "message", "hint", "exit_code"} == set(err) and err["message"]
+
+
+# -- round trips and honest output ---------------------------------------------------------------
+
+
+def test_handoff_show_json_is_accepted_by_handoff_file(cli: Cli, mb: Mailbox,
+                                                       tmp_path: Any) -> None:
+    """What handoff --show --json prints, handoff --file takes back, with the same sections."""
+    assert EXIT_OK == cli("handoff", "bob", "--next", "review plan", "--decided", "use b").code
+    shown = cli("handoff", "bob", "--show", "--json").out
+    (tmp_path / "note.json").write_text(shown)
+    assert EXIT_OK == cli("handoff", "bob", "--file", str(tmp_path / "note.json")).code
+    again = cli("handoff", "bob", "--show", "--json").json()
+    first = orjson.loads(shown)
+    assert (first["next"], first["decided"]) == (again["next"], again["decided"])
+    assert first["id"] != again["id"]
+
+
+def test_boot_dry_run_before_any_boot_never_says_epoch_none(cli: Cli, mb: Mailbox) -> None:
+    """boot --dry-run of an agent never booted says so, not "epoch None"."""
+    cli("handoff", "bob", "--next", "x")
+    out = cli("boot", "bob", "--dry-run").out
+    assert "None" not in out and "not booted yet" in out

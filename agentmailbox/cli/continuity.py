@@ -9,7 +9,7 @@ import click
 import orjson
 
 from .. import render
-from ..boot import MIN_BUDGET
+from ..boot import MIN_BUDGET, epoch_text
 from ..errors import InvalidInput, MessageNotFound, MessageTooLarge, NotFound
 from ..handoff import SECTIONS, Handoff, Waiting, parse_markdown
 from ._base import (
@@ -79,7 +79,8 @@ def _show_handoff(note: Handoff) -> str:
         next=texts(note.next), can_wait=texts(note.can_wait),
         waiting_on=tuple(dataclasses.replace(w, note=render.line(w.note, None))
                          for w in note.waiting_on))
-    return (f"# handoff {render.line(note.id)} ({render.line(note.at)}, epoch {note.epoch})\n"
+    return (f"# handoff {render.line(note.id)} ({render.line(note.at)}, "
+            f"{epoch_text(note.epoch)})\n"
             + shown.to_markdown())
 
 
