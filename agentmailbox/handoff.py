@@ -73,7 +73,7 @@ class Waiting:
 
 
 STORED = ("id", "at", "epoch", "final")
-"""The fields :meth:`Handoff.to_dict` adds to the sections; :meth:`Handoff.from_dict` ignores them."""
+"""What :meth:`Handoff.to_dict` adds to the sections; :meth:`Handoff.from_dict` ignores it."""
 
 
 @dataclass(frozen=True, slots=True)

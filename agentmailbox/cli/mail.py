@@ -336,10 +336,10 @@ def reply(c: Ctx, msg_id: str, body: str | None, body_file: Any, subject: str | 
     text = _body_text(body, body_file, c.mb.config.max_message_bytes)
     msg = c.mb.send(box.agent, [original.sender], _re(original.subject) if subject is None
                     else subject, text, thread=original.thread, reply_to=original.id)
-    finished = _finish(box, original.id) if finish else None
+    if finish:
+        _finish(box, original.id)
     emit({"id": msg.id, "to": list(msg.to), "thread": msg.thread, "reply_to": original.id,
-          "done": finished}, as_json,
-         msg.id + ("" if finished is None else f"\n{original.id} done"))
+          "done": finish}, as_json, msg.id + (f"\n{original.id} done" if finish else ""))
 
 
 def _re(subject: str) -> str:
@@ -347,8 +347,8 @@ def _re(subject: str) -> str:
     return subject if subject[:3].lower() == "re:" else f"re: {subject}".rstrip()
 
 
-def _finish(box: Inbox, msg_id: str) -> bool:
-    """Mark ``msg_id`` done, claiming it first if it is still unread; False if it was done."""
+def _finish(box: Inbox, msg_id: str) -> None:
+    """Mark ``msg_id`` done, claiming it first if it is still unread (done already is fine)."""
     if box.state_of(msg_id) is State.NEW:
         box.claim(msg_id)
-    return box.done(msg_id)
+    box.done(msg_id)
