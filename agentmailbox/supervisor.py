@@ -60,6 +60,7 @@ import orjson
 import portalocker
 
 from . import locks, names
+from .backoff import Backoff
 from .errors import (
     AgentNotFound,
     DiskFull,
@@ -356,7 +357,8 @@ class Supervisor:
         self._notices = Notices(self.mb)
         self._picker = Picker(self.mb)
         self._gate = RateGate.from_config(self.mb.config.extra)
-        self._retry: dict[str, tuple[float, int]] = {}  # deferred name -> (due, attempts)
+        # Deferred file names: 0.5 s, 1 s, 2 s ... up to the longest backoff between tries.
+        self._retry = Backoff(*backoff, shortest=MIN_RETRY_SECONDS, clock=clock)
         self._expiry: dict[str, dict[str, str | None]] = {}  # agent -> name -> expires_at
         self._directory: Directory | None = None
         # Ids with a spool/progress file: listed at start-up, then kept by this process,
@@ -472,7 +474,8 @@ class Supervisor:
     def _next_due(self) -> float:
         """When the loop must pass again without an event: sweep, retry, release, rescan."""
         due = [self._last_sweep + self.sweep_seconds, self._last_pass + self.rescan_seconds]
-        due += [when for when, _ in self._retry.values()]
+        retry = self._retry.next_at()
+        due += [] if retry is None else [retry]
         if self._gate is not None and any(b.queue for b in self._gate.buckets.values()):
             due.append(self._last_pass + 1.0 / self._gate.per_second)
         return min(due)
@@ -547,7 +550,7 @@ class Supervisor:
         self._save_progress(progress)
         if path.parent != self.spool.deferred:
             self.mb.root.disk.overwrite(path, self.spool.deferred / path.name)
-        self._schedule_retry(path.name)
+        self._retry.failed(path.name)
 
     def _progress(self, msg_id: str) -> Progress:
         """The routing progress of a message; a bad progress file is buried (start afresh)."""
@@ -808,7 +811,7 @@ class Supervisor:
             report.dead += self._bury_unroutable(path, msg, data, outcome, reasons)
         self.mb.root.disk.unlink(path)  # gone already if the whole message was buried
         self._drop_progress(msg.id)
-        self._retry.pop(path.name, None)
+        self._retry.forget(path.name)
         report.routed += 1
         log.debug("routed", extra={"id": msg.id, "sender": msg.sender,
                                    "recipients": outcome.holders})
@@ -857,25 +860,15 @@ class Supervisor:
             log.info("deferred", extra={"id": msg.id, "sender": msg.sender, "waiting": {
                 a: r for (_, a), r in outcome.waiting.items()}})
             report.deferred += 1
-        self._schedule_retry(path.name)
-
-    def _schedule_retry(self, name: str) -> None:
-        """The next try of a deferred file: 0.5 s, 1 s, 2 s ... up to the longest backoff."""
-        _, attempts = self._retry.get(name, (0.0, 0))
-        first, longest = self.backoff
-        delay = max(MIN_RETRY_SECONDS, min(longest, first * 2 ** attempts))
-        self._retry[name] = (self._clock() + delay, attempts + 1)
+        self._retry.failed(path.name)
 
     def _retry_deferred(self, report: Pass, retry_all: bool) -> None:
-        now = self._clock()
         waiting = self.spool.names(self.spool.deferred)
-        for gone in set(self._retry) - set(waiting):
-            del self._retry[gone]
+        self._retry.keep_only(waiting)
         for name in waiting:
             if self.stopping:
                 return
-            due, _ = self._retry.get(name, (now, 0))
-            if retry_all or due <= now:
+            if retry_all or self._retry.ready(name):
                 path = self.spool.deferred / name
                 self._guarded(report, functools.partial(self._route_file, path, report), path)
 
