@@ -4,7 +4,7 @@ Optional (principle 6): without it direct mail still flows; routed mail waits in
 ``spool/new`` until a supervisor runs. One per root, held by an flock on
 ``run/supervisor.lock`` (never deleted; ``run/supervisor.json`` names the holder).
 
-Transitions, each one atomic step (see :mod:`agentmailbox.routing` for the folders)::
+Transitions, each one atomic step (see :mod:`agentmailbox.spool` for the folders)::
 
     claim   spool/new/X  --link+unlink-->  spool/cur/X
     route   deliver X to every recipient (Inbox.deliver: idempotent by id), journal

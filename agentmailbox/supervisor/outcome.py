@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..routing import Failure, Unroutable
+from ..routing import Unroutable
+from .progress import Failure
 
 __all__ = ["Outcome", "Pass", "attempts"]
 

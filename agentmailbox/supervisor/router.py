@@ -17,16 +17,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..addresses import is_routed
 from ..errors import AgentNotFound, DiskFull, MailboxError
 from ..fs import Foreign, Moved, faults, same_file
 from ..inbox import State
 from ..mailbox import Mailbox
 from ..message import Malformed, Message
-from ..routing import Directory, Progress, Unroutable, is_routed
+from ..routing import Directory, Unroutable
 from .gate import HeldMail
 from .outcome import Outcome, Pass, attempts
 from .picker import Picker
-from .progress import Ledger
+from .progress import Ledger, Progress
 from .settle import Settler
 
 __all__ = ["Router"]
