@@ -50,10 +50,26 @@ they are importable from here too.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ..dead import Retried, purge_dead_letters, retry_dead_letter
 from .lock import running_supervisor
-from .loop import Supervisor
-from .outcome import Pass
+
+if TYPE_CHECKING:
+    from .loop import Supervisor
+    from .outcome import Pass
 
 __all__ = ["Pass", "Retried", "Supervisor", "purge_dead_letters", "retry_dead_letter",
            "running_supervisor"]
+
+
+def __getattr__(name: str) -> Any:
+    """``Supervisor`` and ``Pass`` are imported on first use (PEP 562): the loop pulls in
+    the file watcher, which a sender asking :func:`running_supervisor` does not need."""
+    if name == "Supervisor":
+        from .loop import Supervisor
+        return Supervisor
+    if name == "Pass":
+        from .outcome import Pass
+        return Pass
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
