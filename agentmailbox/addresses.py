@@ -1,4 +1,4 @@
-"""Addresses: what a message's ``to`` may name, checked at send time.
+"""Addresses: what a message's ``to`` may name (checked at send time), and what it reached.
 
 ::
 
@@ -11,19 +11,21 @@
 
 Agent names are delivered by the sender; the other four are *routed*: posted once
 to the spool (:mod:`agentmailbox.spool`) and expanded by the supervisor
-(:mod:`agentmailbox.routing`). This module is on the send path: it imports no
-routing or supervisor code.
+(:mod:`agentmailbox.routing`), which records what each address reached in the
+journal (:func:`expansion_of` reads it back for a message's status). This module is
+on the send path: it imports no routing or supervisor code.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from . import names
 from .errors import InvalidInput
 
-__all__ = ["ROUTED", "check_address", "is_routed", "split_addresses"]
+__all__ = ["ROUTED", "check_address", "expansion_of", "is_routed", "split_addresses"]
 
 ROUTED = ("@", "#", "+", "*")
 _ADDRESS = re.compile(r"[@#+][a-z0-9][a-z0-9_-]{0,63}|\*")
@@ -55,3 +57,19 @@ def split_addresses(to: Iterable[str]) -> tuple[list[str], list[str]]:
         elif names.check_agent(address) not in direct:
             direct.append(address)
     return direct, routed
+
+
+def expansion_of(events: Iterable[dict[str, Any]]) -> dict[str, tuple[str, ...]]:
+    """The expansion (address -> agents) recorded by ``route`` journal events.
+
+    The journal yields only lines of the documented shape: an ``expansion`` maps text to
+    lists of text.
+    """
+    out: dict[str, list[str]] = {}
+    for event in events:
+        if event["ev"] != "route" or "expansion" not in event:
+            continue
+        for address, agents in event["expansion"].items():
+            known = out.setdefault(address, [])
+            known += [a for a in agents if a not in known]
+    return {a: tuple(agents) for a, agents in out.items()}

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from . import names
-from .addresses import split_addresses
+from .addresses import expansion_of, split_addresses
 from .dead import DeadLetters
 from .errors import (
     AlreadyExists,
@@ -32,7 +32,6 @@ from .message import Message, Priority, encode, iso, parse_expiry
 from .quotas import Quotas
 from .registry import AgentInfo, Registry
 from .root import DIRNAME, MODES, Config, Root, find_root
-from .routing import expansion_of
 from .spool import Spool
 from .threads import Threads
 

@@ -9,11 +9,11 @@ sender out; a sender that has the role, topic or group gets its own copy.
 
 Layers, lowest first (a module imports only from those before it)::
 
-    addresses   what ``to`` may name; checked at send time
+    addresses   what ``to`` may name (checked at send time), what it reached (status)
     spool       spool/ folders; the sender posts there
     quotas      unread limits per inbox; checked at send time and by the router
-    routing     expansion (this module); the supervisor, and message status
-    mailbox     the bus; imports the four above, nothing of the supervisor
+    mailbox     the bus; imports the three above
+    routing     expansion (this module); only the supervisor uses it
     supervisor  the daemon (a package); imports all of the above
 
 For the modules that import them from here, ``is_routed``, ``check_address``,
@@ -23,9 +23,7 @@ send-path modules that define them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from .addresses import check_address, is_routed, split_addresses
 from .errors import MailboxError
@@ -34,7 +32,7 @@ from .registry import AgentInfo, Registry
 from .root import Config
 from .spool import Spool
 
-__all__ = ["Directory", "Expansion", "Unroutable", "expansion_of",
+__all__ = ["Directory", "Expansion", "Unroutable",
            # re-exported from the send path
            "Fill", "Quotas", "Spool", "check_address", "is_routed", "split_addresses"]
 
@@ -139,19 +137,3 @@ class Directory:
         if kind == "group":
             return f"group {address} has no members"
         return f"no agent named {address!r}"
-
-
-def expansion_of(events: Iterable[dict[str, Any]]) -> dict[str, tuple[str, ...]]:
-    """The expansion (address -> agents) recorded by ``route`` journal events.
-
-    The journal yields only lines of the documented shape: an ``expansion`` maps text to
-    lists of text.
-    """
-    out: dict[str, list[str]] = {}
-    for event in events:
-        if event["ev"] != "route" or "expansion" not in event:
-            continue
-        for address, agents in event["expansion"].items():
-            known = out.setdefault(address, [])
-            known += [a for a in agents if a not in known]
-    return {a: tuple(agents) for a, agents in out.items()}

@@ -231,10 +231,11 @@ def _loaded_after(statement: str) -> list[str]:
 
 def test_the_send_path_loads_no_supervisor_code() -> None:
     """Opening a root and sending (Mailbox, addresses, spool, quotas) loads neither the
-    supervisor nor the file watcher: a send costs no daemon imports."""
+    supervisor, its address expansion, nor the file watcher: a send costs no daemon imports."""
     loaded = _loaded_after("import agentmailbox, agentmailbox.mailbox")
     assert {"agentmailbox.addresses", "agentmailbox.spool", "agentmailbox.quotas"} <= set(loaded)
-    assert [] == [m for m in loaded if m.startswith(("agentmailbox.supervisor", "watchdog"))]
+    daemon = ("agentmailbox.supervisor", "agentmailbox.routing", "watchdog")
+    assert [] == [m for m in loaded if m.startswith(daemon)]
 
 
 def test_asking_whether_a_supervisor_runs_loads_no_file_watcher() -> None:
