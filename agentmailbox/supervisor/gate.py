@@ -114,15 +114,15 @@ class HeldMail:
         self._clock = clock
         self.gate = RateGate.from_config(mb.config.extra)
 
-    def admit(self, sender: str) -> bool:
-        """Whether new mail of ``sender`` may be routed now (takes a token)."""
-        return self.gate is None or self.gate.admit(sender, self._clock())
+    def admit(self, path: Path, msg: Message, report: Pass) -> bool:
+        """Whether a claimed file may be routed now (it takes a token); if not, it is held."""
+        if self.gate is None or self.gate.admit(msg.sender, self._clock()):
+            return True
+        self._hold(self.gate, path, msg, report)
+        return False
 
-    def hold(self, path: Path, msg: Message, report: Pass) -> None:
+    def _hold(self, gate: RateGate, path: Path, msg: Message, report: Pass) -> None:
         """Move a claimed file to ``spool/held``; tell the sender if the breaker opened."""
-        gate = self.gate
-        if gate is None:
-            raise RuntimeError("nothing is held without a rate gate")
         self._mb.root.disk.overwrite(path, self._spool.held / path.name)
         report.held += 1
         if gate.hold(msg.sender, path.name):

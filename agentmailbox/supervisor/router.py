@@ -71,10 +71,8 @@ class Router:
         if loaded is None:
             return
         msg, data = loaded
-        if not self._held.admit(msg.sender):
-            self._held.hold(cur, msg, report)
-            return
-        self._route(cur, msg, data, report)
+        if self._held.admit(cur, msg, report):
+            self._route(cur, msg, data, report)
 
     def recover(self, name: str, report: Pass) -> None:
         """A file in spool/cur was being routed by a supervisor that died: route it again."""
