@@ -12,7 +12,6 @@ deleting of mail agentmailbox does). Of two at once, exactly one wins the letter
 
 from __future__ import annotations
 
-import shutil
 import stat
 import time
 from collections.abc import Iterator
@@ -168,6 +167,8 @@ class DeadLetters:
             disk.unlink(path)
             return
         disk.guard(path)
+        import shutil  # here: it pulls in bz2 and lzma, and only a purge removes folders
+
         try:
             shutil.rmtree(path)
         except OSError as exc:

@@ -10,7 +10,6 @@ its writer) and the idempotency markers past their window.
 from __future__ import annotations
 
 import os
-import re
 import stat
 import time
 from dataclasses import dataclass, replace
@@ -21,21 +20,15 @@ from . import layout, names
 from .fs import Disk, Foreign, same_file
 from .handoff import HandoffStore, plausible
 from .inbox import Inbox, hold_id, lease_start
-from .mailbox import _TOP_DIRS, Mailbox, load_key_marker
+from .mailbox import Mailbox, load_key_marker
 from .memory import _STATE_LIMIT
 from .message import Malformed, decode
 from .presence import Presence, load_heartbeat
-from .registry import _SUBDIRS, load_identity
+from .registry import load_identity
 from .root import ROOT_FORMAT
 from .threads import Threads, load_marker
 
 __all__ = ["Finding", "check"]
-
-# The name Disk.stage gives a staging file when the caller names none.
-_HIDDEN_STAGING = re.compile(r"\.[0-9a-f]{16}\.tmp")
-# Folders where state files, views, handoffs and markers are staged beside their target.
-_ROOT_STAGING_DIRS = ("", "run", "run/heartbeats", "threads")
-_AGENT_STAGING_DIRS = ("", "run", "handoffs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +49,7 @@ class _Doctor:
     def __init__(self, mb: Mailbox, repair: bool, stale_after: float | None) -> None:
         self.mb = mb
         self.disk = mb.root.disk
+        self.paths = mb.root.paths
         self.repair = repair
         cfg = mb.config
         self.stale_ns = int((cfg.stale_tmp_seconds if stale_after is None else stale_after) * 1e9)
@@ -72,12 +66,12 @@ class _Doctor:
     def run(self) -> list[Finding]:
         if not self._folders():
             return self.findings  # a link where a folder belongs: nothing below is looked at
-        for sub in _TOP_DIRS:
-            self._need_dir(self.mb.path / sub)
-        self._tmp_dir(self.mb.path / "spool" / "tmp")
-        for sub in _ROOT_STAGING_DIRS:
-            self._hidden_staging(self.mb.path / sub)
-        for folder in _workspace_dirs(self.mb.path / "workspace"):
+        for rel in layout.made_folders("init"):
+            self._need_dir(self.mb.path / rel)
+        self._tmp_dir(self.paths.spool.tmp)
+        for folder in self.paths.staging_folders:
+            self._hidden_staging(folder)
+        for folder in _workspace_dirs(self.paths.workspace):
             self._hidden_staging(folder)
         self._workspace()
         self._views()
@@ -100,10 +94,10 @@ class _Doctor:
             return
         config = replace(self.mb.config, format=ROOT_FORMAT)
         pending = any(f.kind == "half-claim" and not f.repaired for f in self.findings)
-        self.note("old-format", self.mb.path / "mailbox.json", f"format {self.mb.config.format}"
+        self.note("old-format", self.paths.config, f"format {self.mb.config.format}"
                   f" root (stop version 1 programs, then repair: it becomes {ROOT_FORMAT})",
                   None if pending else
-                  lambda: self.disk.replace(self.mb.path / "mailbox.json", config.to_json()))
+                  lambda: self.disk.replace(self.paths.config, config.to_json()))
 
     def _folders(self) -> bool:
         """Every folder of the layout must be a real folder: a link, file or FIFO in its
@@ -132,17 +126,17 @@ class _Doctor:
             self.note("missing-dir", path, "directory missing", lambda: self.disk.ensure_dir(path))
 
     def _agent(self, name: str) -> None:
-        base = self.mb.root.agent_dir(name)
-        for sub in _SUBDIRS:
-            self._need_dir(base / sub)
+        agent = self.paths.agent(name)
+        for rel in layout.made_folders("agent add"):
+            self._need_dir(self.mb.path / layout.fill(rel, agent=name))
         inbox = self.mb.inbox(name)
         self._tmp_dir(inbox.tmp)
-        self._tmp_dir(base / "keys", pattern_ok=lambda n: not n.startswith("."))
-        for sub in _AGENT_STAGING_DIRS:
-            self._hidden_staging(base / sub)
+        self._tmp_dir(agent.keys, pattern_ok=lambda n: not n.startswith("."))
+        for folder in agent.staging_folders:
+            self._hidden_staging(folder)
         self._cur(inbox)  # first: what it gives back to new/ is then checked against done/
         self._new(inbox)
-        self._keys(base / "keys")
+        self._keys(agent.keys)
 
     def _tmp_dir(self, folder: Path, pattern_ok: Any = lambda n: False) -> None:
         now = time.time_ns()
@@ -165,7 +159,7 @@ class _Doctor:
 
     def _hidden_staging(self, folder: Path) -> None:
         """Staging files of an interrupted replace or link (state, views, handoffs...)."""
-        self._tmp_dir(folder, pattern_ok=lambda n: not _HIDDEN_STAGING.fullmatch(n))
+        self._tmp_dir(folder, pattern_ok=lambda n: not names.is_hidden_staging(n))
 
     def _workspace(self) -> None:
         """Links, FIFOs and devices in the workspace; files in .versions/ that are no version."""
@@ -174,7 +168,7 @@ class _Doctor:
             self.note("foreign", path, why, self._bury(path, why, None))
         for name, files in ws.collisions():
             why = f"name collision: {name!r} is both a file and a folder of files"
-            self.note("name-collision", ws.path / ".versions" / name,
+            self.note("name-collision", self.paths.versions_of(name),
                       f"{why}; the file's versions and view go to dead/",
                       lambda fs=files, w=why: [self.mb.dead.bury(f, w, by="doctor") for f in fs])
 
@@ -280,7 +274,7 @@ class _Doctor:
 
     def _foreign_agents(self) -> None:
         known = set(self.mb.registry.list_names())
-        for entry in self.disk.scan(self.mb.path / "agents"):
+        for entry in self.disk.scan(self.paths.agents):
             if entry.name not in known:
                 self.note("foreign", Path(entry.path), "not a registered agent (left alone)")
 
@@ -294,16 +288,16 @@ class _Doctor:
             # A rename (a letter taken by a purge or a retry) sets the ctime, not the mtime.
             if st is None or now - max(st.st_mtime_ns, st.st_ctime_ns) < self.stale_ns:
                 continue  # maybe a quarantine, purge or retry in progress right now
-            if entry.name.endswith(".reason.json"):
-                dead_id = entry.name[:-12]
-                if not self.disk.exists(folder / f"{dead_id}.msg") and \
+            if entry.name.endswith(layout.REASON_SUFFIX):
+                dead_id = entry.name.removesuffix(layout.REASON_SUFFIX)
+                if not self.disk.exists(self.paths.dead_letter(dead_id)) and \
                         not self.disk.exists(folder / dead.retry_name(dead_id)):
                     self.note("orphan-reason", path, "quarantine interrupted before "
                               "the move; the file stayed where it was",
                               lambda p=path: self.disk.unlink(p))
-            elif entry.name.endswith(".msg"):
-                dead_id = entry.name[:-4]
-                if not self.disk.exists(folder / f"{dead_id}.reason.json"):
+            elif entry.name.endswith(layout.LETTER_SUFFIX):
+                dead_id = entry.name.removesuffix(layout.LETTER_SUFFIX)
+                if not self.disk.exists(self.paths.dead_reason(dead_id)):
                     self.note("lost-reason", path, "dead letter without its reason "
                               "file (invisible to mailbox dead)",
                               lambda d=dead_id: dead.restore_reason(d))
@@ -312,7 +306,7 @@ class _Doctor:
                 self.note("interrupted-retry", path, "a dead letter taken by a retry that "
                           "died before finishing", lambda d=entry.name[1:-6], p=path:
                           dead.put_back(d, p))
-            elif _HIDDEN_STAGING.fullmatch(entry.name):
+            elif names.is_hidden_staging(entry.name):
                 self.note("stale-tmp", path, "interrupted reason write or purge",
                           lambda p=path: dead.discard(p))
 
@@ -345,7 +339,7 @@ class _Doctor:
 
     def _working_state(self, name: str) -> None:
         """state.json: quarantined (a missing file is the empty state)."""
-        self._unreadable(self.mb.root.agent_dir(name) / "state.json",
+        self._unreadable(self.paths.agent(name).state,
                          lambda p: _load_state(p, self.disk),
                          "a working state (a JSON object)", agent=name)
 
@@ -353,8 +347,8 @@ class _Doctor:
         """keys/: a marker that is not a key record is quarantined (its key is forgotten,
         as when its window runs out)."""
         limit = self.mb.config.max_message_bytes
-        for entry in self.disk.scan(self.mb.root.agent_dir(name) / "keys"):
-            if _KEY_MARKER.fullmatch(entry.name):
+        for entry in self.disk.scan(self.paths.agent(name).keys):
+            if names.is_key_marker(entry.name):
                 self._unreadable(Path(entry.path), lambda p: load_key_marker(p, self.disk, limit),
                                  "a key marker", agent=name)
 
@@ -363,7 +357,7 @@ class _Doctor:
         ignores it); a handoff is quarantined, the boot record is rewritten by the next boot."""
         store = HandoffStore(self.mb.root, name)
         for msg_id in store.future_ids():
-            path = store.directory / f"{msg_id}.json"
+            path = self.paths.agent(name).handoff(msg_id)
             self.note("future-stamp", path, "handoff stamped far in the future",
                       self._bury(path, "handoff stamped far in the future", name))
         at = (self.mb.epoch_record(name) or {}).get("at")
@@ -377,7 +371,7 @@ class _Doctor:
         presence = Presence(self.mb.root)
         for entry in self.disk.scan(presence.directory):
             agent = entry.name[:-5]
-            if entry.name.endswith(".json") and _AGENT_NAME.fullmatch(agent):
+            if entry.name.endswith(".json") and names.agent_shape(agent):
                 self._unreadable(Path(entry.path),
                                  lambda p, a=agent: load_heartbeat(p, a, self.disk),
                                  "a heartbeat of " + agent)
@@ -387,16 +381,14 @@ class _Doctor:
         stays done (markers are never removed)."""
         threads = Threads(self.mb.root)
         for entry in self.disk.scan(threads.directory):
-            thread = entry.name.removesuffix(".done.json")
-            if entry.name.endswith(".done.json") and names.is_id(thread):
+            thread = entry.name.removesuffix(layout.MARKER_SUFFIX)
+            if entry.name.endswith(layout.MARKER_SUFFIX) and names.is_id(thread):
                 self._unreadable(Path(entry.path), lambda p, t=thread: load_marker(p, t, self.disk),
                                  "a thread marker",
                                  lambda t=thread: threads.mark_done(t, None, _REBUILT))
 
 
 _REBUILT = "marker rebuilt by mailbox doctor: the original was unreadable (see dead/)"
-_KEY_MARKER = re.compile(r"[0-9a-f]{40}\.json")
-_AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 def _load_state(path: Path, disk: Disk | None = None) -> None:

@@ -1,6 +1,7 @@
-"""Every error agentmailbox raises on purpose.
+"""Every error agentmailbox raises on purpose, and the exit code of ``mailbox`` for each.
 
-The whole tree::
+The whole tree; a class without a code of its own has its parent's (``exit_code``, the one
+place the command takes an error's code from)::
 
     MailboxError                  anything agentmailbox raises on purpose (exit 1)
     ├── InvalidInput              a name, id, option or message is malformed (exit 5)
@@ -19,7 +20,9 @@ The whole tree::
     ├── DiskFull                  the filesystem has no room; nothing partial was left (exit 9)
     └── StorageError              any other OS failure, with the path and the call
 
-Expected outcomes are not errors: losing a claim race returns ``None``.
+Expected outcomes are not errors: losing a claim race returns ``None``. The command's
+exit codes that are not errors (0 ok, 2 usage, 3 empty, 10 unhealthy, 130 interrupted) are
+defined once, in :mod:`agentmailbox.cli._base`.
 """
 
 from __future__ import annotations

@@ -7,13 +7,11 @@ made here. Expected outcomes (the name exists, the file is gone) come back as
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import enum
 import errno
+import functools
 import os
 import random
-import secrets
 import stat
 import sys
 import time
@@ -181,6 +179,8 @@ def refused(path: StrPath, st: os.stat_result | None, expected: str) -> StorageE
 
 def hidden_name() -> str:
     """``.<16 hex>.tmp``: a name of this writer's own beside a target (doctor knows it)."""
+    import secrets  # here: it pulls in hmac and OpenSSL, which reading mail never needs
+
     return f".{secrets.token_hex(8)}.tmp"
 
 
@@ -671,7 +671,8 @@ class Disk:
         """Flush the whole filesystem holding ``path`` (one call for a batch of files)."""
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            if _libc_syncfs is None or _libc_syncfs(fd) != 0:
+            syncfs = _libc_function("syncfs")
+            if syncfs is None or syncfs(fd) != 0:
                 os.sync()
         finally:
             os.close(fd)
@@ -776,28 +777,38 @@ def _lines(fd: int, offset: int, line_limit: int, end: int) -> Iterator[tuple[in
             pending, held = [], -1
 
 
-def _libc_function(name: str) -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+@functools.cache
+def _libc_function(name: str) -> Any:
+    """``name`` from the C library the interpreter itself is linked with, or None.
+
+    Looked up on first use, not at import (loading ctypes costs every command that never
+    renames or syncs, ``mailbox inbox``, more than its own work), and through the
+    process's own symbols (``CDLL(None)``) rather than ``ctypes.util.find_library``,
+    which starts an ``ldconfig -p`` child on every first lookup."""
+    import ctypes
+
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        return getattr(libc, name)
+        function = getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError, TypeError):
         return None
+    if name == "renameat2":
+        function.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                             ctypes.c_uint)
+        function.restype = ctypes.c_int
+    return function
 
 
-_libc_syncfs = _libc_function("syncfs")
-_libc_renameat2 = _libc_function("renameat2")
-if _libc_renameat2 is not None:
-    _libc_renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                                ctypes.c_uint)
-    _libc_renameat2.restype = ctypes.c_int
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
 
 
 def _rename_noreplace(src: bytes, dest: bytes) -> int:
     """``renameat2(src, dest, RENAME_NOREPLACE)``: 0, or the errno it failed with."""
-    if _libc_renameat2 is None:
+    renameat2 = _libc_function("renameat2")
+    if renameat2 is None:
         return errno.ENOSYS
-    if _libc_renameat2(_AT_FDCWD, src, _AT_FDCWD, dest, _RENAME_NOREPLACE) == 0:
+    if renameat2(_AT_FDCWD, src, _AT_FDCWD, dest, _RENAME_NOREPLACE) == 0:
         return 0
-    return ctypes.get_errno()
+    import ctypes  # loaded already, by _libc_function
+
+    return int(ctypes.get_errno())

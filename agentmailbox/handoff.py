@@ -182,7 +182,8 @@ class HandoffStore:
     def __init__(self, root: Root, agent: str) -> None:
         self._root = root
         self.agent = names.check_agent(agent)
-        self.directory = root.agent_dir(agent) / "handoffs"
+        self._paths = root.paths.agent(agent)
+        self.directory = self._paths.handoffs
 
     def write(self, handoff: Handoff, *, epoch: int | None = None, after: int = 0) -> Handoff:
         """Store ``handoff`` durably (fsync file and folder whatever the policy), or raise.
@@ -210,7 +211,7 @@ class HandoffStore:
         staged = disk.stage(self.directory, data, sync=True)
         try:
             faults.hit("handoff.staged")
-            disk.publish(staged, self.directory / f"{msg_id}.json")
+            disk.publish(staged, self._paths.handoff(msg_id))
         finally:
             disk.unlink(staged)
         disk.sync_dir(self.directory)
@@ -252,7 +253,7 @@ class HandoffStore:
 
     def _load(self, msg_id: str) -> Handoff | None:
         try:
-            data, _ = self._root.disk.read(self.directory / f"{msg_id}.json", self._limit())
+            data, _ = self._root.disk.read(self._paths.handoff(msg_id), self._limit())
             msg = decode(data, expected_id=msg_id)
             return self._from_message(msg)
         except (FileNotFoundError, Foreign, Malformed, InvalidInput):

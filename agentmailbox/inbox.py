@@ -16,14 +16,13 @@ from __future__ import annotations
 import builtins
 import contextlib
 import enum
-import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import names
+from . import layout, names
 from .dead import DeadLetters
 from .errors import InvalidInput, MailboxError, MessageNotFound
 from .fs import Foreign, Moved, faults, read_open, same_file, staging_name
@@ -42,11 +41,7 @@ def hold_id(name: str) -> str | None:
     """The message id of a hold name in ``cur/``, or None if ``name`` is not one."""
     if not name.startswith(HOLD_PREFIX):
         return None
-    msg_id, _, suffix = name[len(HOLD_PREFIX):].partition(".")
-    pid, _, tail = suffix.partition(".")
-    ok = (names.is_id(msg_id) and pid.isascii() and pid.isdigit() and len(tail) == 6
-          and all(c in "0123456789abcdef" for c in tail))
-    return msg_id if ok else None
+    return names.staging_id(name[len(HOLD_PREFIX):])
 
 
 def lease_start(st: os.stat_result, now: int, lease_ns: int) -> int:
@@ -58,9 +53,6 @@ def lease_start(st: os.stat_result, now: int, lease_ns: int) -> int:
     """
     horizon = now + lease_ns
     return max((t for t in (st.st_mtime_ns, st.st_ctime_ns) if t <= horizon), default=0)
-
-
-log = logging.getLogger(__name__)
 
 
 class State(enum.StrEnum):
@@ -84,9 +76,10 @@ class Inbox:
         self._dead = dead
         self._epoch = epoch
         self._notify = notify
-        self.path = root.agent_dir(agent) / "inbox"
-        self.tmp, self.new, self.cur = self.path / "tmp", self.path / "new", self.path / "cur"
-        self.done_dir = self.path / "done"
+        paths = root.paths.agent(agent)
+        self.path = paths.inbox
+        self.tmp, self.new, self.cur = paths.inbox_tmp, paths.inbox_new, paths.inbox_cur
+        self.done_dir = paths.inbox_done
         # Plain strings on the hot paths: pathlib joins cost more than the syscalls.
         self._tmp_s, self._new_s, self._cur_s, self._done_s = (
             f"{d}/" for d in (self.tmp, self.new, self.cur, self.done_dir))
@@ -223,7 +216,7 @@ class Inbox:
     def _peek(self, folder: Path, msg_id: str) -> Message | None:
         """The message at ``folder``, or None for what a claim would refuse (listing
         shows only what a reader can be handed: a hard link from elsewhere is skipped)."""
-        path = folder / f"{msg_id}.json"
+        path = folder / layout.message_file(msg_id)
         try:
             data, st = self._disk.read(path, self._root.config.max_message_bytes)
             if st.st_nlink > 1 and not self._is_own_staging(msg_id, st, path):
@@ -477,8 +470,10 @@ class Inbox:
         try:
             self._notify(msg, state, self.agent)
         except MailboxError as exc:
-            log.warning("receipt not sent", extra={"id": msg.id, "state": state,
-                                                   "error": str(exc)})
+            import logging  # here: ~5 ms of every command's startup, for this one rare line
+
+            logging.getLogger(__name__).warning(
+                "receipt not sent", extra={"id": msg.id, "state": state, "error": str(exc)})
 
     def requeue_expired(self, lease_seconds: float | None = None) -> builtins.list[str]:
         """Release every claim older than the lease; returns their ids.

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from . import layout
 from .errors import MailboxError
 from .fs import Disk, Foreign, parse_object, pid
 from .names import is_id
@@ -60,7 +61,7 @@ class Journal:
         self._day_ends = (now // _DAY_NS + 1) * _DAY_NS
         if day != self._day or self._fd is None:
             self._close()
-            self._fd = self._disk.open_append(self.directory / f"{day}.jsonl")
+            self._fd = self._disk.open_append(self.directory / layout.log_file(day))
             self._day = day
         return self._fd
 
@@ -75,8 +76,9 @@ class Journal:
 
     def days(self) -> list[str]:
         """Journal days present, oldest first."""
-        return sorted(e.name[:-6] for e in self._disk.scan(self.directory)
-                      if e.name.endswith(".jsonl") and e.is_file(follow_symlinks=False))
+        suffix = layout.LOG_SUFFIX
+        return sorted(e.name.removesuffix(suffix) for e in self._disk.scan(self.directory)
+                      if e.name.endswith(suffix) and e.is_file(follow_symlinks=False))
 
     def events(self, since_day: str = "") -> Iterator[dict[str, Any]]:
         """Every event from ``since_day`` on, in append order; torn lines are skipped."""
@@ -94,7 +96,7 @@ class Journal:
         :data:`LINE_LIMIT`, :data:`DAY_LIMIT`); a missing day, or one that is not a
         regular file (a link, a FIFO...), is empty.
         """
-        path = self.directory / f"{day}.jsonl"
+        path = self.directory / layout.log_file(day)
         try:
             for end, line in self._disk.read_lines(path, line_limit=LINE_LIMIT,
                                                    limit=DAY_LIMIT, start=start):

@@ -1,17 +1,24 @@
 """The layout of a root, spelled once: every folder and file of PROTOCOL.md §3.
 
-Each entry is a path relative to the root with ``<placeholders>``, its kind (a
-folder or a file), and who creates it. ``mailbox doctor`` checks from it that every
+:data:`TREE` lists each path relative to the root with ``<placeholders>``, its kind
+(a folder or a file), and who creates it. ``mailbox doctor`` checks from it that every
 folder of the layout is a real folder (never a link, a file or a FIFO), and the
 planted-file tests put a link, a FIFO, a folder and a hard link at every path of it.
+
+:class:`Paths` (a root), :class:`AgentPaths` (an agent) and :class:`SpoolPaths` give
+the code those paths: no other module spells a folder or file name of the tree, and
+tests/test_layout.py checks that what these classes give is exactly :data:`TREE`.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["TREE", "Entry", "fixed_folders", "fill"]
+__all__ = ["IDENTITY", "LETTER_SUFFIX", "LOG_SUFFIX", "MARKER_SUFFIX", "REASON_SUFFIX", "TREE",
+           "AgentPaths", "Entry", "Paths", "SpoolPaths", "fill", "fixed_folders", "log_file",
+           "made_folders", "message_file", "version_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +70,7 @@ TREE: tuple[Entry, ...] = (
     _f("agents/<agent>/run/epoch", "on demand", "the instance epoch (§20.4)"),
     _f("agents/<agent>/run/state.lock", "on demand", "lock of state.json (§20.6)"),
     _f("agents/<agent>/run/epoch.lock", "on demand", "lock of the epoch (§20.6)"),
+    _f("agents/<agent>/run/agent.lock", "on demand", "lock of agent.json edits (§20.6)"),
     _d("spool", "init", "routed mail (§16)"),
     _d("spool/tmp", "init", "staging for routed mail"),
     _f("spool/tmp/<id>.<pid>.<hex>", "on demand", "routed mail being staged"),
@@ -121,3 +129,263 @@ def fixed_folders(agents: list[str]) -> list[str]:
         elif rest == ["agent"]:
             out.extend(fill(entry.path, agent=a) for a in agents)
     return sorted(out, key=lambda p: (p.count("/"), p))
+
+
+def made_folders(made_by: str) -> list[str]:
+    """The folders ``made_by`` (``init``, ``agent add``...) creates, with placeholders,
+    leaving out those that lie above another of them (creating a folder creates its
+    parents): what ``init`` and ``agent add`` make, and what doctor finds missing."""
+    made = [e.path for e in TREE if e.folder and e.made_by == made_by]
+    return [p for p in made if not any(q.startswith(p + "/") for q in made)]
+
+
+def message_file(msg_id: str) -> str:
+    """The file name of a message in any folder that holds messages: ``<id>.json``."""
+    return f"{msg_id}.json"
+
+
+LOG_SUFFIX = ".jsonl"
+"""Ends the name of one period of a log (journal days, event-memory months)."""
+MARKER_SUFFIX = ".done.json"
+"""Ends the name of a thread marker."""
+LETTER_SUFFIX = ".msg"
+"""Ends the name of a dead letter (the file as it was met)."""
+REASON_SUFFIX = ".reason.json"
+"""Ends the name of a dead letter's reason."""
+
+
+def log_file(period: str) -> str:
+    """The file name of one period of a log: ``<YYYY-MM-DD>.jsonl`` (the journal) or
+    ``<YYYY-MM>.jsonl`` (event memory)."""
+    return period + LOG_SUFFIX
+
+
+IDENTITY = "agent.json"
+"""The file name of an agent's identity in its folder (it exists = registered)."""
+
+
+# -- the paths of a root, for the code ----------------------------------------------------------
+# Names given to these are already validated (names.check_*): nothing here checks them.
+
+
+class AgentPaths:
+    """The folders and files of one agent: ``agents/<agent>/``."""
+
+    # A plain class, not a dataclass: building a dataclass costs every command's startup
+    # about 2 ms, and these need no generated methods.
+    __slots__ = ("path",)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def identity(self) -> Path:
+        return self.path / IDENTITY
+
+    @property
+    def inbox(self) -> Path:
+        return self.path / "inbox"
+
+    @property
+    def inbox_tmp(self) -> Path:
+        return self.path / "inbox" / "tmp"
+
+    @property
+    def inbox_new(self) -> Path:
+        return self.path / "inbox" / "new"
+
+    @property
+    def inbox_cur(self) -> Path:
+        return self.path / "inbox" / "cur"
+
+    @property
+    def inbox_done(self) -> Path:
+        return self.path / "inbox" / "done"
+
+    def done_day(self, day: str) -> Path:
+        """``inbox/done/<day>/``: the messages done whose id is of that UTC day."""
+        return self.inbox_done / day
+
+    @property
+    def keys(self) -> Path:
+        return self.path / "keys"
+
+    def key_marker(self, key: str) -> Path:
+        """``keys/<key>.json``, ``key`` being the 40 hex digits a marker is named by."""
+        return self.keys / f"{key}.json"
+
+    @property
+    def handoffs(self) -> Path:
+        return self.path / "handoffs"
+
+    def handoff(self, msg_id: str) -> Path:
+        return self.handoffs / message_file(msg_id)
+
+    @property
+    def events(self) -> Path:
+        return self.path / "events"
+
+    def events_month(self, month: str) -> Path:
+        """``events/<YYYY-MM>.jsonl``: one month of event memory."""
+        return self.events / log_file(month)
+
+    @property
+    def state(self) -> Path:
+        return self.path / "state.json"
+
+    @property
+    def run(self) -> Path:
+        return self.path / "run"
+
+    @property
+    def epoch(self) -> Path:
+        return self.run / "epoch"
+
+    def lock(self, name: str) -> Path:
+        """``run/<name>.lock``: ``state``, ``epoch`` or ``agent``."""
+        return self.run / f"{name}.lock"
+
+    @property
+    def staging_folders(self) -> tuple[Path, ...]:
+        """Where files are staged under a hidden name beside their target (doctor
+        removes the abandoned ones): agent.json, state.json, the epoch, handoffs."""
+        return self.path, self.run, self.handoffs
+
+
+class SpoolPaths:
+    """The folders of routed mail: ``spool/``."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def tmp(self) -> Path:
+        return self.path / "tmp"
+
+    @property
+    def new(self) -> Path:
+        return self.path / "new"
+
+    @property
+    def cur(self) -> Path:
+        return self.path / "cur"
+
+    @property
+    def deferred(self) -> Path:
+        return self.path / "deferred"
+
+    @property
+    def held(self) -> Path:
+        return self.path / "held"
+
+    @property
+    def progress(self) -> Path:
+        return self.path / "progress"
+
+
+class Paths:
+    """The folders and files of one root (its ``.mailbox/`` folder)."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "mailbox.json"
+
+    @property
+    def agents(self) -> Path:
+        return self.path / "agents"
+
+    def agent(self, agent: str) -> AgentPaths:
+        return AgentPaths(self.path / "agents" / agent)
+
+    @property
+    def spool(self) -> SpoolPaths:
+        return SpoolPaths(self.path / "spool")
+
+    @property
+    def workspace(self) -> Path:
+        return self.path / "workspace"
+
+    def view(self, name: str) -> Path:
+        """``workspace/<name>``: the view of a shared file (``name`` may hold ``/``)."""
+        return self.workspace / name
+
+    @property
+    def versions(self) -> Path:
+        return self.workspace / ".versions"
+
+    def versions_of(self, name: str) -> Path:
+        return self.versions / name
+
+    def version(self, name: str, number: int) -> Path:
+        """``workspace/.versions/<name>/<10 digits>``: one version of a shared file."""
+        return self.versions / name / version_name(number)
+
+    @property
+    def locks(self) -> Path:
+        return self.workspace / ".locks"
+
+    def lock(self, name: str) -> Path:
+        return self.locks / f"{name}.lock"
+
+    @property
+    def dead(self) -> Path:
+        return self.path / "dead"
+
+    def dead_letter(self, dead_id: str) -> Path:
+        return self.dead / (dead_id + LETTER_SUFFIX)
+
+    def dead_reason(self, dead_id: str) -> Path:
+        return self.dead / (dead_id + REASON_SUFFIX)
+
+    @property
+    def journal(self) -> Path:
+        return self.path / "journal"
+
+    def journal_day(self, day: str) -> Path:
+        """``journal/<YYYY-MM-DD>.jsonl``: one UTC day of the journal."""
+        return self.journal / log_file(day)
+
+    @property
+    def run(self) -> Path:
+        return self.path / "run"
+
+    @property
+    def supervisor_lock(self) -> Path:
+        return self.run / "supervisor.lock"
+
+    @property
+    def supervisor_record(self) -> Path:
+        return self.run / "supervisor.json"
+
+    @property
+    def heartbeats(self) -> Path:
+        return self.run / "heartbeats"
+
+    def heartbeat(self, agent: str) -> Path:
+        return self.heartbeats / f"{agent}.json"
+
+    @property
+    def threads(self) -> Path:
+        return self.path / "threads"
+
+    def thread_marker(self, thread: str) -> Path:
+        return self.threads / (thread + MARKER_SUFFIX)
+
+    @property
+    def staging_folders(self) -> tuple[Path, ...]:
+        """Where files are staged under a hidden name beside their target (doctor
+        removes the abandoned ones): mailbox.json, the supervisor's record, heartbeats,
+        thread markers. The workspace stages in every folder of its own."""
+        return self.path, self.run, self.heartbeats, self.threads
+
+
+def version_name(number: int) -> str:
+    """The file name of workspace version ``number``: 10 digits (names.is_version_name)."""
+    return f"{number:010d}"

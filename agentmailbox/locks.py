@@ -11,15 +11,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-
-import portalocker
+from typing import TYPE_CHECKING
 
 from .errors import LockTimeout
 from .fs import Disk
 
-__all__ = ["acquire", "held"]
+if TYPE_CHECKING:
+    import portalocker
 
-_FLAGS = portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING
+__all__ = ["acquire", "held"]
 
 
 def acquire(path: Path, disk: Disk, *, timeout: float, message: str, hint: str
@@ -29,10 +29,15 @@ def acquire(path: Path, disk: Disk, *, timeout: float, message: str, hint: str
     Raises:
         LockTimeout: someone else still holds it (with ``message`` and ``hint``).
     """
+    # Imported here, not at the top: portalocker pulls in asyncio (~15 ms), and most
+    # commands that import this module (through the registry) never take a lock.
+    import portalocker
+
     disk.ensure_dir(path.parent)
+    flags = portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING
     lock = portalocker.Lock(str(path), mode="a", timeout=timeout,
                             check_interval=min(0.05, timeout or 0.05),
-                            fail_when_locked=timeout == 0, flags=_FLAGS,
+                            fail_when_locked=timeout == 0, flags=flags,
                             opener=lambda name, flags: _open(name, disk))
     try:
         lock.acquire()

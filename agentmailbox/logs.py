@@ -8,6 +8,9 @@ single stdlib handler as one JSON object per line::
 
     {"event": "done", "level": "info", "logger": "agentmailbox.watch",
      "timestamp": "2026-05-01T12:00:00.123456Z", "agent": "bob", "id": "...", "exit": 0}
+
+structlog is imported inside the functions, not at the top: it costs more than the whole
+of a short command (``mailbox inbox``), which imports this module but never logs.
 """
 
 from __future__ import annotations
@@ -16,19 +19,24 @@ import contextlib
 import logging
 import sys
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
-import structlog
+
+if TYPE_CHECKING:
+    import structlog
 
 __all__ = ["daemon_logging", "get_logger"]
 
-_SHARED: list[Any] = [
-    structlog.contextvars.merge_contextvars,
-    structlog.stdlib.add_log_level,
-    structlog.stdlib.add_logger_name,
-    structlog.processors.TimeStamper(fmt="iso", utc=True),
-]
+
+def _shared() -> list[Any]:
+    """The processors every record goes through, structlog's and stdlib's alike."""
+    import structlog
+
+    return [structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True)]
 
 
 def _dumps(obj: Any, **kw: Any) -> str:
@@ -37,8 +45,10 @@ def _dumps(obj: Any, **kw: Any) -> str:
 
 
 def _formatter() -> structlog.stdlib.ProcessorFormatter:
+    import structlog
+
     return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*_SHARED, structlog.stdlib.ExtraAdder()],
+        foreign_pre_chain=[*_shared(), structlog.stdlib.ExtraAdder()],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     structlog.processors.format_exc_info,
                     structlog.processors.JSONRenderer(serializer=_dumps)])
@@ -55,6 +65,8 @@ def daemon_logging(level: int = logging.INFO, stream: TextIO | None = None) -> I
         level: The lowest level written.
         stream: Where to write; default ``sys.stderr`` (stdout stays for data).
     """
+    import structlog
+
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(_formatter())
     root = logging.getLogger()
@@ -62,7 +74,7 @@ def daemon_logging(level: int = logging.INFO, stream: TextIO | None = None) -> I
     root.addHandler(handler)
     root.setLevel(level)
     structlog.configure(
-        processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[*_shared(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False)  # later reconfiguration must reach every logger
@@ -76,4 +88,6 @@ def daemon_logging(level: int = logging.INFO, stream: TextIO | None = None) -> I
 
 def get_logger(name: str) -> Any:
     """A structlog logger for a daemon command (lazy: binds to the config when used)."""
+    import structlog
+
     return structlog.stdlib.get_logger(name)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import time
 import warnings
@@ -331,6 +330,8 @@ class Mailbox:
         The marker records the id; a retry after a crash at any point reuses that id,
         so delivery completes instead of being skipped or doubled.
         """
+        import hashlib  # here: only a send with a key needs it, and OpenSSL costs startup
+
         folder = self.root.agent_dir(msg.sender) / "keys"
         marker = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
         record = orjson.dumps({"key": key, "id": msg.id, "to": list(msg.to), "at": msg.ts})

@@ -14,7 +14,6 @@ The third layer, identity, is ``agent.json`` (:mod:`agentmailbox.registry`).
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -23,10 +22,10 @@ from typing import Any
 
 import orjson
 
-from . import locks, names
+from . import layout, locks, names
 from .errors import InvalidInput
 from .fs import Foreign, dump_object, faults, parse_object
-from .message import iso
+from .message import iso, parse_time
 from .root import Root
 
 __all__ = ["Memory", "MemoryEvent", "WorkingState"]
@@ -34,13 +33,12 @@ __all__ = ["Memory", "MemoryEvent", "WorkingState"]
 _STATE_LIMIT = 1 << 20
 _ENTRY_LIMIT = 1 << 16  # the longest event line remember() writes, and reads back
 _SEGMENT_LIMIT = 1 << 30  # how much of one month's segment is read at most
-_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
 
 
 @contextlib.contextmanager
 def agent_lock(root: Root, agent: str, name: str, timeout: float = 10.0) -> Iterator[None]:
     """An exclusive cross-process lock on ``agents/<agent>/run/<name>.lock``."""
-    path = root.agent_dir(agent) / "run" / f"{name}.lock"
+    path = root.paths.agent(agent).lock(name)
     with locks.held(path, root.disk, timeout=timeout,
                     message=f"{agent}: {name} is locked by another process",
                     hint="retry; if it persists, find the process holding it"):
@@ -56,7 +54,7 @@ class WorkingState(Mapping[str, Any]):
     def __init__(self, root: Root, agent: str) -> None:
         self._root = root
         self.agent = names.check_agent(agent)
-        self.path = root.agent_dir(agent) / "state.json"
+        self.path = root.paths.agent(agent).state
 
     def _load(self) -> dict[str, Any]:
         try:
@@ -83,7 +81,7 @@ class WorkingState(Mapping[str, Any]):
 
     def set(self, key: str, value: Any) -> None:
         """Set ``key`` to ``value`` (any JSON value), replacing what was there."""
-        self.update({_check_key(key): value})
+        self.update({names.check_state_key(key): value})
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.set(key, value)
@@ -105,7 +103,7 @@ class WorkingState(Mapping[str, Any]):
     def update(self, values: Mapping[str, Any]) -> None:
         """Set several keys in one atomic replace."""
         for key in values:
-            _check_key(key)
+            names.check_state_key(key)
         with agent_lock(self._root, self.agent, "state"):
             current = self._load()
             current.update(values)
@@ -120,13 +118,6 @@ class WorkingState(Mapping[str, Any]):
                                hint="working state is for the current task; put history in "
                                     "memory (remember) and files in the workspace")
         self._root.disk.replace(self.path, data)
-
-
-def _check_key(key: str) -> str:
-    if not isinstance(key, str) or not _KEY.fullmatch(key):
-        raise InvalidInput(f"invalid state key {str(key)[:80]!r}",
-                           hint="use letters, digits and _ . : - (up to 128)")
-    return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,12 +141,13 @@ class Memory:
     def __init__(self, root: Root, agent: str) -> None:
         self._root = root
         self.agent = names.check_agent(agent)
-        self.directory = root.agent_dir(agent) / "events"
+        self._paths = root.paths.agent(agent)
+        self.directory = self._paths.events
 
     def current_file(self, now_ns: int | None = None) -> Path:
         """The segment being appended to now (``tail -f`` this one)."""
         now = now_ns or time.time_ns()
-        return self.directory / time.strftime("%Y-%m.jsonl", time.gmtime(now // 1_000_000_000))
+        return self._paths.events_month(time.strftime("%Y-%m", time.gmtime(now // 1_000_000_000)))
 
     def remember(self, text: str, *, tags: tuple[str, ...] | list[str] = (), kind: str = "note",
                  epoch: int | None = None) -> MemoryEvent:
@@ -178,7 +170,7 @@ class Memory:
         """Remembered events, oldest first, filtered by tag, date (``since``), word or kind."""
         since_ns = _since_ns(since)
         segments = sorted(e.name for e in self._root.disk.scan(self.directory)
-                          if e.name.endswith(".jsonl"))
+                          if e.name.endswith(layout.LOG_SUFFIX))
         first = time.strftime("%Y-%m", time.gmtime(since_ns // 10**9)) if since_ns else ""
         out: list[MemoryEvent] = []
         for name in segments:
@@ -224,13 +216,6 @@ def _matches(e: MemoryEvent, tag: str | None, since_ns: int, grep: str | None,
 def _since_ns(since: str | None) -> int:
     if not since:
         return 0
-    from datetime import UTC, datetime
-
-    try:
-        moment = datetime.fromisoformat(since)
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput(f"--since {since!r} is not a date",
-                           hint="use YYYY-MM-DD or an RFC 3339 time") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+    moment = parse_time(since, "--since", hint="use YYYY-MM-DD or an RFC 3339 time",
+                        assume_utc=True)
     return int(moment.timestamp() * 1e9)

@@ -30,11 +30,10 @@ from . import names
 from .errors import InvalidInput, MessageTooLarge
 
 __all__ = ["FORMAT_VERSION", "Clock", "Malformed", "Message", "Priority", "decode", "encode",
-           "parse_expiry"]
+           "parse_expiry", "parse_time"]
 
 FORMAT_VERSION = 1
 MAX_FUTURE_NS = 60 * 10**9  # stamps read from others further ahead than this do not move our clock
-_ADDRESS = re.compile(r"(?:[@#+]?[a-z0-9][a-z0-9_-]{0,63})|\*")
 _KNOWN = frozenset({"v", "id", "ts", "from", "to", "subject", "kind", "thread", "reply_to",
                     "priority", "expires_at", "receipt", "headers", "body", "epoch"})
 
@@ -170,7 +169,7 @@ class Message:
     def expired(self, now_ns: int | None = None) -> bool:
         if not self.expires_at:
             return False
-        limit = datetime.fromisoformat(self.expires_at).timestamp()
+        limit = parse_time(self.expires_at, "'expires_at'").timestamp()
         return (now_ns or time.time_ns()) / 1e9 >= limit
 
     def to_dict(self) -> dict[str, Any]:
@@ -290,9 +289,9 @@ def _build(obj: dict[str, Any]) -> Message:
     return msg if msg is not None else _build_checked(obj)
 
 
-_AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}").fullmatch
-_ID_SHAPE = re.compile(r"[0-9]{20}-[0-9a-f]{16}").fullmatch
-_ANY_ADDRESS = _ADDRESS.fullmatch
+_AGENT_NAME = names.agent_shape
+_ID_SHAPE = names.id_shape
+_ANY_ADDRESS = names.address_shape
 _TEXT_FIELDS = ("subject", "kind", "thread", "reply_to", "ts")
 
 
@@ -354,10 +353,10 @@ def _build_checked(obj: dict[str, Any]) -> Message:
     except InvalidInput as exc:
         raise Malformed(str(exc), "id") from exc
     sender = _require(obj, "from", str)
-    if not _ADDRESS.fullmatch(sender) or sender[0] in "@#+*":
+    if not _AGENT_NAME(sender):
         raise Malformed(f"field 'from': invalid sender {sender[:80]!r}", "from")
     to = _require(obj, "to", list)
-    if not to or not all(isinstance(a, str) and _ADDRESS.fullmatch(a) for a in to):
+    if not to or not all(isinstance(a, str) and _ANY_ADDRESS(a) for a in to):
         raise Malformed("'to' must be a non-empty list of addresses", "to")
     headers = _optional(obj, "headers", dict, {})
     for name, value in headers.items():
@@ -385,24 +384,49 @@ def _expiry(obj: dict[str, Any]) -> str | None:
     value: str | None = _optional(obj, "expires_at", str, None)
     if value is not None:
         try:
-            _utc(value)
-        except ValueError as exc:
-            raise Malformed(f"'expires_at' {value[:40]!r}: {exc}", "expires_at") from exc
+            parse_time(value, "'expires_at'")
+        except InvalidInput as exc:
+            raise Malformed(str(exc), "expires_at") from exc
     return value
 
 
-def _utc(value: str) -> datetime:
-    """An RFC 3339 time with a UTC offset, as a UTC datetime; ValueError saying why not."""
+def parse_time(value: Any, what: str, *, hint: str = "", assume_utc: bool = False
+               ) -> datetime:
+    """An RFC 3339 time as an aware UTC datetime: the one parser of the times the
+    protocol stores and the commands take.
+
+    A time must carry a UTC offset or ``Z`` (PROTOCOL.md §7.1). With ``assume_utc``, a
+    time without one, or a bare ``YYYY-MM-DD``, is read as UTC: for what a user types
+    (``--since``), never for a field read from a file.
+
+    Args:
+        value: the text to parse.
+        what: how the error names it (``"'expires_at'"``, ``"--since"``...).
+        hint: what the error tells the user to do.
+        assume_utc: read a time without an offset as UTC rather than refuse it.
+
+    Raises:
+        InvalidInput: ``value`` is not text, not a time, has no offset, or is outside
+            the years 1 to 9999 once in UTC; the message names ``what`` and says which.
+    """
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be str, not {type(value).__name__}", hint=hint)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise ValueError("not an RFC 3339 time") from exc
+        raise _bad_time(what, value, "not an RFC 3339 time", hint) from exc
     if moment.tzinfo is None:
-        raise ValueError("has no time zone (append Z for UTC)")
+        if not assume_utc:
+            raise _bad_time(what, value, "has no time zone (append Z for UTC)", hint)
+        moment = moment.replace(tzinfo=UTC)
     try:
         return moment.astimezone(UTC)
     except OverflowError as exc:
-        raise ValueError("outside the years 1 to 9999 once in UTC") from exc
+        raise _bad_time(what, value, "outside the years 1 to 9999 once in UTC", hint) from exc
+
+
+def _bad_time(what: str, value: str, why: str, hint: str) -> InvalidInput:
+    return InvalidInput(f"{what} {value[:40]!r}: {why}", hint=hint)
 
 
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([smhd])")
@@ -424,17 +448,15 @@ def parse_expiry(value: Any) -> str | None:
         raise InvalidInput(f"field 'expires_at' must be str, not {type(value).__name__}",
                            hint=hint)
     duration = _DURATION.fullmatch(value)
-    try:
-        if duration:
+    if not duration:
+        moment = parse_time(value, "invalid expiry", hint=hint)
+    else:
+        try:
             seconds = float(duration[1]) * _SECONDS_PER[duration[2]]
             moment = datetime.now(UTC) + timedelta(seconds=seconds)
-        else:
-            moment = _utc(value)
-    except OverflowError as exc:
-        raise InvalidInput(f"expiry {value[:40]!r} is too far ahead (the latest is the end "
-                           "of year 9999 UTC)", hint=hint) from exc
-    except ValueError as exc:
-        raise InvalidInput(f"invalid expiry {value[:40]!r}: {exc}", hint=hint) from exc
+        except OverflowError as exc:
+            raise InvalidInput(f"expiry {value[:40]!r} is too far ahead (the latest is the "
+                               "end of year 9999 UTC)", hint=hint) from exc
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 

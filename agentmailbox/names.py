@@ -11,24 +11,62 @@ from .errors import InvalidInput, InvalidName
 
 __all__ = [
     "MAX_NAME",
+    "address_shape",
+    "agent_shape",
     "as_text",
     "check_agent",
     "check_id",
     "check_key",
+    "check_state_key",
     "check_workspace_path",
+    "id_shape",
+    "is_hidden_staging",
     "is_id",
+    "is_key_marker",
     "is_message_file",
+    "is_version_name",
+    "routed_shape",
+    "staging_id",
 ]
 
 MAX_NAME = 64
 
+# Every pattern of a name, an id or an address is declared here and nowhere else
+# (tests/test_names.py greps the package for their character classes).
+
 # Lower case only: names must not differ only by case (macOS and Windows fold case).
-_AGENT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_AGENT_TEXT = r"[a-z0-9][a-z0-9_-]{0,63}"
 # <20-digit nanosecond HLC stamp>-<16 hex random>
-_ID = re.compile(r"[0-9]{20}-[0-9a-f]{16}")
-_MESSAGE_FILE = re.compile(r"[0-9]{20}-[0-9a-f]{16}\.json")
+_ID_TEXT = r"[0-9]{20}-[0-9a-f]{16}"
+_AGENT = re.compile(_AGENT_TEXT)
+_ID = re.compile(_ID_TEXT)
+_MESSAGE_FILE = re.compile(rf"{_ID_TEXT}\.json")
+# An address as a message's "to" holds it (PROTOCOL.md §6): an agent, a routed
+# address (@role, #group, +pick) or * (everyone).
+_ADDRESS = re.compile(rf"[@#+]?{_AGENT_TEXT}|\*")
+_ROUTED = re.compile(rf"[@#+]{_AGENT_TEXT}|\*")
 _WS_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+=-]{0,127}")
+_STATE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
+# keys/<first 40 hex of the key's SHA-256>.json (PROTOCOL.md §9.7)
+_KEY_MARKER = re.compile(r"[0-9a-f]{40}\.json")
+# What fs.hidden_name gives a file staged beside its target: .<16 hex>.tmp
+_HIDDEN_STAGING = re.compile(r"\.[0-9a-f]{16}\.tmp")
+# What fs.staging_name gives a message staged in tmp/: <id>.<pid>.<6 hex>
+_STAGING = re.compile(rf"({_ID_TEXT})\.[0-9]+\.[0-9a-f]{{6}}")
+# A workspace version file: 10 ASCII digits (a strict pattern, not str.isdigit)
+_VERSION = re.compile(r"[0-9]{10}")
 _RESERVED = frozenset({"all", "everyone"})
+
+# Bound matchers for the hot paths (a reader checks every message it meets). Each
+# returns a match or None, and checks the shape only: the reserved names pass.
+agent_shape = _AGENT.fullmatch
+"""A match if the string has the shape of an agent name."""
+id_shape = _ID.fullmatch
+"""A match if the string has the shape of a message id."""
+address_shape = _ADDRESS.fullmatch
+"""A match if the string is an address: an agent name, ``@role``, ``#group``, ``+pick`` or ``*``."""
+routed_shape = _ROUTED.fullmatch
+"""A match if the string is a routed address: ``@role``, ``#group``, ``+pick`` or ``*``."""
 
 
 def _describe(value: str) -> str:
@@ -70,6 +108,27 @@ def is_message_file(name: str) -> bool:
     return _MESSAGE_FILE.fullmatch(name) is not None
 
 
+def is_key_marker(name: str) -> bool:
+    """True if ``name`` is an idempotency-key marker's file name (``<40 hex>.json``)."""
+    return _KEY_MARKER.fullmatch(name) is not None
+
+
+def is_hidden_staging(name: str) -> bool:
+    """True if ``name`` is a file staged beside its target (``.<16 hex>.tmp``)."""
+    return _HIDDEN_STAGING.fullmatch(name) is not None
+
+
+def staging_id(name: str) -> str | None:
+    """The message id of a staging name (``<id>.<pid>.<6 hex>``), or None if it is not one."""
+    match = _STAGING.fullmatch(name)
+    return match[1] if match else None
+
+
+def is_version_name(name: str) -> bool:
+    """True if ``name`` names a workspace version (10 ASCII digits)."""
+    return _VERSION.fullmatch(name) is not None
+
+
 def as_text(name: str) -> str:
     """A file name met on disk as valid UTF-8 text, for records and output.
 
@@ -84,6 +143,18 @@ def check_key(key: str) -> str:
     if not isinstance(key, str) or not key or len(key) > 200 or not key.isprintable():
         raise InvalidInput(f"invalid idempotency key {_describe(str(key))}",
                            hint="use 1-200 printable characters")
+    return key
+
+
+def check_state_key(key: str) -> str:
+    """Return a working-state key if it has the documented shape, else raise :class:`InvalidInput`.
+
+    Valid: 1 to 128 characters of letters, digits and ``_ . : -``, not starting with
+    ``.``, ``:`` or ``-``.
+    """
+    if not isinstance(key, str) or not _STATE_KEY.fullmatch(key):
+        raise InvalidInput(f"invalid state key {str(key)[:80]!r}",
+                           hint="use letters, digits and _ . : - (up to 128)")
     return key
 
 

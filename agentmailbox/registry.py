@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from . import names
+from . import layout, names
 from .errors import AgentNotFound, AlreadyExists, InvalidInput
 from .fs import Disk, dump_object
 from .memory import agent_lock
@@ -18,9 +18,6 @@ from .message import iso
 from .root import Root
 
 __all__ = ["AgentInfo", "Registry"]
-
-_SUBDIRS = ("inbox/tmp", "inbox/new", "inbox/cur", "inbox/done", "keys", "events", "handoffs",
-            "run")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +112,7 @@ class Registry:
 
     def __init__(self, root: Root) -> None:
         self._root = root
-        self.directory = root.path / "agents"
+        self.directory = root.paths.agents
         self._prefix = f"{self.directory}/"  # plain strings: every send checks its agents
 
     def add(self, name: str, /, **fields: Any) -> AgentInfo:
@@ -127,8 +124,8 @@ class Registry:
         if self._root.disk.exists(base) and not self._is_folder(base):
             raise InvalidInput(f"{base} exists and is not a folder (a link or a file)",
                                hint="remove it by hand; agent folders are never links")
-        for sub in _SUBDIRS:
-            self._root.disk.ensure_dir(base / sub)
+        for folder in layout.made_folders("agent add"):
+            self._root.disk.ensure_dir(self._root.path / layout.fill(folder, agent=name))
         if not self._publish(name, data):
             raise AlreadyExists(f"agent {name!r} already exists",
                                 hint=f"see it with: mailbox agent show {name}")
@@ -140,7 +137,7 @@ class Registry:
         base = self._prefix + names.check_agent(name)
         st = self._root.disk.lstat(base)
         return (st is not None and stat.S_ISDIR(st.st_mode)
-                and self._root.disk.lstat(f"{base}/agent.json") is not None)
+                and self._root.disk.lstat(f"{base}/{layout.IDENTITY}") is not None)
 
     def _is_folder(self, path: Path) -> bool:
         st = self._root.disk.lstat(path)
@@ -169,7 +166,7 @@ class Registry:
                                     "keeps the agent registered)", path=str(path)) from exc
 
     def identity_path(self, name: str) -> Path:
-        return self._root.agent_dir(names.check_agent(name)) / "agent.json"
+        return self._root.paths.agent(names.check_agent(name)).identity
 
     def edit(self, name: str, /, **changes: Any) -> AgentInfo:
         """Change identity fields (the only writer of agent.json after ``add``).
@@ -194,10 +191,11 @@ class Registry:
         return self._publish(name, _encode(info))
 
     def _publish(self, name: str, data: bytes) -> bool:
-        base = self._root.agent_dir(name)
+        agent = self._root.paths.agent(name)
+        base = agent.path
         staged = self._root.disk.stage(base, data)
         try:
-            created = self._root.disk.publish(staged, base / "agent.json")
+            created = self._root.disk.publish(staged, agent.identity)
         finally:
             self._root.disk.unlink(staged)
         if created:
@@ -213,7 +211,7 @@ class Registry:
             except InvalidInput:
                 continue
             if (entry.is_dir(follow_symlinks=False)
-                    and self._root.disk.lstat(f"{entry.path}/agent.json") is not None):
+                    and self._root.disk.lstat(f"{entry.path}/{layout.IDENTITY}") is not None):
                 out.append(entry.name)
         return sorted(out)
 

@@ -8,13 +8,13 @@ or one of its parents.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from . import layout, names
 from .errors import InvalidInput, RootNotFound
 from .fs import Disk, Foreign, Fsync
 from .journal import Journal
@@ -110,11 +110,17 @@ class Root:
         config = _read_config(path)
         file_mode, dir_mode = MODES[config.mode]
         disk = Disk(Fsync(fsync) if fsync else config.fsync, file_mode, dir_mode, base=str(path))
-        return cls(path, config, disk, clock or _PROCESS_CLOCK, Journal(path / "journal", disk))
+        return cls(path, config, disk, clock or _PROCESS_CLOCK,
+                   Journal(layout.Paths(path).journal, disk))
+
+    @property
+    def paths(self) -> layout.Paths:
+        """The folders and files of this root (:mod:`agentmailbox.layout`)."""
+        return layout.Paths(self.path)
 
     def agent_dir(self, name: str) -> Path:
         """The directory of an agent; ``name`` must already be validated."""
-        return self.path / "agents" / name
+        return self.paths.agent(name).path
 
 
 _PROCESS_CLOCK = Clock()
@@ -125,8 +131,8 @@ _PROCESS_CLOCK = Clock()
 
 _FIX = "edit mailbox.json by hand; docs/PROTOCOL.md §4 lists each key, its type and default"
 _CENTURY = 100 * 365 * 86400  # seconds: a wait longer than this is a typo (and overflows timers)
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}").fullmatch
-_ADDRESS = re.compile(r"[@#+]?[a-z0-9][a-z0-9_-]{0,63}|\*").fullmatch
+_NAME = names.agent_shape
+_ADDRESS = names.address_shape
 
 
 def _shown(value: Any) -> str:
@@ -217,7 +223,7 @@ _SCHEMA: dict[str, Any] = {
 
 
 def _read_config(path: Path) -> Config:
-    source = path / "mailbox.json"
+    source = layout.Paths(path).config
     try:
         data, _ = Disk().read(source, _CONFIG_LIMIT)
     except FileNotFoundError as exc:
@@ -253,7 +259,7 @@ def find_root(start: Path | str | None = None) -> Path:
 def _holds_config(folder: Path) -> bool:
     """Whether ``folder`` holds a ``mailbox.json`` (``Path.exists`` raises on EACCES)."""
     try:
-        return (folder / "mailbox.json").exists()
+        return layout.Paths(folder).config.exists()
     except PermissionError as exc:
         raise RootNotFound(f"you may not read the mailbox root at {folder} (permission denied)",
                            hint="a root is private to its owner unless made with 'mailbox init "

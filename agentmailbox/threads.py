@@ -39,7 +39,8 @@ class Threads:
 
     def __init__(self, root: Root) -> None:
         self._root = root
-        self.directory = root.path / "threads"
+        self._paths = root.paths
+        self.directory = self._paths.threads
         self._cache: dict[str, ThreadDone | None] = {}
 
     def mark_done(self, thread: str, by: str | None = None, note: str = ""
@@ -92,7 +93,7 @@ class Threads:
         return found
 
     def marker_path(self, thread: str) -> Path:
-        return self.directory / f"{names.check_id(thread)}.done.json"
+        return self._paths.thread_marker(names.check_id(thread))
 
     def sent_in(self, thread: str) -> list[dict[str, Any]]:
         """The send events of ``thread``, oldest first, from the journal (since its first day)."""

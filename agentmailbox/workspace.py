@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import locks, names
+from . import layout, locks, names
 from .errors import AlreadyExists, InvalidInput, InvalidName, MailboxError, NotFound, StaleVersion
 from .fs import Disk, Foreign, Moved, faults, kind_of, refused
 from .root import Root
@@ -32,9 +31,7 @@ __all__ = ["MAX_FILE", "Workspace", "WsFile"]
 
 MAX_FILE = 64 << 20
 """The largest workspace file, in bytes."""
-_VERSION = re.compile(r"[0-9]{10}")  # ASCII digits only: a strict pattern, not str.isdigit
 _LAST_VERSION = 9_999_999_999
-_STAGING = re.compile(r"\.[0-9a-f]{16}\.tmp")  # what Disk.stage names a file it stages
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +61,14 @@ class Workspace:
     def __init__(self, root: Root) -> None:
         self._root = root
         self._disk = root.disk
-        self.path = root.path / "workspace"
+        self._paths = root.paths
+        self.path = self._paths.workspace
 
     def _versions(self, name: str) -> Path:
-        return self.path / ".versions" / "/".join(names.check_workspace_path(name))
+        return self._paths.versions_of("/".join(names.check_workspace_path(name)))
 
     def _view(self, name: str) -> Path:
-        return self.path.joinpath(*names.check_workspace_path(name))
+        return self._paths.view("/".join(names.check_workspace_path(name)))
 
     def _real(self, folder: Path) -> bool:
         return self._disk.real_folder(self._root.path, folder)
@@ -88,7 +86,8 @@ class Workspace:
         if number <= 0 or not self._real(self._versions(name)):
             raise NotFound(f"no workspace file {name!r}", hint="list them: mailbox ws ls")
         try:
-            data, st = self._disk.read(self._versions(name) / f"{number:010d}", MAX_FILE)
+            path = self._versions(name) / layout.version_name(number)
+            data, st = self._disk.read(path, MAX_FILE)
             if st.st_nlink != 1:  # a version is moved into place: one name, ever
                 raise Foreign("a hard link to a file elsewhere")
         except FileNotFoundError as exc:
@@ -185,7 +184,7 @@ class Workspace:
             if current >= _LAST_VERSION:
                 raise InvalidInput(f"{name!r} is at version {current}, the last one possible",
                                    hint="put the content under a new name")
-            slot = folder / f"{current + 1:010d}"
+            slot = folder / layout.version_name(current + 1)
             if self._disk.move(staged, slot) is Moved.MOVED:  # one name, never replaced
                 return current + 1
             if if_version is not None:
@@ -214,14 +213,14 @@ class Workspace:
 
     def ls(self) -> list[WsFile]:
         """Every workspace file with its current version and size."""
-        base = self.path / ".versions"
+        base = self._paths.versions
         if not self._real(base):
             return []
         out = []
         for name, folder in _named_leaves(base):
             number = self.version(name)
             if number:
-                st = self._disk.lstat(folder / f"{number:010d}")
+                st = self._disk.lstat(folder / layout.version_name(number))
                 out.append(WsFile(name, number, st.st_size if st else 0))
         return sorted(out, key=lambda f: f.name)
 
@@ -233,7 +232,7 @@ class Workspace:
         :class:`LockTimeout` if someone else still holds it after ``timeout`` seconds.
         """
         parts = names.check_workspace_path(name)
-        path = self.path / ".locks" / ("/".join(parts) + ".lock")
+        path = self._paths.lock("/".join(parts))
         self._real(path.parent)  # raises if a folder on the way is a link: never followed
         with locks.held(path, self._disk, timeout=timeout,
                         message=f"{name} is locked by someone else",
@@ -246,7 +245,7 @@ class Workspace:
 
         ``doctor --repair`` quarantines those, so the folder's files can be shown again.
         """
-        base = self.path / ".versions"
+        base = self._paths.versions
         if not self._real(base):
             return []
         leaves = {folder: name for name, folder in _named_leaves(base)}
@@ -254,7 +253,7 @@ class Workspace:
         for folder in sorted({p for leaf in leaves for p in leaf.parents if p in leaves}):
             name = leaves[folder]
             files = sorted(Path(e.path) for e in self._disk.scan(folder)
-                           if _VERSION.fullmatch(e.name) and e.is_file(follow_symlinks=False))
+                           if names.is_version_name(e.name) and e.is_file(follow_symlinks=False))
             view = self._view(name)
             st = self._disk.lstat(view)
             out.append((name, files + ([view] if st and stat.S_ISREG(st.st_mode) else [])))
@@ -267,7 +266,7 @@ class Workspace:
         file not named as a version (10 ASCII digits) or a staging file, and any
         folder whose name is no workspace name (nothing below it is looked at).
         """
-        versions = self.path / ".versions"
+        versions = self._paths.versions
         top = self._disk.lstat(self.path)
         if top is not None and not stat.S_ISDIR(top.st_mode):
             yield self.path, f"{kind_of(top)} where the workspace folder belongs"
@@ -279,7 +278,7 @@ class Workspace:
             for entry in self._disk.scan(folder):
                 path = Path(entry.path)
                 st = self._disk.lstat(path)
-                if st is None or _STAGING.fullmatch(entry.name):
+                if st is None or names.is_hidden_staging(entry.name):
                     continue  # staging files have their own check (doctor's stale-tmp)
                 if stat.S_ISDIR(st.st_mode) and in_versions and \
                         not _is_name(path.relative_to(versions).as_posix()):
@@ -288,7 +287,7 @@ class Workspace:
                     stack.append(path)
                 elif not stat.S_ISREG(st.st_mode):
                     yield path, f"{kind_of(st)} in the workspace (never followed)"
-                elif in_versions and not _VERSION.fullmatch(entry.name):
+                elif in_versions and not names.is_version_name(entry.name):
                     yield path, "not a version file (versions are named by 10 ASCII digits)"
 
 
@@ -315,7 +314,7 @@ def _newest(disk: Disk, folder: Path) -> int:
     this one (``notes/0000000001`` is a file of its own), links are never versions.
     """
     return max((int(e.name) for e in disk.scan(folder)
-                if _VERSION.fullmatch(e.name) and e.is_file(follow_symlinks=False)), default=0)
+                if names.is_version_name(e.name) and e.is_file(follow_symlinks=False)), default=0)
 
 
 def _is_name(name: str) -> bool:
@@ -341,7 +340,7 @@ def _leaf_dirs(base: Path) -> Iterator[Path]:
     while stack:
         folder = stack.pop()
         entries = list(Disk().scan(folder))
-        if any(_VERSION.fullmatch(e.name) and e.is_file(follow_symlinks=False)
+        if any(names.is_version_name(e.name) and e.is_file(follow_symlinks=False)
                for e in entries):
             yield folder
         stack.extend(Path(e.path) for e in entries if e.is_dir(follow_symlinks=False))

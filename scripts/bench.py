@@ -3,8 +3,9 @@
 
 Measures every contestant (the plain-os floor, stdlib Maildir, persist-queue,
 dirq and agentmailbox) on workloads W1-W6 and memory, with contestants
-interleaved and repetitions summarised by their median. Prints a markdown
-table; a full run (no --quick) also writes docs/bench-results.json.
+interleaved and repetitions summarised by their median, then the startup rows
+(one ``mailbox`` call against ``python -c pass``; ``--startup`` runs only those).
+Prints markdown tables; a full run (no --quick) also writes docs/bench-results.json.
 Usually run through `scripts/bench`, which installs the `bench` extra first.
 """
 
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import bench_startup
 from bench_contestants import CONTESTANTS, POLICIES, Contestant
 from bench_report import Entry, markdown, record
 from bench_workloads import CASES, FULL, QUICK, Case, Sizes, settle
@@ -39,7 +41,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, under 2 minutes")
     parser.add_argument("--reps", type=int, help="repetitions (default 3 quick, 5 full)")
-    parser.add_argument("--only", help="workloads to run, e.g. W1,W2 (W1-W6, MEM, IDLE)")
+    parser.add_argument("--only", help="workloads to run, e.g. W1,W2 (W1-W6, MEM, IDLE); "
+                                       "without it the startup rows run too")
+    parser.add_argument("--startup", action="store_true",
+                        help="only the startup rows: mailbox --help, inbox, read --peek, "
+                             "send against python -c pass")
     parser.add_argument("--contestants", help="contestants to run, e.g. floor,dirq")
     parser.add_argument("--fsync", choices=POLICIES, default="never",
                         help="fsync policy for W3-W6 and memory (W1 runs all three, "
@@ -229,20 +235,27 @@ def write_json(path: Path, data: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the table."""
     args = parse_args(argv)
+    if args.startup:
+        print(bench_startup.markdown(bench_startup.measure()))
+        return 0
     sizes, reps = (QUICK if args.quick else FULL), args.reps or DEFAULT_REPS[args.quick]
     entries = plan(args)
     load_before = [round(x, 2) for x in os.getloadavg()]
     began = time.perf_counter()
     with scratch_dir(args.scratch) as top:
         run(entries, sizes, reps, top)
+    startup = bench_startup.measure() if args.only is None else []
     seconds = time.perf_counter() - began
     print(markdown(entries))
+    if startup:
+        print("\n" + bench_startup.markdown(startup))
     print(f"\n{'quick' if args.quick else 'full'} run, {reps} reps, {seconds:.0f} s, "
           f"scratch in {args.scratch}, {len(os.sched_getaffinity(0))} CPUs, load average "
           f"{load_before[0]} before / {os.getloadavg()[0]:.2f} after")
     out = args.out or (None if args.quick else DEFAULT_OUT)
     if out is not None:
-        write_json(out, record(entries, meta(args, sizes, reps, seconds, load_before)))
+        write_json(out, {**record(entries, meta(args, sizes, reps, seconds, load_before)),
+                         "startup": startup})
     return 1 if any(e.errors for e in entries) else 0
 
 

@@ -21,6 +21,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from agentmailbox import cli as cli_mod  # noqa: E402
+from agentmailbox import errors  # noqa: E402
+from agentmailbox.cli import _base as codes_mod  # noqa: E402
 
 OUT = REPO / "docs" / "CLI.md"
 WIDTH = 80
@@ -41,6 +43,7 @@ SECTIONS: list[tuple[str, str, list[str]]] = [
 ]
 
 _EXIT = re.compile(r"^(EXIT_[A-Z_]+)\s*=\s*(\d+)\s*#\s*(.+)$", re.MULTILINE)
+_TREE = re.compile(r"^[\s│├└─]*([A-Z]\w+)\s{2,}(.+?)(?:\s+\(exit \d+\))?$", re.MULTILINE)
 
 
 def commands(group: click.Group, ctx: click.Context, path: tuple[str, ...] = ()
@@ -58,12 +61,16 @@ def commands(group: click.Group, ctx: click.Context, path: tuple[str, ...] = ()
 
 
 def exit_codes() -> list[tuple[int, str, str]]:
-    """(code, name, meaning) from the EXIT_* constants of agentmailbox/cli.py and their comments."""
-    source = Path(cli_mod.__file__).read_text()
-    rows = [(int(code), name, text.strip()) for name, code, text in _EXIT.findall(source)]
-    for code, name, _ in rows:
+    """(code, name, meaning) of every exit code, by code: the ones that are not errors (the
+    EXIT_* constants of agentmailbox/cli/_base.py that are numbers, with their comments),
+    and each error class with its ``exit_code`` and its line of the tree in errors.py."""
+    source = Path(codes_mod.__file__).read_text()
+    outcomes = [(int(code), name, text.strip()) for name, code, text in _EXIT.findall(source)]
+    for code, name, _ in outcomes:
         assert getattr(cli_mod, name) == code, name
-    return sorted(rows)
+    failures = [(getattr(errors, name).exit_code, name, text.strip())
+                for name, text in _TREE.findall(errors.__doc__ or "")]
+    return sorted(outcomes + failures, key=lambda row: row[0])
 
 
 def help_text(ctx: click.Context) -> str:
@@ -101,7 +108,9 @@ def render() -> str:
     out += [f"| {code} | `{name}` | {text} |" for code, name, text in exit_codes()]
     out += ["", "Errors print `mailbox: <what went wrong>` and `  hint: <what to do>` on stderr; "
             "with `--json`,", "one JSON object `{\"error\", \"message\", \"hint\", "
-            "\"exit_code\"}` on stderr instead.", ""]
+            "\"exit_code\"}` on stderr instead. An error's",
+            "code is its class's (`\"error\"` names the class; one without a code of its own "
+            "has its", "parent's, as the tree in `agentmailbox/errors.py` shows).", ""]
     out += ["## mailbox", "", "```text", help_text(top), "```", ""]
     for title, blurb, names in sections:
         out += [f"## {title}", ""] + ([blurb, ""] if blurb else [])

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import click
 import orjson
 import pytest
 
@@ -458,16 +459,75 @@ def test_every_printing_command_accepts_json(command: str, cli: Cli, mb: Mailbox
 
 def test_every_command_but_ws_lock_declares_json() -> None:
     """New commands keep the contract: all print JSON on request (ws lock prints nothing)."""
-    import click
+    without = [path for path, cmd in every_command()
+               if not isinstance(cmd, click.Group) and not any(
+                   p.name == "as_json" for p in cmd.params)]
+    assert ["ws lock"] == without
 
+
+def every_command() -> list[tuple[str, click.Command]]:
+    """Every command and group below ``mailbox``, as ("ws lock", command), loading each."""
     from agentmailbox.cli import cli as group
 
-    def commands(cmd: click.Command, path: str = "") -> list[tuple[str, click.Command]]:
-        if isinstance(cmd, click.Group):
-            return [c for name, sub in cmd.commands.items()
-                    for c in commands(sub, f"{path} {name}".strip())]
-        return [(path, cmd)]
+    def walk(cmd: click.Group, ctx: click.Context, path: str) -> list[tuple[str, click.Command]]:
+        found = []
+        for name in cmd.list_commands(ctx):
+            sub = cmd.get_command(ctx, name)
+            assert sub is not None, name
+            found.append((f"{path} {name}".strip(), sub))
+            if isinstance(sub, click.Group):
+                found += walk(sub, click.Context(sub, parent=ctx), f"{path} {name}")
+        return found
 
-    without = [path for path, cmd in commands(group)
-               if not any(p.name == "as_json" for p in cmd.params)]
-    assert ["ws lock"] == without
+    return walk(group, click.Context(group), "")
+
+
+def test_the_command_table_names_each_command_and_its_help() -> None:
+    """`mailbox --help` lists each command with the first sentence of its own help."""
+    from agentmailbox.cli import COMMANDS, cli
+
+    ctx = click.Context(cli)
+    for name, (_, text) in COMMANDS.items():
+        command = cli.get_command(ctx, name)
+        assert command is not None and name == command.name
+        assert command.get_short_help_str(10_000) == text, name
+
+
+def loaded_modules(*argv: str, root: Path) -> set[str]:
+    """The modules a fresh interpreter holds after running ``mailbox ARGV`` on ``root``."""
+    code = ("import sys; from agentmailbox.cli import main; "
+            f"code = main({list(argv)!r}); print(*sys.modules, file=sys.stderr); "
+            "sys.stdout.flush()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**python_env(), "MAILBOX_ROOT": str(root)}, timeout=60)
+    return set(done.stderr.split())
+
+
+HEAVY = {"watchdog", "structlog", "portalocker", "asyncio", "ctypes", "logging",
+         "agentmailbox.supervisor", "agentmailbox.handoff", "agentmailbox.boot",
+         "agentmailbox.agent", "agentmailbox.watch"}
+"""What the quick commands must not load: each costs a good part of the 2x-the-interpreter
+budget (docs/PERFORMANCE.md, "Startup"), and none is needed to list, read or send mail."""
+
+
+@pytest.mark.parametrize("argv", [
+    ("--help",), ("inbox", "bob"), ("read", "bob", "--peek"),
+    ("send", "--from", "alice", "--to", "bob", "--body", "hi"), ("heartbeat", "bob"),
+    ("dead", "ls"),
+], ids=" ".join)
+def test_the_quick_commands_import_no_daemon_or_continuity_module(argv: tuple[str, ...],
+                                                                  mb: Mailbox) -> None:
+    """An agent's every-prompt commands start fast: they never load the supervisor, the
+    watcher, logging, the lock library, ctypes or the continuity modules."""
+    mb.send("alice", "bob", subject="waiting", body="x")
+    assert set() == loaded_modules(*argv, root=mb.path) & HEAVY
+
+
+def test_help_imports_no_command_module(mb: Mailbox) -> None:
+    """`mailbox --help` lists every command without importing any of them."""
+    loaded = loaded_modules("--help", root=mb.path)
+    assert {"agentmailbox.cli"} <= loaded
+    assert "orjson" not in loaded
+    assert set() == {m for m in loaded if m.startswith("agentmailbox.")} - {
+        "agentmailbox.cli", "agentmailbox.cli._base", "agentmailbox.errors",
+        "agentmailbox.render"}

@@ -11,7 +11,9 @@ from pathlib import Path
 import click
 import pytest
 
+from agentmailbox import errors
 from agentmailbox.cli import cli
+from agentmailbox.errors import MailboxError
 
 REPO = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"^```[a-z]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -40,6 +42,62 @@ def test_cli_md_lists_every_exit_code() -> None:
     assert codes == {code for code, _, _ in _generator().exit_codes()}
 
 
+def error_classes() -> list[type[MailboxError]]:
+    """MailboxError and every class below it."""
+    found, todo = [], [MailboxError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo += cls.__subclasses__()
+    return found
+
+
+def documented_tree_codes() -> dict[str, int]:
+    """Each class of the tree drawn in errors.py's docstring, with its code there: its own
+    ``(exit N)``, else its parent's."""
+    codes: dict[str, int] = {}
+    parents: list[tuple[int, int]] = []  # (column of the name, its code), root first
+    for match in re.finditer(r"^([ │├└─]*)([A-Z]\w+)  .*?(?:\(exit (\d+)\))?$",
+                             errors.__doc__ or "", re.MULTILINE):
+        column = len(match[1])
+        while parents and parents[-1][0] >= column:
+            parents.pop()
+        code = int(match[3]) if match[3] else parents[-1][1]
+        parents.append((column, code))
+        codes[match[2]] = code
+    return codes
+
+
+def test_every_error_class_has_the_code_its_tree_and_cli_md_document() -> None:
+    """A script can rely on the documented exit code of each error: the class's code is the
+    one errors.py's tree shows, and docs/CLI.md's table lists the class with that code."""
+    tree = documented_tree_codes()
+    page = (REPO / "docs" / "CLI.md").read_text()
+    assert {cls.__name__ for cls in error_classes()} == set(tree)
+    for cls in error_classes():
+        assert tree[cls.__name__] == cls.exit_code, cls.__name__
+        assert f"| {cls.exit_code} | `{cls.__name__}` |" in page, cls.__name__
+
+
+def test_the_command_exits_with_the_code_of_the_error_class() -> None:
+    """main() turns an error into its class's exit code, subclasses included."""
+    from agentmailbox.cli import main
+
+    for cls in error_classes():
+        error = cls.__new__(cls)
+        MailboxError.__init__(error, f"a {cls.__name__}")
+
+        def boom(error: MailboxError = error) -> None:
+            raise error
+
+        command = click.Command("boom", callback=boom)
+        cli.add_command(command)
+        try:
+            assert cls.exit_code == main(["boom"]), cls.__name__
+        finally:
+            del cli.commands["boom"]
+
+
 def command_lines(path: Path) -> list[str]:
     """Every ``mailbox ...`` line in the code blocks of a Markdown file (continuations joined)."""
     lines = []
@@ -58,11 +116,12 @@ def resolve(line: str) -> tuple[click.Command, list[str]]:
     cmd: click.Command = cli
     used: list[str] = []
     for word in words:
+        sub = cmd.get_command(click.Context(cmd), word) if isinstance(cmd, click.Group) else None
         if word.startswith("-") and len(word) > 1:
             used.append(word.split("=")[0])
-        elif isinstance(cmd, click.Group) and word in cmd.commands:
+        elif sub is not None:
             used = [u for u in used if u != "--root"]
-            cmd = cmd.commands[word]
+            cmd = sub
     return cmd, used
 
 

@@ -20,7 +20,7 @@ import pytest
 from conftest import python_env
 
 from agentmailbox import Mailbox, State
-from agentmailbox.cli_live import _JournalReader
+from agentmailbox.cli.live import _JournalReader
 from agentmailbox.fs import Disk
 from agentmailbox.journal import Journal
 from agentmailbox.logs import daemon_logging

@@ -106,6 +106,29 @@ def test_reader_quarantines_an_expiry_that_has_no_utc_time(mb: Mailbox) -> None:
     assert "expires_at" in mb.dead.list()[0].reason
 
 
+def test_expiry_without_a_time_zone_is_refused_at_send_and_quarantined_at_claim(
+        mb: Mailbox) -> None:
+    """A time with no UTC offset is no expiry: send refuses it, and a reader buries a
+    planted one, both saying it has no time zone (one parser for both)."""
+    with pytest.raises(InvalidInput, match="no time zone"):
+        mb.send("alice", "bob", expires_at="2030-01-01T00:00:00")
+    msg = mb.send("alice", "bob", expires_at="1d")
+    path = mb.inbox("bob").new / f"{msg.id}.json"
+    obj = orjson.loads(path.read_bytes())
+    obj["expires_at"] = "2030-01-01T00:00:00"
+    path.write_bytes(orjson.dumps(obj))
+    assert mb.inbox("bob").claim() is None
+    assert "no time zone" in mb.dead.list()[0].reason
+
+
+def test_memory_since_reads_a_date_or_a_time_without_offset_as_utc(mb: Mailbox) -> None:
+    """``--since`` typed as a date or a time without an offset is a UTC time, not an error."""
+    memory = mb.agent("bob").memory
+    memory.remember("x")
+    assert [[], [], ["x"]] == [[e.text for e in memory.events(since=s)] for s in (
+        "2999-01-01", "2999-01-01T00:00:00", "2000-01-01T00:00:00")]
+
+
 # -- text fields that are not valid Unicode --------------------------------------------------------
 
 @pytest.mark.parametrize("field", ["subject", "kind", "thread"])

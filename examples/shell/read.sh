@@ -4,9 +4,10 @@
 #   sh examples/shell/read.sh ROOT AGENT
 #
 # Prints the message file (one JSON object) on stdout. Exit 3 if there is no unread
-# mail, 4 if the root or agent is unknown. This reader does not validate the JSON
-# or check expires_at: a reader that must, uses the library or follows the
-# "Readers" rules of PROTOCOL.md.
+# mail, 4 if the root or agent is unknown. It hands out only a regular file within the
+# size limit whose id is not done already (PROTOCOL.md §0.3), and leaves any other in
+# cur/ for recovery. It does not validate the JSON or check expires_at: whoever reads
+# its output does (§0.3), or uses the library.
 set -eu
 
 die() { printf 'read.sh: %s\n' "$2" >&2; exit "$1"; }
@@ -15,6 +16,9 @@ die() { printf 'read.sh: %s\n' "$2" >&2; exit "$1"; }
 root=$1 agent=$2
 if [ -f "$root/.mailbox/mailbox.json" ]; then root=$root/.mailbox; fi
 [ -f "$root/mailbox.json" ] || die 4 "no mailbox root at $1"
+# Protocol versions 1 and 2 only (PROTOCOL.md §4): a newer root is refused, not misread.
+grep -Eq '"format": *[12]([^0-9.eE]|$)' "$root/mailbox.json" ||
+    die 5 "$root/mailbox.json has a format this script does not read (it reads 1 and 2)"
 case $agent in '' | [!a-z0-9]* | *[!a-z0-9_-]*) die 5 "invalid agent name '$agent'" ;; esac
 [ -f "$root/agents/$agent/agent.json" ] || die 4 "no agent named '$agent'"
 inbox=$root/agents/$agent/inbox
@@ -55,7 +59,7 @@ quarantine() {
     printf '{"id":"%s","reason":"%s","origin":"agents/%s/inbox/cur","name":"%s","at":"%s","agent":"%s"}\n' \
         "$dead_id" "$2" "$agent" "${3:-${1##*/}}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$agent" \
         > "$dead/.$dead_id.tmp"
-    ln "$dead/.$dead_id.tmp" "$dead/$dead_id.reason.json"
+    ln -P "$dead/.$dead_id.tmp" "$dead/$dead_id.reason.json"
     rm -f "$dead/.$dead_id.tmp"
     mv "$1" "$dead/$dead_id.msg"
 }
@@ -67,6 +71,8 @@ journal() {
 }
 
 if grep -q '"mode": *"group"' "$root/mailbox.json"; then umask 007; else umask 077; fi
+limit=$(sed -n 's/^.*"max_message_bytes": *\([0-9]*\).*$/\1/p' "$root/mailbox.json")
+limit=${limit:-1048576}
 
 # Move our hold name $1 to $2 without replacing (GNU mv -n: renameat2 RENAME_NOREPLACE).
 # True if it moved; the hold is ours alone, so its absence is the proof.
@@ -82,7 +88,8 @@ for name in $(ls "$inbox/new" | LC_ALL=C sort); do
         settle "$hold" "$inbox/new/$name" || quarantine "$hold" "duplicate delivery of a message already unread" "$name"
         continue
     fi
-    [ -f "$inbox/cur/$name" ] && [ ! -h "$inbox/cur/$name" ] || continue
+    [ -f "$inbox/cur/$name" ] && [ ! -h "$inbox/cur/$name" ] || continue  # left for doctor
+    [ "$(wc -c < "$inbox/cur/$name")" -le "$limit" ] || continue           # likewise
     day=$(day_of "$id")
     if [ -e "$inbox/done/$day/$name" ]; then
         mv "$inbox/cur/$name" "$hold"

@@ -16,6 +16,9 @@ root=$1 from=$2 to=$3 subject=$4
 
 if [ -f "$root/.mailbox/mailbox.json" ]; then root=$root/.mailbox; fi
 [ -f "$root/mailbox.json" ] || die 4 "no mailbox root at $1"
+# Protocol versions 1 and 2 only (PROTOCOL.md §4): a newer root is refused, not misread.
+grep -Eq '"format": *[12]([^0-9.eE]|$)' "$root/mailbox.json" ||
+    die 5 "$root/mailbox.json has a format this script does not read (it reads 1 and 2)"
 
 # An agent name: 1-64 of a-z 0-9 _ -, starting with a letter or digit; not all/everyone.
 check_agent() {
@@ -81,7 +84,7 @@ for r in $recipients; do
     staged=$inbox/tmp/$id.$$.sh          # the staging name starts with the id
     printf '%s\n' "$message" > "$staged"
     sync_policy
-    ln "$staged" "$inbox/new/$id.json"   # the commit point: now it is delivered
+    ln -P "$staged" "$inbox/new/$id.json"   # the commit point: now it is delivered
     rm -f "$staged"
     sync_policy
 done

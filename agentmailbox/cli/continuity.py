@@ -1,4 +1,4 @@
-"""Continuity commands: handoff, state, remember, memory, boot, thread, agent edit."""
+"""Continuity commands: handoff, state, remember, memory, boot, thread."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from typing import Any
 import click
 import orjson
 
-from . import render
-from .cli import Ctx, agent, cli, emit, fail, json_option, pass_ctx
-from .errors import InvalidInput, MessageNotFound, MessageTooLarge, NotFound
-from .handoff import SECTIONS, Handoff, Waiting, parse_markdown
+from .. import render
+from ..errors import InvalidInput, MessageNotFound, MessageTooLarge, NotFound
+from ..handoff import SECTIONS, Handoff, Waiting, parse_markdown
+from ._base import Ctx, emit, fail, json_option, pass_ctx
 
 # -- handoff -----------------------------------------------------------------------------------
 
 
-@cli.command()
+@click.command()
 @click.argument("agent_name", metavar="AGENT")
 @click.option("--in-progress", multiple=True, help="What was in progress (repeatable).")
 @click.option("--decided", multiple=True, help="What was decided, and why (repeatable).")
@@ -87,7 +87,7 @@ def _read_note(source: Any, limit: int) -> Handoff:
 # -- working state -----------------------------------------------------------------------------
 
 
-@cli.group()
+@click.group()
 @click.argument("agent_name", metavar="AGENT")
 @click.pass_context
 def state(ctx: click.Context, agent_name: str) -> None:
@@ -149,7 +149,7 @@ def state_unset(ctx: click.Context, key: str, as_json: bool) -> None:
 # -- event memory ------------------------------------------------------------------------------
 
 
-@cli.command()
+@click.command()
 @click.argument("agent_name", metavar="AGENT")
 @click.argument("text")
 @click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
@@ -161,7 +161,7 @@ def remember(c: Ctx, agent_name: str, text: str, tags: tuple[str, ...], as_json:
     emit(event.to_dict(), as_json, None)
 
 
-@cli.command()
+@click.command()
 @click.argument("agent_name", metavar="AGENT")
 @click.option("--tag", default=None, help="Only events with this tag.")
 @click.option("--since", default=None, help="Only events on or after this date (YYYY-MM-DD).")
@@ -179,35 +179,10 @@ def memory(c: Ctx, agent_name: str, tag: str | None, since: str | None, grep: st
         for r in rows) or "(nothing)")
 
 
-# -- identity ----------------------------------------------------------------------------------
-
-
-@agent.command("edit")
-@click.argument("name")
-@click.option("--role", default=None, help="New role.")
-@click.option("--topic", "topics", multiple=True, help="Topics (repeatable; replaces the list).")
-@click.option("--group", "groups", multiple=True, help="Groups (repeatable; replaces the list).")
-@click.option("--description", default=None, help="New description.")
-@click.option("--max-unread", type=int, default=None, help="Inbox quota (0: the bus default).")
-@json_option
-@pass_ctx
-def agent_edit(c: Ctx, name: str, role: str | None, topics: tuple[str, ...],
-               groups: tuple[str, ...], description: str | None, max_unread: int | None,
-               as_json: bool) -> None:
-    """Change NAME's identity (the only way agent.json changes)."""
-    changes: dict[str, Any] = {k: v for k, v in {
-        "role": role, "description": description, "max_unread": max_unread,
-        "topics": topics or None, "groups": groups or None}.items() if v is not None}
-    if not changes:
-        fail(InvalidInput("nothing to change", hint="give --role, --topic, --group, ..."))
-    info = c.mb.registry.edit(name, **changes)
-    emit(info.to_dict(), as_json, f"edited {name}")
-
-
 # -- boot --------------------------------------------------------------------------------------
 
 
-@cli.command()
+@click.command()
 @click.argument("agent_name", metavar="AGENT")
 @click.option("--budget", type=click.IntRange(200), default=4000, show_default=True,
               help="Characters of brief at most; it stops early and says what it left out.")
@@ -226,7 +201,7 @@ def boot(c: Ctx, agent_name: str, budget: int, dry_run: bool, as_json: bool) -> 
 # -- threads -----------------------------------------------------------------------------------
 
 
-@cli.group()
+@click.group()
 def thread() -> None:
     """Thread DONE markers: mark a whole conversation finished, and see it."""
 

@@ -1,26 +1,66 @@
-"""``mailbox supervise`` and ``mailbox dead``: thin commands over :mod:`agentmailbox.supervisor`.
+"""Admin commands: init, doctor, supervise, and the dead letters (ls, show, retry, purge).
 
-Imported at the end of :mod:`agentmailbox.cli`, which registers them on the group.
+The supervisor, the doctor and logging are imported by the commands that run them, so
+``mailbox init`` and ``mailbox dead ls`` do not load the routing daemon.
 """
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
 
-from . import render
-from .cli import EXIT_INTERRUPTED, Ctx, cli, emit, json_option, pass_ctx
-from .dead import DeadLetter
-from .errors import InvalidInput
-from .logs import daemon_logging
-from .supervisor import Supervisor, purge_dead_letters, retry_dead_letter
+from .. import render
+from ..dead import DeadLetter
+from ..errors import InvalidInput
+from ..mailbox import Mailbox
+from ._base import EXIT_INTERRUPTED, EXIT_UNHEALTHY, Ctx, emit, json_option, pass_ctx
+
+if TYPE_CHECKING:
+    from ..supervisor import Supervisor
+
+
+@click.command()
+@click.argument("path", default=".", type=click.Path(file_okay=False))
+@click.option("--fsync", type=click.Choice(["always", "batch", "never"]), default="always",
+              show_default=True, help="When data reaches the disk before a send returns.")
+@click.option("--mode", type=click.Choice(["private", "group"]), default="private",
+              show_default=True, help="private: 0700/0600; group: setgid dirs, 0660 files.")
+@json_option
+def init(path: str, fsync: str, mode: str, as_json: bool) -> None:
+    """Create a mailbox root (PATH/.mailbox)."""
+    mb = Mailbox.init(path, fsync=fsync, mode=mode)
+    emit({"root": str(mb.path)}, as_json, f"created {mb.path}")
+
+
+# -- health ------------------------------------------------------------------------------------
+
+@click.command()
+@click.option("--repair", is_flag=True, help="Fix what is safe to fix (never deletes mail).")
+@click.option("--stale-after", type=float, default=None,
+              help="Seconds after which an unpublished tmp file counts as abandoned.")
+@json_option
+@pass_ctx
+def doctor(c: Ctx, repair: bool, stale_after: float | None, as_json: bool) -> None:
+    """Check the whole root: stale tmp files, foreign or malformed files, missing dirs."""
+    from .. import doctor as doctor_mod
+
+    findings = doctor_mod.check(c.mb, repair=repair, stale_after=stale_after)
+    emit({"root": str(c.mb.path), "findings": [f.to_dict() for f in findings],
+          "clean": not findings}, as_json, lambda _: "\n".join(
+        f"{'fixed' if f.repaired else 'found'}  {f.kind:<14} {render.line(f.path, None)}: "
+        f"{render.line(f.detail, None)}"
+        for f in findings) or f"{c.mb.path}: clean")
+    if any(not f.repaired for f in findings):
+        raise SystemExit(EXIT_UNHEALTHY)
+
+
+# -- routing -------------------------------------------------------------------------------------
 
 _SUPERVISE_EPILOG = """\b
 Examples:
@@ -50,7 +90,7 @@ def _stop_on_signals(sup: Supervisor) -> Iterator[list[int]]:
             signal.signal(sig, old)
 
 
-@cli.command(epilog=_SUPERVISE_EPILOG)
+@click.command(epilog=_SUPERVISE_EPILOG)
 @click.option("--once", is_flag=True, help="Do one pass (route, retry, sweep), then exit.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True, help="Lowest level logged to stderr.")
@@ -62,6 +102,11 @@ def supervise(c: Ctx, once: bool, log_level: str, as_json: bool) -> None:
     One per root: a second one exits at once with code 6. SIGTERM stops it (exit 0),
     Ctrl-C too (exit 130), after the message in hand.
     """
+    import logging
+
+    from ..logs import daemon_logging
+    from ..supervisor import Supervisor
+
     sup = Supervisor(c.mb)
     with daemon_logging(getattr(logging, log_level.upper())):
         if once:
@@ -78,7 +123,7 @@ def supervise(c: Ctx, once: bool, log_level: str, as_json: bool) -> None:
 
 # -- dead letters ----------------------------------------------------------------------------------
 
-@cli.group()
+@click.group()
 def dead() -> None:
     """Dead letters: quarantined or undeliverable mail, each with its reason."""
 
@@ -123,6 +168,8 @@ def _field(value: Any) -> str:
 @pass_ctx
 def dead_retry(c: Ctx, dead_id: str, as_json: bool) -> None:
     """Put ID back where it came from (its inbox, or the spool), with the same id."""
+    from ..supervisor import retry_dead_letter
+
     done = retry_dead_letter(c.mb, dead_id)
     emit(done.to_dict(), as_json,
          f"{done.msg_id} back in {done.to}" if done.stored
@@ -143,5 +190,7 @@ def dead_purge(c: Ctx, days: float | None, yes: bool, as_json: bool) -> None:
             raise InvalidInput(f"purge deletes dead letters ({what}) for good",
                                hint="confirm with --yes")
         click.confirm(f"Delete dead letters ({what}) for good?", abort=True)
+    from ..supervisor import purge_dead_letters
+
     removed = purge_dead_letters(c.mb, days)
     emit({"purged": removed}, as_json, f"purged {len(removed)} dead letter(s)")

@@ -1,4 +1,8 @@
-"""Live commands: watch an inbox, run a command per message, heartbeat, tail the journal."""
+"""Live commands: watch an inbox, run a command per message, heartbeat, tail the journal.
+
+``watch`` imports the watcher (watchdog), the runner and the logging setup itself:
+``heartbeat``, which an agent may run on every turn, loads none of them.
+"""
 
 from __future__ import annotations
 
@@ -13,14 +17,11 @@ from typing import Any
 import click
 import orjson
 
-from . import render
-from .cli import Ctx, cli, emit, json_option, message_line, msg_json, pass_ctx
-from .journal import Journal
-from .logs import daemon_logging
-from .message import Message
-from .presence import Mode, Presence
-from .runner import CommandRunner
-from .watch import arrivals
+from .. import render
+from ..journal import Journal
+from ..message import Message
+from ..presence import Mode, Presence
+from ._base import Ctx, emit, json_option, message_line, msg_json, pass_ctx
 
 TAIL_POLL_SECONDS = 0.2
 """How often ``tail -f`` looks for new journal lines."""
@@ -41,7 +42,7 @@ by their exit code) with exit 0; Ctrl-C does the same with exit 130.
 """
 
 
-@cli.command(epilog=WATCH_EPILOG)
+@click.command(epilog=WATCH_EPILOG)
 @click.argument("agent_name", metavar="AGENT")
 @click.option("--claim", is_flag=True, help="Claim each message as it is printed "
               "(you mark it done: mailbox done AGENT ID).")
@@ -57,6 +58,10 @@ by their exit code) with exit 0; Ctrl-C does the same with exit 130.
 def watch(c: Ctx, agent_name: str, claim: bool, command: str | None, max_inflight: int,
           once: bool, timeout: float | None, as_json: bool) -> None:
     """Print AGENT's new mail as it arrives, or run a command for each message."""
+    from ..logs import daemon_logging
+    from ..runner import CommandRunner
+    from ..watch import arrivals
+
     box = c.mb.inbox(agent_name)
     with daemon_logging(), _stop_on_sigterm() as stop:
         if command is not None:
@@ -89,7 +94,7 @@ def _print_messages(msgs: Iterable[Message], as_json: bool) -> None:
 
 # -- presence --------------------------------------------------------------------------------------
 
-@cli.command()
+@click.command()
 @click.argument("agent_name", metavar="AGENT")
 @click.option("--capacity", type=click.FloatRange(0.0, 1.0), default=None,
               help="Spare capacity, 0.0 (full) to 1.0 (idle).")
@@ -109,7 +114,7 @@ def heartbeat(c: Ctx, agent_name: str, capacity: float | None, mode: str, as_jso
 
 # -- tail ------------------------------------------------------------------------------------------
 
-@cli.command()
+@click.command()
 @click.argument("agents", nargs=-1, metavar="[AGENT]...")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new events as they happen.")
 @click.option("-n", "--lines", "count", type=click.IntRange(min=0), default=50,

@@ -1,0 +1,22 @@
+"""The file primitives exist once: fs.py alone creates a file exclusively or reads a log."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import agentmailbox
+
+# An exclusive create (os.O_EXCL, open(..., "x")) and a split of bytes into lines are
+# the two sequences whose copies drifted apart before; fs.Disk.stage and
+# fs.Disk.read_lines are the one of each.
+_COPIES = re.compile(r"""O_EXCL|open\([^)]*["']x|split\(b["']\\n|\.readline\(""")
+
+
+def test_only_fs_creates_files_exclusively_or_reads_lines_of_a_log() -> None:
+    """Every message, marker and log is written and read by one audited sequence each
+    (fs.Disk.stage, fs.Disk.read_lines): no module has a copy of its own."""
+    package = Path(agentmailbox.__file__).parent
+    found = {str(p.relative_to(package)) for p in package.rglob("*.py")
+             if _COPIES.search(p.read_text())}
+    assert {"fs.py"} == found
