@@ -18,7 +18,6 @@ on the send path: it imports no routing or supervisor code.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,7 +27,6 @@ from .errors import InvalidInput
 __all__ = ["ROUTED", "check_address", "expansion_of", "is_routed", "split_addresses"]
 
 ROUTED = ("@", "#", "+", "*")
-_ADDRESS = re.compile(r"[@#+][a-z0-9][a-z0-9_-]{0,63}|\*")
 
 
 def is_routed(address: str) -> bool:
@@ -38,7 +36,7 @@ def is_routed(address: str) -> bool:
 
 def check_address(address: str) -> str:
     """Return a routed address if well formed, else raise :class:`InvalidInput`."""
-    if not isinstance(address, str) or not _ADDRESS.fullmatch(address):
+    if not isinstance(address, str) or not names.routed_shape(address):
         raise InvalidInput(f"invalid address {str(address)[:80]!r}",
                            hint="use an agent name, @role, #topic, +group or '*'")
     return address

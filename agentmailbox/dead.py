@@ -23,6 +23,7 @@ import orjson
 
 from .errors import InvalidInput, MessageNotFound, from_oserror
 from .fs import Foreign, faults, hidden_name
+from .layout import REASON_SUFFIX
 from .message import Malformed, Message, decode, iso, stamp_of
 from .names import as_text, check_agent, is_id
 from .root import Root
@@ -58,7 +59,8 @@ class DeadLetters:
 
     def __init__(self, root: Root) -> None:
         self._root = root
-        self.directory = root.path / "dead"
+        self._paths = root.paths
+        self.directory = self._paths.dead
 
     def bury(self, path: Path | str, reason: str, *, recorded_name: str | None = None,
              **extra: Any) -> str | None:
@@ -73,7 +75,7 @@ class DeadLetters:
         name = as_text(recorded_name or path.name)  # a hostile name need not be UTF-8
         reason_path = self._write_reason(dead_id, reason, origin=origin, name=name, **extra)
         faults.hit("quarantine.reason_written")
-        if not disk.rename(path, self.directory / f"{dead_id}.msg"):
+        if not disk.rename(path, self.path_of(dead_id)):
             disk.unlink(reason_path)
             return None
         disk.fsync_dir(self.directory)
@@ -83,7 +85,7 @@ class DeadLetters:
     def _write_reason(self, dead_id: str, reason: str, **fields: Any) -> Path:
         record = {"id": dead_id, "reason": reason, "at": iso(time.time_ns()), **fields}
         disk = self._root.disk
-        reason_path = self.directory / f"{dead_id}.reason.json"
+        reason_path = self._paths.dead_reason(dead_id)
         staged = disk.stage(self.directory, orjson.dumps(record, option=orjson.OPT_INDENT_2))
         try:
             disk.publish(staged, reason_path)
@@ -97,8 +99,9 @@ class DeadLetters:
 
     def list(self) -> list[DeadLetter]:
         """Every dead letter, oldest first."""
-        ids = sorted(e.name[:-12] for e in self._root.disk.scan(self.directory)
-                     if e.name.endswith(".reason.json"))
+        ids = sorted(e.name.removesuffix(REASON_SUFFIX)
+                     for e in self._root.disk.scan(self.directory)
+                     if e.name.endswith(REASON_SUFFIX))
         return [d for d in map(self._load, ids) if d is not None]
 
     def __iter__(self) -> Iterator[DeadLetter]:
@@ -122,7 +125,7 @@ class DeadLetters:
         return data
 
     def path_of(self, dead_id: str) -> Path:
-        return self.directory / f"{dead_id}.msg"
+        return self._paths.dead_letter(dead_id)
 
     def remove(self, dead_id: str) -> bool:
         """Delete one dead letter for good (``purge``: the only deleting of mail).
@@ -154,7 +157,7 @@ class DeadLetters:
     def finish(self, dead_id: str, held: Path) -> None:
         """Delete a taken letter and its reason for good."""
         self.discard(held)
-        self._root.disk.unlink(self.directory / f"{dead_id}.reason.json")
+        self._root.disk.unlink(self._paths.dead_reason(dead_id))
 
     def discard(self, path: Path) -> None:
         """Delete one entry of ``dead/``: a folder with all it holds, a link as a link.
@@ -182,7 +185,7 @@ class DeadLetters:
         if not is_id(dead_id):
             return None
         try:
-            obj = self._root.disk.read_object(self.directory / f"{dead_id}.reason.json",
+            obj = self._root.disk.read_object(self._paths.dead_reason(dead_id),
                                               _REASON_LIMIT)
         except (FileNotFoundError, ValueError):
             return None

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import layout
 from .backoff import Backoff
 from .errors import MailboxError, MessageNotFound
 from .watch import RESCAN_SECONDS, STOP_CHECK_SECONDS, Pulse, Watcher, soonest
@@ -199,7 +200,7 @@ class CommandRunner:
     # -- running -----------------------------------------------------------------------------------
 
     def _start(self, msg: Message) -> None:
-        path = self.inbox.cur / f"{msg.id}.json"
+        path = self.inbox.cur / layout.message_file(msg.id)
         env = {**os.environ, "MAILBOX_ID": msg.id, "MAILBOX_PATH": str(path),
                "MAILBOX_AGENT": self.inbox.agent, "MAILBOX_ROOT": str(self._root.path)}
         try:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import names
+from . import layout, names
 from .fs import Foreign, same_file, staging_name
 from .message import Malformed, Message, decode
 from .root import Root
@@ -41,13 +41,14 @@ class Spool:
     def __init__(self, root: Root) -> None:
         self._root = root
         self._disk = root.disk
-        self.path = root.path / "spool"
-        self.tmp = self.path / "tmp"
-        self.new = self.path / "new"
-        self.cur = self.path / "cur"
-        self.deferred = self.path / "deferred"
-        self.held = self.path / "held"
-        self.progress_dir = self.path / "progress"
+        paths = root.paths.spool
+        self.path = paths.path
+        self.tmp = paths.tmp
+        self.new = paths.new
+        self.cur = paths.cur
+        self.deferred = paths.deferred
+        self.held = paths.held
+        self.progress_dir = paths.progress
 
     def ensure(self) -> None:
         for folder in (self.tmp, *(self.path / f for f in self.FOLDERS), self.progress_dir):
@@ -68,7 +69,7 @@ class Spool:
     def publish_staged(self, staged: str, msg_id: str) -> bool:
         """Second half: link the staged file into ``spool/new`` (EEXIST = already posted)."""
         try:
-            return self._disk.publish(staged, self.new / f"{msg_id}.json")
+            return self._disk.publish(staged, self.new / layout.message_file(msg_id))
         finally:
             self._disk.unlink(staged)
 

@@ -34,14 +34,14 @@ def acquire(mb: Mailbox) -> portalocker.Lock:
     Raises:
         LockTimeout: another supervisor holds it (the message names its pid).
     """
-    run = mb.path / "run"
-    mb.root.disk.ensure_dir(run)
-    lock = locks.acquire(run / "supervisor.lock", mb.root.disk, timeout=0,
+    paths = mb.root.paths
+    mb.root.disk.ensure_dir(paths.run)
+    lock = locks.acquire(paths.supervisor_lock, mb.root.disk, timeout=0,
                          message=f"a supervisor is already running for {mb.path}"
-                                 f"{_holder(run, mb.root.disk)}",
+                                 f"{_holder(paths.supervisor_record, mb.root.disk)}",
                          hint="one per root: stop that one first, or leave it running")
     try:
-        mb.root.disk.replace(run / "supervisor.json", _holder_record())
+        mb.root.disk.replace(paths.supervisor_record, _holder_record())
     except BaseException:
         lock.release()
         raise
@@ -55,7 +55,7 @@ def running_supervisor(mb: Mailbox) -> int | None:
     from ``run/supervisor.json`` without touching the lock, so it can never get in
     the way of a supervisor starting. A recycled pid can make it say yes wrongly.
     """
-    pid = _recorded_pid(mb.path / "run", mb.root.disk)
+    pid = _recorded_pid(mb.root.paths.supervisor_record, mb.root.disk)
     if pid is None:
         return None
     try:
@@ -71,14 +71,14 @@ def _holder_record() -> bytes:
     return orjson.dumps({"pid": os.getpid(), "started": iso(time.time_ns())})
 
 
-def _holder(run: Path, disk: Disk) -> str:
-    pid = _recorded_pid(run, disk)
+def _holder(record: Path, disk: Disk) -> str:
+    pid = _recorded_pid(record, disk)
     return f" (pid {pid})" if pid is not None else ""
 
 
-def _recorded_pid(run: Path, disk: Disk) -> int | None:
+def _recorded_pid(record: Path, disk: Disk) -> int | None:
     try:
-        data, _ = disk.read(run / "supervisor.json", 1 << 12)
+        data, _ = disk.read(record, 1 << 12)
         pid = orjson.loads(data).get("pid")
     except (OSError, MailboxError, Foreign, ValueError, AttributeError):
         return None

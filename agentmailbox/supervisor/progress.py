@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from .. import names
+from .. import layout, names
 from ..errors import InvalidInput
 from ..fs import Foreign, staging_name
 from ..mailbox import Mailbox
@@ -182,7 +182,7 @@ class Ledger:
         its progress)."""
         waiting = (self._spool.cur, self._spool.deferred)
         for msg_id in self._ids():
-            if any(self._mb.root.disk.exists(f / f"{msg_id}.json") for f in waiting):
+            if any(self._mb.root.disk.exists(f / layout.message_file(msg_id)) for f in waiting):
                 self._with_progress.add(msg_id)
             else:
                 self._remove(msg_id)
@@ -225,7 +225,7 @@ class Ledger:
     # -- the files --------------------------------------------------------------------------------
 
     def _path(self, msg_id: str) -> Path:
-        return self._spool.progress_dir / f"{names.check_id(msg_id)}.json"
+        return self._spool.progress_dir / layout.message_file(names.check_id(msg_id))
 
     def _read(self, msg_id: str) -> Progress:
         """The routing progress of ``msg_id`` (empty if it has none).

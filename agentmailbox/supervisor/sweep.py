@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from .. import layout
 from ..errors import DiskFull, MailboxError
 from ..fs import Foreign
 from ..inbox import Inbox
@@ -55,10 +56,10 @@ class Sweeper:
         now = time.time_ns()
         for msg_id in present:
             if msg_id not in known:
-                known[msg_id] = self._expires_at(inbox.new / f"{msg_id}.json")
+                known[msg_id] = self._expires_at(inbox.new / layout.message_file(msg_id))
             when = known[msg_id]
             if when is not None and _passed(when, now):
-                if self._mb.dead.bury(inbox.new / f"{msg_id}.json", "expired",
+                if self._mb.dead.bury(inbox.new / layout.message_file(msg_id), "expired",
                                       agent=inbox.agent, expires_at=when, by="supervisor"):
                     expired += 1
                 del known[msg_id]
