@@ -11,15 +11,18 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
-import portalocker
 
 from .. import locks
 from ..errors import MailboxError
 from ..fs import Disk, Foreign
 from ..mailbox import Mailbox
 from ..message import iso
+
+if TYPE_CHECKING:  # locks.acquire imports it when a lock is taken: a sender never pays
+    import portalocker
 
 __all__ = ["acquire", "running_supervisor"]
 

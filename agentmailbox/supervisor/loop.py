@@ -16,9 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import portalocker
+from typing import TYPE_CHECKING, Any
 
 from ..backoff import Backoff
 from ..errors import DiskFull, MailboxError
@@ -36,6 +34,9 @@ from .progress import Ledger
 from .router import Router
 from .settle import Settler
 from .sweep import Sweeper
+
+if TYPE_CHECKING:  # imported by locks.acquire when the lock is taken
+    import portalocker
 
 __all__ = ["Supervisor"]
 
