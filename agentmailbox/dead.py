@@ -4,6 +4,10 @@
 a symlink stays a symlink, a FIFO stays a FIFO) and ``dead/<dead-id>.reason.json``
 says why, where it came from and when. The reason is written first, so a crash in
 between leaves a reason without a file (``doctor`` reports it), never mail without one.
+
+A dead letter leaves ``dead/`` in one of two ways: :func:`retry_dead_letter` puts it
+back where it came from, :func:`purge_dead_letters` deletes it for good (the only
+deleting of mail agentmailbox does). Of two at once, exactly one wins the letter.
 """
 
 from __future__ import annotations
@@ -13,17 +17,23 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .errors import MessageNotFound, from_oserror
+from .errors import InvalidInput, MessageNotFound, from_oserror
 from .fs import Foreign, faults, hidden_name
-from .message import iso
-from .names import as_text, is_id
+from .layout import REASON_SUFFIX
+from .message import Malformed, Message, decode, iso, stamp_of
+from .names import as_text, check_agent, is_id
 from .root import Root
 
-__all__ = ["DeadLetter", "DeadLetters"]
+if TYPE_CHECKING:  # they hold dead letters themselves: imported for types only
+    from .inbox import Inbox
+    from .mailbox import Mailbox
+    from .routing import Spool
+
+__all__ = ["DeadLetter", "DeadLetters", "Retried", "purge_dead_letters", "retry_dead_letter"]
 
 _REASON_LIMIT = 1 << 16
 
@@ -49,7 +59,8 @@ class DeadLetters:
 
     def __init__(self, root: Root) -> None:
         self._root = root
-        self.directory = root.path / "dead"
+        self._paths = root.paths
+        self.directory = self._paths.dead
 
     def bury(self, path: Path | str, reason: str, *, recorded_name: str | None = None,
              **extra: Any) -> str | None:
@@ -64,7 +75,7 @@ class DeadLetters:
         name = as_text(recorded_name or path.name)  # a hostile name need not be UTF-8
         reason_path = self._write_reason(dead_id, reason, origin=origin, name=name, **extra)
         faults.hit("quarantine.reason_written")
-        if not disk.rename(path, self.directory / f"{dead_id}.msg"):
+        if not disk.rename(path, self.path_of(dead_id)):
             disk.unlink(reason_path)
             return None
         disk.fsync_dir(self.directory)
@@ -74,7 +85,7 @@ class DeadLetters:
     def _write_reason(self, dead_id: str, reason: str, **fields: Any) -> Path:
         record = {"id": dead_id, "reason": reason, "at": iso(time.time_ns()), **fields}
         disk = self._root.disk
-        reason_path = self.directory / f"{dead_id}.reason.json"
+        reason_path = self._paths.dead_reason(dead_id)
         staged = disk.stage(self.directory, orjson.dumps(record, option=orjson.OPT_INDENT_2))
         try:
             disk.publish(staged, reason_path)
@@ -88,8 +99,9 @@ class DeadLetters:
 
     def list(self) -> list[DeadLetter]:
         """Every dead letter, oldest first."""
-        ids = sorted(e.name[:-12] for e in self._root.disk.scan(self.directory)
-                     if e.name.endswith(".reason.json"))
+        ids = sorted(e.name.removesuffix(REASON_SUFFIX)
+                     for e in self._root.disk.scan(self.directory)
+                     if e.name.endswith(REASON_SUFFIX))
         return [d for d in map(self._load, ids) if d is not None]
 
     def __iter__(self) -> Iterator[DeadLetter]:
@@ -113,7 +125,7 @@ class DeadLetters:
         return data
 
     def path_of(self, dead_id: str) -> Path:
-        return self.directory / f"{dead_id}.msg"
+        return self._paths.dead_letter(dead_id)
 
     def remove(self, dead_id: str) -> bool:
         """Delete one dead letter for good (``purge``: the only deleting of mail).
@@ -145,7 +157,7 @@ class DeadLetters:
     def finish(self, dead_id: str, held: Path) -> None:
         """Delete a taken letter and its reason for good."""
         self.discard(held)
-        self._root.disk.unlink(self.directory / f"{dead_id}.reason.json")
+        self._root.disk.unlink(self._paths.dead_reason(dead_id))
 
     def discard(self, path: Path) -> None:
         """Delete one entry of ``dead/``: a folder with all it holds, a link as a link.
@@ -173,10 +185,101 @@ class DeadLetters:
         if not is_id(dead_id):
             return None
         try:
-            obj = self._root.disk.read_object(self.directory / f"{dead_id}.reason.json",
+            obj = self._root.disk.read_object(self._paths.dead_reason(dead_id),
                                               _REASON_LIMIT)
         except (FileNotFoundError, ValueError):
             return None
         core = {k: obj.pop(k, "") for k in ("id", "reason", "origin", "name", "at")}
         return DeadLetter(dead_id, str(core["reason"]), str(core["origin"]), str(core["name"]),
                           str(core["at"]), obj)
+
+
+# -- leaving dead/ ------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """A dead letter put back: its message id, where to, and whether it was stored."""
+
+    dead_id: str
+    msg_id: str
+    to: str
+    stored: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dead_id": self.dead_id, "id": self.msg_id, "to": self.to, "stored": self.stored}
+
+
+def retry_dead_letter(mb: Mailbox, dead_id: str) -> Retried:
+    """Put a dead letter back where it came from, with the same id.
+
+    Mail from an inbox goes back to that inbox's ``new/``; routed mail goes back to
+    ``spool/new`` (the supervisor routes it again; recipients that hold it get
+    nothing twice). The letter is taken first (so a purge racing this call cannot
+    have it too), then delivered: removed once the mail is stored, put back if the
+    destination already holds the id or delivery fails.
+
+    Raises:
+        MessageNotFound: no dead letter ``dead_id``.
+        InvalidInput: its content is not a valid message (or has expired), or it did
+            not come from an inbox or the spool.
+        AgentNotFound: its inbox's agent is no longer registered.
+    """
+    letter = mb.dead.get(dead_id)
+    target, where = _origin(mb, letter.origin)
+    held = mb.dead.take(dead_id, retry=True)
+    if held is None:
+        raise MessageNotFound(dead_id, "dead/")  # purged or retried meanwhile
+    stored = False
+    try:
+        msg, data = _dead_message(mb, dead_id, held)
+        stored = target.deliver(msg.id, data)
+    finally:
+        if stored:
+            mb.dead.finish(dead_id, held)
+        else:
+            mb.dead.put_back(dead_id, held)
+    mb.root.journal.record("retry", dead_id=dead_id, id=msg.id, to=where, stored=stored)
+    return Retried(dead_id, msg.id, where, stored)
+
+
+def _dead_message(mb: Mailbox, dead_id: str, held: Path) -> tuple[Message, bytes]:
+    try:
+        data, _ = mb.root.disk.read(held, mb.config.max_message_bytes, one_name=True)
+        msg = decode(data)
+    except FileNotFoundError as exc:
+        raise MessageNotFound(dead_id, "dead/") from exc
+    except (Foreign, Malformed) as exc:
+        raise InvalidInput(f"dead letter {dead_id} is not a valid message ({exc.reason}); "
+                           "it cannot be retried",
+                           hint=f"inspect it: mailbox dead show {dead_id}") from exc
+    if msg.expired():
+        raise InvalidInput(f"dead letter {dead_id} expired at {msg.expires_at}; retrying would "
+                           "bury it again", hint="send it again with a later --expires")
+    return msg, data
+
+
+def _origin(mb: Mailbox, origin: str) -> tuple[Inbox | Spool, str]:
+    parts = origin.split("/")
+    if parts[0] == "spool":
+        return mb.spool, "spool"
+    if len(parts) == 4 and parts[0] == "agents" and parts[2] == "inbox":
+        return mb.inbox(check_agent(parts[1])), f"agents/{parts[1]}/inbox"
+    raise InvalidInput(f"this dead letter came from {origin!r}; only mail from an inbox or "
+                       "the spool can be retried")
+
+
+def purge_dead_letters(mb: Mailbox, older_than_days: float | None = None,
+                       now_ns: int | None = None) -> list[str]:
+    """Delete dead letters for good (all, or those buried more than N days ago).
+
+    The only deleting of mail agentmailbox does; returns the dead ids removed.
+    """
+    cutoff = (now_ns or time.time_ns()) - int((older_than_days or 0) * 86400e9)
+    removed = []
+    for letter in mb.dead.list():
+        if (older_than_days is None or stamp_of(letter.id) < cutoff) \
+                and mb.dead.remove(letter.id):  # False: a retry or a purge beat us to it
+            removed.append(letter.id)
+    if removed:
+        mb.root.journal.record("purge", count=len(removed))
+    return removed

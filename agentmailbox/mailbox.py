@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from . import names
+from .addresses import expansion_of, split_addresses
 from .dead import DeadLetters
 from .errors import (
     AlreadyExists,
@@ -27,9 +28,10 @@ from .errors import (
 from .fs import Disk, Foreign, Fsync, faults
 from .inbox import Inbox, State
 from .message import Message, Priority, encode, iso, parse_expiry
+from .quotas import Quotas
 from .registry import AgentInfo, Registry
 from .root import DIRNAME, MODES, Config, Root, find_root
-from .routing import Quotas, Spool, expansion_of, split_addresses
+from .spool import Spool
 from .threads import Threads
 
 if TYPE_CHECKING:

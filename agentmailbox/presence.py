@@ -64,7 +64,8 @@ class Presence:
 
     def __init__(self, root: Root) -> None:
         self._root = root
-        self.directory = root.path / "run" / "heartbeats"
+        self._paths = root.paths
+        self.directory = self._paths.heartbeats
 
     def beat(self, agent: str, *, capacity: float | None = None, mode: Mode | str = Mode.NORMAL,
              epoch: int | None = None) -> Heartbeat:
@@ -88,7 +89,7 @@ class Presence:
         return beat
 
     def path(self, agent: str) -> Path:
-        return self.directory / f"{names.check_agent(agent)}.json"
+        return self._paths.heartbeat(names.check_agent(agent))
 
     def last(self, agent: str) -> Heartbeat | None:
         """The last heartbeat of ``agent``; None if it never sent one or the file is not a

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -22,6 +23,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import layout
+from .backoff import Backoff
 from .errors import MailboxError, MessageNotFound
 from .watch import RESCAN_SECONDS, STOP_CHECK_SECONDS, Pulse, Watcher, soonest
 
@@ -56,66 +59,19 @@ class _Running:
     waiter: threading.Thread
 
 
-class _Backoff:
+def _message_backoff(once: bool) -> Backoff:
     """Released messages wait before the next try: 1 s, 2 s, 4 s... at most 60 s.
 
     With ``once``, a message that failed is not tried again in this run.
     """
-
-    def __init__(self, once: bool) -> None:
-        self._once = once
-        self._failures: dict[str, tuple[int, float]] = {}
-
-    def failed(self, msg_id: str) -> None:
-        count = self._failures.get(msg_id, (0, 0.0))[0] + 1
-        pause = _pause(count)
-        self._failures[msg_id] = (count, float("inf") if self._once else time.monotonic() + pause)
-
-    def ready(self, msg_id: str) -> bool:
-        entry = self._failures.get(msg_id)
-        return entry is None or time.monotonic() >= entry[1]
-
-    def next_in(self) -> float | None:
-        """Seconds until the next paused message may be tried (None: none is waiting)."""
-        due = [at for _, at in self._failures.values() if at != float("inf")]
-        return max(min(due) - time.monotonic(), 0.0) if due else None
-
-    def keep_only(self, ids: list[str]) -> None:
-        present = set(ids)
-        self._failures = {k: v for k, v in self._failures.items() if k in present}
+    if once:
+        return Backoff(math.inf, math.inf)
+    return Backoff(RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS)
 
 
-class _Starved:
-    """Out of file descriptors (EMFILE, ENFILE): claim nothing for 1 s, 2 s, 4 s... 60 s.
-
-    Commands that run finish and give theirs back; a claim made meanwhile is released.
-    """
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._until = 0.0
-
-    def failed(self) -> float:
-        """One more failure; returns the pause before the next try."""
-        self._count += 1
-        pause = _pause(self._count)
-        self._until = time.monotonic() + pause
-        return pause
-
-    def succeeded(self) -> None:
-        self._count = 0
-
-    def waiting(self) -> bool:
-        return self._count > 0
-
-    def due_in(self) -> float | None:
-        """Seconds until the next try (None: not starved)."""
-        return max(self._until - time.monotonic(), 0.0) if self._count else None
-
-
-def _pause(failures: int) -> float:
-    """The pause after the n-th failure in a row: 1 s, 2 s, 4 s... at most 60 s."""
-    return float(min(RETRY_FIRST_SECONDS * 2 ** (failures - 1), RETRY_MAX_SECONDS))
+# Out of file descriptors (EMFILE, ENFILE): claim nothing for 1 s, 2 s, 4 s... 60 s.
+# Commands that run finish and give theirs back; a claim made meanwhile is released.
+_DESCRIPTORS = "file descriptors"
 
 
 def _out_of_descriptors(exc: BaseException) -> bool:
@@ -153,8 +109,8 @@ class CommandRunner:
         self._rescan = rescan_interval
         self._running: dict[str, _Running] = {}
         self._queue: list[str] = []  # ids from the last scan, newest first (pop() = oldest)
-        self._backoff = _Backoff(once=False)
-        self._starved = _Starved()
+        self._backoff = _message_backoff(once=False)
+        self._starved = Backoff(RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS)
         self._watcher = Watcher(inbox.new, rescan_interval=rescan_interval)
 
     def run(self, *, once: bool = False, idle_timeout: float | None = None,
@@ -166,7 +122,7 @@ class CommandRunner:
         On the way out (Ctrl-C included) commands still running get SIGTERM and are
         settled by their exit code, like any other.
         """
-        self._backoff = _Backoff(once)
+        self._backoff = _message_backoff(once)
         with self._watcher:
             try:
                 self._loop(once, idle_timeout, stop)
@@ -183,13 +139,13 @@ class CommandRunner:
             # one, and --once waits out the shortage only as long as that allows.
             if self._fill() or self._running:
                 idle_since = time.monotonic()
-            elif once and not self._starved.waiting():
+            elif once and not self._starved.waiting(_DESCRIPTORS):
                 return
             left = None if idle_timeout is None else idle_since + idle_timeout - time.monotonic()
             if left is not None and left <= 0:
                 return
             self._watcher.wait(soonest(
-                left, self._rescan, self._backoff.next_in(), self._starved.due_in(),
+                left, self._rescan, self._backoff.next_in(), self._starved.next_in(),
                 self._pulse.due_in() if self._pulse else None,
                 max(self._next_renew - time.monotonic(), 0.0) if self._running else None,
                 STOP_CHECK_SECONDS if stop is not None else None))
@@ -198,7 +154,7 @@ class CommandRunner:
 
     def _fill(self) -> int:
         started = 0
-        if self._starved.due_in():
+        if self._starved.next_in():
             return 0
         while len(self._running) < self.max_inflight:
             try:
@@ -211,12 +167,12 @@ class CommandRunner:
                     raise
                 self._starve(exc)
                 break
-            self._starved.succeeded()
+            self._starved.forget(_DESCRIPTORS)
             started += 1
         return started
 
     def _starve(self, exc: OSError | MailboxError) -> None:
-        pause = self._starved.failed()
+        pause = self._starved.failed(_DESCRIPTORS)
         log.warning("out of file descriptors", extra={
             "agent": self.inbox.agent, "error": str(exc), "running": len(self._running),
             "retry_in": pause})
@@ -244,7 +200,7 @@ class CommandRunner:
     # -- running -----------------------------------------------------------------------------------
 
     def _start(self, msg: Message) -> None:
-        path = self.inbox.cur / f"{msg.id}.json"
+        path = self.inbox.cur / layout.message_file(msg.id)
         env = {**os.environ, "MAILBOX_ID": msg.id, "MAILBOX_PATH": str(path),
                "MAILBOX_AGENT": self.inbox.agent, "MAILBOX_ROOT": str(self._root.path)}
         try:

@@ -13,7 +13,8 @@ import pytest
 from conftest import python_env
 
 from agentmailbox import Mailbox, State
-from agentmailbox.supervisor import Supervisor, purge_dead_letters
+from agentmailbox.dead import purge_dead_letters
+from agentmailbox.supervisor import Supervisor
 
 
 def route(mb: Mailbox) -> None:
@@ -167,7 +168,7 @@ def test_dead_commands_reject_a_malformed_id(cli: Any, command: tuple[str, str])
 def test_purge_racing_a_retry_reports_only_what_it_removed(
         mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
     """A letter that a retry puts back while purge is running is not reported as purged."""
-    from agentmailbox.supervisor import retry_dead_letter
+    from agentmailbox.dead import retry_dead_letter
 
     msg_id, retried = bury_from_inbox(mb)
     _, kept = bury_from_inbox(mb)
@@ -192,7 +193,7 @@ def test_of_two_removers_of_one_dead_letter_exactly_one_removes_it(mb: Mailbox) 
 PURGE = """
 import os, sys, time, orjson
 from agentmailbox import Mailbox
-from agentmailbox.supervisor import purge_dead_letters
+from agentmailbox.dead import purge_dead_letters
 while not os.path.exists(sys.argv[2]):
     time.sleep(0.001)
 with Mailbox.open(sys.argv[1]) as mb:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import python_env
 
 from agentmailbox import InboxFull, InvalidInput, Mailbox, State
 from agentmailbox.inbox import Inbox
@@ -212,3 +215,34 @@ def test_cli_send_of_routed_mail_is_quiet_while_a_supervisor_runs(cli, mb: Mailb
     (mb.path / "run" / "supervisor.json").write_text(f'{{"pid": {os.getpid()}}}')
     result = cli("send", "--from", "alice", "--to", "@coder", "--body", "x")
     assert (result.code, result.err) == (0, "")
+
+
+# -- layers ---------------------------------------------------------------------------------
+
+def _loaded_after(statement: str) -> list[str]:
+    """The modules of agentmailbox, watchdog and portalocker a fresh interpreter holds after
+    ``statement``."""
+    probe = (f"{statement}\nimport sys\n"
+             "print(' '.join(sorted(m for m in sys.modules "
+             "if m.split('.')[0] in ('agentmailbox', 'watchdog', 'portalocker'))))")
+    done = subprocess.run([sys.executable, "-c", probe], env=python_env(), check=True,
+                          capture_output=True, text=True)
+    return done.stdout.split()
+
+
+def test_the_send_path_loads_no_supervisor_code() -> None:
+    """Opening a root and sending (Mailbox, addresses, spool, quotas) loads neither the
+    supervisor, its address expansion, nor the file watcher: a send costs no daemon imports."""
+    loaded = _loaded_after("import agentmailbox, agentmailbox.mailbox")
+    assert {"agentmailbox.addresses", "agentmailbox.spool", "agentmailbox.quotas"} <= set(loaded)
+    daemon = ("agentmailbox.supervisor", "agentmailbox.routing", "watchdog", "portalocker")
+    assert [] == [m for m in loaded if m.startswith(daemon)]
+
+
+def test_asking_whether_a_supervisor_runs_loads_no_file_watcher() -> None:
+    """running_supervisor(), which a routed send asks, loads the lock module only (not even
+    portalocker: it reads the holder record without touching the lock)."""
+    loaded = _loaded_after("from agentmailbox.supervisor import running_supervisor")
+    daemon = ("agentmailbox.supervisor", "watchdog", "portalocker")
+    supervisor = [m for m in loaded if m.startswith(daemon)]
+    assert ["agentmailbox.supervisor", "agentmailbox.supervisor.lock"] == supervisor

@@ -14,6 +14,7 @@ from agentmailbox import Mailbox
 from agentmailbox.presence import Presence
 from agentmailbox.routing import Directory
 from agentmailbox.supervisor import Supervisor, retry_dead_letter
+from agentmailbox.supervisor.progress import Progress
 
 
 @pytest.fixture
@@ -54,6 +55,10 @@ def notices(mb: Mailbox) -> list[dict[str, Any]]:
 
 def progress_files(mb: Mailbox) -> list[str]:
     return sorted(p.name for p in mb.spool.progress_dir.iterdir())
+
+
+def progress_of(mb: Mailbox, msg_id: str) -> Progress:
+    return Progress.decode((mb.spool.progress_dir / f"{msg_id}.json").read_bytes(), msg_id)
 
 
 @pytest.mark.parametrize("folder", ["new", "tmp"])
@@ -122,7 +127,7 @@ def test_failed_attempts_are_counted_across_a_restart(team: Mailbox) -> None:
     msg = team.send("alice", "+team")
     with supervisor(team, attempts=100) as sup:
         sup.run_once()
-    so_far = team.spool.progress(msg.id).recipients["carol"].attempts
+    so_far = progress_of(team, msg.id).recipients["carol"].attempts
     with supervisor(team, attempts=so_far + 1) as sup:
         sup.run_once()
     assert [n["agent"] for n in notices(team) if n["notice"] == "undeliverable"] == ["carol"]

@@ -8,15 +8,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from conftest import python_env
+from conftest import Hung, deadline, python_env
 
 from agentmailbox import Inbox, LockTimeout, Mailbox, Message, State
+from agentmailbox.backoff import Backoff
 from agentmailbox.presence import Presence
 from agentmailbox.supervisor import Supervisor
 
@@ -310,6 +311,22 @@ def test_held_mail_keeps_its_order_behind_earlier_held_mail(tmp_path: Path) -> N
     assert unread(mb, "bob") == [*first, later]
 
 
+# -- retries ------------------------------------------------------------------------------------
+
+def test_retries_wait_twice_as_long_after_each_failure_up_to_the_longest() -> None:
+    """Deferred mail (like a failing --exec command) waits 0.5 s, 1 s, 2 s ... then the longest,
+    and a success starts the count again."""
+    clock = FakeClock()
+    retries = Backoff(0.5, 3.0, clock=clock)
+    assert [0.5, 1.0, 2.0, 3.0, 3.0] == [retries.failed("x") for _ in range(5)]
+    clock.now += 2.9
+    assert (False, True) == (retries.ready("x"), retries.ready("never failed"))
+    clock.now += 0.1
+    assert True is retries.ready("x")
+    retries.forget("x")
+    assert 0.5 == retries.failed("x")
+
+
 # -- lifecycle ------------------------------------------------------------------------------------
 
 def test_second_supervisor_on_the_same_root_is_refused(team: Mailbox, sup: Supervisor) -> None:
@@ -326,7 +343,7 @@ def test_run_routes_until_stop_is_called_from_another_thread(team: Mailbox) -> N
     runner.start()
     try:
         msg = team.send("alice", "@coder")
-        _wait_for(lambda: unread(team, "carol") == [msg.id])
+        _wait_for(lambda: unread(team, "carol") == [msg.id], f"carol to get {msg.id}")
     finally:
         supervisor.stop()
         runner.join(timeout=30)
@@ -334,10 +351,20 @@ def test_run_routes_until_stop_is_called_from_another_thread(team: Mailbox) -> N
     assert unread(team, "bob") == [msg.id]
 
 
-def _wait_for(condition: Any, limit: float = 30.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
+def _wait_for(condition: Callable[[], bool], what: str, limit: float = 30.0) -> None:
+    """Return once ``condition()`` holds; fail the test, saying ``what``, after ``limit`` s."""
+    try:
+        with deadline(limit):
+            while not condition():
+                time.sleep(0.01)
+    except Hung:
+        pytest.fail(f"waited {limit:g} s for {what}", pytrace=False)
+
+
+def test_a_wait_that_times_out_fails_the_test_naming_what_it_waited_for() -> None:
+    """A condition that never holds fails the waiting test loudly, not silently later."""
+    with pytest.raises(pytest.fail.Exception, match=r"waited 0\.05 s for the impossible"):
+        _wait_for(lambda: False, "the impossible", limit=0.05)
 
 
 def _supervise(root: Path, *args: str) -> subprocess.Popen[bytes]:
@@ -375,7 +402,7 @@ def test_signal_stops_mailbox_supervise_cleanly_after_routing(team: Mailbox, sig
     try:
         assert orjson.loads(_started(proc))["event"] == "supervisor started"
         msg = team.send("alice", "@coder")
-        _wait_for(lambda: unread(team, "carol") == [msg.id])
+        _wait_for(lambda: unread(team, "carol") == [msg.id], f"carol to get {msg.id}")
     finally:
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
