@@ -95,8 +95,8 @@ def render() -> str:
         "nearest",
         "`.mailbox/` above the current directory. The on-disk format behind each command is "
         "in",
-        "[PROTOCOL.md](PROTOCOL.md). `--root` and `--json` are accepted before or after the "
-        "command.",
+        "[PROTOCOL.md](PROTOCOL.md). `--root`, `--json` and `--agent` are accepted before or "
+        "after the command.",
         "",
         "**Identity.** Every command that names the acting agent (an `AGENT` argument, "
         "`send --from`,",

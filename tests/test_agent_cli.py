@@ -53,6 +53,13 @@ def test_agent_option_overrides_mailbox_agent(cli: Cli, mb: Mailbox, as_bob: Non
     assert "bob" == cli("inbox", "--agent", "alice", "--json").json()[0]["from"]
 
 
+def test_agent_option_before_the_command_overrides_mailbox_agent(cli: Cli, mb: Mailbox,
+                                                                 as_bob: None) -> None:
+    """mailbox --agent alice inbox is alice's inbox, whatever MAILBOX_AGENT says."""
+    mb.send("bob", "alice", subject="s", body="b")
+    assert "bob" == cli("--agent", "alice", "inbox", "--json").json()[0]["from"]
+
+
 def test_explicit_argument_wins_over_agent_option(cli: Cli, mb: Mailbox) -> None:
     """The positional AGENT (and --from) still work, and win over --agent."""
     mb.send("alice", "bob", subject="s", body="b")
@@ -119,7 +126,7 @@ def test_read_says_the_message_is_claimed_until_done(cli: Cli, mb: Mailbox) -> N
     """read's output says the message is claimed, until when, and to run mailbox done ID."""
     msg = mb.send("alice", "bob", subject="s", body="b")
     out = cli("read", "bob").out
-    assert "claimed by bob until " in out and f"mailbox done {msg.id}" in out
+    assert "claimed:  by bob until " in out and f"mailbox done {msg.id}" in out
     claim = cli("peek", "bob", "--id", msg.id, "--json").json()
     assert claim["claim"] is None
 

@@ -553,7 +553,7 @@ budget (docs/PERFORMANCE.md, "Startup"), and none is needed to list, read or sen
 @pytest.mark.parametrize("argv", [
     ("--help",), ("inbox", "bob"), ("read", "bob", "--peek"),
     ("send", "--from", "alice", "--to", "bob", "--body", "hi"), ("heartbeat", "bob"),
-    ("dead", "ls"),
+    ("dead", "ls"), ("peek", "bob"), ("whoami", "--agent", "bob"),
 ], ids=" ".join)
 def test_the_quick_commands_import_no_daemon_or_continuity_module(argv: tuple[str, ...],
                                                                   mb: Mailbox) -> None:

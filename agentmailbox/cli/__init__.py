@@ -78,7 +78,7 @@ Examples:
 
 \b
 Identity: """ + IDENTITY + """
---root and --json go before or after the command."""
+--root, --json and --agent go before or after the command."""
 
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -163,11 +163,13 @@ class LazyGroup(click.Group):
 @click.option("--root", envvar="MAILBOX_ROOT", metavar="PATH",
               help="The mailbox root (default: $MAILBOX_ROOT, else the nearest .mailbox/ above).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (as after the command).")
+@click.option("--agent", metavar="NAME", default=None,
+              help="The acting agent (as after the command; default: $MAILBOX_AGENT).")
 @click.version_option(package_name="agentmailbox")
 @click.pass_context
-def cli(ctx: click.Context, root: str | None, as_json: bool) -> None:
+def cli(ctx: click.Context, root: str | None, as_json: bool, agent: str | None) -> None:
     """A message bus made of directories and files, for agents that restart."""
-    ctx.obj = Ctx(root, as_json)
+    ctx.obj = Ctx(root, as_json, agent)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

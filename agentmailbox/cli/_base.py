@@ -60,9 +60,11 @@ IDENTITY = ("The acting agent is, first to last: the AGENT argument (or --from, 
 class Ctx:
     """What every command gets: the root option, opened lazily, and the top-level --json."""
 
-    def __init__(self, root: str | None, as_json: bool = False) -> None:
+    def __init__(self, root: str | None, as_json: bool = False, agent: str | None = None
+                 ) -> None:
         self.root = root
         self.json = as_json
+        self.agent = agent
         self._mb: Mailbox | None = None
 
     @property
@@ -98,8 +100,15 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
                         help="Print JSON (docs/CLI.md, \"JSON output\").")(f)
 
 
+def _agent_flag(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--agent after the subcommand, else before it, else $MAILBOX_AGENT."""
+    top = ctx.find_object(Ctx)
+    given = ctx.get_parameter_source(param.name or "") is click.core.ParameterSource.COMMANDLINE
+    return value if given or top is None or top.agent is None else top.agent
+
+
 agent_option = click.option(
-    "--agent", "agent", envvar=AGENT_ENV, default=None, metavar="NAME",
+    "--agent", "agent", envvar=AGENT_ENV, default=None, metavar="NAME", callback=_agent_flag,
     help="The acting agent (default: $MAILBOX_AGENT).")
 
 
@@ -149,9 +158,10 @@ def fail(exc: MailboxError) -> NoReturn:
     raise exc
 
 
-def show_message(msg: Message) -> str:
-    """A message as text: one line per header, then the body, each of its lines fenced
-    (``| ``), so that no text of the sender's can pass for a header or a next message."""
+def show_message(msg: Message, extra: Sequence[tuple[str, str]] = ()) -> str:
+    """A message as text: one line per header (``extra`` last), then the body, each of its
+    lines fenced (``| ``), so that no text of the sender's can pass for a header or a next
+    message."""
     import orjson
 
     body = msg.body if isinstance(msg.body, str) else orjson.dumps(
@@ -166,6 +176,7 @@ def show_message(msg: Message) -> str:
         head.append(("thread", msg.thread))
     if msg.reply_to:
         head.append(("reply-to", msg.reply_to))
+    head.extend(extra)
     headers = "\n".join(f"{name + ':':<10}{render.line(value)}" for name, value in head)
     return headers + "\n\n" + render.block(body)
 

@@ -217,7 +217,7 @@ def _print_read(box: Inbox, msgs: list[Message], all_: bool, as_json: bool, *, c
         rows = [{**msg_json(m), "claim": _claim(box, leases[m.id])} for m in msgs]
         emit(rows if all_ else (rows[0] if rows else None), True)
     elif msgs:
-        click.echo("\n\n".join(show_message(m) + _lease_note(box, m, leases[m.id])
+        click.echo("\n\n".join(show_message(m, _lease_note(box, m, leases[m.id]))
                                 for m in msgs))
     if not msgs:
         if not as_json:
@@ -229,12 +229,12 @@ def _claim(box: Inbox, until: int | None) -> dict[str, str] | None:
     return None if until is None else {"by": box.agent, "until": iso(until)}
 
 
-def _lease_note(box: Inbox, msg: Message, until: int | None) -> str:
+def _lease_note(box: Inbox, msg: Message, until: int | None) -> list[tuple[str, str]]:
+    """The ``claimed:`` header of a claimed message: until when, and how to finish it."""
     if until is None:
-        return ""
-    return (f"\n\n-- claimed by {box.agent} until {iso(until)}: finish with "
-            f"`mailbox done {msg.id}` (or give it back: `mailbox release {msg.id}`); "
-            "not done by then, it returns to the unread mail")
+        return []
+    return [("claimed", f"by {box.agent} until {iso(until)}, then back to unread unless done"),
+            ("finish", f"mailbox done {msg.id}   (give back: mailbox release ID)")]
 
 
 def _not_unread(box: Inbox, msg_id: str) -> None:
