@@ -9,9 +9,9 @@ import click
 import orjson
 
 from .. import render
+from ..addresses import is_routed
 from ..errors import InvalidInput, MessageTooLarge
 from ..inbox import State
-from ..routing import is_routed
 from ._base import (
     EXIT_EMPTY,
     Ctx,
