@@ -13,10 +13,10 @@ import click
 import orjson
 
 from .. import render
+from ..addresses import is_routed
 from ..errors import Conflict, InvalidInput, MessageNotFound, MessageTooLarge
 from ..inbox import Inbox, State
 from ..message import Message, iso
-from ..routing import is_routed
 from ._base import (
     EXIT_EMPTY,
     IDENTITY,
