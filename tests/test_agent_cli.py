@@ -260,3 +260,18 @@ def test_boot_dry_run_before_any_boot_never_says_epoch_none(cli: Cli, mb: Mailbo
     cli("handoff", "bob", "--next", "x")
     out = cli("boot", "bob", "--dry-run").out
     assert "None" not in out and "not booted yet" in out
+
+
+def test_ws_put_records_mailbox_agent_as_the_author(cli: Cli, mb: Mailbox, tmp_path: Any,
+                                                    as_bob: None) -> None:
+    """ws put without --as journals MAILBOX_AGENT as the author."""
+    (tmp_path / "plan.md").write_text("plan")
+    assert EXIT_OK == cli("ws", "put", "plan.md", "--file", str(tmp_path / "plan.md")).code
+    puts = [e for e in cli("tail", "--json").out.splitlines() if '"ws.put"' in e]
+    assert "bob" == orjson.loads(puts[-1])["author"]
+
+
+def test_an_error_before_the_command_json_is_one_json_object(cli: Cli) -> None:
+    """mailbox --json read with no identity is one JSON error object on stderr."""
+    result = cli("--json", "read")
+    assert (EXIT_NOT_FOUND, "NotFound") == (result.code, orjson.loads(result.err)["error"])
