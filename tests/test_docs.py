@@ -125,7 +125,7 @@ def resolve(line: str) -> tuple[click.Command, list[str]]:
     return cmd, used
 
 
-README_LINES = command_lines(REPO / "README.md")
+README_LINES = command_lines(REPO / "README.md") + command_lines(REPO / "docs" / "AGENTS.md")
 
 
 def test_the_readme_shows_commands() -> None:
@@ -134,13 +134,19 @@ def test_the_readme_shows_commands() -> None:
 
 @pytest.mark.parametrize("line", README_LINES)
 def test_readme_command_exists_with_those_options(line: str) -> None:
-    """Each command line of README.md names a command (not a group) and only its options."""
+    """Each command line of README.md and docs/AGENTS.md names a command (not a group) and
+    only its options."""
     cmd, used = resolve(line)
     assert not isinstance(cmd, click.Group), f"{line!r} names no command of {cmd.name}"
     known = {opt for p in cmd.params if isinstance(p, click.Option) for opt in p.opts}
     known |= {"-h", "--help"}
     unknown = [u for u in used if u not in known]
     assert not unknown, f"{line!r}: mailbox {cmd.name} has no option {unknown}"
+
+
+def test_the_agents_guide_stays_short() -> None:
+    """docs/AGENTS.md is read by agents whose context is precious: under 120 lines."""
+    assert len((REPO / "docs" / "AGENTS.md").read_text().splitlines()) < 120
 
 
 # -- docs/ARCHITECTURE.md and the import-linter layers ----------------------------------------
