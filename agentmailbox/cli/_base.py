@@ -158,6 +158,16 @@ def fail(exc: MailboxError) -> NoReturn:
     raise exc
 
 
+def parse_json(text: str, what: str, hint: str = "") -> Any:
+    """JSON a user gave on the command line or in a file (``what`` names where), or exit 5."""
+    import orjson
+
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        fail(InvalidInput(f"{what} is not valid JSON: {exc}", hint=hint))
+
+
 def show_message(msg: Message, extra: Sequence[tuple[str, str]] = ()) -> str:
     """A message as text: one line per header (``extra`` last), then the body, each of its
     lines fenced (``| ``), so that no text of the sender's can pass for a header or a next

@@ -21,6 +21,7 @@ from ._base import (
     emit,
     fail,
     json_option,
+    parse_json,
     pass_ctx,
 )
 
@@ -96,11 +97,8 @@ def _read_note(source: Any, limit: int) -> Handoff:
         fail(InvalidInput(f"the handoff file is not UTF-8 text: {exc}",
                           hint="save it as UTF-8 (JSON or Markdown)"))
     if text.lstrip().startswith("{"):
-        try:
-            return Handoff.from_dict(orjson.loads(text))
-        except orjson.JSONDecodeError as exc:
-            fail(InvalidInput(f"the handoff file is not valid JSON: {exc}",
-                              hint=f"a JSON object with keys {', '.join(SECTIONS)}, or Markdown"))
+        hint = f"a JSON object with keys {', '.join(SECTIONS)}, or Markdown"
+        return Handoff.from_dict(parse_json(text, "the handoff file", hint))
     return parse_markdown(text)
 
 
@@ -140,10 +138,7 @@ def state_set(ctx: click.Context, key: str, value: str, json_value: bool, as_jso
     """Set KEY to VALUE."""
     parsed: Any = value
     if json_value:
-        try:
-            parsed = orjson.loads(value)
-        except orjson.JSONDecodeError as exc:
-            fail(InvalidInput(f"--json-value: {exc}"))
+        parsed = parse_json(value, "--json-value")
     _state_of(ctx).set(key, parsed)
     emit({"key": key, "value": parsed}, as_json, None)
 

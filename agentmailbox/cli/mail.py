@@ -10,7 +10,6 @@ import sys
 from typing import Any
 
 import click
-import orjson
 
 from .. import render
 from ..addresses import is_routed
@@ -28,6 +27,7 @@ from ._base import (
     json_option,
     message_line,
     msg_json,
+    parse_json,
     pass_ctx,
     show_message,
     split_agent,
@@ -76,10 +76,7 @@ def send(c: Ctx, sender: str | None, to: tuple[str, ...], subject: str, body: st
     text = _body_text(body, body_file, c.mb.config.max_message_bytes)
     value: Any = text
     if json_body:
-        try:
-            value = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            fail(InvalidInput(f"--json-body: the body is not valid JSON: {exc}"))
+        value = parse_json(text, "--json-body: the body")
     msg = c.mb.send(me, recipients, subject, value, kind=kind, thread=thread,
                     reply_to=reply_to, priority=priority, expires_at=expires, receipt=receipt,
                     key=key, pick=pick)
