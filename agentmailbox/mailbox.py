@@ -299,16 +299,19 @@ class Mailbox:
         msg_id = self.root.clock.new_id()
         if fields.get("thread") is None:
             fields["thread"] = self._thread_of(fields.get("reply_to"), sender) or msg_id
+        elif isinstance(fields["thread"], str):  # another type: encode() refuses it, naming it
+            names.check_thread(fields["thread"])
         return Message(id=msg_id, sender=sender, to=to, subject=str(subject), body=body,
                        ts=iso(time.time_ns()), **fields)
 
     def _thread_of(self, reply_to: str | None, sender: str) -> str | None:
-        """A reply joins the thread of what it answers (if the replier still has it)."""
+        """A reply joins the thread of what it answers (if the replier still has it and
+        that thread is a name a writer may give), else the thread of the answered id."""
         if not isinstance(reply_to, str):
             return None  # None, or a wrong type that encode() refuses, naming the field
         names.check_id(reply_to)
         try:
-            return self.inbox(sender).get(reply_to).thread
+            return _writable_thread(self.inbox(sender).get(reply_to))
         except MessageNotFound:
             return reply_to
 
@@ -407,7 +410,8 @@ class Mailbox:
         msg = self._compose(reader, (original.sender,), f"{state}: {original.subject}"[:200],
                             {"of": original.id, "state": state, "by": reader,
                              "epoch": self.epoch(reader)},
-                            kind="receipt", thread=original.thread, reply_to=original.id,
+                            kind="receipt", thread=_writable_thread(original),
+                            reply_to=original.id,
                             epoch=self.epoch(reader))
         self.root.journal.record("send", id=msg.id, **{"from": reader}, to=list(msg.to),
                                  subject=msg.subject[:80], kind=msg.kind, thread=msg.thread,
@@ -472,6 +476,12 @@ def load_key_marker(path: Path, disk: Disk, limit: int) -> dict[str, Any]:
             and isinstance(obj.get("at", ""), str)):
         raise ValueError('not a key record {"key", "id", "to", "at"}')
     return obj
+
+
+def _writable_thread(msg: Message) -> str:
+    """The thread an answer to ``msg`` joins: its own, if a writer may give that name
+    (readers accept any string, which an older writer may have sent), else ``msg``'s id."""
+    return msg.thread if names.is_thread(msg.thread) else msg.id
 
 
 def _pick_header(headers: dict[str, str], pick: str | None, routed: list[str]
