@@ -215,7 +215,7 @@ class DeadLetters:
             return None
         core = {k: obj.pop(k, "") for k in ("id", "reason", "origin", "name", "at")}
         name = str(core["name"])
-        recorded = obj.pop("msg_id", None)
+        recorded = obj.get("msg_id")  # kept in extra too, where readers found it first
         sender, subject = self._about(dead_id)
         return DeadLetter(dead_id, str(core["reason"]), str(core["origin"]), name,
                           str(core["at"]), obj, msg_id=_message_id(recorded, name),
