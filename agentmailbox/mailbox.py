@@ -25,7 +25,7 @@ from .errors import (
     MessageTooLarge,
     ThreadDoneWarning,
 )
-from .fs import Disk, Foreign, Fsync, faults
+from .fs import Disk, Fsync, faults
 from .inbox import Inbox, State
 from .message import Message, Priority, day_of, encode, iso, parse_expiry
 from .quotas import Quotas
@@ -198,10 +198,10 @@ class Mailbox:
     def epoch_record(self, name: str) -> dict[str, Any] | None:
         """The last boot of ``name``: {"epoch", "at", "previous_at"}; None before the first."""
         try:
-            obj = orjson.loads(self.root.disk.read(self.epoch_path(name), 4096)[0])
-            return obj if isinstance(obj, dict) and isinstance(obj.get("epoch"), int) else None
-        except (FileNotFoundError, Foreign, orjson.JSONDecodeError):
+            obj = self.root.disk.read_object(self.epoch_path(name), 4096)
+        except (FileNotFoundError, ValueError):
             return None
+        return obj if isinstance(obj.get("epoch"), int) else None
 
     def set_epoch(self, name: str, epoch: int) -> None:
         """Record that this process now works as instance ``epoch`` of ``name``."""

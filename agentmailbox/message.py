@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import json
 import os
 import re
 import threading
@@ -28,6 +27,7 @@ import orjson
 
 from . import names
 from .errors import InvalidInput, MessageTooLarge
+from .fs import check_unique_keys
 
 __all__ = ["FORMAT_VERSION", "Clock", "Malformed", "Message", "Priority", "decode", "encode",
            "parse_expiry", "parse_time"]
@@ -265,23 +265,11 @@ def _parse(data: bytes) -> Any:
     if canonical != data:
         # Not in our canonical form (written by a shell or another library): it may
         # hide duplicate keys, which orjson resolves silently, last one winning.
-        _reject_duplicate_keys(data)
+        try:
+            check_unique_keys(data)
+        except ValueError as exc:
+            raise Malformed(str(exc)) from exc
     return obj
-
-
-def _reject_duplicate_keys(data: bytes) -> None:
-    """orjson keeps the last of duplicate keys silently; we refuse them (ambiguous mail)."""
-
-    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = {k for k, _ in pairs}
-        if len(keys) != len(pairs):
-            raise Malformed("duplicate keys in a JSON object")
-        return dict(pairs)
-
-    try:
-        json.loads(data, object_pairs_hook=pairs_hook)
-    except RecursionError as exc:
-        raise Malformed("JSON nested too deeply") from exc
 
 
 def _build(obj: dict[str, Any]) -> Message:
