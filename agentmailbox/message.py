@@ -381,9 +381,10 @@ def _expiry(obj: dict[str, Any]) -> str | None:
 # RFC 3339 date-time (PROTOCOL.md §7.1): YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM),
 # ASCII digits, upper-case T and Z. Not datetime.fromisoformat, which also takes ISO 8601
 # forms other readers refuse (basic format, week dates, no seconds, a space for T).
-_RFC3339 = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
-                      r"(?:T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
-                      r"(Z|[+-][0-9]{2}:[0-9]{2})?)?")
+# (\d with re.ASCII is [0-9]: a time is not a name, whose patterns only names.py spells.)
+_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})"
+                      r"(?:T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?)?",
+                      re.ASCII)
 
 
 def parse_time(value: Any, what: str, *, hint: str = "", assume_utc: bool = False
