@@ -104,10 +104,15 @@ def check_budget(budget: int) -> None:
                            f"of {MIN_BUDGET}", hint=f"give a budget of {MIN_BUDGET} or more")
 
 
+def epoch_text(epoch: int | None) -> str:
+    """"epoch N", or what stands for it before the agent's first boot (a dry run then)."""
+    return "not booted yet" if epoch is None else f"epoch {epoch}"
+
+
 def _render(brief: Brief) -> tuple[str, dict[str, int]]:
     """Text of at most ``brief.budget`` characters, and how many items of each section fit."""
     check_budget(brief.budget)
-    heading = f"# boot brief: {brief.agent} (epoch {brief.epoch})"
+    heading = f"# boot brief: {brief.agent} ({epoch_text(brief.epoch)})"
     every = [heading] + [text for s in brief.sections for text in s.head() + _texts(s)]
     if _size(every) <= brief.budget:
         return _join(every), {s.key: len(s.items) for s in brief.sections}
@@ -241,7 +246,7 @@ def _handoff(agent: Agent, unread: list[Message]) -> Section:
     if latest is None:
         s.summary = "no handoff yet."
         return s
-    s.summary = f"from {line(latest.at)} (epoch {latest.epoch}, id {line(latest.id)})."
+    s.summary = f"from {line(latest.at)} ({epoch_text(latest.epoch)}, id {line(latest.id)})."
     for key, title in (("in_progress", "in progress"), ("decided", "decided"),
                        ("next", "next"), ("can_wait", "can wait")):
         for text in getattr(latest, key):

@@ -31,7 +31,7 @@ from .root import Root
 if TYPE_CHECKING:  # they hold dead letters themselves: imported for types only
     from .inbox import Inbox
     from .mailbox import Mailbox
-    from .routing import Spool
+    from .spool import Spool
 
 __all__ = ["DeadLetter", "DeadLetters", "Retried", "purge_dead_letters", "retry_dead_letter"]
 

@@ -72,6 +72,10 @@ class Waiting:
         return {"agent": self.agent, "ref": self.ref, "note": self.note}
 
 
+STORED = ("id", "at", "epoch", "final")
+"""What :meth:`Handoff.to_dict` adds to the sections; :meth:`Handoff.from_dict` ignores it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Handoff:
     """The five sections. Empty sections are allowed; an empty handoff is not."""
@@ -94,7 +98,9 @@ class Handoff:
         if not isinstance(obj, dict):
             raise InvalidInput("a handoff is a JSON object with the five sections",
                                hint=f"keys: {', '.join(SECTIONS)}")
-        unknown = set(obj) - set(SECTIONS)
+        # What `handoff --show --json` prints is accepted back: the stored note's own id,
+        # time, epoch and final flag are its record, not content, and a new write sets them.
+        unknown = set(obj) - set(SECTIONS) - set(STORED)
         if unknown:
             raise InvalidInput(f"unknown handoff sections: {sorted(unknown)}",
                                hint=f"use: {', '.join(SECTIONS)}")

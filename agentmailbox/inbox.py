@@ -19,8 +19,9 @@ import enum
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import cast
 
 from . import layout, names
 from .dead import DeadLetters
@@ -455,6 +456,15 @@ class Inbox:
         msg_id = _id_of(msg)
         return self._disk.touch(f"{self._cur_s}{msg_id}.json")
 
+    def lease_end(self, msg_id: str) -> int | None:
+        """When the claim of ``msg_id`` returns to unread mail unless done, renewed or
+        released (ns since the epoch); None if it is not claimed."""
+        st = self._disk.lstat(f"{self._cur_s}{names.check_id(msg_id)}.json")
+        if st is None:
+            return None
+        lease_ns = int(self._root.config.lease_seconds * 1e9)
+        return lease_start(st, time.time_ns(), lease_ns) + lease_ns
+
     def _expect(self, msg_id: str, wanted: State) -> bool:
         state = self.state_of(msg_id)
         if state is State.ABSENT:
@@ -530,6 +540,32 @@ class Inbox:
         from .watch import wait_for_mail
 
         return wait_for_mail(self.new, timeout, disk=self._disk)
+
+    def claim_next(self, timeout: float | None = None,
+                   stop: threading.Event | None = None) -> Message | None:
+        """Claim the oldest unread message, waiting for one to arrive if there is none.
+
+        Mail already there is claimed without starting a watch; otherwise it waits on
+        the watcher (as :meth:`watch` does: woken by the arrival, never polling).
+
+        Args:
+            timeout: Seconds to wait at most; None waits for ever, 0 not at all.
+            stop: Ends the wait once set.
+
+        Returns:
+            The claimed message (the caller marks it done or releases it), or None if
+            ``timeout`` passed (or ``stop`` was set) first.
+        """
+        msg = self.claim()
+        if msg is not None or (timeout is not None and timeout <= 0):
+            return msg
+        # watch() is a generator: closing it stops the watcher's threads at once.
+        waiting = cast(Generator[Message, None, None],
+                       self.watch(stop=stop, timeout=timeout, heartbeat=False))
+        try:
+            return next(waiting, None)
+        finally:
+            waiting.close()
 
     def watch(self, stop: threading.Event | None = None, timeout: float | None = None,
               heartbeat: bool = True) -> Iterator[Message]:

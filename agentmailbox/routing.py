@@ -15,26 +15,17 @@ Layers, lowest first (a module imports only from those before it)::
     mailbox     the bus; imports the three above
     routing     expansion (this module); only the supervisor uses it
     supervisor  the daemon (a package); imports all of the above
-
-For the modules that import them from here, ``is_routed``, ``check_address``,
-``split_addresses``, ``Spool``, ``Quotas`` and ``Fill`` are re-exported from the
-send-path modules that define them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .addresses import check_address, is_routed, split_addresses
 from .errors import MailboxError
-from .quotas import Fill, Quotas
 from .registry import AgentInfo, Registry
 from .root import Config
-from .spool import Spool
 
-__all__ = ["Directory", "Expansion", "Unroutable",
-           # re-exported from the send path
-           "Fill", "Quotas", "Spool", "check_address", "is_routed", "split_addresses"]
+__all__ = ["Directory", "Expansion", "Unroutable"]
 
 _KINDS = {"@": "role", "#": "topic", "+": "group"}
 _MAX_ROUTE_DEPTH = 8

@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO))
 from agentmailbox import cli as cli_mod  # noqa: E402
 from agentmailbox import errors  # noqa: E402
 from agentmailbox.cli import _base as codes_mod  # noqa: E402
+from agentmailbox.cli import shapes  # noqa: E402
 
 OUT = REPO / "docs" / "CLI.md"
 WIDTH = 80
@@ -31,9 +32,9 @@ WIDTH = 80
 # The sections of the page, in order; a command not named here lands in "Other commands".
 SECTIONS: list[tuple[str, str, list[str]]] = [
     ("Core bus", "Agents, mail, where it is, the shared workspace, health.", [
-        "init", "agent", "agent add", "agent show", "agent edit", "agents", "send", "inbox",
-        "read", "done", "release", "status", "ws", "ws put", "ws get", "ws ls", "ws lock",
-        "doctor"]),
+        "init", "agent", "agent add", "agent show", "agent edit", "agents", "whoami", "send",
+        "inbox", "read", "peek", "next", "done", "release", "reply", "status", "ws", "ws put",
+        "ws get", "ws ls", "ws lock", "doctor"]),
     ("Live", "Waking on mail, presence, the journal, routing and dead letters.", [
         "watch", "heartbeat", "tail", "supervise", "dead", "dead ls", "dead show",
         "dead retry", "dead purge"]),
@@ -94,13 +95,24 @@ def render() -> str:
         "nearest",
         "`.mailbox/` above the current directory. The on-disk format behind each command is "
         "in",
-        "[PROTOCOL.md](PROTOCOL.md).",
+        "[PROTOCOL.md](PROTOCOL.md). `--root`, `--json` and `--agent` are accepted before or "
+        "after the command.",
+        "",
+        "**Identity.** Every command that names the acting agent (an `AGENT` argument, "
+        "`send --from`,",
+        "`ws put --as`, `thread done --as`) may leave it out.", codes_mod.IDENTITY,
+        "Set `export MAILBOX_AGENT=bob` once and `mailbox next`, `mailbox done ID`, "
+        "`mailbox reply ID`",
+        "act as bob. A command that needs one and is given none exits 4 with a hint. "
+        "(`status --from`",
+        "and `tail AGENT...` are filters, not the acting agent: they stay as given.)",
         "",
     ]
     placed = [name for _, _, names in SECTIONS for name in names]
     other = [name for name in found if name not in placed]
     sections = [*SECTIONS, *([("Other commands", "", other)] if other else [])]
-    out += ["Contents: [exit codes](#exit-codes) · [mailbox](#mailbox)"]
+    out += ["Contents: [exit codes](#exit-codes) · [JSON output](#json-output) · "
+            "[mailbox](#mailbox)"]
     for title, _, names in sections:
         links = " · ".join(f"[{n}](#{_anchor('mailbox ' + n)})" for n in names if n in found)
         out += [f"- {title}: {links}"]
@@ -111,6 +123,7 @@ def render() -> str:
             "\"exit_code\"}` on stderr instead. An error's",
             "code is its class's (`\"error\"` names the class; one without a code of its own "
             "has its", "parent's, as the tree in `agentmailbox/errors.py` shows).", ""]
+    out += json_section()
     out += ["## mailbox", "", "```text", help_text(top), "```", ""]
     for title, blurb, names in sections:
         out += [f"## {title}", ""] + ([blurb, ""] if blurb else [])
@@ -118,6 +131,37 @@ def render() -> str:
             if name in found:
                 out += [f"### mailbox {name}", "", "```text", help_text(found[name]), "```", ""]
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def json_section() -> list[str]:
+    """The JSON contract, and each command's shape (agentmailbox/cli/shapes.py, which
+    tests/test_json_contract.py checks every command against)."""
+    out = ["## JSON output", "",
+           "With `--json` (before or after the command), a command that returns one result "
+           "prints one",
+           "JSON document on one line (compact); a command that streams (`watch`, `tail`) "
+           "prints one",
+           "document per line (JSON lines). Errors, usage errors included, are one object on "
+           "stderr",
+           "(above). Objects may gain keys in later releases; the keys shown are always there. "
+           "Notation:",
+           "`{\"key\": type}`, `[item]`, `a | b`, `<name>` for a shape below. The same "
+           "shapes as JSON Schema",
+           "are `agentmailbox.cli.shapes.SHAPES`.", "",
+           "| shape | is |", "|---|---|"]
+    out += [f"| `<{name}>` | `{_cell(shapes.describe(schema, named=False))}` |"
+            for name, schema in shapes.NAMED.items()]
+    out += ["", "| command | prints | shape |", "|---|---|---|"]
+    for name, shape in sorted(shapes.SHAPES.items()):
+        note = f" ({shape.note})" if shape.note else ""
+        prints = "JSON lines" if shape.stream else "one document"
+        out += [f"| `{name}` | {prints} | `{_cell(shapes.describe(shape.schema))}`{note} |"]
+    return [*out, ""]
+
+
+def _cell(text: str) -> str:
+    """``text`` fit for a table cell: a bar would end the cell."""
+    return text.replace("|", "\\|")
 
 
 def _anchor(title: str) -> str:

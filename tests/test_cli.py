@@ -16,6 +16,7 @@ import pytest
 
 from agentmailbox import Mailbox, State
 from agentmailbox.cli import (
+    EXIT_COMMAND_FAILED,
     EXIT_CONFLICT,
     EXIT_EMPTY,
     EXIT_INVALID,
@@ -78,15 +79,23 @@ def test_init_creates_a_root_that_later_commands_find(cli: Cli, tmp_path: Path,
     """`mailbox init PATH` creates PATH/.mailbox; `--root PATH` then opens it."""
     project = tmp_path / "project"
     result = cli("init", str(project), "--json")
-    assert {"root": str(project / ".mailbox")} == result.json()
+    assert {"root": str(project / ".mailbox"), "created": True} == result.json()
     monkeypatch.delenv("MAILBOX_ROOT")
     assert EXIT_OK == cli("--root", str(project), "agent", "add", "carol").code
     assert ["carol"] == [a["name"] for a in cli("--root", str(project), "agents", "--json").json()]
 
 
 def test_init_over_an_existing_root_is_a_conflict(cli: Cli, mb: Mailbox) -> None:
-    """A second init of the same place exits 6 and changes nothing."""
-    assert EXIT_CONFLICT == cli("init", str(mb.path.parent)).code
+    """A second init of the same place exits 6, changes nothing, and names --exist-ok."""
+    result = cli("init", str(mb.path.parent))
+    assert EXIT_CONFLICT == result.code and "--exist-ok" in result.err
+
+
+def test_init_exist_ok_over_an_existing_root_succeeds(cli: Cli, mb: Mailbox) -> None:
+    """init --exist-ok of an existing root exits 0 and leaves its agents in place."""
+    assert {"root": str(mb.path), "created": False} == cli(
+        "init", str(mb.path.parent), "--exist-ok", "--json").json()
+    assert ["alice", "bob"] == mb.registry.list_names()
 
 
 def test_agent_add_registers_with_role_and_agents_lists_counts(cli: Cli, mb: Mailbox) -> None:
@@ -123,10 +132,17 @@ def test_send_reads_the_body_from_a_file(cli: Cli, mb: Mailbox, tmp_path: Path) 
     assert "# plan\n" == mb.inbox("bob").get(result.out.strip()).body
 
 
-def test_send_reads_the_body_from_stdin(cli: Cli, mb: Mailbox) -> None:
-    """Without --body or --body-file the body is stdin."""
-    result = cli("send", "--from", "alice", "--to", "bob", stdin="from a pipe\n")
+def test_send_reads_the_body_from_stdin_when_asked_with_a_dash(cli: Cli, mb: Mailbox) -> None:
+    """--body - reads the body from stdin."""
+    result = cli("send", "--from", "alice", "--to", "bob", "--body", "-", stdin="from a pipe\n")
     assert "from a pipe\n" == mb.inbox("bob").get(result.out.strip()).body
+
+
+def test_send_without_a_body_sends_an_empty_one_and_leaves_stdin_unread(cli: Cli,
+                                                                        mb: Mailbox) -> None:
+    """Without --body or --body-file the body is empty: an open pipe is never waited on."""
+    result = cli("send", "--from", "alice", "--to", "bob", stdin="not for the body\n")
+    assert "" == mb.inbox("bob").get(result.out.strip()).body
 
 
 def test_send_json_body_stores_a_structured_value(cli: Cli, mb: Mailbox) -> None:
@@ -346,9 +362,33 @@ def test_ws_lock_is_free_again_after_the_command(cli: Cli) -> None:
     assert EXIT_OK == cli("ws", "lock", "plan.md", "--timeout", "0", "--", "true").code
 
 
-def test_ws_lock_exits_with_the_commands_exit_code(cli: Cli) -> None:
-    """The command's own exit code comes back, so scripts can chain on it."""
-    assert 42 == cli("ws", "lock", "plan.md", "--", "sh", "-c", "exit 42").code
+def test_ws_lock_of_a_failing_command_exits_11_whatever_its_status(cli: Cli) -> None:
+    """A command that fails under the lock is exit 11, never one of mailbox's own codes."""
+    result = cli("ws", "lock", "plan.md", "--", "sh", "-c", "exit 6")
+    assert EXIT_COMMAND_FAILED == result.code and "status 6" in result.err
+
+
+def test_ws_lock_pass_status_exits_with_the_commands_exit_code(cli: Cli) -> None:
+    """With --pass-status the command's own exit code comes back, so scripts can chain on it."""
+    assert 42 == cli("ws", "lock", "plan.md", "--pass-status", "--", "sh", "-c", "exit 42").code
+
+
+def test_ws_lock_json_reports_the_commands_exit_status(cli: Cli) -> None:
+    """ws lock --json prints the command's exit status as one JSON object."""
+    result = cli("ws", "lock", "plan.md", "--json", "--", "sh", "-c", "exit 3")
+    assert (EXIT_COMMAND_FAILED, 3) == (result.code, result.json()["exit_status"])
+
+
+def test_ws_get_json_round_trips_binary_content(cli: Cli, mb: Mailbox) -> None:
+    """ws get --json gives the exact bytes in base64, and text only when it is UTF-8."""
+    import base64
+
+    data = bytes(range(256))
+    mb.workspace.put("blob.bin", data)
+    mb.workspace.put("plan.md", "café\n".encode())
+    got = cli("ws", "get", "blob.bin", "--json").json()
+    assert (data, None) == (base64.b64decode(got["base64"]), got["text"])
+    assert "café\n" == cli("ws", "get", "plan.md", "--json").json()["text"]
 
 
 # -- doctor -------------------------------------------------------------------------------------
@@ -404,7 +444,7 @@ def test_invalid_name_exits_5_with_a_hint(cli: Cli) -> None:
 
 def test_too_large_message_exits_7_with_a_hint(cli: Cli, mb: Mailbox) -> None:
     """A body over max_message_bytes is refused, and the hint points to the workspace."""
-    result = cli("send", "--from", "alice", "--to", "bob", stdin="x" * (1 << 20))
+    result = cli("send", "--from", "alice", "--to", "bob", "--body", "-", stdin="x" * (1 << 20))
     assert EXIT_TOO_LARGE == result.code
     assert result.err.startswith("mailbox: message is ")
     assert "hint: put large content in the shared workspace" in result.err
@@ -458,11 +498,11 @@ def test_every_printing_command_accepts_json(command: str, cli: Cli, mb: Mailbox
 
 
 def test_every_command_but_ws_lock_declares_json() -> None:
-    """New commands keep the contract: all print JSON on request (ws lock prints nothing)."""
+    """New commands keep the contract: every command prints JSON on request."""
     without = [path for path, cmd in every_command()
                if not isinstance(cmd, click.Group) and not any(
                    p.name == "as_json" for p in cmd.params)]
-    assert ["ws lock"] == without
+    assert [] == without
 
 
 def every_command() -> list[tuple[str, click.Command]]:
@@ -505,7 +545,7 @@ def loaded_modules(*argv: str, root: Path) -> set[str]:
 
 HEAVY = {"watchdog", "structlog", "portalocker", "asyncio", "ctypes", "logging",
          "agentmailbox.supervisor", "agentmailbox.handoff", "agentmailbox.boot",
-         "agentmailbox.agent", "agentmailbox.watch"}
+         "agentmailbox.agent", "agentmailbox.watch", "agentmailbox.routing"}
 """What the quick commands must not load: each costs a good part of the 2x-the-interpreter
 budget (docs/PERFORMANCE.md, "Startup"), and none is needed to list, read or send mail."""
 
@@ -513,7 +553,7 @@ budget (docs/PERFORMANCE.md, "Startup"), and none is needed to list, read or sen
 @pytest.mark.parametrize("argv", [
     ("--help",), ("inbox", "bob"), ("read", "bob", "--peek"),
     ("send", "--from", "alice", "--to", "bob", "--body", "hi"), ("heartbeat", "bob"),
-    ("dead", "ls"),
+    ("dead", "ls"), ("peek", "bob"), ("whoami", "--agent", "bob"),
 ], ids=" ".join)
 def test_the_quick_commands_import_no_daemon_or_continuity_module(argv: tuple[str, ...],
                                                                   mb: Mailbox) -> None:

@@ -125,7 +125,7 @@ def resolve(line: str) -> tuple[click.Command, list[str]]:
     return cmd, used
 
 
-README_LINES = command_lines(REPO / "README.md")
+README_LINES = command_lines(REPO / "README.md") + command_lines(REPO / "docs" / "AGENTS.md")
 
 
 def test_the_readme_shows_commands() -> None:
@@ -134,10 +134,49 @@ def test_the_readme_shows_commands() -> None:
 
 @pytest.mark.parametrize("line", README_LINES)
 def test_readme_command_exists_with_those_options(line: str) -> None:
-    """Each command line of README.md names a command (not a group) and only its options."""
+    """Each command line of README.md and docs/AGENTS.md names a command (not a group) and
+    only its options."""
     cmd, used = resolve(line)
     assert not isinstance(cmd, click.Group), f"{line!r} names no command of {cmd.name}"
     known = {opt for p in cmd.params if isinstance(p, click.Option) for opt in p.opts}
     known |= {"-h", "--help"}
     unknown = [u for u in used if u not in known]
     assert not unknown, f"{line!r}: mailbox {cmd.name} has no option {unknown}"
+
+
+def test_the_agents_guide_stays_short() -> None:
+    """docs/AGENTS.md is read by agents whose context is precious: under 120 lines."""
+    assert len((REPO / "docs" / "AGENTS.md").read_text().splitlines()) < 120
+
+
+# -- docs/ARCHITECTURE.md and the import-linter layers ----------------------------------------
+
+def _package_units() -> set[str]:
+    """The package's modules and subpackages, as the layers name them (``cli``, ``fs``...)."""
+    package = REPO / "agentmailbox"
+    units = {p.stem for p in package.glob("*.py") if p.stem not in ("__init__", "__main__")}
+    return units | {p.parent.name for p in package.glob("*/__init__.py")}
+
+
+def _contract_layers() -> list[str]:
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (layers,) = [c["layers"] for c in config["contracts"] if c["type"] == "layers"]
+    return [name.strip() for layer in layers for name in re.split(r"[|:]", layer)]
+
+
+def test_every_module_has_a_layer_in_the_import_contract() -> None:
+    """A new module must be placed in the layers lint-imports checks, so no import can point
+    up unseen; the contract names no module that is gone."""
+    assert sorted(_package_units()) == sorted(_contract_layers())
+
+
+def test_architecture_picture_names_every_module() -> None:
+    """docs/ARCHITECTURE.md's picture shows every module and subpackage, so a newcomer finds
+    any behaviour from the tree."""
+    text = (REPO / "docs" / "ARCHITECTURE.md").read_text()
+    picture = BLOCK.search(text)
+    assert picture is not None
+    words = set(re.findall(r"[a-z_]+", picture.group(1)))
+    assert [] == sorted(_package_units() - words)

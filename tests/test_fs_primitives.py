@@ -20,3 +20,16 @@ def test_only_fs_creates_files_exclusively_or_reads_lines_of_a_log() -> None:
     found = {str(p.relative_to(package)) for p in package.rglob("*.py")
              if _COPIES.search(p.read_text())}
     assert {"fs.py"} == found
+
+
+_STATE_CHANGES = re.compile(
+    r"\bos\.(?:link|rename|replace|unlink|remove|fsync|fdatasync|symlink)\(")
+
+
+def test_only_fs_links_renames_unlinks_or_syncs() -> None:
+    """Every link, rename, unlink and fsync goes through fs.Disk, where the guard against
+    links and foreign files below the root lives: no module calls the os functions itself."""
+    package = Path(agentmailbox.__file__).parent
+    found = {str(p.relative_to(package)) for p in package.rglob("*.py")
+             if _STATE_CHANGES.search(p.read_text())}
+    assert {"fs.py"} == found

@@ -20,6 +20,7 @@ import click
 
 from ..errors import MailboxError
 from ._base import (
+    EXIT_COMMAND_FAILED,
     EXIT_CONFLICT,
     EXIT_DISK_FULL,
     EXIT_EMPTY,
@@ -32,13 +33,16 @@ from ._base import (
     EXIT_TOO_LARGE,
     EXIT_UNHEALTHY,
     EXIT_USAGE,
+    IDENTITY,
     Ctx,
     report,
+    report_usage,
     show_warning,
 )
 
 __all__ = [
     "COMMANDS",
+    "EXIT_COMMAND_FAILED",
     "EXIT_CONFLICT",
     "EXIT_DISK_FULL",
     "EXIT_EMPTY",
@@ -62,15 +66,19 @@ __doc__ = (__doc__ or "") + "\n".join(
 
 EPILOG = """\b
 Examples:
-  mailbox init
+  mailbox init --exist-ok
   mailbox agent add alice --role planner
   mailbox agent add bob --role coder
   mailbox send --from alice --to bob --subject "plan v1" --body "..."
-  mailbox inbox bob
-  mailbox read bob --json
-  mailbox done bob ID
+  export MAILBOX_AGENT=bob
+  mailbox whoami
+  mailbox next --timeout 30
+  mailbox reply ID --body "on it" --done
   mailbox status ID --from alice
-"""
+
+\b
+Identity: """ + IDENTITY + """
+--root, --json and --agent go before or after the command."""
 
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -80,6 +88,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inbox": ("mail:inbox", "List unread mail of AGENT, oldest first."),
     "read": ("mail:read",
              "Claim the oldest unread message of AGENT and print it (exit 3 if none)."),
+    "peek": ("mail:peek", "Show the oldest unread message of AGENT without claiming it "
+             "(read --peek)."),
+    "next": ("mail:next_", "Wait for the oldest unread message of AGENT, claim it and print it "
+             "(exit 3 at the timeout)."),
+    "reply": ("mail:reply", "Reply to message ID: to its sender, in its thread, subject "
+              "\"re: ...\"."),
+    "whoami": ("agents:whoami", "Show the acting agent: name, role, root, epoch."),
     "done": ("mail:done", "Mark claimed messages of AGENT done (their DONE markers)."),
     "release": ("mail:release", "Give claimed messages of AGENT back to its unread mail."),
     "status": ("mail:status", "Per recipient: delivered, read (when, by which instance) or done."),
@@ -147,11 +162,14 @@ class LazyGroup(click.Group):
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--root", envvar="MAILBOX_ROOT", metavar="PATH",
               help="The mailbox root (default: $MAILBOX_ROOT, else the nearest .mailbox/ above).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (as after the command).")
+@click.option("--agent", metavar="NAME", default=None,
+              help="The acting agent (as after the command; default: $MAILBOX_AGENT).")
 @click.version_option(package_name="agentmailbox")
 @click.pass_context
-def cli(ctx: click.Context, root: str | None) -> None:
+def cli(ctx: click.Context, root: str | None, as_json: bool, agent: str | None) -> None:
     """A message bus made of directories and files, for agents that restart."""
-    ctx.obj = Ctx(root)
+    ctx.obj = Ctx(root, as_json, agent)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -168,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except click.ClickException as exc:
-        exc.show()
+        report_usage(exc, args)
         return EXIT_USAGE
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR

@@ -17,7 +17,7 @@ import orjson
 
 from .. import render
 from ..dead import DeadLetter
-from ..errors import InvalidInput
+from ..errors import AlreadyExists, InvalidInput
 from ..mailbox import Mailbox
 from ._base import EXIT_INTERRUPTED, EXIT_UNHEALTHY, Ctx, emit, json_option, pass_ctx
 
@@ -31,11 +31,20 @@ if TYPE_CHECKING:
               show_default=True, help="When data reaches the disk before a send returns.")
 @click.option("--mode", type=click.Choice(["private", "group"]), default="private",
               show_default=True, help="private: 0700/0600; group: setgid dirs, 0660 files.")
+@click.option("--exist-ok", is_flag=True,
+              help="A root already there is fine: use it as it is (its settings unchanged).")
 @json_option
-def init(path: str, fsync: str, mode: str, as_json: bool) -> None:
+def init(path: str, fsync: str, mode: str, exist_ok: bool, as_json: bool) -> None:
     """Create a mailbox root (PATH/.mailbox)."""
-    mb = Mailbox.init(path, fsync=fsync, mode=mode)
-    emit({"root": str(mb.path)}, as_json, f"created {mb.path}")
+    try:
+        mb, created = Mailbox.init(path, fsync=fsync, mode=mode), True
+    except AlreadyExists as exc:
+        if not exist_ok:
+            raise AlreadyExists(str(exc), hint="use it, pick another path, or pass --exist-ok "
+                                "to accept a root already there") from exc
+        mb, created = Mailbox.init(path, exist_ok=True), False
+    emit({"root": str(mb.path), "created": created}, as_json,
+         f"{'created' if created else 'already there:'} {mb.path}")
 
 
 # -- health ------------------------------------------------------------------------------------

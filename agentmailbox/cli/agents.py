@@ -1,4 +1,4 @@
-"""Agent commands: agent add, show, edit, and the agents table."""
+"""Agent commands: agent add, show, edit, the agents table, and whoami."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ..inbox import State
 from ..mailbox import Mailbox
 from ..message import iso, stamp_of
 from ..presence import Presence
-from ._base import Ctx, emit, fail, json_option, pass_ctx
+from ._base import IDENTITY, Ctx, acting, agent_option, emit, fail, json_option, pass_ctx
 
 
 @click.group()
@@ -114,3 +114,19 @@ def agent_edit(c: Ctx, name: str, role: str | None, topics: tuple[str, ...],
         fail(InvalidInput("nothing to change", hint="give --role, --topic, --group, ..."))
     info = c.mb.registry.edit(name, **changes)
     emit(info.to_dict(), as_json, f"edited {name}")
+
+
+@click.command(epilog=IDENTITY)
+@agent_option
+@json_option
+@pass_ctx
+def whoami(c: Ctx, agent: str | None, as_json: bool) -> None:
+    """Show the acting agent: name, role, root, epoch.
+
+    Exit 4, with a hint, when no agent is named or the one named is not registered.
+    """
+    info = c.mb.registry.get(acting(agent))
+    emit({"name": info.name, "role": info.role, "root": str(c.mb.path),
+          "epoch": c.mb.epoch(info.name)}, as_json,
+         lambda d: "\n".join(f"{k + ':':<6}{render.line(str(v) if v is not None else '-')}"
+                             for k, v in d.items()))

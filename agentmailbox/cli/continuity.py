@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from typing import Any
 
 import click
 import orjson
 
 from .. import render
-from ..boot import MIN_BUDGET
+from ..boot import MIN_BUDGET, epoch_text
 from ..errors import InvalidInput, MessageNotFound, MessageTooLarge, NotFound
 from ..handoff import SECTIONS, Handoff, Waiting, parse_markdown
-from ._base import Ctx, emit, fail, json_option, pass_ctx
+from ._base import (
+    IDENTITY,
+    Ctx,
+    acting,
+    acting_or_none,
+    agent_option,
+    emit,
+    fail,
+    json_option,
+    pass_ctx,
+)
+
+AGENT_ARG = click.argument("agent_name", metavar="[AGENT]", required=False)
+"""The acting agent as an optional first argument (see IDENTITY)."""
 
 # -- handoff -----------------------------------------------------------------------------------
 
 
-@click.command()
-@click.argument("agent_name", metavar="AGENT")
+@click.command(epilog=IDENTITY)
+@AGENT_ARG
 @click.option("--in-progress", multiple=True, help="What was in progress (repeatable).")
 @click.option("--decided", multiple=True, help="What was decided, and why (repeatable).")
 @click.option("--next", "next_", multiple=True, help="What needs attention next (repeatable).")
@@ -32,13 +44,19 @@ from ._base import Ctx, emit, fail, json_option, pass_ctx
               help="A checkpoint while still working, not the final note at stop.")
 @click.option("--show", is_flag=True, help="Show the latest handoff instead of writing one.")
 @click.option("--history", is_flag=True, help="With --show: every handoff, oldest first.")
+@agent_option
 @json_option
 @pass_ctx
-def handoff(c: Ctx, agent_name: str, in_progress: tuple[str, ...], decided: tuple[str, ...],
-            next_: tuple[str, ...], can_wait: tuple[str, ...], waiting_on: tuple[str, ...],
-            source: Any, checkpoint: bool, show: bool, history: bool, as_json: bool) -> None:
-    """Write the handoff note for AGENT's next instance (or --show it)."""
-    who = c.mb.agent(agent_name)
+def handoff(c: Ctx, agent_name: str | None, in_progress: tuple[str, ...],
+            decided: tuple[str, ...], next_: tuple[str, ...], can_wait: tuple[str, ...],
+            waiting_on: tuple[str, ...], source: Any, checkpoint: bool, show: bool,
+            history: bool, agent: str | None, as_json: bool) -> None:
+    """Write the handoff note for AGENT's next instance (or --show it).
+
+    What `handoff --show --json` prints, `handoff --file` takes back (its id, time,
+    epoch and final flag are the stored note's own, and ignored).
+    """
+    who = c.mb.agent(acting(agent_name, agent))
     if show:
         notes = who.handoffs.history() if history else [h for h in [who.handoffs.latest()] if h]
         emit([h.to_dict() for h in notes] if history else (notes[0].to_dict() if notes else None),
@@ -61,7 +79,8 @@ def _show_handoff(note: Handoff) -> str:
         next=texts(note.next), can_wait=texts(note.can_wait),
         waiting_on=tuple(dataclasses.replace(w, note=render.line(w.note, None))
                          for w in note.waiting_on))
-    return (f"# handoff {render.line(note.id)} ({render.line(note.at)}, epoch {note.epoch})\n"
+    return (f"# handoff {render.line(note.id)} ({render.line(note.at)}, "
+            f"{epoch_text(note.epoch)})\n"
             + shown.to_markdown())
 
 
@@ -88,12 +107,23 @@ def _read_note(source: Any, limit: int) -> Handoff:
 # -- working state -----------------------------------------------------------------------------
 
 
-@click.group()
-@click.argument("agent_name", metavar="AGENT")
+class _AgentFirstGroup(click.Group):
+    """A group whose first argument, AGENT, may be left out: a first word that names one
+    of its commands is the command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] in self.commands:
+            args = ["", *args]  # AGENT left out: the acting agent comes from --agent or env
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_AgentFirstGroup, epilog=IDENTITY)
+@AGENT_ARG
+@agent_option
 @click.pass_context
-def state(ctx: click.Context, agent_name: str) -> None:
+def state(ctx: click.Context, agent_name: str | None, agent: str | None) -> None:
     """AGENT's working state: set, get, unset keys (volatile; replaced, never appended)."""
-    ctx.meta["agent_name"] = agent_name
+    ctx.meta["agent_name"] = acting(agent_name, agent)
 
 
 def _state_of(ctx: click.Context) -> Any:
@@ -150,30 +180,36 @@ def state_unset(ctx: click.Context, key: str, as_json: bool) -> None:
 # -- event memory ------------------------------------------------------------------------------
 
 
-@click.command()
-@click.argument("agent_name", metavar="AGENT")
-@click.argument("text")
+@click.command(epilog=IDENTITY)
+@click.argument("words", nargs=-1, required=True, metavar="[AGENT] TEXT")
 @click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
+@agent_option
 @json_option
 @pass_ctx
-def remember(c: Ctx, agent_name: str, text: str, tags: tuple[str, ...], as_json: bool) -> None:
+def remember(c: Ctx, words: tuple[str, ...], tags: tuple[str, ...], agent: str | None,
+             as_json: bool) -> None:
     """Append TEXT to AGENT's event memory (append-only)."""
-    event = c.mb.agent(agent_name).remember(text, tags=tags)
+    if len(words) > 2:
+        raise click.UsageError("give one TEXT (quote it), after the AGENT if any")
+    named, text = (None, words[0]) if len(words) == 1 else words
+    event = c.mb.agent(acting(named, agent)).remember(text, tags=tags)
     emit(event.to_dict(), as_json, None)
 
 
-@click.command()
-@click.argument("agent_name", metavar="AGENT")
+@click.command(epilog=IDENTITY)
+@AGENT_ARG
 @click.option("--tag", default=None, help="Only events with this tag.")
 @click.option("--since", default=None, help="Only events on or after this date (YYYY-MM-DD).")
 @click.option("--grep", default=None, help="Only events containing this word.")
 @click.option("--kind", default=None, help="Only events of this kind (note, boot, handoff).")
+@agent_option
 @json_option
 @pass_ctx
-def memory(c: Ctx, agent_name: str, tag: str | None, since: str | None, grep: str | None,
-           kind: str | None, as_json: bool) -> None:
+def memory(c: Ctx, agent_name: str | None, tag: str | None, since: str | None,
+           grep: str | None, kind: str | None, agent: str | None, as_json: bool) -> None:
     """Print AGENT's event memory, oldest first."""
-    events = c.mb.agent(agent_name).memory.events(tag=tag, since=since, grep=grep, kind=kind)
+    who = c.mb.agent(acting(agent_name, agent))
+    events = who.memory.events(tag=tag, since=since, grep=grep, kind=kind)
     emit([e.to_dict() for e in events], as_json, lambda rows: "\n".join(
         f"{render.line(r['at'])}  {render.line(r['kind'], 40):<8} {render.line(r['text'], None)}"
         + (f"  #{render.line(' #'.join(r['tags']))}" if r['tags'] else "")
@@ -183,19 +219,21 @@ def memory(c: Ctx, agent_name: str, tag: str | None, since: str | None, grep: st
 # -- boot --------------------------------------------------------------------------------------
 
 
-@click.command()
-@click.argument("agent_name", metavar="AGENT")
+@click.command(epilog=IDENTITY)
+@AGENT_ARG
 @click.option("--budget", type=click.IntRange(MIN_BUDGET), default=4000, show_default=True,
               help=f"Characters of printed brief at most (from {MIN_BUDGET}): it stops early and "
                    "says what it left out. --json lists the same items, not capped.")
 @click.option("--dry-run", is_flag=True, help="Do not start a new instance epoch.")
+@agent_option
 @json_option
 @pass_ctx
-def boot(c: Ctx, agent_name: str, budget: int, dry_run: bool, as_json: bool) -> None:
+def boot(c: Ctx, agent_name: str | None, budget: int, dry_run: bool, agent: str | None,
+         as_json: bool) -> None:
     """Start a new instance of AGENT and print its boot brief, most important first."""
-    brief = c.mb.agent(agent_name).boot(budget=budget, start_epoch=not dry_run)
+    brief = c.mb.agent(acting(agent_name, agent)).boot(budget=budget, start_epoch=not dry_run)
     if as_json:
-        sys.stdout.buffer.write(brief.to_json() + b"\n")
+        emit(brief.to_dict(), True)
     else:
         click.echo(brief.to_text(), nl=False)
 
@@ -210,13 +248,16 @@ def thread() -> None:
 
 @thread.command("done")
 @click.argument("thread_id", metavar="THREAD")
-@click.option("--as", "by", default=None, help="The agent closing it.")
+@click.option("--as", "by", default=None,
+              help="The agent closing it (default: --agent, $MAILBOX_AGENT; else nobody).")
 @click.option("--note", default="", help="Why it is done.")
+@agent_option
 @json_option
 @pass_ctx
-def thread_done(c: Ctx, thread_id: str, by: str | None, note: str, as_json: bool) -> None:
+def thread_done(c: Ctx, thread_id: str, by: str | None, note: str, agent: str | None,
+                as_json: bool) -> None:
     """Mark THREAD done (idempotent: the first marker stays)."""
-    marker, created = c.mb.threads.mark_done(thread_id, by, note)
+    marker, created = c.mb.threads.mark_done(thread_id, acting_or_none(by, agent), note)
     emit({**marker.to_dict(), "created": created}, as_json,
          f"thread {render.line(thread_id)} done" if created else
          f"thread {render.line(thread_id)} was already done "

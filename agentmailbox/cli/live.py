@@ -21,7 +21,17 @@ from .. import render
 from ..journal import Journal
 from ..message import Message
 from ..presence import Mode, Presence
-from ._base import Ctx, emit, json_option, message_line, msg_json, pass_ctx
+from ._base import (
+    IDENTITY,
+    Ctx,
+    acting,
+    agent_option,
+    emit,
+    json_option,
+    message_line,
+    msg_json,
+    pass_ctx,
+)
 
 TAIL_POLL_SECONDS = 0.2
 """How often ``tail -f`` looks for new journal lines."""
@@ -39,11 +49,11 @@ MAILBOX_ID, MAILBOX_PATH (the claimed file), MAILBOX_AGENT, MAILBOX_ROOT set.
 Exit 0 marks the message done; any other exit releases it for another try.
 SIGTERM stops the watch cleanly (running commands get SIGTERM and are settled
 by their exit code) with exit 0; Ctrl-C does the same with exit 130.
-"""
+""" + IDENTITY
 
 
 @click.command(epilog=WATCH_EPILOG)
-@click.argument("agent_name", metavar="AGENT")
+@click.argument("agent_name", metavar="[AGENT]", required=False)
 @click.option("--claim", is_flag=True, help="Claim each message as it is printed "
               "(you mark it done: mailbox done AGENT ID).")
 @click.option("--exec", "command", default=None, metavar="CMD",
@@ -53,16 +63,20 @@ by their exit code) with exit 0; Ctrl-C does the same with exit 130.
 @click.option("--once", is_flag=True, help="Handle what is there now, then exit.")
 @click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Exit 0 after this many seconds without new mail.")
+@agent_option
 @json_option
 @pass_ctx
-def watch(c: Ctx, agent_name: str, claim: bool, command: str | None, max_inflight: int,
-          once: bool, timeout: float | None, as_json: bool) -> None:
-    """Print AGENT's new mail as it arrives, or run a command for each message."""
+def watch(c: Ctx, agent_name: str | None, claim: bool, command: str | None, max_inflight: int,
+          once: bool, timeout: float | None, agent: str | None, as_json: bool) -> None:
+    """Print AGENT's new mail as it arrives, or run a command for each message.
+
+    --json prints one JSON line per message (a stream, not one document).
+    """
     from ..logs import daemon_logging
     from ..runner import CommandRunner
     from ..watch import arrivals
 
-    box = c.mb.inbox(agent_name)
+    box = c.mb.inbox(acting(agent_name, agent))
     with daemon_logging(), _stop_on_sigterm() as stop:
         if command is not None:
             CommandRunner(box, c.mb.root, command, max_inflight=max_inflight).run(
@@ -94,16 +108,19 @@ def _print_messages(msgs: Iterable[Message], as_json: bool) -> None:
 
 # -- presence --------------------------------------------------------------------------------------
 
-@click.command()
-@click.argument("agent_name", metavar="AGENT")
+@click.command(epilog=IDENTITY)
+@click.argument("agent_name", metavar="[AGENT]", required=False)
 @click.option("--capacity", type=click.FloatRange(0.0, 1.0), default=None,
               help="Spare capacity, 0.0 (full) to 1.0 (idle).")
 @click.option("--mode", type=click.Choice([str(m) for m in Mode]), default=str(Mode.NORMAL),
               show_default=True, help="maintenance: alive, but takes no new distributed work.")
+@agent_option
 @json_option
 @pass_ctx
-def heartbeat(c: Ctx, agent_name: str, capacity: float | None, mode: str, as_json: bool) -> None:
+def heartbeat(c: Ctx, agent_name: str | None, capacity: float | None, mode: str,
+              agent: str | None, as_json: bool) -> None:
     """Record that AGENT is alive now (run it from the agent's loop or a cron job)."""
+    agent_name = acting(agent_name, agent)
     c.mb.registry.require(agent_name)
     beat = Presence(c.mb.root).beat(agent_name, capacity=capacity, mode=mode,
                                     epoch=c.mb.epoch(agent_name))
@@ -125,6 +142,7 @@ def tail(c: Ctx, agents: tuple[str, ...], follow: bool, count: int, as_json: boo
     """Print the bus journal (send, claim, done, release, dead, ws.put...) in time order.
 
     With AGENT names, only events involving them (as agent, sender or recipient).
+    --json prints one JSON line per event (a stream, not one document).
     """
     for name in agents:
         c.mb.registry.require(name)

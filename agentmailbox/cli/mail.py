@@ -1,4 +1,8 @@
-"""Mail commands: send, inbox, read, done, release, status."""
+"""Mail commands: send, inbox, read, peek, next, done, release, status, reply.
+
+Each command that names the acting agent takes it from its AGENT argument (or ``--from``),
+else ``--agent``, else ``$MAILBOX_AGENT`` (:func:`._base.acting`).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,16 @@ import click
 import orjson
 
 from .. import render
-from ..errors import InvalidInput, MessageTooLarge
-from ..inbox import State
-from ..routing import is_routed
+from ..addresses import is_routed
+from ..errors import Conflict, InvalidInput, MessageNotFound, MessageTooLarge
+from ..inbox import Inbox, State
+from ..message import Message, iso
 from ._base import (
     EXIT_EMPTY,
+    IDENTITY,
     Ctx,
+    acting,
+    agent_option,
     emit,
     fail,
     json_option,
@@ -22,15 +30,23 @@ from ._base import (
     msg_json,
     pass_ctx,
     show_message,
+    split_agent,
 )
 
+AGENT_ARG = click.argument("agent_name", metavar="[AGENT]", required=False)
+"""The acting agent as an optional first argument (see IDENTITY)."""
 
-@click.command()
-@click.option("--from", "sender", required=True, help="The sending agent.")
+BODY_HELP = "The body text; '-' reads it from stdin (without --body or --body-file: empty)."
+
+
+@click.command(epilog=IDENTITY)
+@click.option("--from", "sender", default=None,
+              help="The sending agent (the acting agent; default: --agent, $MAILBOX_AGENT).")
 @click.option("--to", "to", required=True, multiple=True, help="A recipient (repeatable).")
 @click.option("--subject", default="", help="One line.")
-@click.option("--body", default=None, help="The body text (else --body-file, else stdin).")
-@click.option("--body-file", type=click.File("rb"), default=None, help="Read the body from a file.")
+@click.option("--body", default=None, help=BODY_HELP)
+@click.option("--body-file", type=click.File("rb"), default=None,
+              help="Read the body from a file ('-' for stdin).")
 @click.option("--json-body", is_flag=True, help="Parse the body as JSON (an object, list...).")
 @click.option("--id", "key", default=None, help="Idempotency key: the same key stores one message.")
 @click.option("--receipt", is_flag=True, help="Ask for receipt messages when read and done.")
@@ -42,17 +58,20 @@ from ._base import (
 @click.option("--expires", default=None, help="RFC 3339 time or a duration: 90s, 15m, 2h, 1d.")
 @click.option("--pick", type=click.Choice(["one"]), default=None,
               help="Routed addresses reach exactly one live agent (the one with most capacity).")
+@agent_option
 @json_option
 @pass_ctx
-def send(c: Ctx, sender: str, to: tuple[str, ...], subject: str, body: str | None,
+def send(c: Ctx, sender: str | None, to: tuple[str, ...], subject: str, body: str | None,
          body_file: Any, json_body: bool, key: str | None, receipt: bool, priority: str,
          thread: str | None, reply_to: str | None, kind: str, expires: str | None,
-         pick: str | None, as_json: bool) -> None:
+         pick: str | None, agent: str | None, as_json: bool) -> None:
     """Send a message; prints its id.
 
     --to takes agent names, or routed addresses that the supervisor expands:
-    @ROLE, #TOPIC, +GROUP, or '*' (everyone but the sender).
+    @ROLE, #TOPIC, +GROUP, or '*' (everyone but the sender). Standard input is read
+    only when asked for: --body - or --body-file -.
     """
+    me = acting(sender, agent)
     recipients = [a.strip() for item in to for a in item.split(",") if a.strip()]
     text = _body_text(body, body_file, c.mb.config.max_message_bytes)
     value: Any = text
@@ -61,7 +80,7 @@ def send(c: Ctx, sender: str, to: tuple[str, ...], subject: str, body: str | Non
             value = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             fail(InvalidInput(f"--json-body: the body is not valid JSON: {exc}"))
-    msg = c.mb.send(sender, recipients, subject, value, kind=kind, thread=thread,
+    msg = c.mb.send(me, recipients, subject, value, kind=kind, thread=thread,
                     reply_to=reply_to, priority=priority, expires_at=expires, receipt=receipt,
                     key=key, pick=pick)
     emit({"id": msg.id, "to": list(msg.to), "thread": msg.thread}, as_json, msg.id)
@@ -77,10 +96,11 @@ def _no_supervisor(c: Ctx) -> bool:
 
 
 def _body_text(body: str | None, body_file: Any, limit: int) -> str:
-    if body is not None:
+    """The body: --body's text, else the --body-file's; stdin only for '-', so a command
+    run with an open pipe and no body never waits for its end."""
+    if body is not None and body != "-":
         return body
-    source = body_file if body_file is not None else (
-        None if sys.stdin.isatty() else sys.stdin.buffer)
+    source = sys.stdin.buffer if body == "-" else body_file
     # Never more than the limit and one byte: --body-file /dev/zero must not fill memory.
     raw = b"" if source is None else source.read(limit + 1)
     if len(raw) > limit:
@@ -92,15 +112,17 @@ def _body_text(body: str | None, body_file: Any, limit: int) -> str:
                           hint="send binary content through the workspace (mailbox ws put)"))
 
 
-@click.command()
-@click.argument("agent_name", metavar="AGENT")
+@click.command(epilog=IDENTITY)
+@AGENT_ARG
 @click.option("--claimed", is_flag=True, help="List claimed (read, not done) mail instead.")
 @click.option("--all", "all_", is_flag=True, help="List unread and claimed mail.")
+@agent_option
 @json_option
 @pass_ctx
-def inbox(c: Ctx, agent_name: str, claimed: bool, all_: bool, as_json: bool) -> None:
+def inbox(c: Ctx, agent_name: str | None, claimed: bool, all_: bool, agent: str | None,
+          as_json: bool) -> None:
     """List unread mail of AGENT, oldest first. Changes nothing."""
-    box = c.mb.inbox(agent_name)
+    box = c.mb.inbox(acting(agent_name, agent))
     states = [State.NEW, State.CLAIMED] if all_ else [State.CLAIMED if claimed else State.NEW]
     rows = [(s, m) for s in states for m in box.list(s)]
     problems = box.problems()
@@ -114,60 +136,159 @@ def inbox(c: Ctx, agent_name: str, claimed: bool, all_: bool, as_json: bool) -> 
                                 if problems else [])]) or "no unread mail")
 
 
-@click.command()
-@click.argument("agent_name", metavar="AGENT")
+# -- reading: read, peek, next ----------------------------------------------------------------
+
+READ_EPILOG = """\b
+A claimed message is yours until `mailbox done ID` (or `mailbox release ID`
+gives it back); one neither done nor renewed returns to the unread mail when
+its lease ends (the output says when: "claimed ... until").
+""" + IDENTITY
+
+
+@click.command(epilog=READ_EPILOG)
+@AGENT_ARG
 @click.option("--all", "all_", is_flag=True, help="Claim and print every unread message.")
 @click.option("--id", "msg_id", default=None, help="Claim this message (or show it, with --peek).")
-@click.option("--peek", is_flag=True, help="Show without claiming.")
+@click.option("--peek", is_flag=True, help="Show without claiming (as mailbox peek).")
+@agent_option
 @json_option
 @pass_ctx
-def read(c: Ctx, agent_name: str, all_: bool, msg_id: str | None, peek: bool,
-         as_json: bool) -> None:
+def read(c: Ctx, agent_name: str | None, all_: bool, msg_id: str | None, peek: bool,
+         agent: str | None, as_json: bool) -> None:
     """Claim the oldest unread message of AGENT and print it (exit 3 if none)."""
-    box = c.mb.inbox(agent_name)
+    box = c.mb.inbox(acting(agent_name, agent))
     if peek:
-        msgs = [box.get(msg_id)] if msg_id else box.list()[: None if all_ else 1]
-    elif all_:
+        _print_read(box, _peeked(box, msg_id, all_), all_, as_json, claimed=False)
+        return
+    if all_:
         msgs = list(iter(box.claim, None))
     else:
         one = box.claim(msg_id)
+        if one is None and msg_id is not None:
+            _not_unread(box, msg_id)
         msgs = [one] if one else []
+    _print_read(box, msgs, all_, as_json, claimed=True)
+
+
+@click.command(epilog=IDENTITY)
+@AGENT_ARG
+@click.option("--all", "all_", is_flag=True, help="Show every unread message.")
+@click.option("--id", "msg_id", default=None, help="Show this message, in whatever state.")
+@agent_option
+@json_option
+@pass_ctx
+def peek(c: Ctx, agent_name: str | None, all_: bool, msg_id: str | None, agent: str | None,
+         as_json: bool) -> None:
+    """Show the oldest unread message of AGENT without claiming it (read --peek)."""
+    box = c.mb.inbox(acting(agent_name, agent))
+    _print_read(box, _peeked(box, msg_id, all_), all_, as_json, claimed=False)
+
+
+@click.command("next", epilog=READ_EPILOG)
+@AGENT_ARG
+@click.option("--timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              metavar="SECONDS", help="Give up (exit 3) after this long without mail; 0: no wait.")
+@agent_option
+@json_option
+@pass_ctx
+def next_(c: Ctx, agent_name: str | None, timeout: float, agent: str | None,
+          as_json: bool) -> None:
+    """Wait for the oldest unread message of AGENT, claim it and print it (exit 3 at the timeout).
+
+    It sleeps on the inbox watcher (woken by the delivery, not polling) and claims
+    the message that is oldest when it wakes.
+    """
+    box = c.mb.inbox(acting(agent_name, agent))
+    msg = box.claim_next(timeout)
+    _print_read(box, [msg] if msg else [], False, as_json, claimed=True,
+                empty=f"no mail for {box.agent} within {timeout:g}s")
+
+
+def _peeked(box: Inbox, msg_id: str | None, all_: bool) -> list[Message]:
+    return [box.get(msg_id)] if msg_id else box.list()[: None if all_ else 1]
+
+
+def _print_read(box: Inbox, msgs: list[Message], all_: bool, as_json: bool, *, claimed: bool,
+                empty: str = "") -> None:
+    """The messages read (one, or a list with --all), each claimed one with the end of
+    its lease; exit 3 if there are none."""
+    leases = {m.id: box.lease_end(m.id) if claimed else None for m in msgs}
     if as_json:
-        emit([msg_json(m) for m in msgs] if all_ else (msg_json(msgs[0]) if msgs else None), True)
-    else:
-        click.echo("\n\n".join(show_message(m) for m in msgs)) if msgs else None
+        rows = [{**msg_json(m), "claim": _claim(box, leases[m.id])} for m in msgs]
+        emit(rows if all_ else (rows[0] if rows else None), True)
+    elif msgs:
+        click.echo("\n\n".join(show_message(m, _lease_note(box, m, leases[m.id]))
+                                for m in msgs))
     if not msgs:
         if not as_json:
-            click.echo(f"no unread mail for {agent_name}", err=True)
+            click.echo(empty or f"no unread mail for {box.agent}", err=True)
         raise SystemExit(EXIT_EMPTY)
 
 
-@click.command()
-@click.argument("agent_name", metavar="AGENT")
-@click.argument("ids", nargs=-1, required=True)
+def _claim(box: Inbox, until: int | None) -> dict[str, str] | None:
+    return None if until is None else {"by": box.agent, "until": iso(until)}
+
+
+def _lease_note(box: Inbox, msg: Message, until: int | None) -> list[tuple[str, str]]:
+    """The ``claimed:`` header of a claimed message: until when, and how to finish it."""
+    if until is None:
+        return []
+    return [("claimed", f"by {box.agent} until {iso(until)}, then back to unread unless done"),
+            ("finish", f"mailbox done {msg.id}   (give back: mailbox release ID)")]
+
+
+def _not_unread(box: Inbox, msg_id: str) -> None:
+    """Why ``read --id`` could not claim ``msg_id``: claimed, done, or not here."""
+    state = box.state_of(msg_id)
+    if state is State.CLAIMED:
+        until = box.lease_end(msg_id)
+        fail(Conflict(f"{msg_id} is claimed already, by an instance of {box.agent}"
+                      + (f", until {iso(until)}" if until else ""),
+                      hint=f"finish it: mailbox done {msg_id}; or give it back: "
+                           f"mailbox release {msg_id}"))
+    if state is State.DONE:
+        fail(Conflict(f"{msg_id} is done already", hint=f"see mailbox status {msg_id}"))
+    if state is State.ABSENT:
+        fail(MessageNotFound(msg_id, f"the inbox of {box.agent}"))
+
+
+# -- finishing: done, release ----------------------------------------------------------------
+
+
+@click.command(epilog=IDENTITY)
+@click.argument("args", nargs=-1, required=True, metavar="[AGENT] ID...")
+@agent_option
 @json_option
 @pass_ctx
-def done(c: Ctx, agent_name: str, ids: tuple[str, ...], as_json: bool) -> None:
+def done(c: Ctx, args: tuple[str, ...], agent: str | None, as_json: bool) -> None:
     """Mark claimed messages of AGENT done (their DONE markers)."""
-    box = c.mb.inbox(agent_name)
+    box, ids = _box_and_ids(c, args, agent)
     results = {i: box.done(i) for i in ids}
     emit([{"id": i, "done": True, "already": not r} for i, r in results.items()], as_json,
          lambda _: "\n".join(f"{i} {'done' if r else 'was already done'}"
                              for i, r in results.items()))
 
 
-@click.command()
-@click.argument("agent_name", metavar="AGENT")
-@click.argument("ids", nargs=-1, required=True)
+@click.command(epilog=IDENTITY)
+@click.argument("args", nargs=-1, required=True, metavar="[AGENT] ID...")
+@agent_option
 @json_option
 @pass_ctx
-def release(c: Ctx, agent_name: str, ids: tuple[str, ...], as_json: bool) -> None:
+def release(c: Ctx, args: tuple[str, ...], agent: str | None, as_json: bool) -> None:
     """Give claimed messages of AGENT back to its unread mail."""
-    box = c.mb.inbox(agent_name)
+    box, ids = _box_and_ids(c, args, agent)
     results = {i: box.release(i) for i in ids}
     emit([{"id": i, "released": r} for i, r in results.items()], as_json,
          lambda _: "\n".join(f"{i} {'released' if r else 'was not claimed'}"
                              for i, r in results.items()))
+
+
+def _box_and_ids(c: Ctx, args: tuple[str, ...], agent: str | None) -> tuple[Inbox, tuple[str, ...]]:
+    """``[AGENT] ID...``: the acting agent's inbox and the ids."""
+    named, ids = split_agent(args)
+    if not ids:
+        raise click.UsageError("no message ID given")
+    return c.mb.inbox(acting(named, agent)), ids
 
 
 @click.command()
@@ -188,3 +309,46 @@ def status(c: Ctx, msg_id: str, sender: str | None, as_json: bool) -> None:
          *(f"  {line(address)} reached {line(', '.join(agents)) or 'nobody yet'}"
            for address, agents in (d.get("routed") or {}).items()),
          *([f"  waiting in spool/{d['spool']} for the supervisor"] if d.get("spool") else [])]))
+
+
+# -- reply -----------------------------------------------------------------------------------
+
+
+@click.command(epilog=IDENTITY)
+@click.argument("msg_id", metavar="ID")
+@click.option("--body", default=None, help=BODY_HELP)
+@click.option("--body-file", type=click.File("rb"), default=None,
+              help="Read the body from a file ('-' for stdin).")
+@click.option("--subject", default=None, help="One line (default: \"re: \" and ID's subject).")
+@click.option("--done", "finish", is_flag=True, help="Also mark ID done (claiming it if unread).")
+@agent_option
+@json_option
+@pass_ctx
+def reply(c: Ctx, msg_id: str, body: str | None, body_file: Any, subject: str | None,
+          finish: bool, agent: str | None, as_json: bool) -> None:
+    """Reply to message ID: to its sender, in its thread, subject "re: ...".
+
+    ID is a message in the acting agent's inbox (unread, claimed or done); the reply
+    sets reply_to to ID. With --done, ID is then marked done.
+    """
+    box = c.mb.inbox(acting(agent))
+    original = box.get(msg_id)
+    text = _body_text(body, body_file, c.mb.config.max_message_bytes)
+    msg = c.mb.send(box.agent, [original.sender], _re(original.subject) if subject is None
+                    else subject, text, thread=original.thread, reply_to=original.id)
+    if finish:
+        _finish(box, original.id)
+    emit({"id": msg.id, "to": list(msg.to), "thread": msg.thread, "reply_to": original.id,
+          "done": finish}, as_json, msg.id + (f"\n{original.id} done" if finish else ""))
+
+
+def _re(subject: str) -> str:
+    """The subject of a reply: "re: " once, however long the exchange."""
+    return subject if subject[:3].lower() == "re:" else f"re: {subject}".rstrip()
+
+
+def _finish(box: Inbox, msg_id: str) -> None:
+    """Mark ``msg_id`` done, claiming it first if it is still unread (done already is fine)."""
+    if box.state_of(msg_id) is State.NEW:
+        box.claim(msg_id)
+    box.done(msg_id)
