@@ -56,9 +56,10 @@ class DeadLetter:
     """The ``from`` its content gives, likewise."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.extra, "id": self.id, "msg_id": self.msg_id, "subject": self.subject,
+        core = {"id": self.id, "msg_id": self.msg_id, "subject": self.subject,
                 "from": self.sender, "reason": self.reason, "origin": self.origin,
                 "name": self.name, "at": self.at}
+        return {**core, **{k: v for k, v in self.extra.items() if k not in core}}
 
 
 class DeadLetters:
