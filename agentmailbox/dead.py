@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .errors import InvalidInput, MessageNotFound, from_oserror
-from .fs import Foreign, faults, hidden_name
+from .errors import InvalidInput, MailboxError, MessageNotFound, from_oserror
+from .fs import Foreign, faults, hidden_name, parse_object
 from .layout import REASON_SUFFIX
 from .message import Malformed, Message, decode, iso, stamp_of
-from .names import as_text, check_agent, is_id
+from .names import as_text, check_agent, is_id, is_message_file, staging_id
 from .root import Root
 
 if TYPE_CHECKING:  # they hold dead letters themselves: imported for types only
@@ -40,7 +40,7 @@ _REASON_LIMIT = 1 << 16
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """One quarantined entry: its id, why, and where it came from."""
+    """One quarantined entry: its id, why, where it came from, and which mail it was."""
 
     id: str
     reason: str
@@ -48,10 +48,18 @@ class DeadLetter:
     name: str
     at: str
     extra: dict[str, Any]
+    msg_id: str | None = None
+    """The id of the message it was, as its reason file records it (None: not mail)."""
+    subject: str | None = None
+    """The subject its content gives, if that is a JSON object with a text subject."""
+    sender: str | None = None
+    """The ``from`` its content gives, likewise."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "reason": self.reason, "origin": self.origin,
-                "name": self.name, "at": self.at, **self.extra}
+        core = {"id": self.id, "msg_id": self.msg_id, "subject": self.subject,
+                "from": self.sender, "reason": self.reason, "origin": self.origin,
+                "name": self.name, "at": self.at}
+        return {**core, **{k: v for k, v in self.extra.items() if k not in core}}
 
 
 class DeadLetters:
@@ -107,15 +115,32 @@ class DeadLetters:
     def __iter__(self) -> Iterator[DeadLetter]:
         return iter(self.list())
 
-    def get(self, dead_id: str) -> DeadLetter:
-        found = self._load(dead_id)
+    def get(self, either_id: str) -> DeadLetter:
+        """The letter with dead-letter id ``either_id``, else the latest dead letter of the
+        message with that id.
+
+        Raises:
+            MessageNotFound: neither is in ``dead/``.
+        """
+        found = self._load(either_id) or next(reversed(self.of_message(either_id)), None)
         if found is None:
-            raise MessageNotFound(dead_id, "dead/")
+            raise MessageNotFound(either_id, "dead/")
         return found
 
-    def content(self, dead_id: str, limit: int) -> bytes:
+    def of_message(self, msg_id: str) -> tuple[DeadLetter, ...]:
+        """The dead letters of message ``msg_id``, oldest first (a routed message can leave
+        one per recipient it could not reach)."""
+        if not is_id(msg_id):
+            return ()
+        return tuple(d for d in self.list() if d.msg_id == msg_id)
+
+    def content(self, either_id: str, limit: int) -> bytes:
         """The quarantined bytes, if it is a regular file with one name (never follows a
-        link, never reads through a hard link to a file elsewhere); else what it is."""
+        link, never reads through a hard link to a file elsewhere); else what it is.
+
+        ``either_id`` is a dead-letter id or a message id, as for :meth:`get`.
+        """
+        dead_id = either_id if self._load(either_id) else self.get(either_id).id
         try:
             data, _ = self._root.disk.read(self.path_of(dead_id), limit, one_name=True)
         except FileNotFoundError as exc:
@@ -190,8 +215,37 @@ class DeadLetters:
         except (FileNotFoundError, ValueError):
             return None
         core = {k: obj.pop(k, "") for k in ("id", "reason", "origin", "name", "at")}
-        return DeadLetter(dead_id, str(core["reason"]), str(core["origin"]), str(core["name"]),
-                          str(core["at"]), obj)
+        name = str(core["name"])
+        recorded = obj.get("msg_id")  # kept in extra too, where readers found it first
+        sender, subject = self._about(dead_id)
+        return DeadLetter(dead_id, str(core["reason"]), str(core["origin"]), name,
+                          str(core["at"]), obj, msg_id=_message_id(recorded, name),
+                          subject=subject, sender=sender)
+
+    def _about(self, dead_id: str) -> tuple[str | None, str | None]:
+        """(``from``, ``subject``) of a letter whose content is a JSON object, else Nones.
+
+        Best effort, for display: the content may be anything a quarantine met.
+        """
+        try:
+            data, _ = self._root.disk.read(self.path_of(dead_id),
+                                           self._root.config.max_message_bytes, one_name=True)
+            obj = parse_object(data)
+        except (FileNotFoundError, Foreign, ValueError, MailboxError):
+            return None, None
+        sender, subject = obj.get("from"), obj.get("subject")
+        return (sender if isinstance(sender, str) else None,
+                subject if isinstance(subject, str) else None)
+
+
+def _message_id(recorded: Any, name: str) -> str | None:
+    """The message id a reason file records: its ``msg_id``, else the id its file name
+    (``<id>.json``, or a staging name ``<id>.<pid>.<hex>``) carries."""
+    if isinstance(recorded, str) and is_id(recorded):
+        return recorded
+    if is_message_file(name):
+        return name.removesuffix(".json")
+    return staging_id(name)
 
 
 # -- leaving dead/ ------------------------------------------------------------------------------
@@ -225,6 +279,7 @@ def retry_dead_letter(mb: Mailbox, dead_id: str) -> Retried:
         AgentNotFound: its inbox's agent is no longer registered.
     """
     letter = mb.dead.get(dead_id)
+    dead_id = letter.id  # it may have been named by its message id
     target, where = _origin(mb, letter.origin)
     held = mb.dead.take(dead_id, retry=True)
     if held is None:

@@ -382,7 +382,7 @@ class _Doctor:
         threads = Threads(self.mb.root)
         for entry in self.disk.scan(threads.directory):
             thread = entry.name.removesuffix(layout.MARKER_SUFFIX)
-            if entry.name.endswith(layout.MARKER_SUFFIX) and names.is_id(thread):
+            if entry.name.endswith(layout.MARKER_SUFFIX) and names.is_thread(thread):
                 self._unreadable(Path(entry.path), lambda p, t=thread: load_marker(p, t, self.disk),
                                  "a thread marker",
                                  lambda t=thread: threads.mark_done(t, None, _REBUILT))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import errno
 import functools
+import json
 import os
 import random
 import stat
@@ -26,9 +27,9 @@ from .errors import DiskFull, InvalidInput, StorageError, from_oserror
 
 StrPath = str | os.PathLike[str]
 
-__all__ = ["POINTS", "Disk", "Foreign", "Fsync", "Moved", "dump_object", "faults", "hidden_name",
-           "kind_of", "parse_object", "pid", "read_open", "refused", "same_file", "staging_name",
-           "staging_suffix"]
+__all__ = ["POINTS", "Disk", "Foreign", "Fsync", "Moved", "check_unique_keys", "dump_object",
+           "faults", "hidden_name", "kind_of", "parse_object", "pid", "read_open", "refused",
+           "same_file", "staging_name", "staging_suffix"]
 
 _CHUNK = 1 << 20  # how much of a log one read takes
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -678,18 +679,16 @@ class Disk:
             os.close(fd)
 
 
-_DEEP = 200
-"""Fewer opening brackets than this cannot nest past what orjson writes (254 levels)."""
-
-
 def parse_object(data: bytes) -> dict[str, Any]:
     """One JSON object, as a file or a log line holds it, that can be written back.
 
     orjson reads 1024 levels of nesting but writes 254: a document nested deeper would be
-    accepted here and then fail whoever shows or rewrites it, so it is refused here.
+    accepted here and then fail whoever shows or rewrites it, so it is refused here. A
+    repeated key is refused too (:func:`check_unique_keys`), as in a message.
 
     Raises:
-        ValueError: it is not JSON, not an object, or nested too deeply; says why.
+        ValueError: it is not JSON, not an object, nested too deeply or has a duplicate
+            key; says why.
     """
     try:
         obj = orjson.loads(data)
@@ -697,12 +696,36 @@ def parse_object(data: bytes) -> dict[str, Any]:
         raise ValueError(f"not JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise ValueError(f"not a JSON object but {type(obj).__name__}")
-    if data.count(b"[") + data.count(b"{") >= _DEEP:  # only then can it be too deep
-        try:
-            orjson.dumps(obj)
-        except orjson.JSONEncodeError as exc:
-            raise ValueError(f"JSON nested too deeply to handle: {exc}") from exc
+    try:
+        compact = orjson.dumps(obj)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"JSON nested too deeply to handle: {exc}") from exc
+    if data.rstrip(b"\n") not in (compact, orjson.dumps(obj, option=orjson.OPT_INDENT_2)):
+        check_unique_keys(data)  # as orjson wrote it (compact or indented): no duplicates
     return obj
+
+
+def check_unique_keys(data: bytes) -> None:
+    """Refuse JSON text in which some object repeats a key.
+
+    orjson keeps the last of duplicate keys silently and other parsers keep the first,
+    so such a document means different things to different readers (PROTOCOL.md §7.2).
+    The slow check: callers skip it for text in orjson's own form, which cannot repeat one.
+
+    Raises:
+        ValueError: a key repeats ("duplicate keys in a JSON object"), or the text is
+            nested too deeply to check.
+    """
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({k for k, _ in pairs}) != len(pairs):
+            raise ValueError("duplicate keys in a JSON object")
+        return dict(pairs)
+
+    try:
+        json.loads(data, object_pairs_hook=unique)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
 
 
 def dump_object(obj: dict[str, Any], what: str, option: int = 0) -> bytes:

@@ -15,7 +15,7 @@ import orjson
 
 from . import names
 from .addresses import expansion_of, split_addresses
-from .dead import DeadLetters
+from .dead import DeadLetter, DeadLetters
 from .errors import (
     AlreadyExists,
     Conflict,
@@ -25,9 +25,9 @@ from .errors import (
     MessageTooLarge,
     ThreadDoneWarning,
 )
-from .fs import Disk, Foreign, Fsync, faults
+from .fs import Disk, Fsync, faults
 from .inbox import Inbox, State
-from .message import Message, Priority, encode, iso, parse_expiry
+from .message import Message, Priority, day_of, encode, iso, parse_expiry
 from .quotas import Quotas
 from .registry import AgentInfo, Registry
 from .root import DIRNAME, MODES, Config, Root, find_root
@@ -75,12 +75,16 @@ class Status:
     """How the supervisor expanded each routed address (address -> agents)."""
     spool: str | None = None
     """Where routed mail still waits: ``new``, ``cur``, ``deferred`` or ``held``."""
+    dead: tuple[DeadLetter, ...] = ()
+    """Its copies in ``dead/`` (expired, quarantined, undeliverable), oldest first."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "from": self.sender, "subject": self.subject,
                 "recipients": [d.to_dict() for d in self.recipients],
                 "routed": {a: list(agents) for a, agents in self.routed.items()},
-                "spool": self.spool}
+                "spool": self.spool,
+                "dead": [{"dead_id": d.id, "origin": d.origin, "reason": d.reason, "at": d.at}
+                         for d in self.dead]}
 
 
 class Mailbox:
@@ -194,10 +198,10 @@ class Mailbox:
     def epoch_record(self, name: str) -> dict[str, Any] | None:
         """The last boot of ``name``: {"epoch", "at", "previous_at"}; None before the first."""
         try:
-            obj = orjson.loads(self.root.disk.read(self.epoch_path(name), 4096)[0])
-            return obj if isinstance(obj, dict) and isinstance(obj.get("epoch"), int) else None
-        except (FileNotFoundError, Foreign, orjson.JSONDecodeError):
+            obj = self.root.disk.read_object(self.epoch_path(name), 4096)
+        except (FileNotFoundError, ValueError):
             return None
+        return obj if isinstance(obj.get("epoch"), int) else None
 
     def set_epoch(self, name: str, epoch: int) -> None:
         """Record that this process now works as instance ``epoch`` of ``name``."""
@@ -299,16 +303,19 @@ class Mailbox:
         msg_id = self.root.clock.new_id()
         if fields.get("thread") is None:
             fields["thread"] = self._thread_of(fields.get("reply_to"), sender) or msg_id
+        elif isinstance(fields["thread"], str):  # another type: encode() refuses it, naming it
+            names.check_thread(fields["thread"])
         return Message(id=msg_id, sender=sender, to=to, subject=str(subject), body=body,
                        ts=iso(time.time_ns()), **fields)
 
     def _thread_of(self, reply_to: str | None, sender: str) -> str | None:
-        """A reply joins the thread of what it answers (if the replier still has it)."""
+        """A reply joins the thread of what it answers (if the replier still has it and
+        that thread is a name a writer may give), else the thread of the answered id."""
         if not isinstance(reply_to, str):
             return None  # None, or a wrong type that encode() refuses, naming the field
         names.check_id(reply_to)
         try:
-            return self.inbox(sender).get(reply_to).thread
+            return _writable_thread(self.inbox(sender).get(reply_to))
         except MessageNotFound:
             return reply_to
 
@@ -407,7 +414,8 @@ class Mailbox:
         msg = self._compose(reader, (original.sender,), f"{state}: {original.subject}"[:200],
                             {"of": original.id, "state": state, "by": reader,
                              "epoch": self.epoch(reader)},
-                            kind="receipt", thread=original.thread, reply_to=original.id,
+                            kind="receipt", thread=_writable_thread(original),
+                            reply_to=original.id,
                             epoch=self.epoch(reader))
         self.root.journal.record("send", id=msg.id, **{"from": reader}, to=list(msg.to),
                                  subject=msg.subject[:80], kind=msg.kind, thread=msg.thread,
@@ -418,30 +426,37 @@ class Mailbox:
     # -- where is my mail -----------------------------------------------------------------------
 
     def status(self, msg_id: str, sender: str | None = None) -> Status:
-        """Per recipient, whether ``msg_id`` was delivered, read (when, by which epoch) or done."""
+        """Where ``msg_id`` is: per recipient delivered, read (when, by which epoch) or
+        done; still in the spool; and its copies in ``dead/`` (where from, why, since when).
+
+        Raises:
+            MessageNotFound: no inbox, the spool nor ``dead/`` holds it (or, with
+                ``sender``, it is not mail ``sender`` sent).
+        """
         names.check_id(msg_id)
         found = {n: self.inbox(n).state_of(msg_id) for n in self.registry.list_names()}
         holders = [n for n, s in found.items() if s is not State.ABSENT]
         spooled = self.spool.get(msg_id)
-        if holders:
-            msg = self.inbox(holders[0]).get(msg_id)
-        elif spooled is not None:
-            msg = spooled[1]
-        else:
-            raise MessageNotFound(msg_id, "any inbox or the spool")
-        if sender is not None and msg.sender != sender:
+        dead = self.dead.of_message(msg_id)
+        msg = (self.inbox(holders[0]).get(msg_id) if holders
+               else spooled[1] if spooled is not None else None)
+        if msg is None and not dead:
+            raise MessageNotFound(msg_id, "any inbox, the spool or dead/")
+        from_, subject, to = ((msg.sender, msg.subject, msg.to) if msg is not None
+                              else (dead[-1].sender, dead[-1].subject or "", ()))
+        if sender is not None and from_ != sender:
             raise MessageNotFound(msg_id, f"mail sent by {sender}")
-        events = self._events_about(msg)
-        recipients = [n for n in msg.to if n in found]
-        for n in holders:
-            if n not in recipients:
-                recipients.append(n)
-        return Status(msg_id, msg.sender, msg.subject,
+        events = self._events_about(msg_id)
+        recipients = [n for n in to if n in found]
+        recipients += [n for n in holders if n not in recipients]
+        return Status(msg_id, from_ or "", subject,
                       tuple(self._delivery(n, found[n], events) for n in recipients),
-                      routed=expansion_of(events), spool=spooled[0] if spooled else None)
+                      routed=expansion_of(events), spool=spooled[0] if spooled else None,
+                      dead=dead)
 
-    def _events_about(self, msg: Message) -> list[dict[str, Any]]:
-        return [e for e in self.root.journal.events(since_day=msg.day) if e.get("id") == msg.id]
+    def _events_about(self, msg_id: str) -> list[dict[str, Any]]:
+        return [e for e in self.root.journal.events(since_day=day_of(msg_id))
+                if e.get("id") == msg_id]
 
     @staticmethod
     def _delivery(agent: str, state: State, events: list[dict[str, Any]]) -> Delivery:
@@ -472,6 +487,12 @@ def load_key_marker(path: Path, disk: Disk, limit: int) -> dict[str, Any]:
             and isinstance(obj.get("at", ""), str)):
         raise ValueError('not a key record {"key", "id", "to", "at"}')
     return obj
+
+
+def _writable_thread(msg: Message) -> str:
+    """The thread an answer to ``msg`` joins: its own, if a writer may give that name
+    (readers accept any string, which an older writer may have sent), else ``msg``'s id."""
+    return msg.thread if names.is_thread(msg.thread) else msg.id
 
 
 def _pick_header(headers: dict[str, str], pick: str | None, routed: list[str]

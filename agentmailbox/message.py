@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import enum
 import functools
-import json
 import os
 import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 
 from . import names
 from .errors import InvalidInput, MessageTooLarge
+from .fs import check_unique_keys
 
 __all__ = ["FORMAT_VERSION", "Clock", "Malformed", "Message", "Priority", "decode", "encode",
            "parse_expiry", "parse_time"]
@@ -265,23 +265,11 @@ def _parse(data: bytes) -> Any:
     if canonical != data:
         # Not in our canonical form (written by a shell or another library): it may
         # hide duplicate keys, which orjson resolves silently, last one winning.
-        _reject_duplicate_keys(data)
+        try:
+            check_unique_keys(data)
+        except ValueError as exc:
+            raise Malformed(str(exc)) from exc
     return obj
-
-
-def _reject_duplicate_keys(data: bytes) -> None:
-    """orjson keeps the last of duplicate keys silently; we refuse them (ambiguous mail)."""
-
-    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = {k for k, _ in pairs}
-        if len(keys) != len(pairs):
-            raise Malformed("duplicate keys in a JSON object")
-        return dict(pairs)
-
-    try:
-        json.loads(data, object_pairs_hook=pairs_hook)
-    except RecursionError as exc:
-        raise Malformed("JSON nested too deeply") from exc
 
 
 def _build(obj: dict[str, Any]) -> Message:
@@ -390,13 +378,23 @@ def _expiry(obj: dict[str, Any]) -> str | None:
     return value
 
 
+# RFC 3339 date-time (PROTOCOL.md §7.1): YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM),
+# ASCII digits, upper-case T and Z. Not datetime.fromisoformat, which also takes ISO 8601
+# forms other readers refuse (basic format, week dates, no seconds, a space for T).
+# (\d with re.ASCII is [0-9]: a time is not a name, whose patterns only names.py spells.)
+_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})"
+                      r"(?:T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?)?",
+                      re.ASCII)
+
+
 def parse_time(value: Any, what: str, *, hint: str = "", assume_utc: bool = False
                ) -> datetime:
     """An RFC 3339 time as an aware UTC datetime: the one parser of the times the
     protocol stores and the commands take.
 
-    A time must carry a UTC offset or ``Z`` (PROTOCOL.md §7.1). With ``assume_utc``, a
-    time without one, or a bare ``YYYY-MM-DD``, is read as UTC: for what a user types
+    Exactly the form of PROTOCOL.md §7.1: ``YYYY-MM-DDTHH:MM:SS``, an optional
+    fraction, then ``Z`` or ``+HH:MM``/``-HH:MM``. With ``assume_utc``, a time without
+    an offset, or a bare ``YYYY-MM-DD``, is read as UTC: for what a user types
     (``--since``), never for a field read from a file.
 
     Args:
@@ -406,23 +404,44 @@ def parse_time(value: Any, what: str, *, hint: str = "", assume_utc: bool = Fals
         assume_utc: read a time without an offset as UTC rather than refuse it.
 
     Raises:
-        InvalidInput: ``value`` is not text, not a time, has no offset, or is outside
-            the years 1 to 9999 once in UTC; the message names ``what`` and says which.
+        InvalidInput: ``value`` is not text, not of that form, not a real date and time,
+            has no offset, or is outside the years 1 to 9999 once in UTC; the message
+            names ``what`` and says which.
     """
     if not isinstance(value, str):
         raise InvalidInput(f"{what} must be str, not {type(value).__name__}", hint=hint)
+    parts = _RFC3339.fullmatch(value)
+    if parts is None:
+        raise _bad_time(what, value, "not an RFC 3339 time (YYYY-MM-DDTHH:MM:SSZ)", hint)
+    if parts[8] is None and not assume_utc:
+        why = "has no time zone (append Z for UTC)" if parts[4] else "has no time of day"
+        raise _bad_time(what, value, why, hint)
     try:
-        moment = datetime.fromisoformat(value)
+        moment = _moment(parts)
     except ValueError as exc:
-        raise _bad_time(what, value, "not an RFC 3339 time", hint) from exc
-    if moment.tzinfo is None:
-        if not assume_utc:
-            raise _bad_time(what, value, "has no time zone (append Z for UTC)", hint)
-        moment = moment.replace(tzinfo=UTC)
+        raise _bad_time(what, value, f"not a real date and time ({exc})", hint) from exc
     try:
         return moment.astimezone(UTC)
     except OverflowError as exc:
         raise _bad_time(what, value, "outside the years 1 to 9999 once in UTC", hint) from exc
+
+
+def _moment(parts: re.Match[str]) -> datetime:
+    """The aware datetime the groups of :data:`_RFC3339` name (no offset: UTC).
+
+    Raises:
+        ValueError: a field is out of range (month 13, hour 24, offset +24:00...).
+    """
+    year, month, day, hour, minute, second = (int(p or 0) for p in parts.groups()[:6])
+    micro = int((parts[7] or "").ljust(6, "0")[:6])
+    zone = UTC
+    if parts[8] not in (None, "Z"):
+        sign = -1 if parts[8][0] == "-" else 1
+        hours, minutes = int(parts[8][1:3]), int(parts[8][4:6])
+        if hours > 23 or minutes > 59:
+            raise ValueError(f"offset {parts[8]} out of range")
+        zone = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    return datetime(year, month, day, hour, minute, second, micro, tzinfo=zone)
 
 
 def _bad_time(what: str, value: str, why: str, hint: str) -> InvalidInput:

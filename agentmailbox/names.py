@@ -18,12 +18,14 @@ __all__ = [
     "check_id",
     "check_key",
     "check_state_key",
+    "check_thread",
     "check_workspace_path",
     "id_shape",
     "is_hidden_staging",
     "is_id",
     "is_key_marker",
     "is_message_file",
+    "is_thread",
     "is_version_name",
     "routed_shape",
     "staging_id",
@@ -98,8 +100,26 @@ def check_id(msg_id: str) -> str:
     return msg_id
 
 
+def check_thread(thread: str) -> str:
+    """Return ``thread`` if it is a thread name, else raise :class:`InvalidInput`.
+
+    A thread name has the agent-name form (reserved words included), which every
+    message id has too: any thread a writer may send into can be marked done.
+    """
+    if not isinstance(thread, str) or not _AGENT.fullmatch(thread):
+        raise InvalidInput(f"'thread' {_describe(str(thread))} is not a thread name",
+                           hint="use 1-64 characters of a-z, 0-9, '_' and '-', starting with a "
+                                "letter or digit (a message id is one too)")
+    return thread
+
+
+def is_thread(value: str) -> bool:
+    """True if ``value`` is a thread name (the agent-name form; every id is one)."""
+    return isinstance(value, str) and _AGENT.fullmatch(value) is not None
+
+
 def is_id(value: str) -> bool:
-    """True if ``value`` has the message-id shape (threads named by ids can carry markers)."""
+    """True if ``value`` has the message-id shape."""
     return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 

@@ -16,7 +16,7 @@ import orjson
 
 from . import layout, names
 from .errors import InvalidInput, RootNotFound
-from .fs import Disk, Foreign, Fsync
+from .fs import Disk, Foreign, Fsync, parse_object
 from .journal import Journal
 from .message import Clock
 
@@ -54,15 +54,14 @@ class Config:
         """The settings in ``data``, every key checked (``source`` names the file in errors).
 
         Raises:
-            InvalidInput: not a JSON object of format 1, or a key of the wrong type or
-                out of its range; the error names the key and what it must be.
+            InvalidInput: not one JSON object (a repeated key included) of a known
+                format, or a key of the wrong type or out of its range; the error names
+                the key and what it must be.
         """
         try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidInput(f"{source} is not valid JSON: {exc}", hint=_FIX) from exc
-        if not isinstance(obj, dict):
-            raise InvalidInput(f"{source} must hold a JSON object", hint=_FIX)
+            obj = parse_object(data)  # the rule of every JSON file: one object, no repeated key
+        except ValueError as exc:
+            raise InvalidInput(f"{source} must hold one JSON object: {exc}", hint=_FIX) from exc
         version = obj.get("format")
         if isinstance(version, bool) or version not in FORMATS:
             raise InvalidInput(f"{source} has format {str(version)[:20]!r}; this version "

@@ -1,8 +1,9 @@
 """Thread DONE markers: an explicit, shared "this conversation is finished".
 
-``threads/<thread-id>.done.json`` is created exclusively, once, by whoever closes the
-thread. Mail that arrives in a done thread is flagged, never hidden, and sending into
-one warns: the defence against completion blindness (redoing finished work).
+``threads/<thread>.done.json`` (``<thread>`` a thread name: names.check_thread) is
+created exclusively, once, by whoever closes the thread. Mail that arrives in a done
+thread is flagged, never hidden, and sending into one warns: the defence against
+completion blindness (redoing finished work).
 """
 
 from __future__ import annotations
@@ -45,8 +46,12 @@ class Threads:
 
     def mark_done(self, thread: str, by: str | None = None, note: str = ""
                   ) -> tuple[ThreadDone, bool]:
-        """Close ``thread``; returns the marker and whether this call created it."""
-        names.check_id(thread)
+        """Close ``thread``; returns the marker and whether this call created it.
+
+        Raises:
+            InvalidInput: ``thread`` is not a thread name (the rule ``send`` applies).
+        """
+        names.check_thread(thread)
         if by is not None:
             names.check_agent(by)
         marker = ThreadDone(thread, by, iso(time.time_ns()), note)
@@ -76,8 +81,8 @@ class Threads:
         Raises:
             InvalidInput: the marker exists but is not a readable marker (doctor rebuilds it).
         """
-        if not names.is_id(thread):
-            return None  # a thread named by another writer ("release-42"): no marker can exist
+        if not names.is_thread(thread):
+            return None  # a thread an older writer named freely ("Release 42"): no marker can exist
         if thread in self._cache:
             return self._cache[thread]
         path = self.marker_path(thread)
@@ -93,12 +98,13 @@ class Threads:
         return found
 
     def marker_path(self, thread: str) -> Path:
-        return self._paths.thread_marker(names.check_id(thread))
+        return self._paths.thread_marker(names.check_thread(thread))
 
     def sent_in(self, thread: str) -> list[dict[str, Any]]:
-        """The send events of ``thread``, oldest first, from the journal (since its first day)."""
-        names.check_id(thread)
-        return [e for e in self._root.journal.events(since_day=day_of(thread))
+        """The send events of ``thread``, oldest first, from the journal (from the day of its
+        first message when the thread is named by an id, else all of it)."""
+        since = day_of(thread) if names.is_id(names.check_thread(thread)) else ""
+        return [e for e in self._root.journal.events(since_day=since)
                 if e.get("ev") == "send" and (e.get("thread") == thread or e.get("id") == thread)]
 
 

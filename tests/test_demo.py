@@ -56,3 +56,23 @@ def _json(line: str) -> dict[str, object]:
     import orjson
 
     return orjson.loads(line)
+
+
+def test_demo_installs_the_package_without_the_test_tools(tmp_path: Path) -> None:
+    """scripts/demo asks pip for the package alone: a first run does not fetch the test
+    extras it never uses."""
+    (tmp_path / "scripts").mkdir()
+    for name in ("demo", "_env.sh"):
+        (tmp_path / "scripts" / name).write_bytes((REPO / "scripts" / name).read_bytes())
+    (tmp_path / "pyproject.toml").write_text("")
+    venv_bin = tmp_path / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    log = tmp_path / "pip.log"
+    for name, script in (("python", f'echo "$@" >> {log}\n'), ("mailbox", "exit 1\n")):
+        (venv_bin / name).write_text("#!/bin/sh\n" + script)
+        (venv_bin / name).chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAILBOX_ROOT", "MAILBOX_DEMO_PYTHON")}
+    subprocess.run(["bash", str(tmp_path / "scripts" / "demo")], capture_output=True, env=env,
+                   timeout=60, stdin=subprocess.DEVNULL)
+    assert ["-m pip install --quiet --disable-pip-version-check -e ."] == \
+        log.read_text().splitlines()

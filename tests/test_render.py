@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agentmailbox import Mailbox
+from agentmailbox.message import Message, encode
 from agentmailbox.render import ELLIPSIS, FENCE, block, line
 
 # ESC sequences (clear screen, set title, reset), CR, LF, a forged section of the boot
@@ -74,8 +75,11 @@ def planted(mb: Mailbox) -> dict[str, str]:
     """Hostile text wherever another agent can put text: subject, thread, kind, headers and
     body of mail (one unread, one claimed), a thread marker, a handoff, memory, state, an
     agent's role, a dead letter and a file name met on disk."""
-    msg = mb.send("alice", "bob", subject=EVIL, body=EVIL + "\n" + EVIL, kind="note" + EVIL,
-                  thread="t" + EVIL, headers={"x": EVIL})
+    # send refuses such a thread (PROTOCOL.md §6); readers accept any, so it is planted
+    msg = Message(id=mb.root.clock.new_id(), sender="alice", to=("bob",), subject=EVIL,
+                  body=EVIL + "\n" + EVIL, kind="note" + EVIL, thread="t" + EVIL,
+                  headers={"x": EVIL})
+    mb.inbox("bob").deliver(msg.id, encode(msg, mb.config.max_message_bytes))
     claimed = mb.send("alice", "bob", subject="claimed " + EVIL, body={"text": EVIL})
     mb.inbox("bob").claim(claimed.id)
     other = mb.send("alice", "bob", subject="closed")

@@ -17,7 +17,7 @@ import orjson
 
 from .. import locks
 from ..errors import MailboxError
-from ..fs import Disk, Foreign
+from ..fs import Disk
 from ..mailbox import Mailbox
 from ..message import iso
 
@@ -81,9 +81,8 @@ def _holder(record: Path, disk: Disk) -> str:
 
 def _recorded_pid(record: Path, disk: Disk) -> int | None:
     try:
-        data, _ = disk.read(record, 1 << 12)
-        pid = orjson.loads(data).get("pid")
-    except (OSError, MailboxError, Foreign, ValueError, AttributeError):
+        pid = disk.read_object(record, 1 << 12).get("pid")
+    except (OSError, MailboxError, ValueError):
         return None
     ok = isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid <= _PID_MAX
     return pid if ok else None

@@ -22,7 +22,7 @@ import orjson
 
 from .. import layout, names
 from ..errors import InvalidInput
-from ..fs import Foreign, staging_name
+from ..fs import Foreign, parse_object, staging_name
 from ..mailbox import Mailbox
 from ..message import Malformed
 
@@ -132,10 +132,10 @@ class Progress:
     def decode(cls, data: bytes, msg_id: str) -> Progress:
         """Parse a progress file; raises :class:`Malformed` for anything but format 1."""
         try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise Malformed(f"routing progress: invalid JSON ({exc})") from exc
-        if not isinstance(obj, dict) or type(obj.get("v")) is not int:
+            obj = parse_object(data)
+        except ValueError as exc:
+            raise Malformed(f"routing progress: not one JSON object ({exc})") from exc
+        if type(obj.get("v")) is not int:
             raise Malformed("routing progress: not an object with a format version 'v'")
         if obj["v"] != PROGRESS_FORMAT or obj.get("id") != msg_id:
             raise Malformed(f"routing progress: format {obj['v']} of id {str(obj.get('id'))[:40]!r}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 from .. import layout
@@ -18,7 +17,7 @@ from ..errors import DiskFull, MailboxError
 from ..fs import Foreign
 from ..inbox import Inbox
 from ..mailbox import Mailbox
-from ..message import Malformed, decode
+from ..message import Malformed, decode, parse_time
 from .outcome import Pass
 
 __all__ = ["Sweeper"]
@@ -74,4 +73,4 @@ class Sweeper:
 
 
 def _passed(expires_at: str, now_ns: int) -> bool:
-    return now_ns / 1e9 >= datetime.fromisoformat(expires_at).timestamp()
+    return now_ns / 1e9 >= parse_time(expires_at, "'expires_at'").timestamp()
