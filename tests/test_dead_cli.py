@@ -48,6 +48,24 @@ def test_dead_ls_lists_each_letter_with_its_reason(cli: Any, mb: Mailbox) -> Non
     assert [(r["id"], r["origin"]) for r in rows] == [(dead_id, "spool/cur")]
 
 
+def test_dead_ls_names_the_message_each_letter_was(cli: Any, mb: Mailbox) -> None:
+    """ls shows, under each letter, the id, sender and subject of the message it was, and
+    show takes that message id as well as the dead-letter id."""
+    msg_id, dead_id = bury_from_inbox(mb)
+    text = cli("dead", "ls").out
+    assert f"message {msg_id} from alice: lost" in text
+    assert cli("dead", "show", msg_id, "--json").json()["id"] == dead_id
+
+
+def test_status_of_dead_mail_says_where_why_and_since_when(cli: Any, mb: Mailbox) -> None:
+    """status of a quarantined message answers (exit 0) with its dead letter and reason,
+    instead of 'not found'."""
+    msg_id, dead_id = bury_from_inbox(mb)
+    result = cli("status", msg_id)
+    assert result.code == 0
+    assert f"in dead/ as {dead_id} (from agents/bob/inbox/new): test quarantine" in result.out
+
+
 def test_dead_ls_of_an_empty_dead_folder_says_so(cli: Any) -> None:
     """ls with nothing dead prints a friendly line and succeeds."""
     result = cli("dead", "ls")

@@ -138,8 +138,12 @@ def dead() -> None:
 
 
 def _letter_line(d: DeadLetter) -> str:
+    """A dead letter on two lines: its id, when, where from and why; then which message
+    it was (id, sender, subject), so `mailbox status MSG_ID` and `dead show` can follow."""
+    mail = (f"message {render.line(d.msg_id, 60)} from {render.line(d.sender or '?', 64)}: "
+            f"{render.line(d.subject or '', 120)}" if d.msg_id else "not a message file")
     return (f"{render.line(d.id, 60)}  {render.line(d.at[:19])}  {render.line(d.origin, 80):<28} "
-            f"{render.line(d.reason, None)}")
+            f"{render.line(d.reason, None)}\n    {mail}")
 
 
 @dead.command("ls")
@@ -157,7 +161,9 @@ def dead_ls(c: Ctx, as_json: bool) -> None:
 @json_option
 @pass_ctx
 def dead_show(c: Ctx, dead_id: str, as_json: bool) -> None:
-    """Show why ID is dead, and its content (a link is named, never followed)."""
+    """Show why ID is dead, and its content (a link is named, never followed).
+
+    ID is the dead-letter id or the id of the message it was (its latest letter)."""
     letter = c.mb.dead.get(dead_id)
     content = c.mb.dead.content(dead_id, c.mb.config.max_message_bytes)
     text = content.decode("utf-8", "replace")

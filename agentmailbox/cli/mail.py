@@ -305,7 +305,9 @@ def status(c: Ctx, msg_id: str, sender: str | None, as_json: bool) -> None:
            + (f" done {line(r['done_at'])}" if r['done_at'] else "") for r in d["recipients"]),
          *(f"  {line(address)} reached {line(', '.join(agents)) or 'nobody yet'}"
            for address, agents in (d.get("routed") or {}).items()),
-         *([f"  waiting in spool/{d['spool']} for the supervisor"] if d.get("spool") else [])]))
+         *([f"  waiting in spool/{d['spool']} for the supervisor"] if d.get("spool") else []),
+         *(f"  dead since {line(x['at'])} in dead/ as {line(x['dead_id'])} (from "
+           f"{line(x['origin'])}): {line(x['reason'])}" for x in d.get("dead") or [])]))
 
 
 # -- reply -----------------------------------------------------------------------------------
