@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from . import names
+from . import layout, names
 from .addresses import expansion_of, split_addresses
 from .dead import DeadLetter, DeadLetters
 from .errors import (
@@ -39,10 +39,6 @@ if TYPE_CHECKING:
     from .workspace import Workspace
 
 __all__ = ["Delivery", "Mailbox", "Status"]
-
-_TOP_DIRS = ("agents", "spool/tmp", "spool/new", "spool/cur", "workspace", "dead", "run",
-             "journal")
-
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
@@ -118,7 +114,8 @@ class Mailbox:
         """Create ``<path>/.mailbox`` (or use ``path`` if it is named ``.mailbox``)."""
         where = Path(path)
         base = where if where.name == DIRNAME else where / DIRNAME
-        if (base / "mailbox.json").exists():
+        paths = layout.Paths(base)
+        if paths.config.exists():
             if exist_ok:
                 return cls.open(base)
             raise AlreadyExists(f"{base} already holds a mailbox", hint="use it, or pick a path")
@@ -126,10 +123,10 @@ class Mailbox:
             raise InvalidInput(f"mode must be one of {sorted(MODES)}")
         config = Config._typed({"fsync": str(fsync), "mode": mode, **settings})
         disk = Disk(config.fsync, *MODES[mode], base=str(base))
-        for sub in _TOP_DIRS:
+        for sub in layout.made_folders("init"):
             disk.ensure_dir(base / sub)
         os.chmod(base, disk.dir_mode)
-        disk.replace(base / "mailbox.json", config.to_json())
+        disk.replace(paths.config, config.to_json())
         return cls.open(base)
 
     @classmethod
@@ -193,7 +190,7 @@ class Mailbox:
         return self._epochs[name]
 
     def epoch_path(self, name: str) -> Path:
-        return self.root.agent_dir(names.check_agent(name)) / "run" / "epoch"
+        return self.root.paths.agent(names.check_agent(name)).epoch
 
     def epoch_record(self, name: str) -> dict[str, Any] | None:
         """The last boot of ``name``: {"epoch", "at", "previous_at"}; None before the first."""
@@ -339,8 +336,8 @@ class Mailbox:
         """
         import hashlib  # here: only a send with a key needs it, and OpenSSL costs startup
 
-        folder = self.root.agent_dir(msg.sender) / "keys"
-        marker = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
+        agent = self.root.paths.agent(msg.sender)
+        folder, marker = agent.keys, agent.key_marker(hashlib.sha256(key.encode()).hexdigest()[:40])
         record = orjson.dumps({"key": key, "id": msg.id, "to": list(msg.to), "at": msg.ts})
         if len(record) > self.config.max_message_bytes:  # what load_key_marker admits
             raise MessageTooLarge(len(record), self.config.max_message_bytes)

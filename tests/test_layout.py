@@ -69,9 +69,6 @@ def test_init_and_agent_add_make_the_folders_the_protocol_names() -> None:
         sorted(p.removeprefix("agents/<agent>/") for p in layout.made_folders("agent add")))
 
 
-# Modules that still join path literals themselves, until they use layout (each entry must
-# still do so, so the list only shrinks).
-_NOT_YET_CONVERTED = {"mailbox.py"}
 _JOIN = re.compile(r"""\s/\s+f?["']""")
 
 
@@ -81,4 +78,4 @@ def test_no_module_but_layout_joins_a_path_literal() -> None:
     package = Path(agentmailbox.__file__).parent
     found = {str(p.relative_to(package)) for p in package.rglob("*.py")
              if p.name != "layout.py" and _JOIN.search(p.read_text())}
-    assert _NOT_YET_CONVERTED == found
+    assert set() == found

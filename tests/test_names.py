@@ -180,11 +180,9 @@ def test_message_file_names_are_exactly_id_dot_json(name: str) -> None:
     assert expected == is_message_file(name)
 
 
-# The character classes every name, id and address pattern is made of. Only names.py
-# may spell them; the files below still do, until they import names instead (each entry
-# must still hold what it is allowed, so the list only shrinks).
+# The character classes every name, id and address pattern is made of: only names.py
+# may spell them.
 _PATTERN_PIECES = ("a-z0-9", "0-9a-f", "A-Za-z0-9", "[0-9]{", "[@#+]")
-_NOT_YET_CONVERTED: dict[str, set[str]] = {}
 
 
 def test_name_patterns_are_declared_only_in_names() -> None:
@@ -197,7 +195,7 @@ def test_name_patterns_are_declared_only_in_names() -> None:
         pieces = {p for p in _PATTERN_PIECES if p in text}
         if pieces and path.name != "names.py":
             found[str(path.relative_to(package))] = pieces
-    assert _NOT_YET_CONVERTED == found
+    assert {} == found
 
 
 def test_staging_names_made_by_fs_have_the_shapes_readers_know() -> None:
