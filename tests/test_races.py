@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import ROOT, python_env
+from conftest import ROOT, deadline, python_env
 
 from agentmailbox import Mailbox, State, doctor
 
@@ -69,9 +69,19 @@ def _run(tmp: Path, *, mix: str, keys: int, resend: bool, lease: float, doctors:
     procs += [_child("doctor", str(mb.path), str(stop)) for _ in range(doctors)]
     if resend:
         procs.append(_child("resend", str(mb.path), "alice", "bob", str(stop), str(seed)))
-    time.sleep(SECONDS)
-    stop.touch()
+    try:
+        _wait_for_claims(mb, 2 * keys)  # contention, however slow the machine is today
+        time.sleep(SECONDS)
+    finally:
+        stop.touch()
     return mb, ids, _finish(procs)
+
+
+def _wait_for_claims(mb: Mailbox, count: int) -> None:
+    """Wait until the journal shows ``count`` claims: the actors are all running."""
+    with deadline(TIMEOUT):
+        while sum(e.get("ev") == "claim" for e in mb.root.journal.events()) < count:
+            time.sleep(0.05)
 
 
 def _settle_everything(mb: Mailbox) -> list[str]:
