@@ -3,6 +3,9 @@ each event (tests/hooks/*.json): what reaches stdout, stderr and the exit code."
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,9 @@ import pytest
 from agentmailbox import Mailbox
 from agentmailbox.handoff import Handoff
 from agentmailbox.hooks import CAP, DEFAULT_BUDGET
+from agentmailbox.hooks_state import HookState
+
+from conftest import deadline, python_env
 
 Cli = Callable[..., Any]
 FIXTURES = Path(__file__).parent / "hooks"
@@ -271,3 +277,37 @@ def test_wait_rings_for_mail_not_yet_surfaced(hook: Any, mb: Mailbox) -> None:
     result = hook("wait", "", "--timeout", "5")
     assert (2, "") == (result.code, result.out)
     assert "1 new: 1 urgent from alice — mailbox next\n" == result.err
+
+
+def _waiter(mb: Mailbox, *args: str) -> subprocess.Popen[str]:
+    """`mailbox hook wait` as bob in a process of its own; returns once it is waiting (its
+    token is in bob's hook record)."""
+    state = HookState(mb.root, "bob")
+    before = state.load().get("waiter")
+    proc = subprocess.Popen([sys.executable, "-m", "agentmailbox", "hook", "wait", *args],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**python_env(), "MAILBOX_ROOT": str(mb.path),
+                                 "MAILBOX_AGENT": "bob"})
+    with deadline(30):
+        while state.load().get("waiter") in (None, before):
+            time.sleep(0.01)
+    return proc
+
+
+def test_wait_rings_when_mail_is_delivered(mb: Mailbox) -> None:
+    """A waiting hook is woken by a delivery: exit 2, the doorbell on stderr."""
+    proc = _waiter(mb, "--timeout", "60")
+    mb.send("alice", "bob", subject="now", body="x")
+    out, err = proc.communicate(timeout=60)
+    assert (2, "", "1 new from alice — mailbox next\n") == (proc.returncode, out, err)
+
+
+def test_the_newest_waiter_supersedes_older_ones(mb: Mailbox) -> None:
+    """Two waiters of one agent: only the newest rings; the older one ends quietly."""
+    older = _waiter(mb, "--timeout", "60")
+    newer = _waiter(mb, "--timeout", "60")
+    mb.send("alice", "bob", subject="now", body="x")
+    assert (2, "") == (newer.wait(timeout=60), newer.communicate()[0])
+    out, err = older.communicate(timeout=60)
+    assert (0, "", "") == (older.returncode, out, err)
