@@ -12,13 +12,12 @@ from typing import Any
 
 import orjson
 import pytest
+from conftest import deadline, python_env
 
 from agentmailbox import Mailbox
 from agentmailbox.handoff import Handoff
 from agentmailbox.hooks import CAP, DEFAULT_BUDGET
 from agentmailbox.hooks_state import HookState
-
-from conftest import deadline, python_env
 
 Cli = Callable[..., Any]
 FIXTURES = Path(__file__).parent / "hooks"
