@@ -5,6 +5,8 @@
    the last instance probably died mid-work).
 2. **What changed while down**: unread mail, urgent first, with counts; mail in a
    thread already marked done is flagged (completion blindness).
+   When ``hook session-end`` recorded that the last session ended without a final
+   handoff, the brief says so, so an older handoff is not taken for the current one.
 3. **Handoff and working state**: the latest handoff, with every ``waiting_on``
    checked against DONE markers, replies and receipts: resolved (and by what) or
    still open (stale-context defence); then the working state.
@@ -33,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .errors import InvalidInput
-from .handoff import Waiting
+from .handoff import Handoff, Waiting
+from .hooks_state import HookState
 from .inbox import State
 from .message import Message, Priority, day_of, stamp_of
 from .render import line
@@ -222,9 +225,20 @@ def _recovery(agent: Agent, previous_boot_ns: int | None) -> Section:
                      "handoff: it probably died after it; work since then may be unfinished.")
     else:
         s.summary = "the previous instance wrote a final handoff before stopping."
+    if _ended_without_handoff(agent, latest):
+        s.summary = ("the last session ended without a handoff: any handoff below is older "
+                     "than that session; check unfinished work above.")
     if not s.items and previous_boot_ns is not None:
         s.summary += " Nothing unfinished."
     return s
+
+
+def _ended_without_handoff(agent: Agent, latest: Handoff | None) -> bool:
+    """Whether ``hook session-end`` recorded that the last session wrote no final handoff,
+    and none was written since."""
+    ended = HookState(agent.mailbox.root, agent.name).ended()
+    return (ended is not None and not ended.handoff
+            and (latest is None or stamp_of(latest.id) < ended.at))
 
 
 def _mail(agent: Agent, unread: list[Message]) -> Section:

@@ -71,6 +71,8 @@ TREE: tuple[Entry, ...] = (
     _f("agents/<agent>/run/state.lock", "on demand", "lock of state.json (§20.6)"),
     _f("agents/<agent>/run/epoch.lock", "on demand", "lock of the epoch (§20.6)"),
     _f("agents/<agent>/run/agent.lock", "on demand", "lock of agent.json edits (§20.6)"),
+    _f("agents/<agent>/run/hooks.json", "on demand",
+       "what the hooks last surfaced, and how the last session ended (docs/INTEGRATIONS.md)"),
     _d("spool", "init", "routed mail (§16)"),
     _d("spool/tmp", "init", "staging for routed mail"),
     _f("spool/tmp/<id>.<pid>.<hex>", "on demand", "routed mail being staged"),
@@ -244,6 +246,11 @@ class AgentPaths:
     def lock(self, name: str) -> Path:
         """``run/<name>.lock``: ``state``, ``epoch`` or ``agent``."""
         return self.run / f"{name}.lock"
+
+    @property
+    def hooks(self) -> Path:
+        """``run/hooks.json``: the record the harness hooks keep (agentmailbox.hooks_state)."""
+        return self.run / "hooks.json"
 
     @property
     def staging_folders(self) -> tuple[Path, ...]:

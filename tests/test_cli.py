@@ -539,7 +539,8 @@ def loaded_modules(*argv: str, root: Path) -> set[str]:
             f"code = main({list(argv)!r}); print(*sys.modules, file=sys.stderr); "
             "sys.stdout.flush()")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**python_env(), "MAILBOX_ROOT": str(root)}, timeout=60)
+                          env={**python_env(), "MAILBOX_ROOT": str(root)}, timeout=60,
+                          stdin=subprocess.DEVNULL)
     return set(done.stderr.split())
 
 
@@ -554,6 +555,7 @@ budget (docs/PERFORMANCE.md, "Startup"), and none is needed to list, read or sen
     ("--help",), ("inbox", "bob"), ("read", "bob", "--peek"),
     ("send", "--from", "alice", "--to", "bob", "--body", "hi"), ("heartbeat", "bob"),
     ("dead", "ls"), ("peek", "bob"), ("whoami", "--agent", "bob"),
+    ("hook", "prompt", "--agent", "bob"),
 ], ids=" ".join)
 def test_the_quick_commands_import_no_daemon_or_continuity_module(argv: tuple[str, ...],
                                                                   mb: Mailbox) -> None:
@@ -561,6 +563,14 @@ def test_the_quick_commands_import_no_daemon_or_continuity_module(argv: tuple[st
     watcher, logging, the lock library, ctypes or the continuity modules."""
     mb.send("alice", "bob", subject="waiting", body="x")
     assert set() == loaded_modules(*argv, root=mb.path) & HEAVY
+
+
+def test_the_prompt_hook_with_no_news_imports_no_daemon_or_continuity_module(
+        mb: Mailbox) -> None:
+    """The hook run on every prompt starts fast when there is nothing new to say."""
+    mb.send("alice", "bob", subject="waiting", body="x")
+    loaded_modules("hook", "prompt", "--agent", "bob", root=mb.path)  # surfaces it
+    assert set() == loaded_modules("hook", "prompt", "--agent", "bob", root=mb.path) & HEAVY
 
 
 def test_help_imports_no_command_module(mb: Mailbox) -> None:

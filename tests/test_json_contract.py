@@ -54,6 +54,12 @@ RUNS: dict[str, Callable[[World], list[str]]] = {
     "remember": lambda w: ["remember", "bob", "chose plan b", "--tag", "plan"],
     "memory": lambda w: ["memory", "bob"],
     "boot": lambda w: ["boot", "bob"],
+    "hook session-start": lambda w: ["hook", "session-start", "--agent", "bob"],
+    "hook prompt": lambda w: ["hook", "prompt", "--agent", "bob"],
+    "hook stop": lambda w: ["hook", "stop", "--agent", "bob"],
+    "hook pre-compact": lambda w: ["hook", "pre-compact", "--agent", "bob"],
+    "hook session-end": lambda w: ["hook", "session-end", "--agent", "bob"],
+    "hook wait": lambda w: ["hook", "wait", "--agent", "alice", "--timeout", "0"],
     "thread done": lambda w: ["thread", "done", w["claimed"], "--as", "bob"],
     "thread show": lambda w: ["thread", "show", w["claimed"]],
 }

@@ -1,7 +1,7 @@
 """The ``mailbox`` command: parses, calls the library, prints text or ``--json``.
 
 No logic lives here. The top group is defined here; each command family lives in a module
-of its own (mail, agents, workspace, continuity, live, admin) that imports only
+of its own (mail, agents, workspace, continuity, live, admin, hook) that imports only
 :mod:`agentmailbox.cli._base`, never this module. The group imports a command's module only
 when that command runs (:data:`COMMANDS`), so ``mailbox inbox`` never pays for the
 supervisor, the continuity modules or watchdog. An error exits with its class's
@@ -119,6 +119,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "Record that AGENT is alive now (run it from the agent's loop or a cron job)."),
     "tail": ("live:tail", "Print the bus journal (send, claim, done, release, dead, ws.put...) "
              "in time order."),
+    "hook": ("hook:hook", "Hooks for an agent harness: read the event's JSON on stdin, answer "
+             "as the harness expects."),
     "init": ("admin:init", "Create a mailbox root (PATH/.mailbox)."),
     "doctor": ("admin:doctor", "Check the whole root: stale tmp files, foreign or malformed "
                "files, missing dirs."),

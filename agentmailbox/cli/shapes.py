@@ -55,6 +55,10 @@ def extend(base: Schema, **properties: Schema) -> Schema:
     return obj(**base["properties"], **properties)
 
 
+CONTEXT = obj(hookSpecificOutput=obj(hookEventName=STR, additionalContext=STR))
+"""What a hook adds to the model's context (Claude Code's hook output)."""
+HOOK_NOTE = "the harness's JSON (docs/INTEGRATIONS.md), the same with or without --json"
+
 MESSAGE = obj(v=INT, id=STR, ts=STR, **{"from": STR}, to=arr(STR), subject=STR, kind=STR,
               thread=STR, reply_to=opt(STR),
               priority={"enum": ["low", "normal", "high", "urgent"]}, expires_at=opt(STR),
@@ -129,6 +133,13 @@ SHAPES: dict[str, Shape] = {
     "memory": Shape(False, arr(EVENT)),
     "boot": Shape(False, obj(agent=STR, epoch=opt(INT), budget=INT),
                   "and one key per section: {summary, items, omitted}"),
+    "hook session-start": Shape(True, CONTEXT, HOOK_NOTE),
+    "hook prompt": Shape(True, CONTEXT, HOOK_NOTE + "; nothing when no mail is new"),
+    "hook stop": Shape(True, obj(decision={"enum": ["block"]}, reason=STR),
+                       HOOK_NOTE + "; nothing when the session may stop"),
+    "hook pre-compact": Shape(True, ANY, "prints nothing"),
+    "hook session-end": Shape(True, ANY, "prints nothing"),
+    "hook wait": Shape(True, ANY, "prints nothing; the doorbell is on stderr, with exit 2"),
     "thread done": Shape(False, extend(MARKER, created=BOOL)),
     "thread show": Shape(False, obj(thread=STR, done=opt(MARKER), messages=arr(obj(
         id=STR, **{"from": opt(STR)}, subject=STR, recipients={"type": "object"})))),

@@ -1,0 +1,333 @@
+"""What ``mailbox hook ...`` does at each event of an agent harness's session (Claude Code).
+
+Each hook reads the event's JSON (what the harness writes on stdin, docs/INTEGRATIONS.md)
+and gives an :class:`Answer`: what to print on stdout (the harness's JSON), one line for
+stderr, and the exit code. :func:`run` is the door: it checks identity, opens the root and
+turns any error into exit 0 with one line on stderr, so a hook never fails the session.
+
+=============  ================================================================================
+session-start  a new epoch on startup, resume and clear (none on compact); the boot brief as
+               ``additionalContext``, within the harness's cap (:data:`CAP`)
+prompt         one line when the set of unread, unclaimed ids changed since it last surfaced
+stop           block once (never twice in a row) while mail claimed in this epoch is not done,
+               or work was done and no final handoff written since the epoch began
+pre-compact    a checkpoint handoff from working state and claimed mail
+session-end    record how the session ended; the next brief says when it left no handoff
+wait           wait on the watcher for new mail: exit 2 and a doorbell on stderr, 0 at timeout
+=============  ================================================================================
+
+The prompt hook is on every prompt's path: it imports nothing beyond what ``mailbox
+inbox`` does (no watcher, agent, boot or handoff module; tests/test_cli.py pins it).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .errors import InvalidInput, MailboxError
+from .hooks_state import Ended, HookState
+from .inbox import State
+from .message import stamp_of
+from .render import line
+
+if TYPE_CHECKING:
+    from .agent import Agent
+    from .handoff import Handoff
+    from .mailbox import Mailbox
+    from .message import Message
+
+__all__ = ["CAP", "DEFAULT_BUDGET", "DEFAULT_WAIT", "HOOKS", "Answer", "Who", "run"]
+
+CAP = 10_000
+"""Claude Code's cap, in characters, on what a hook adds to the context (``additionalContext``
+or plain stdout); beyond it the text is saved to a file and replaced by a preview."""
+DEFAULT_BUDGET = 9_000
+"""The boot brief's budget in ``hook session-start``: below :data:`CAP`, with room to spare."""
+DEFAULT_WAIT = 590.0
+"""``hook wait``'s timeout in seconds: under the harness's 600-second default for a command."""
+DETAIL = 50
+"""At most this many new messages are read to say who they are from."""
+HANDOFF_ARGS = '--in-progress "..." --next "..."'
+"""What the stop hook's handoff command is shown with (the agent fills in the dots)."""
+ITEM_CHARS = 120
+"""The longest item of a checkpoint (7 items stay well within a handoff's 4 KB)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a hook prints and exits with."""
+
+    stdout: str = ""
+    stderr: str = ""
+    code: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Who:
+    """The acting agent, and how a command shown to it names it."""
+
+    name: str
+    by_env: bool = True
+    """Whether $MAILBOX_AGENT names it (then a command needs no --agent)."""
+
+    def command(self, verb: str, rest: str = "") -> str:
+        """``mailbox VERB [--agent NAME] REST``: a command the agent can paste."""
+        flag = "" if self.by_env else f" --agent {self.name}"
+        return f"mailbox {verb}{flag}" + (f" {rest}" if rest else "")
+
+
+Handler = Callable[..., Answer]
+
+
+def run(hook: str, data: bytes, who: Who | None, open_mailbox: Callable[[], Mailbox],
+        **options: Any) -> Answer:
+    """Run ``hook`` on the event JSON ``data``; never raises.
+
+    Without identity it answers nothing but one line on stderr (exit 0): a hook never
+    guesses which agent it speaks for.
+    """
+    if who is None:
+        return Answer(stderr=f"mailbox hook {hook}: no agent: set $MAILBOX_AGENT (or pass "
+                             "--agent NAME) in the hook's command; nothing was surfaced")
+    try:
+        event = parse_event(data)
+        mb = open_mailbox()
+        try:
+            return HOOKS[hook](mb, who, event, **options)
+        finally:
+            mb.close()
+    except Exception as exc:  # any at all: a hook never fails the user's session
+        text = line(str(exc), 300) if isinstance(exc, MailboxError) else line(repr(exc), 300)
+        return Answer(stderr=f"mailbox hook {hook}: {text} (ignored: the session goes on)")
+
+
+def parse_event(data: bytes) -> dict[str, Any]:
+    """The event: a JSON object; nothing at all is the empty event.
+
+    Raises:
+        InvalidInput: ``data`` is not a JSON object.
+    """
+    if not data.strip():
+        return {}
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"the hook's input is not JSON: {exc}") from exc
+    if not isinstance(event, dict):
+        raise InvalidInput(f"the hook's input is a JSON {type(event).__name__}, not an object")
+    return event
+
+
+def context(event_name: str, text: str) -> str:
+    """The harness's JSON that adds ``text`` to the model's context."""
+    out = {"hookSpecificOutput": {"hookEventName": event_name, "additionalContext": text}}
+    return orjson.dumps(out).decode()
+
+
+# -- session-start ----------------------------------------------------------------------------
+
+
+def session_start(mb: Mailbox, who: Who, event: dict[str, Any],
+                  budget: int = DEFAULT_BUDGET) -> Answer:
+    if budget > CAP:
+        raise InvalidInput(f"a budget of {budget} characters is over the harness's cap of {CAP}",
+                           hint=f"give --budget {DEFAULT_BUDGET} or less than {CAP}")
+    # startup, resume and clear start an epoch; compact continues the current one.
+    start = event.get("source") != "compact"
+    brief = mb.agent(who.name).boot(budget=budget, start_epoch=start)
+    shown = {item["id"] for item in brief.to_dict()["mail"]["items"]}
+    HookState(mb.root, who.name).set_surfaced(brief.epoch, shown)
+    return Answer(stdout=context("SessionStart", brief.to_text()))
+
+
+# -- prompt and wait: new mail ----------------------------------------------------------------
+
+
+def prompt(mb: Mailbox, who: Who, event: dict[str, Any]) -> Answer:
+    new = _news(mb, who.name)
+    if not new:
+        return Answer()
+    return Answer(stdout=context("UserPromptSubmit", news_line(mb, who, new)))
+
+
+def _news(mb: Mailbox, name: str) -> list[str]:
+    """The unread, unclaimed ids not surfaced yet in this epoch; records the set as surfaced
+    when it changed (so mail read in between does not count as new)."""
+    epoch = mb.epoch(name)
+    state = HookState(mb.root, name)
+    unread = set(mb.inbox(name).ids())
+    before = state.surfaced(epoch) or set()
+    if unread == before:
+        return []
+    state.set_surfaced(epoch, unread)
+    return sorted(unread - before)
+
+
+def news_line(mb: Mailbox, who: Who, ids: list[str]) -> str:
+    """"2 new: 1 urgent from alice — mailbox next": how many, the pressing ones and from whom."""
+    msgs = [m for m in (_peek(mb, who.name, i) for i in ids[:DETAIL]) if m is not None]
+    pressing = [(p, [m for m in msgs if m.priority == p]) for p in ("urgent", "high")]
+    parts = [f"{len(group)} {p} from {_senders(group)}" for p, group in pressing if group]
+    head = f"{len(ids)} new" + (f": {', '.join(parts)}" if parts else
+                                f" from {_senders(msgs)}" if msgs else "")
+    return f"{head} — {who.command('next')}"
+
+
+def _peek(mb: Mailbox, name: str, msg_id: str) -> Message | None:
+    try:
+        return mb.inbox(name).get(msg_id)
+    except MailboxError:
+        return None  # claimed or gone since the scan
+
+
+def _senders(msgs: list[Message]) -> str:
+    names = sorted({m.sender for m in msgs})
+    shown = ", ".join(line(n, 40) for n in names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def wait(mb: Mailbox, who: Who, event: dict[str, Any], timeout: float = DEFAULT_WAIT) -> Answer:
+    """Exit 2 with a doorbell when new mail is there (now, or when the watcher wakes), 0 at
+    the timeout or once a newer waiter of the same agent has started."""
+    from .watch import Watcher  # only here: the prompt path never loads watchdog
+
+    state = HookState(mb.root, who.name)
+    token = f"{os.getpid()}.{time.time_ns()}"
+    state.update(waiter=token)
+    deadline = time.monotonic() + max(timeout, 0.0)
+    with Watcher(mb.inbox(who.name).new) as watcher:
+        while state.load().get("waiter") == token:
+            new = _news(mb, who.name)
+            if new:
+                return Answer(stderr=news_line(mb, who, new), code=2)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            watcher.wait(left)
+    return Answer()
+
+
+# -- stop -------------------------------------------------------------------------------------
+
+
+def stop(mb: Mailbox, who: Who, event: dict[str, Any]) -> Answer:
+    state = HookState(mb.root, who.name)
+    epoch = mb.epoch(who.name)
+    if event.get("stop_hook_active") is True or state.stop_blocked(epoch):
+        if state.stop_blocked(epoch):
+            state.set_stop_blocked(epoch, False)
+        return Answer()
+    reasons = unfinished(mb, who)
+    if not reasons:
+        return Answer()
+    state.set_stop_blocked(epoch, True)
+    return Answer(stdout=orjson.dumps({"decision": "block", "reason": " ".join(reasons)}).decode())
+
+
+def unfinished(mb: Mailbox, who: Who) -> list[str]:
+    """Why this epoch should not stop yet, each with the command that settles it."""
+    record = mb.epoch_record(who.name)
+    if record is None or not isinstance(record.get("at"), int):
+        return []  # never booted: no epoch to hold to account
+    epoch, at = int(record["epoch"]), int(record["at"])
+    claims, worked = _this_epoch(mb, who.name, epoch, at)
+    still = sorted(claims & set(mb.inbox(who.name).ids(State.CLAIMED)))
+    reasons = []
+    if still:
+        reasons.append(f"This session claimed {len(still)} message(s) it has not marked done: "
+                       f"finish them, then run `{who.command('done', ' '.join(still))}` (or "
+                       f"`{who.command('release', 'ID')}` to give one back).")
+    if worked and not final_handoff_since(mb.agent(who.name), at):
+        command = who.command("handoff", HANDOFF_ARGS)
+        reasons.append(f"This session did work and wrote no handoff since it began: run "
+                       f"`{command}`.")
+    return reasons
+
+
+def _this_epoch(mb: Mailbox, name: str, epoch: int, at: int) -> tuple[set[str], bool]:
+    """The ids ``name`` claimed as ``epoch``, and whether it did any work since ``at`` (sent,
+    claimed, marked done, closed a thread, wrote a shared file), from the journal."""
+    day = time.strftime("%Y-%m-%d", time.gmtime(at // 1_000_000_000))
+    claims: set[str] = set()
+    worked = False
+    for ev in mb.root.journal.events(since_day=day):
+        if ev["t"] < at:
+            continue
+        kind = str(ev["ev"])
+        if kind == "claim" and ev.get("agent") == name and ev.get("epoch") == epoch:
+            claims.add(str(ev.get("id")))
+        worked = worked or ev.get(WORK.get(kind, "")) == name
+    return claims, worked
+
+
+WORK = {"claim": "agent", "done": "agent", "thread.done": "agent", "send": "from",
+        "ws.put": "author"}
+"""The journal events that are an agent's work, and the field that names the agent."""
+
+
+def final_handoff_since(agent: Agent, at: int) -> bool:
+    """Whether ``agent`` wrote a final handoff (not a checkpoint) stamped after ``at``."""
+    if not any(stamp_of(i) > at for i in agent.handoffs.ids()):
+        return False
+    latest = agent.handoffs.latest()
+    if latest is not None and latest.final and stamp_of(latest.id) > at:
+        return True
+    return any(h.final and stamp_of(h.id) > at for h in agent.handoffs.history())
+
+
+# -- pre-compact and session-end --------------------------------------------------------------
+
+
+def pre_compact(mb: Mailbox, who: Who, event: dict[str, Any]) -> Answer:
+    agent = mb.agent(who.name)
+    note = checkpoint(agent, str(event.get("trigger") or "auto"))
+    if note is not None:
+        agent.write_handoff(note)
+    return Answer()
+
+
+def checkpoint(agent: Agent, trigger: str) -> Handoff | None:
+    """A checkpoint from working state and claimed mail; None when there is neither."""
+    from .handoff import DEFAULT_MAX_ITEMS, Handoff
+
+    state = agent.state.snapshot()
+    items = [f"state {k} = {orjson.dumps(state[k]).decode()}" for k in sorted(state)]
+    items += [f"claimed {m.id} from {m.sender}: {m.subject}"
+              for m in agent.inbox.list(State.CLAIMED)]
+    if not items:
+        return None
+    kept = tuple(_cut(i) for i in items[:DEFAULT_MAX_ITEMS])
+    more = len(items) - len(kept)
+    nxt = f"resume after the {_cut(trigger, 20)} compaction from the items above" + (
+        f" ({more} more: mailbox state get, mailbox inbox --claimed)" if more else "")
+    return Handoff(in_progress=kept, next=(nxt,), final=False)
+
+
+def _cut(text: str, limit: int = ITEM_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def session_end(mb: Mailbox, who: Who, event: dict[str, Any]) -> Answer:
+    record = mb.epoch_record(who.name) or {}
+    at = record.get("at")
+    wrote = isinstance(at, int) and final_handoff_since(mb.agent(who.name), at)
+    ended = Ended(mb.epoch(who.name), mb.root.clock.stamp(), wrote,
+                  _cut(str(event.get("reason") or ""), 40))
+    HookState(mb.root, who.name).set_ended(ended)
+    return Answer()
+
+
+HOOKS: dict[str, Handler] = {
+    "session-start": session_start,
+    "prompt": prompt,
+    "stop": stop,
+    "pre-compact": pre_compact,
+    "session-end": session_end,
+    "wait": wait,
+}

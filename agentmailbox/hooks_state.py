@@ -1,0 +1,109 @@
+"""The record the harness hooks keep for one agent: ``agents/<agent>/run/hooks.json``.
+
+Three things, each small, in one JSON object (docs/INTEGRATIONS.md):
+
+- ``surfaced``: the epoch and the ids of the unread, unclaimed mail last put in front of
+  the model (by the boot brief of ``hook session-start`` or the line of ``hook prompt``),
+  so the prompt hook speaks only when that set changed.
+- ``ended``: how the last session ended (``hook session-end``): its epoch, when, and
+  whether it wrote a final handoff; the next boot brief says so when it did not.
+- ``stop_blocked``: the epoch in which ``hook stop`` blocked last, so it never blocks
+  twice in a row.
+
+The file is replaced whole and atomically (:meth:`agentmailbox.fs.Disk.replace`); the
+hooks of one session run one at a time, so the last writer wins. A missing, foreign or
+malformed file is the empty record: it only ever costs a repeated notice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .fs import Foreign
+
+if TYPE_CHECKING:
+    from .root import Root
+
+__all__ = ["LIMIT", "Ended", "HookState"]
+
+LIMIT = 1 << 20
+"""The largest record read back (a surfaced set of 10,000 ids fits in half of it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """How a session ended: recorded by ``hook session-end``."""
+
+    epoch: int | None
+    at: int
+    """An HLC stamp (ns): a handoff whose id is stamped later was written after it."""
+    handoff: bool
+    """Whether a final handoff was written during that session's epoch."""
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "at": self.at, "handoff": self.handoff,
+                "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> Ended | None:
+        """The record, or None for anything not of its shape (a hand-edited file)."""
+        if not isinstance(obj, dict):
+            return None
+        epoch, at = obj.get("epoch"), obj.get("at")
+        if not (epoch is None or _is_int(epoch)) or not isinstance(at, int) or not _is_int(at):
+            return None
+        return cls(epoch, at, obj.get("handoff") is True, str(obj.get("reason") or ""))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class HookState:
+    """Read and replace one agent's hook record."""
+
+    def __init__(self, root: Root, agent: str) -> None:
+        self._root = root
+        self.path = root.paths.agent(agent).hooks
+
+    def load(self) -> dict[str, Any]:
+        try:
+            obj = orjson.loads(self._root.disk.read(self.path, LIMIT)[0])
+        except (FileNotFoundError, Foreign, orjson.JSONDecodeError):
+            return {}
+        return obj if isinstance(obj, dict) else {}
+
+    def update(self, **fields: Any) -> None:
+        """Replace the record with its fields updated (None removes a field)."""
+        record = {**self.load(), **fields}
+        record = {k: v for k, v in record.items() if v is not None}
+        self._root.disk.replace(self.path, orjson.dumps(record) + b"\n")
+
+    def surfaced(self, epoch: int | None) -> set[str] | None:
+        """The ids last surfaced in ``epoch``, or None if nothing was surfaced in it."""
+        got = self.load().get("surfaced")
+        if not isinstance(got, dict) or got.get("epoch") != epoch:
+            return None
+        ids = got.get("ids")
+        return {i for i in ids if isinstance(i, str)} if isinstance(ids, list) else None
+
+    def set_surfaced(self, epoch: int | None, ids: set[str]) -> None:
+        self.update(surfaced={"epoch": epoch, "ids": sorted(ids)})
+
+    def ended(self) -> Ended | None:
+        return Ended.from_dict(self.load().get("ended"))
+
+    def set_ended(self, ended: Ended) -> None:
+        self.update(ended=ended.to_dict())
+
+    def stop_blocked(self, epoch: int | None) -> bool:
+        """Whether the last ``hook stop`` of ``epoch`` blocked."""
+        got = self.load().get("stop_blocked")
+        return isinstance(got, dict) and got.get("epoch") == epoch
+
+    def set_stop_blocked(self, epoch: int | None, blocked: bool) -> None:
+        self.update(stop_blocked={"epoch": epoch} if blocked else None)
