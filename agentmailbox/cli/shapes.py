@@ -139,6 +139,11 @@ SHAPES: dict[str, Shape] = {
                        HOOK_NOTE + "; nothing when the session may stop"),
     "hook pre-compact": Shape(True, ANY, "prints nothing"),
     "hook session-end": Shape(True, ANY, "prints nothing"),
+    "setup claude-code": Shape(False, obj(path=STR, agent=opt(STR), undo=BOOL, dry_run=BOOL,
+                                          changed=BOOL, written=BOOL,
+                                          settings={"type": "object"}, diff=STR),
+                               "settings: the whole file as written (or as --dry-run would "
+                               "write it); diff: the unified diff under --dry-run, else \"\""),
     "hook wait": Shape(True, ANY, "prints nothing; the doorbell is on stderr, with exit 2"),
     "thread done": Shape(False, extend(MARKER, created=BOOL)),
     "thread show": Shape(False, obj(thread=STR, done=opt(MARKER), messages=arr(obj(

@@ -1,0 +1,84 @@
+"""The set-up command: ``mailbox setup claude-code`` merges the hooks into a project's
+``.claude/settings.json`` (and ``--undo`` takes them out); the logic is
+:mod:`agentmailbox.integrations`, docs/INTEGRATIONS.md says what it writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..errors import AgentNotFound
+from ._base import Ctx, acting, emit, fail, json_option, pass_ctx
+
+if TYPE_CHECKING:
+    from ..integrations import Plan
+
+EPILOG = """\b
+Examples:
+  mailbox setup claude-code --agent bob --dry-run     # show the diff, write nothing
+  mailbox setup claude-code --agent bob               # merge into ./.claude/settings.json
+  mailbox setup claude-code --agent bob --project ../app
+  mailbox setup claude-code --undo                    # take our hooks out again
+\b
+Each hook's command carries MAILBOX_AGENT=NAME, and MAILBOX_ROOT=PATH when a hook run in
+the project would not find the root by itself. The user's own hooks and settings are kept;
+running it twice changes nothing."""
+
+
+@click.group(epilog=EPILOG)
+def setup() -> None:
+    """Set an agent harness up to run the mailbox hooks."""
+
+
+@setup.command("claude-code", epilog=EPILOG)
+@click.option("--agent", "agent", envvar="MAILBOX_AGENT", default=None, metavar="NAME",
+              help="The agent the hooks act as (default: $MAILBOX_AGENT).")
+@click.option("--project", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=".", show_default=True,
+              help="The project folder (its .claude/settings.json).")
+@click.option("--dry-run", is_flag=True, help="Write nothing; print the diff of what would "
+              "change.")
+@click.option("--undo", "--remove", "undo", is_flag=True,
+              help="Take out exactly the hooks setup wrote.")
+@json_option
+@pass_ctx
+def claude_code(c: Ctx, agent: str | None, project: Path, dry_run: bool, undo: bool,
+                as_json: bool) -> None:
+    """Merge the mailbox hooks into PROJECT/.claude/settings.json (Claude Code)."""
+    from .. import integrations
+
+    name = None if undo else _registered(c, acting(agent, c.agent))
+    root = None if undo else c.mb.path
+    p = integrations.plan(project, name, root, undo=undo)
+    written = False if dry_run else integrations.apply(p)
+    emit(_shape(p, name, dry_run, undo, written), as_json,
+         lambda _: _diff(p).rstrip("\n") if dry_run else _summary(p, written))
+
+
+def _registered(c: Ctx, name: str) -> str:
+    """``name``, valid and registered in the root."""
+    from ..names import check_agent
+
+    check_agent(name)
+    if not c.mb.registry.exists(name):
+        fail(AgentNotFound(name))
+    return name
+
+
+def _shape(p: Plan, agent: str | None, dry_run: bool, undo: bool, written: bool
+           ) -> dict[str, Any]:
+    return {"path": str(p.path), "agent": agent, "undo": undo, "dry_run": dry_run,
+            "changed": p.changed, "written": written, "settings": p.settings,
+            "diff": _diff(p) if dry_run else ""}
+
+
+def _diff(p: Plan) -> str:
+    from ..integrations import diff
+
+    return diff(p)
+
+
+def _summary(p: Plan, written: bool) -> str:
+    return f"{'wrote' if written else 'unchanged:'} {p.path}"
