@@ -30,11 +30,13 @@ from . import layout, names
 from .errors import InvalidInput
 from .fs import Disk, Foreign, dump_object, parse_object
 
-__all__ = ["CLAUDE_EVENTS", "Plan", "apply", "diff", "hook_commands", "merged", "plan",
-           "removed"]
+__all__ = ["CLAUDE_EVENTS", "LOCAL_SETTINGS", "SETTINGS", "Plan", "apply", "diff", "found_from",
+           "hook_commands", "is_ours", "merged", "plan", "removed", "settings_path"]
 
 SETTINGS = (".claude", "settings.json")
 """Where Claude Code reads a project's shared settings, below the project folder."""
+LOCAL_SETTINGS = (".claude", "settings.local.json")
+"""Where it reads the settings of one checkout (not committed): one agent per worktree."""
 
 SETTINGS_LIMIT = 1 << 20
 """The largest settings file read (a settings file is a few kilobytes)."""
@@ -190,15 +192,17 @@ def _handlers(group: Any) -> list[Any]:
 # -- the settings file --------------------------------------------------------------------
 
 
-def settings_path(project: Path) -> Path:
-    return project.joinpath(*SETTINGS)
+def settings_path(project: Path, local: bool = False) -> Path:
+    return project.joinpath(*(LOCAL_SETTINGS if local else SETTINGS))
 
 
-def plan(project: Path, agent: str | None, root: Path | None, *, undo: bool = False) -> Plan:
+def plan(project: Path, agent: str | None, root: Path | None, *, undo: bool = False,
+         local: bool = False) -> Plan:
     """What setting ``agent`` up in ``project`` (or undoing it) does to its settings file.
 
     ``root`` is the root the hooks must use; it goes into the commands only when a hook
-    run in ``project`` would not find it by itself.
+    run in ``project`` would not find it by itself. ``local``: the checkout's own settings
+    file (``settings.local.json``) rather than the shared one.
 
     Raises:
         InvalidName: ``agent`` is not a valid name (checked before any path is built).
@@ -208,7 +212,7 @@ def plan(project: Path, agent: str | None, root: Path | None, *, undo: bool = Fa
     if not undo:
         names.check_agent(agent or "")
     project = project.absolute()
-    path = settings_path(project)
+    path = settings_path(project, local)
     before, mode = _read(path)
     settings = parse_settings(before, path) if before is not None else {}
     if undo:
@@ -277,5 +281,5 @@ def diff(p: Plan) -> str:
     """What ``p`` changes, as a unified diff ("" when nothing)."""
     old = (p.before or b"").decode(errors="replace").splitlines(keepends=True)
     new = p.after.decode().splitlines(keepends=True)
-    return "".join(difflib.unified_diff(old, new, f"a/{'/'.join(SETTINGS)}",
-                                        f"b/{'/'.join(SETTINGS)}"))
+    name = "/".join(p.path.parts[-2:])
+    return "".join(difflib.unified_diff(old, new, f"a/{name}", f"b/{name}"))

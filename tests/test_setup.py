@@ -131,6 +131,15 @@ def test_setup_creates_the_settings_file_when_there_is_none(cli: Cli, tmp_path: 
     assert {"hooks"} == set(orjson.loads(settings_file(folder).read_bytes()))
 
 
+def test_local_writes_the_checkouts_own_settings(cli: Cli, project: Path) -> None:
+    """--local sets the hooks up in settings.local.json and leaves the shared file alone."""
+    shared = write_theirs(project)
+    assert EXIT_OK == setup(cli, project, "--local").code
+    local = orjson.loads((project / ".claude" / "settings.local.json").read_bytes())
+    assert ["MAILBOX_AGENT=bob mailbox hook stop"] == commands_of(local, "Stop")
+    assert shared == settings_file(project).read_bytes()
+
+
 def test_setup_keeps_the_files_mode(cli: Cli, project: Path) -> None:
     """The settings file is replaced with the mode it had."""
     write_theirs(project)

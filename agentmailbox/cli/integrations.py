@@ -20,6 +20,7 @@ Examples:
   mailbox setup claude-code --agent bob --dry-run     # show the diff, write nothing
   mailbox setup claude-code --agent bob               # merge into ./.claude/settings.json
   mailbox setup claude-code --agent bob --project ../app
+  mailbox setup claude-code --agent bob --local       # ./.claude/settings.local.json
   mailbox setup claude-code --undo                    # take our hooks out again
 \b
 Each hook's command carries MAILBOX_AGENT=NAME, and MAILBOX_ROOT=PATH when a hook run in
@@ -38,20 +39,22 @@ def setup() -> None:
 @click.option("--project", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=".", show_default=True,
               help="The project folder (its .claude/settings.json).")
+@click.option("--local", is_flag=True, help="Edit .claude/settings.local.json (this "
+              "checkout's, not committed) instead.")
 @click.option("--dry-run", is_flag=True, help="Write nothing; print the diff of what would "
               "change.")
 @click.option("--undo", "--remove", "undo", is_flag=True,
               help="Take out exactly the hooks setup wrote.")
 @json_option
 @pass_ctx
-def claude_code(c: Ctx, agent: str | None, project: Path, dry_run: bool, undo: bool,
-                as_json: bool) -> None:
+def claude_code(c: Ctx, agent: str | None, project: Path, local: bool, dry_run: bool,
+                undo: bool, as_json: bool) -> None:
     """Merge the mailbox hooks into PROJECT/.claude/settings.json (Claude Code)."""
     from .. import integrations
 
     name = None if undo else _registered(c, acting(agent, c.agent))
     root = None if undo else c.mb.path
-    p = integrations.plan(project, name, root, undo=undo)
+    p = integrations.plan(project, name, root, undo=undo, local=local)
     written = False if dry_run else integrations.apply(p)
     emit(_shape(p, name, dry_run, undo, written), as_json,
          lambda _: _diff(p).rstrip("\n") if dry_run else _summary(p, written))
