@@ -1,7 +1,8 @@
-"""Setting an agent harness up to run the hooks: ``mailbox setup claude-code``.
+"""Setting an agent harness up to run the hooks: ``mailbox setup claude-code|codex``.
 
-Claude Code reads its hooks from ``.claude/settings.json`` of the project
-(docs/INTEGRATIONS.md records the documented format and its source)::
+Claude Code reads a project's hooks from ``.claude/settings.json``, Codex from
+``.codex/hooks.json``, both in one format (docs/INTEGRATIONS.md records each harness's
+documentation and its source)::
 
     {"hooks": {"Stop": [{"matcher": "...", "hooks": [{"type": "command", "command": "..."}]}]}}
 
@@ -30,30 +31,52 @@ from . import layout, names
 from .errors import InvalidInput
 from .fs import Disk, Foreign, dump_object, parse_object
 
-__all__ = ["CLAUDE_EVENTS", "LOCAL_SETTINGS", "SETTINGS", "Plan", "apply", "diff", "found_from",
-           "hook_commands", "is_ours", "merged", "plan", "removed", "settings_path"]
+__all__ = ["CLAUDE_CODE", "CODEX", "HARNESSES", "Harness", "Plan", "apply", "diff",
+           "found_from", "hook_commands", "is_ours", "merged", "plan", "removed",
+           "settings_path"]
 
-SETTINGS = (".claude", "settings.json")
-"""Where Claude Code reads a project's shared settings, below the project folder."""
-LOCAL_SETTINGS = (".claude", "settings.local.json")
-"""Where it reads the settings of one checkout (not committed): one agent per worktree."""
+Events = tuple[tuple[str, str, str | None], ...]
+"""(the harness's event, our hook, the matcher; None: no matcher, every source)."""
+
+
+@dataclass(frozen=True)
+class Harness:
+    """One agent harness: where its project hooks live and which of our hooks it runs."""
+
+    name: str
+    settings: tuple[str, ...]
+    """The hooks file, below the project folder."""
+    local: tuple[str, ...] | None
+    """The file of one checkout (not committed), if the harness has one."""
+    events: Events
+
+
+CLAUDE_CODE = Harness(
+    "claude-code", (".claude", "settings.json"), (".claude", "settings.local.json"),
+    (("SessionStart", "session-start", "startup|resume|clear|compact"),
+     ("UserPromptSubmit", "prompt", None),
+     ("Stop", "stop", None),
+     ("PreCompact", "pre-compact", None),
+     ("SessionEnd", "session-end", None)))
+"""Claude Code (docs/INTEGRATIONS.md). ``hook wait`` is not among its hooks: it needs
+``asyncRewake``, which Claude Code's hooks reference does not document."""
+
+CODEX = Harness(
+    "codex", (".codex", "hooks.json"), None,
+    (("SessionStart", "session-start", None),
+     ("UserPromptSubmit", "prompt", None),
+     ("Stop", "stop", None),
+     ("PreCompact", "pre-compact", None)))
+"""Codex: the project's ``.codex/hooks.json``, the same format as Claude Code's hooks;
+Codex documents no SessionEnd event."""
+
+HARNESSES = {h.name: h for h in (CLAUDE_CODE, CODEX)}
 
 SETTINGS_LIMIT = 1 << 20
 """The largest settings file read (a settings file is a few kilobytes)."""
 
 NEW_FILE_MODE = 0o644
-"""The mode of a settings file created here (Claude Code's own files are not secret)."""
-
-CLAUDE_EVENTS: tuple[tuple[str, str, str | None], ...] = (
-    # (Claude Code's event, our hook, the matcher; None: the event takes none)
-    ("SessionStart", "session-start", "startup|resume|clear|compact"),
-    ("UserPromptSubmit", "prompt", None),
-    ("Stop", "stop", None),
-    ("PreCompact", "pre-compact", None),
-    ("SessionEnd", "session-end", None),
-)
-"""The hooks set up, in the order they are written. ``hook wait`` is not among them: it
-needs ``asyncRewake``, which Claude Code's hooks reference does not document."""
+"""The mode of a settings file created here (a harness's own files are not secret)."""
 
 _OURS = re.compile(r"(?:^|[\s;&|(])mailbox hook (?:session-start|prompt|stop|pre-compact|"
                    r"session-end|wait)(?=\s|$)")
@@ -76,13 +99,13 @@ class Plan:
         return self.before != self.after
 
 
-def hook_commands(agent: str, root: Path | None = None) -> dict[str, str]:
+def hook_commands(events: Events, agent: str, root: Path | None = None) -> dict[str, str]:
     """The command line of each hook (by Claude Code event) for ``agent``; ``root`` goes in
     as ``$MAILBOX_ROOT`` when the hook would not find it from the project by itself."""
     env = f"MAILBOX_AGENT={shlex.quote(names.check_agent(agent))} "
     if root is not None:
         env += f"MAILBOX_ROOT={shlex.quote(str(root))} "
-    return {event: f"{env}mailbox hook {hook}" for event, hook, _ in CLAUDE_EVENTS}
+    return {event: f"{env}mailbox hook {hook}" for event, hook, _ in events}
 
 
 def found_from(project: Path) -> Path | None:
@@ -103,7 +126,8 @@ def is_ours(handler: Any) -> bool:
             and _OURS.search(handler["command"]) is not None)
 
 
-def merged(settings: dict[str, Any], commands: dict[str, str]) -> dict[str, Any]:
+def merged(settings: dict[str, Any], events: Events, commands: dict[str, str]
+           ) -> dict[str, Any]:
     """``settings`` with our hooks: each replaces our earlier one where it stands, or goes
     last in a group of its own; everything else is kept, in its order.
 
@@ -111,7 +135,7 @@ def merged(settings: dict[str, Any], commands: dict[str, str]) -> dict[str, Any]
         InvalidInput: ``hooks`` or one of its events is not what the format says.
     """
     hooks = dict(_hooks(settings))
-    for event, _, matcher in CLAUDE_EVENTS:
+    for event, _, matcher in events:
         group: dict[str, Any] = {} if matcher is None else {"matcher": matcher}
         group["hooks"] = [{"type": "command", "command": commands[event]}]
         hooks[event] = _with_group(_groups(hooks, event), group)
@@ -192,13 +216,22 @@ def _handlers(group: Any) -> list[Any]:
 # -- the settings file --------------------------------------------------------------------
 
 
-def settings_path(project: Path, local: bool = False) -> Path:
-    return project.joinpath(*(LOCAL_SETTINGS if local else SETTINGS))
+def settings_path(harness: Harness, project: Path, local: bool = False) -> Path:
+    """The hooks file of ``harness`` in ``project`` (``local``: the checkout's own).
+
+    Raises:
+        InvalidInput: ``local`` for a harness that has no such file.
+    """
+    if local and harness.local is None:
+        raise InvalidInput(f"{harness.name} has no settings file of one checkout",
+                           hint="leave out --local")
+    return project.joinpath(*(harness.local if local and harness.local else harness.settings))
 
 
-def plan(project: Path, agent: str | None, root: Path | None, *, undo: bool = False,
-         local: bool = False) -> Plan:
-    """What setting ``agent`` up in ``project`` (or undoing it) does to its settings file.
+def plan(harness: Harness, project: Path, agent: str | None, root: Path | None, *,
+         undo: bool = False, local: bool = False) -> Plan:
+    """What setting ``agent`` up in ``project`` (or undoing it) does to the hooks file of
+    ``harness``.
 
     ``root`` is the root the hooks must use; it goes into the commands only when a hook
     run in ``project`` would not find it by itself. ``local``: the checkout's own settings
@@ -212,14 +245,14 @@ def plan(project: Path, agent: str | None, root: Path | None, *, undo: bool = Fa
     if not undo:
         names.check_agent(agent or "")
     project = project.absolute()
-    path = settings_path(project, local)
+    path = settings_path(harness, project, local)
     before, mode = _read(path)
     settings = parse_settings(before, path) if before is not None else {}
     if undo:
         new = removed(settings)
     else:
         given = None if root is None or _same(found_from(project), root) else root
-        new = merged(settings, hook_commands(agent or "", given))
+        new = merged(settings, harness.events, hook_commands(harness.events, agent or "", given))
     after = dump_object(new, str(path), orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     return Plan(path, before, before if new == settings and before is not None else after,
                 new, mode)

@@ -1,6 +1,6 @@
-"""`mailbox setup claude-code`: the hooks merged into a project's .claude/settings.json, the
-user's own settings kept, idempotent, --dry-run, --undo, and refusals that leave the file
-as it was."""
+"""`mailbox setup claude-code|codex`: the hooks merged into a project's .claude/settings.json
+(or .codex/hooks.json), the user's own settings kept, idempotent, --dry-run, --undo, and
+refusals that leave the file as it was."""
 
 from __future__ import annotations
 
@@ -233,6 +233,41 @@ def test_the_written_session_start_command_runs(cli: Cli, mb: Mailbox,
     answer = orjson.loads(done.stdout)["hookSpecificOutput"]
     assert "SessionStart" == answer["hookEventName"]
     assert "plan v1" in answer["additionalContext"]
+
+
+# -- codex ---------------------------------------------------------------------------------
+
+
+def codex_file(project: Path) -> Path:
+    return project / ".codex" / "hooks.json"
+
+
+def test_codex_setup_merges_into_hooks_json_and_undo_restores_it(cli: Cli, project: Path
+                                                                 ) -> None:
+    """setup codex keeps the user's Codex hooks, adds ours (Codex has no SessionEnd), is
+    idempotent, and --undo gives the file back as it was."""
+    codex_file(project).parent.mkdir()
+    theirs = {"hooks": THEIRS["hooks"]}
+    codex_file(project).write_bytes(orjson.dumps(theirs))
+    assert EXIT_OK == cli("setup", "codex", "--agent", "bob", "--project", str(project)).code
+    first = codex_file(project).read_bytes()
+    written = orjson.loads(first)
+    assert ["notify-send done", "MAILBOX_AGENT=bob mailbox hook stop"] == commands_of(
+        written, "Stop")
+    assert ["MAILBOX_AGENT=bob mailbox hook session-start"] == commands_of(
+        written, "SessionStart")
+    assert "SessionEnd" not in written["hooks"]
+    cli("setup", "codex", "--agent", "bob", "--project", str(project))
+    assert first == codex_file(project).read_bytes()
+    assert EXIT_OK == cli("setup", "codex", "--undo", "--project", str(project)).code
+    assert theirs == orjson.loads(codex_file(project).read_bytes())
+
+
+def test_setting_codex_up_leaves_the_claude_settings_alone(cli: Cli, project: Path) -> None:
+    """The Claude Code settings are not touched by setting Codex up."""
+    before = write_theirs(project)
+    cli("setup", "codex", "--agent", "bob", "--project", str(project))
+    assert before == settings_file(project).read_bytes()
 
 
 def _bin_folder() -> Path:
