@@ -90,13 +90,13 @@ class Plan:
     before: bytes | None
     """The file's content now; None when there is none."""
     after: bytes
+    """The content to write; ``before`` (or nothing) when the settings do not change."""
     settings: dict[str, Any]
     """The settings ``after`` holds."""
     mode: int
-
-    @property
-    def changed(self) -> bool:
-        return self.before != self.after
+    changed: bool
+    """Whether the settings change (a file written otherwise is not rewritten for its
+    layout alone)."""
 
 
 def hook_commands(events: Events, agent: str, root: Path | None = None) -> dict[str, str]:
@@ -253,9 +253,10 @@ def plan(harness: Harness, project: Path, agent: str | None, root: Path | None, 
     else:
         given = None if root is None or _same(found_from(project), root) else root
         new = merged(settings, harness.events, hook_commands(harness.events, agent or "", given))
+    if new == settings:
+        return Plan(path, before, before or b"", new, mode, changed=False)
     after = dump_object(new, str(path), orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-    return Plan(path, before, before if new == settings and before is not None else after,
-                new, mode)
+    return Plan(path, before, after, new, mode, changed=True)
 
 
 def parse_settings(data: bytes, path: Path) -> dict[str, Any]:

@@ -122,6 +122,12 @@ def test_undo_takes_out_exactly_our_entries(cli: Cli, project: Path) -> None:
     assert THEIRS == orjson.loads(settings_file(project).read_bytes())
 
 
+def test_undo_without_a_settings_file_creates_none(cli: Cli, project: Path) -> None:
+    """--undo in a project that has no settings file leaves it without one."""
+    assert EXIT_OK == cli("setup", "claude-code", "--undo", "--project", str(project)).code
+    assert not settings_file(project).exists()
+
+
 def test_setup_creates_the_settings_file_when_there_is_none(cli: Cli, tmp_path: Path
                                                             ) -> None:
     """A project without .claude/ gets one, with only our hooks."""
