@@ -12,7 +12,8 @@ of their own, every other key, group and handler is kept as it was, so running i
 changes nothing; :func:`removed` takes out exactly our entries (``--undo``). :func:`apply`
 writes through :class:`fs.Disk` (a staged file renamed over the old one, in the same
 folder, with the old file's mode). A settings file that is not one JSON object, a
-symbolic link, or a ``.claude`` that is not a real folder is refused and never written.
+symbolic link, or in a folder (``.claude``) that is not a real one is refused and never
+written.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import orjson
 from . import layout, names
 from .errors import InvalidInput
 from .fs import Disk, Foreign, dump_object, parse_object
+from .root import DIRNAME
 
 __all__ = ["CLAUDE_CODE", "CODEX", "HARNESSES", "Harness", "Plan", "apply", "diff",
            "found_from", "hook_commands", "is_ours", "merged", "plan", "removed",
@@ -100,7 +102,7 @@ class Plan:
 
 
 def hook_commands(events: Events, agent: str, root: Path | None = None) -> dict[str, str]:
-    """The command line of each hook (by Claude Code event) for ``agent``; ``root`` goes in
+    """The command line of each hook (by the harness's event) for ``agent``; ``root`` goes in
     as ``$MAILBOX_ROOT`` when the hook would not find it from the project by itself."""
     env = f"MAILBOX_AGENT={shlex.quote(names.check_agent(agent))} "
     if root is not None:
@@ -111,8 +113,6 @@ def hook_commands(events: Events, agent: str, root: Path | None = None) -> dict[
 def found_from(project: Path) -> Path | None:
     """The root a hook run in ``project`` finds by itself: the nearest ``.mailbox/`` above
     (as :func:`root.find_root` looks from the working directory)."""
-    from .root import DIRNAME
-
     for folder in (project, *project.parents):
         if layout.Paths(folder.joinpath(DIRNAME)).config.exists():
             return folder.joinpath(DIRNAME)
@@ -179,23 +179,19 @@ def _groups(hooks: dict[str, Any], event: str) -> list[Any]:
 def _with_group(groups: list[Any], ours: dict[str, Any]) -> list[Any]:
     """``groups`` with our handlers out and ``ours`` in the place of the first group that
     held only ours (else last)."""
-    out: list[Any] = []
-    placed = False
-    for group in groups:
-        handlers = _handlers(group)
-        theirs = [h for h in handlers if not is_ours(h)]
-        if len(theirs) == len(handlers):
-            out.append(group)
-        elif theirs:
-            out.append({**group, "hooks": theirs})
-        elif not placed:
-            out.append(ours)
-            placed = True
-    return out if placed else [*out, ours]
+    out, at = _split(groups)
+    return [*out, ours] if at is None else [*out[:at], ours, *out[at:]]
 
 
 def _without_ours(groups: list[Any]) -> list[Any]:
+    return _split(groups)[0]
+
+
+def _split(groups: list[Any]) -> tuple[list[Any], int | None]:
+    """``groups`` without our handlers (a group left with none goes), and where the first
+    group that held only ours stood in what is left (None if none did)."""
     out: list[Any] = []
+    at = None
     for group in groups:
         handlers = _handlers(group)
         theirs = [h for h in handlers if not is_ours(h)]
@@ -203,7 +199,9 @@ def _without_ours(groups: list[Any]) -> list[Any]:
             out.append(group)
         elif theirs:
             out.append({**group, "hooks": theirs})
-    return out
+        elif at is None:
+            at = len(out)
+    return out, at
 
 
 def _handlers(group: Any) -> list[Any]:
@@ -290,7 +288,7 @@ def _read(path: Path) -> tuple[bytes | None, int]:
     except FileNotFoundError:
         return None, NEW_FILE_MODE
     except Foreign as exc:
-        raise InvalidInput(f"{path} is a {exc.reason}; never followed or replaced",
+        raise InvalidInput(f"{path} is refused ({exc.reason}); left as it is",
                            hint="make it a regular file of the project, or set the hooks "
                                 "up by hand", path=str(path)) from exc
     return data, stat.S_IMODE(st.st_mode)

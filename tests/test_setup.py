@@ -98,6 +98,33 @@ def test_setup_replaces_its_earlier_entries_in_place(cli: Cli, mb: Mailbox,
         written, "Stop")
 
 
+def test_a_hook_the_user_added_after_ours_stays_after_it(cli: Cli, project: Path) -> None:
+    """Our entries are replaced where they stand: a group the user put after them keeps
+    its place, and a second run changes nothing."""
+    setup(cli, project)
+    settings = orjson.loads(settings_file(project).read_bytes())
+    settings["hooks"]["Stop"].append({"hooks": [{"type": "command", "command": "late"}]})
+    settings_file(project).write_bytes(orjson.dumps(settings, option=orjson.OPT_INDENT_2))
+    before = settings_file(project).read_bytes()
+    setup(cli, project)
+    assert before == settings_file(project).read_bytes()
+    cli("setup", "claude-code", "--undo", "--project", str(project))
+    assert ["late"] == commands_of(orjson.loads(settings_file(project).read_bytes()), "Stop")
+
+
+def test_our_handler_in_a_users_group_is_moved_out(cli: Cli, project: Path) -> None:
+    """A mailbox hook set up by hand inside the user's group is taken out of it (theirs
+    kept) and ours goes in a group of its own, so no hook runs twice."""
+    mixed = {"hooks": {"Stop": [{"hooks": [
+        {"type": "command", "command": "notify-send done"},
+        {"type": "command", "command": "MAILBOX_AGENT=bob mailbox hook stop"}]}]}}
+    settings_file(project).write_bytes(orjson.dumps(mixed))
+    setup(cli, project)
+    stop = orjson.loads(settings_file(project).read_bytes())["hooks"]["Stop"]
+    assert [["notify-send done"], ["MAILBOX_AGENT=bob mailbox hook stop"]] == [
+        [h["command"] for h in g["hooks"]] for g in stop]
+
+
 def test_dry_run_writes_nothing_and_shows_the_diff(cli: Cli, project: Path) -> None:
     """--dry-run leaves the file untouched and prints a unified diff of the change."""
     before = write_theirs(project)
