@@ -1,11 +1,12 @@
 """The ``mailbox`` command: parses, calls the library, prints text or ``--json``.
 
 No logic lives here. The top group is defined here; each command family lives in a module
-of its own (mail, agents, workspace, continuity, live, admin, hook) that imports only
-:mod:`agentmailbox.cli._base`, never this module. The group imports a command's module only
-when that command runs (:data:`COMMANDS`), so ``mailbox inbox`` never pays for the
-supervisor, the continuity modules or watchdog. An error exits with its class's
-``exit_code`` (agentmailbox/errors.py); the codes (stable; scripts rely on them):
+of its own (mail, agents, workspace, continuity, live, admin, hook, integrations) that
+imports only :mod:`agentmailbox.cli._base`, never this module. The group imports a
+command's module only when that command runs (:data:`COMMANDS`), so ``mailbox inbox``
+never pays for the supervisor, the continuity modules or watchdog. An error exits with
+its class's ``exit_code`` (agentmailbox/errors.py); the codes (stable; scripts rely on
+them):
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "in time order."),
     "hook": ("hook:hook", "Hooks for an agent harness: read the event's JSON on stdin, answer "
              "as the harness expects."),
+    "setup": ("integrations:setup", "Set an agent harness up to run the mailbox hooks."),
     "init": ("admin:init", "Create a mailbox root (PATH/.mailbox)."),
     "doctor": ("admin:doctor", "Check the whole root: stale tmp files, foreign or malformed "
                "files, missing dirs."),

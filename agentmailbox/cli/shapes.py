@@ -59,6 +59,11 @@ CONTEXT = obj(hookSpecificOutput=obj(hookEventName=STR, additionalContext=STR))
 """What a hook adds to the model's context (Claude Code's hook output)."""
 HOOK_NOTE = "the harness's JSON (docs/INTEGRATIONS.md), the same with or without --json"
 
+SETUP = obj(path=STR, agent=opt(STR), undo=BOOL, dry_run=BOOL, changed=BOOL, written=BOOL,
+            settings={"type": "object"}, diff=STR)
+SETUP_NOTE = ("settings: the whole file as written (or as --dry-run would write it); diff: "
+              "the unified diff under --dry-run, else \"\"")
+
 MESSAGE = obj(v=INT, id=STR, ts=STR, **{"from": STR}, to=arr(STR), subject=STR, kind=STR,
               thread=STR, reply_to=opt(STR),
               priority={"enum": ["low", "normal", "high", "urgent"]}, expires_at=opt(STR),
@@ -139,6 +144,8 @@ SHAPES: dict[str, Shape] = {
                        HOOK_NOTE + "; nothing when the session may stop"),
     "hook pre-compact": Shape(True, ANY, "prints nothing"),
     "hook session-end": Shape(True, ANY, "prints nothing"),
+    "setup claude-code": Shape(False, SETUP, SETUP_NOTE),
+    "setup codex": Shape(False, SETUP, SETUP_NOTE),
     "hook wait": Shape(True, ANY, "prints nothing; the doorbell is on stderr, with exit 2"),
     "thread done": Shape(False, extend(MARKER, created=BOOL)),
     "thread show": Shape(False, obj(thread=STR, done=opt(MARKER), messages=arr(obj(

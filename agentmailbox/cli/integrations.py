@@ -1,0 +1,124 @@
+"""The set-up commands: ``mailbox setup claude-code`` merges the hooks into a project's
+``.claude/settings.json``, ``mailbox setup codex`` into its ``.codex/hooks.json`` (and
+``--undo`` takes them out); the logic is :mod:`agentmailbox.integrations`,
+docs/INTEGRATIONS.md says what they write."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..errors import AgentNotFound
+from ._base import Ctx, acting, emit, fail, json_option, pass_ctx
+
+if TYPE_CHECKING:
+    from ..integrations import Plan
+
+NOTE = """\b
+Each hook's command carries MAILBOX_AGENT=NAME, and MAILBOX_ROOT=PATH when a hook run in
+the project would not find the root by itself. The user's own hooks and settings are kept;
+running it twice changes nothing (docs/INTEGRATIONS.md)."""
+
+EPILOG = """\b
+Examples:
+  mailbox setup claude-code --agent bob --dry-run     # show the diff, write nothing
+  mailbox setup claude-code --agent bob               # merge into ./.claude/settings.json
+  mailbox setup claude-code --agent bob --project ../app
+  mailbox setup claude-code --agent bob --local       # ./.claude/settings.local.json
+  mailbox setup claude-code --undo                    # take our hooks out again
+  mailbox setup codex --agent bob                     # merge into ./.codex/hooks.json
+""" + NOTE
+
+CODEX_EPILOG = """\b
+Examples:
+  mailbox setup codex --agent bob --dry-run           # show the diff, write nothing
+  mailbox setup codex --agent bob                     # merge into ./.codex/hooks.json
+  mailbox setup codex --undo                          # take our hooks out again
+""" + NOTE
+
+
+@click.group(epilog=EPILOG)
+def setup() -> None:
+    """Set an agent harness up to run the mailbox hooks."""
+
+
+def _common(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every harness's set-up takes."""
+    for option in reversed([
+        click.option("--agent", "agent", envvar="MAILBOX_AGENT", default=None, metavar="NAME",
+                     help="The agent the hooks act as (default: $MAILBOX_AGENT)."),
+        click.option("--project", type=click.Path(exists=True, file_okay=False,
+                                                  path_type=Path),
+                     default=".", show_default=True, help="The project folder."),
+        click.option("--dry-run", is_flag=True,
+                     help="Write nothing; print the diff of what would change."),
+        click.option("--undo", "--remove", "undo", is_flag=True,
+                     help="Take out exactly the hooks setup wrote."),
+    ]):
+        f = option(f)
+    return json_option(f)
+
+
+@setup.command("claude-code", epilog=EPILOG)
+@_common
+@click.option("--local", is_flag=True, help="Edit .claude/settings.local.json (this "
+              "checkout's, not committed) instead.")
+@pass_ctx
+def claude_code(c: Ctx, agent: str | None, project: Path, local: bool, dry_run: bool,
+                undo: bool, as_json: bool) -> None:
+    """Merge the mailbox hooks into PROJECT/.claude/settings.json (Claude Code)."""
+    _set_up(c, "claude-code", agent, project, dry_run=dry_run, undo=undo, local=local,
+            as_json=as_json)
+
+
+@setup.command("codex", epilog=CODEX_EPILOG)
+@_common
+@pass_ctx
+def codex(c: Ctx, agent: str | None, project: Path, dry_run: bool, undo: bool,
+          as_json: bool) -> None:
+    """Merge the mailbox hooks into PROJECT/.codex/hooks.json (Codex)."""
+    _set_up(c, "codex", agent, project, dry_run=dry_run, undo=undo, local=False,
+            as_json=as_json)
+
+
+def _set_up(c: Ctx, harness: str, agent: str | None, project: Path, *, dry_run: bool,
+            undo: bool, local: bool, as_json: bool) -> None:
+    from .. import integrations
+
+    name = None if undo else _registered(c, acting(agent, c.agent))
+    root = None if undo else c.mb.path
+    p = integrations.plan(integrations.HARNESSES[harness], project, name, root, undo=undo,
+                          local=local)
+    written = False if dry_run else integrations.apply(p)
+    emit(_shape(p, name, dry_run, undo, written), as_json,
+         lambda _: _diff(p).rstrip("\n") if dry_run else _summary(p, written))
+
+
+def _registered(c: Ctx, name: str) -> str:
+    """``name``, valid and registered in the root."""
+    from ..names import check_agent
+
+    check_agent(name)
+    if not c.mb.registry.exists(name):
+        fail(AgentNotFound(name))
+    return name
+
+
+def _shape(p: Plan, agent: str | None, dry_run: bool, undo: bool, written: bool
+           ) -> dict[str, Any]:
+    return {"path": str(p.path), "agent": agent, "undo": undo, "dry_run": dry_run,
+            "changed": p.changed, "written": written, "settings": p.settings,
+            "diff": _diff(p) if dry_run else ""}
+
+
+def _diff(p: Plan) -> str:
+    from ..integrations import diff
+
+    return diff(p)
+
+
+def _summary(p: Plan, written: bool) -> str:
+    return f"{'wrote' if written else 'unchanged:'} {p.path}"

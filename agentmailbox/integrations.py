@@ -1,0 +1,317 @@
+"""Setting an agent harness up to run the hooks: ``mailbox setup claude-code|codex``.
+
+Claude Code reads a project's hooks from ``.claude/settings.json``, Codex from
+``.codex/hooks.json``, both in one format (docs/INTEGRATIONS.md records each harness's
+documentation and its source)::
+
+    {"hooks": {"Stop": [{"matcher": "...", "hooks": [{"type": "command", "command": "..."}]}]}}
+
+:func:`plan` computes the file's new content from the old: our entries (each a command hook
+whose command runs ``mailbox hook NAME``) are replaced where they stand or added in a group
+of their own, every other key, group and handler is kept as it was, so running it twice
+changes nothing; :func:`removed` takes out exactly our entries (``--undo``). :func:`apply`
+writes through :class:`fs.Disk` (a staged file renamed over the old one, in the same
+folder, with the old file's mode). A settings file that is not one JSON object, a
+symbolic link, or in a folder (``.claude``) that is not a real one is refused and never
+written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from . import layout, names
+from .errors import InvalidInput
+from .fs import Disk, Foreign, dump_object, parse_object
+from .root import DIRNAME
+
+__all__ = ["CLAUDE_CODE", "CODEX", "HARNESSES", "Harness", "Plan", "apply", "diff",
+           "found_from", "hook_commands", "is_ours", "merged", "plan", "removed",
+           "settings_path"]
+
+Events = tuple[tuple[str, str, str | None], ...]
+"""(the harness's event, our hook, the matcher; None: no matcher, every source)."""
+
+
+@dataclass(frozen=True)
+class Harness:
+    """One agent harness: where its project hooks live and which of our hooks it runs."""
+
+    name: str
+    settings: tuple[str, ...]
+    """The hooks file, below the project folder."""
+    local: tuple[str, ...] | None
+    """The file of one checkout (not committed), if the harness has one."""
+    events: Events
+
+
+CLAUDE_CODE = Harness(
+    "claude-code", (".claude", "settings.json"), (".claude", "settings.local.json"),
+    (("SessionStart", "session-start", "startup|resume|clear|compact"),
+     ("UserPromptSubmit", "prompt", None),
+     ("Stop", "stop", None),
+     ("PreCompact", "pre-compact", None),
+     ("SessionEnd", "session-end", None)))
+"""Claude Code (docs/INTEGRATIONS.md). ``hook wait`` is not among its hooks: it needs
+``asyncRewake``, which Claude Code's hooks reference does not document."""
+
+CODEX = Harness(
+    "codex", (".codex", "hooks.json"), None,
+    (("SessionStart", "session-start", None),
+     ("UserPromptSubmit", "prompt", None),
+     ("Stop", "stop", None),
+     ("PreCompact", "pre-compact", None)))
+"""Codex: the project's ``.codex/hooks.json``, the same format as Claude Code's hooks;
+Codex documents no SessionEnd event."""
+
+HARNESSES = {h.name: h for h in (CLAUDE_CODE, CODEX)}
+
+SETTINGS_LIMIT = 1 << 20
+"""The largest settings file read (a settings file is a few kilobytes)."""
+
+NEW_FILE_MODE = 0o644
+"""The mode of a settings file created here (a harness's own files are not secret)."""
+
+_OURS = re.compile(r"(?:^|[\s;&|(])mailbox hook (?:session-start|prompt|stop|pre-compact|"
+                   r"session-end|wait)(?=\s|$)")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What setting up (or undoing) would do to one settings file."""
+
+    path: Path
+    before: bytes | None
+    """The file's content now; None when there is none."""
+    after: bytes
+    """The content to write; ``before`` (or nothing) when the settings do not change."""
+    settings: dict[str, Any]
+    """The settings ``after`` holds."""
+    mode: int
+    changed: bool
+    """Whether the settings change (a file written otherwise is not rewritten for its
+    layout alone)."""
+
+
+def hook_commands(events: Events, agent: str, root: Path | None = None) -> dict[str, str]:
+    """The command line of each hook (by the harness's event) for ``agent``; ``root`` goes in
+    as ``$MAILBOX_ROOT`` when the hook would not find it from the project by itself."""
+    env = f"MAILBOX_AGENT={shlex.quote(names.check_agent(agent))} "
+    if root is not None:
+        env += f"MAILBOX_ROOT={shlex.quote(str(root))} "
+    return {event: f"{env}mailbox hook {hook}" for event, hook, _ in events}
+
+
+def found_from(project: Path) -> Path | None:
+    """The root a hook run in ``project`` finds by itself: the nearest ``.mailbox/`` above
+    (as :func:`root.find_root` looks from the working directory)."""
+    for folder in (project, *project.parents):
+        if layout.Paths(folder.joinpath(DIRNAME)).config.exists():
+            return folder.joinpath(DIRNAME)
+    return None
+
+
+def is_ours(handler: Any) -> bool:
+    """Whether a hook handler is one this module writes (any agent, any root)."""
+    return (isinstance(handler, dict) and handler.get("type") == "command"
+            and isinstance(handler.get("command"), str)
+            and _OURS.search(handler["command"]) is not None)
+
+
+def merged(settings: dict[str, Any], events: Events, commands: dict[str, str]
+           ) -> dict[str, Any]:
+    """``settings`` with our hooks: each replaces our earlier one where it stands, or goes
+    last in a group of its own; everything else is kept, in its order.
+
+    Raises:
+        InvalidInput: ``hooks`` or one of its events is not what the format says.
+    """
+    hooks = dict(_hooks(settings))
+    for event, _, matcher in events:
+        group: dict[str, Any] = {} if matcher is None else {"matcher": matcher}
+        group["hooks"] = [{"type": "command", "command": commands[event]}]
+        hooks[event] = _with_group(_groups(hooks, event), group)
+    return {**settings, "hooks": hooks}
+
+
+def removed(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` without our hooks; a group, event or ``hooks`` left empty by taking
+    them out goes too, so undoing restores the file as it was before setting up.
+
+    Raises:
+        InvalidInput: ``hooks`` or one of its events is not what the format says.
+    """
+    if "hooks" not in settings:
+        return settings
+    hooks: dict[str, Any] = {}
+    for event, groups in _hooks(settings).items():
+        kept = _without_ours(_groups(settings["hooks"], event))
+        if kept or not groups:
+            hooks[event] = kept
+    rest = {k: v for k, v in settings.items() if k != "hooks"}
+    return rest if not hooks and settings["hooks"] else {**rest, "hooks": hooks}
+
+
+def _hooks(settings: dict[str, Any]) -> dict[str, Any]:
+    hooks = settings.get("hooks", {})
+    if not isinstance(hooks, dict):
+        raise InvalidInput(f"\"hooks\" in the settings is {type(hooks).__name__}, not an "
+                           "object", hint="fix the settings file by hand, then run it again")
+    return hooks
+
+
+def _groups(hooks: dict[str, Any], event: str) -> list[Any]:
+    groups = hooks.get(event, [])
+    if not isinstance(groups, list):
+        raise InvalidInput(f"\"hooks\".{event!r} in the settings is {type(groups).__name__}, "
+                           "not a list", hint="fix the settings file by hand, then run it again")
+    return groups
+
+
+def _with_group(groups: list[Any], ours: dict[str, Any]) -> list[Any]:
+    """``groups`` with our handlers out and ``ours`` in the place of the first group that
+    held only ours (else last)."""
+    out, at = _split(groups)
+    return [*out, ours] if at is None else [*out[:at], ours, *out[at:]]
+
+
+def _without_ours(groups: list[Any]) -> list[Any]:
+    return _split(groups)[0]
+
+
+def _split(groups: list[Any]) -> tuple[list[Any], int | None]:
+    """``groups`` without our handlers (a group left with none goes), and where the first
+    group that held only ours stood in what is left (None if none did)."""
+    out: list[Any] = []
+    at = None
+    for group in groups:
+        handlers = _handlers(group)
+        theirs = [h for h in handlers if not is_ours(h)]
+        if len(theirs) == len(handlers):
+            out.append(group)
+        elif theirs:
+            out.append({**group, "hooks": theirs})
+        elif at is None:
+            at = len(out)
+    return out, at
+
+
+def _handlers(group: Any) -> list[Any]:
+    """A group's handlers (none for something that is not a group: kept as it is)."""
+    if isinstance(group, dict) and isinstance(group.get("hooks"), list):
+        return list(group["hooks"])
+    return []
+
+
+# -- the settings file --------------------------------------------------------------------
+
+
+def settings_path(harness: Harness, project: Path, local: bool = False) -> Path:
+    """The hooks file of ``harness`` in ``project`` (``local``: the checkout's own).
+
+    Raises:
+        InvalidInput: ``local`` for a harness that has no such file.
+    """
+    if local and harness.local is None:
+        raise InvalidInput(f"{harness.name} has no settings file of one checkout",
+                           hint="leave out --local")
+    return project.joinpath(*(harness.local if local and harness.local else harness.settings))
+
+
+def plan(harness: Harness, project: Path, agent: str | None, root: Path | None, *,
+         undo: bool = False, local: bool = False) -> Plan:
+    """What setting ``agent`` up in ``project`` (or undoing it) does to the hooks file of
+    ``harness``.
+
+    ``root`` is the root the hooks must use; it goes into the commands only when a hook
+    run in ``project`` would not find it by itself. ``local``: the checkout's own settings
+    file (``settings.local.json``) rather than the shared one.
+
+    Raises:
+        InvalidName: ``agent`` is not a valid name (checked before any path is built).
+        InvalidInput: the settings file is not one JSON object, is a symbolic link or
+            not a regular file, or ``.claude`` is not a real folder.
+    """
+    if not undo:
+        names.check_agent(agent or "")
+    project = project.absolute()
+    path = settings_path(harness, project, local)
+    before, mode = _read(path)
+    settings = parse_settings(before, path) if before is not None else {}
+    if undo:
+        new = removed(settings)
+    else:
+        given = None if root is None or _same(found_from(project), root) else root
+        new = merged(settings, harness.events, hook_commands(harness.events, agent or "", given))
+    if new == settings:
+        return Plan(path, before, before or b"", new, mode, changed=False)
+    after = dump_object(new, str(path), orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    return Plan(path, before, after, new, mode, changed=True)
+
+
+def parse_settings(data: bytes, path: Path) -> dict[str, Any]:
+    """The settings in ``data``.
+
+    Raises:
+        InvalidInput: not one JSON object; the file is left as it is.
+    """
+    try:
+        return parse_object(data)
+    except ValueError as exc:
+        raise InvalidInput(f"{path} is not a JSON object ({exc}); left as it is",
+                           hint="fix it by hand (or move it away), then run setup again",
+                           path=str(path)) from exc
+
+
+def _same(a: Path | None, b: Path) -> bool:
+    return a is not None and a.resolve() == b.resolve()
+
+
+def _read(path: Path) -> tuple[bytes | None, int]:
+    """The settings file's content and mode (None and the new file's mode when absent)."""
+    disk = _disk(path, NEW_FILE_MODE)
+    folder = disk.lstat(path.parent)
+    if folder is not None and not stat.S_ISDIR(folder.st_mode):
+        raise InvalidInput(f"{path.parent} is not a real folder (a symbolic link?); never "
+                           "followed out of the project", path=str(path.parent),
+                           hint="make it a folder of the project, or set the hooks up by hand")
+    try:
+        data, st = disk.read(path, SETTINGS_LIMIT)
+    except FileNotFoundError:
+        return None, NEW_FILE_MODE
+    except Foreign as exc:
+        raise InvalidInput(f"{path} is refused ({exc.reason}); left as it is",
+                           hint="make it a regular file of the project, or set the hooks "
+                                "up by hand", path=str(path)) from exc
+    return data, stat.S_IMODE(st.st_mode)
+
+
+def _disk(path: Path, mode: int) -> Disk:
+    """The file operations below the project (never following a link in it)."""
+    return Disk(file_mode=mode, dir_mode=0o755, base=str(path.parent.parent))
+
+
+def apply(p: Plan) -> bool:
+    """Write ``p`` (nothing when it changes nothing); True if the file was written."""
+    if not p.changed:
+        return False
+    disk = _disk(p.path, p.mode)
+    disk.ensure_dir(p.path.parent)
+    disk.replace(p.path, p.after)
+    return True
+
+
+def diff(p: Plan) -> str:
+    """What ``p`` changes, as a unified diff ("" when nothing)."""
+    old = (p.before or b"").decode(errors="replace").splitlines(keepends=True)
+    new = p.after.decode().splitlines(keepends=True)
+    name = "/".join(p.path.parts[-2:])
+    return "".join(difflib.unified_diff(old, new, f"a/{name}", f"b/{name}"))
