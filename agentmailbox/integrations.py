@@ -28,10 +28,10 @@ from typing import Any
 
 import orjson
 
-from . import layout, names
+from . import names
 from .errors import InvalidInput
 from .fs import Disk, Foreign, dump_object, parse_object
-from .root import DIRNAME
+from .root import nearest_root
 
 __all__ = ["CLAUDE_CODE", "CODEX", "HARNESSES", "Harness", "Plan", "apply", "diff",
            "found_from", "hook_commands", "is_ours", "merged", "plan", "removed",
@@ -113,10 +113,7 @@ def hook_commands(events: Events, agent: str, root: Path | None = None) -> dict[
 def found_from(project: Path) -> Path | None:
     """The root a hook run in ``project`` finds by itself: the nearest ``.mailbox/`` above
     (as :func:`root.find_root` looks from the working directory)."""
-    for folder in (project, *project.parents):
-        if layout.Paths(folder.joinpath(DIRNAME)).config.exists():
-            return folder.joinpath(DIRNAME)
-    return None
+    return nearest_root(project)
 
 
 def is_ours(handler: Any) -> bool:

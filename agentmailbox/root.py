@@ -20,7 +20,7 @@ from .fs import Disk, Foreign, Fsync, parse_object
 from .journal import Journal
 from .message import Clock
 
-__all__ = ["DIRNAME", "FORMATS", "ROOT_FORMAT", "Config", "Root", "find_root"]
+__all__ = ["DIRNAME", "FORMATS", "ROOT_FORMAT", "Config", "Root", "find_root", "nearest_root"]
 
 ROOT_FORMAT = 2
 """The protocol version ``init`` writes into ``mailbox.json`` (docs/PROTOCOL.md)."""
@@ -248,11 +248,23 @@ def find_root(start: Path | str | None = None) -> Path:
             return path
         raise RootNotFound(f"no mailbox root at {path}", hint=f"create one: mailbox init {path}")
     here = Path.cwd()
+    found = nearest_root(here)
+    if found is None:
+        raise RootNotFound(f"no {DIRNAME}/ in {here} or any parent",
+                           hint="create one with 'mailbox init', or pass --root / set MAILBOX_ROOT")
+    return found
+
+
+def nearest_root(here: Path) -> Path | None:
+    """The nearest ``.mailbox/`` holding a ``mailbox.json`` in ``here`` or above it, or None.
+
+    Raises:
+        RootNotFound: this user may not look into one on the way.
+    """
     for folder in (here, *here.parents):
         if _holds_config(folder / DIRNAME):
             return folder / DIRNAME
-    raise RootNotFound(f"no {DIRNAME}/ in {here} or any parent",
-                       hint="create one with 'mailbox init', or pass --root / set MAILBOX_ROOT")
+    return None
 
 
 def _holds_config(folder: Path) -> bool:
