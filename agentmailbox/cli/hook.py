@@ -24,7 +24,8 @@ Identity: $MAILBOX_AGENT (or --agent NAME). Without it a hook prints nothing and
 line on stderr. --json is accepted and changes nothing: what a hook prints on stdout is
 the harness's JSON already (docs/INTEGRATIONS.md).
 \b
-Examples (in .claude/settings.json, each as a command hook):
+`mailbox setup claude-code --agent bob` (or `setup codex`) writes these into the project's
+hook settings; by hand, in .claude/settings.json, each as a command hook:
   SessionStart       MAILBOX_AGENT=bob mailbox hook session-start
   UserPromptSubmit   MAILBOX_AGENT=bob mailbox hook prompt
   Stop               MAILBOX_AGENT=bob mailbox hook stop
