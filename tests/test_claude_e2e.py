@@ -120,8 +120,7 @@ def text_of(request: Any) -> str:
 
 def test_hooks_put_the_brief_and_the_news_in_front_of_the_model(
         tmp_path: Path, fake_api: FakeAnthropic) -> None:
-    """A Claude Code session of bob starts an epoch and its model reads the boot brief (with
-    alice's urgent mail) and the prompt hook's line for mail that arrived after the brief."""
+    """A Claude Code session starts bob's epoch; its model reads the brief and the prompt line."""
     exe = claude_or_skip()
     project, home = tmp_path / "project", tmp_path / "home"
     home.mkdir()
