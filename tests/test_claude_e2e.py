@@ -1,10 +1,10 @@
 """End to end with the real Claude Code CLI: what the hooks put in front of the model.
 
 The CLI (``@anthropic-ai/claude-code``, version ``CLAUDE_CODE_VERSION``) runs headless
-(``claude -p``) in a project whose ``.claude/settings.json`` runs ``mailbox hook
-session-start`` and ``mailbox hook prompt`` as bob, against a fake Messages API on
-127.0.0.1 (tests/fake_anthropic.py) that records every request. The test then reads the
-request the model would have received.
+(``claude -p``) in a project whose ``.claude/settings.json`` runs the ``mailbox hook``
+commands as bob (as docs/INTEGRATIONS.md sets them up), against a fake Messages API on
+127.0.0.1 (tests/fake_anthropic.py) that records every request. The tests then read the
+requests the model would have received.
 
 The CLI is looked for in ``$MAILBOX_TEST_CLAUDE_DIR``, else ``.cache/claude-code/`` in the
 repository, where ``.ci/run`` installs it (``npm install --prefix DIR
@@ -82,15 +82,23 @@ def mailbox_command() -> str:
     return str(Path(sys.executable).parent / "mailbox")
 
 
-def write_settings(project: Path, prompt_command: str) -> None:
-    """The project's .claude/settings.json, as docs/INTEGRATIONS.md sets it up by hand."""
+def documented_hooks() -> dict[str, Any]:
+    """The five hooks for bob, as docs/INTEGRATIONS.md sets them up by hand."""
     mailbox = mailbox_command()
-    hooks = {
-        "SessionStart": [{"matcher": "startup|resume|clear|compact", "hooks": [
-            {"type": "command", "command": f"MAILBOX_AGENT=bob {mailbox} hook session-start"}]}],
-        "UserPromptSubmit": [{"hooks": [{"type": "command", "command": prompt_command}]}],
-    }
-    (project / ".claude").mkdir()
+
+    def run(hook: str) -> list[dict[str, Any]]:
+        return [{"type": "command", "command": f"MAILBOX_AGENT=bob {mailbox} hook {hook}"}]
+
+    return {"SessionStart": [{"matcher": "startup|resume|clear|compact",
+                              "hooks": run("session-start")}],
+            "UserPromptSubmit": [{"hooks": run("prompt")}], "Stop": [{"hooks": run("stop")}],
+            "PreCompact": [{"hooks": run("pre-compact")}],
+            "SessionEnd": [{"hooks": run("session-end")}]}
+
+
+def write_settings(project: Path, hooks: dict[str, Any]) -> None:
+    """The project's .claude/settings.json holding ``hooks``."""
+    (project / ".claude").mkdir(exist_ok=True)
     (project / ".claude" / "settings.json").write_bytes(orjson.dumps({"hooks": hooks}))
 
 
@@ -132,7 +140,10 @@ def test_hooks_put_the_brief_and_the_news_in_front_of_the_model(
     # Mail that arrives between the session's start and its first prompt: delivered by the
     # same command, just before the prompt hook runs (hooks of one event run in parallel).
     late = f"{mailbox_command()} send --from alice --to bob --subject 'tests are red' >/dev/null"
-    write_settings(project, f"{late} && MAILBOX_AGENT=bob {mailbox_command()} hook prompt")
+    prompt = f"{late} && MAILBOX_AGENT=bob {mailbox_command()} hook prompt"
+    write_settings(project, {**documented_hooks(),
+                             "UserPromptSubmit": [{"hooks": [{"type": "command",
+                                                              "command": prompt}]}]})
 
     result = run_claude(exe, project, home, fake_api)
 
@@ -144,3 +155,25 @@ def test_hooks_put_the_brief_and_the_news_in_front_of_the_model(
     assert "UserPromptSubmit hook additional context: 1 new from alice — mailbox next" in seen
     with Mailbox.open(project) as mb:
         assert 2 == mb.epoch("bob")
+
+
+def test_the_next_session_hears_that_the_last_ended_without_a_handoff(
+        tmp_path: Path, fake_api: FakeAnthropic) -> None:
+    """A session without a handoff is named in the next brief; the prompt hook repeats nothing."""
+    exe = claude_or_skip()
+    project, home = tmp_path / "project", tmp_path / "home"
+    home.mkdir()
+    with Mailbox.init(project, fsync="never") as mb:
+        mb.add_agent("alice")
+        mb.add_agent("bob")
+        mb.send("alice", "bob", subject="deploy is blocked", body="x", priority="urgent")
+    write_settings(project, documented_hooks())
+
+    run_claude(exe, project, home, fake_api)
+    run_claude(exe, project, home, fake_api)
+
+    first, second = (text_of(r) for r in fake_api.message_requests())
+    assert "# boot brief: bob (epoch 1)" in first
+    assert "UserPromptSubmit hook additional context" not in first
+    assert "# boot brief: bob (epoch 2)" in second
+    assert "the last session ended without a handoff" in second
