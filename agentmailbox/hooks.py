@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .errors import InvalidInput, MailboxError
+from .fs import parse_object
 from .hooks_state import Ended, HookState
 from .inbox import State
 from .message import stamp_of
@@ -116,12 +117,9 @@ def parse_event(data: bytes) -> dict[str, Any]:
     if not data.strip():
         return {}
     try:
-        event = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"the hook's input is not JSON: {exc}") from exc
-    if not isinstance(event, dict):
-        raise InvalidInput(f"the hook's input is a JSON {type(event).__name__}, not an object")
-    return event
+        return parse_object(data)
+    except ValueError as exc:
+        raise InvalidInput(f"the hook's input is {exc}") from exc
 
 
 def context(event_name: str, text: str) -> str:
