@@ -700,7 +700,8 @@ def parse_object(data: bytes) -> dict[str, Any]:
         compact = orjson.dumps(obj)
     except orjson.JSONEncodeError as exc:
         raise ValueError(f"JSON nested too deeply to handle: {exc}") from exc
-    if data.rstrip(b"\n") not in (compact, orjson.dumps(obj, option=orjson.OPT_INDENT_2)):
+    text = data.rstrip(b"\n")
+    if text != compact and text != orjson.dumps(obj, option=orjson.OPT_INDENT_2):
         check_unique_keys(data)  # as orjson wrote it (compact or indented): no duplicates
     return obj
 
