@@ -126,17 +126,25 @@ def text_of(request: Any) -> str:
     return "\n".join(texts)
 
 
-def test_hooks_put_the_brief_and_the_news_in_front_of_the_model(
-        tmp_path: Path, fake_api: FakeAnthropic) -> None:
-    """A Claude Code session starts bob's epoch; its model reads the brief and the prompt line."""
-    exe = claude_or_skip()
+def _project(tmp_path: Path, *, booted: bool) -> tuple[Path, Path]:
+    """A project with a root where alice sent bob an urgent message (bob booted once before,
+    if ``booted``), and an empty HOME for the CLI: (project, home)."""
     project, home = tmp_path / "project", tmp_path / "home"
     home.mkdir()
     with Mailbox.init(project, fsync="never") as mb:
         mb.add_agent("alice")
         mb.add_agent("bob")
-        mb.agent("bob").boot()
+        if booted:
+            mb.agent("bob").boot()
         mb.send("alice", "bob", subject="deploy is blocked", body="x", priority="urgent")
+    return project, home
+
+
+def test_hooks_put_the_brief_and_the_news_in_front_of_the_model(
+        tmp_path: Path, fake_api: FakeAnthropic) -> None:
+    """A Claude Code session starts bob's epoch; its model reads the brief and the prompt line."""
+    exe = claude_or_skip()
+    project, home = _project(tmp_path, booted=True)
     # Mail that arrives between the session's start and its first prompt: delivered by the
     # same command, just before the prompt hook runs (hooks of one event run in parallel).
     late = f"{mailbox_command()} send --from alice --to bob --subject 'tests are red' >/dev/null"
@@ -161,12 +169,7 @@ def test_the_next_session_hears_that_the_last_ended_without_a_handoff(
         tmp_path: Path, fake_api: FakeAnthropic) -> None:
     """A session without a handoff is named in the next brief; the prompt hook repeats nothing."""
     exe = claude_or_skip()
-    project, home = tmp_path / "project", tmp_path / "home"
-    home.mkdir()
-    with Mailbox.init(project, fsync="never") as mb:
-        mb.add_agent("alice")
-        mb.add_agent("bob")
-        mb.send("alice", "bob", subject="deploy is blocked", body="x", priority="urgent")
+    project, home = _project(tmp_path, booted=False)
     write_settings(project, documented_hooks())
 
     run_claude(exe, project, home, fake_api)
