@@ -3,8 +3,9 @@
 1. **Crash recovery**: mail a previous instance claimed and never finished, stale
    staging files, and whether a handoff was written after the last boot (if not,
    the last instance probably died mid-work).
-2. **What changed while down**: unread mail, urgent first, with counts; mail in a
-   thread already marked done is flagged (completion blindness).
+2. **What changed while down**: unread mail, urgent first, with counts, and how many
+   of them waited long and never reached the agent's model (:mod:`agentmailbox.surfacing`); mail
+   in a thread already marked done is flagged (completion blindness).
    When ``hook session-end`` recorded that the last session ended without a final
    handoff, the brief says so, so an older handoff is not taken for the current one.
 3. **Handoff and working state**: the latest handoff, with every ``waiting_on``
@@ -40,6 +41,7 @@ from .hooks_state import HookState
 from .inbox import State
 from .message import Message, Priority, day_of, stamp_of
 from .render import line
+from .surfacing import UNSURFACED_AFTER, unsurfaced
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -94,6 +96,10 @@ class Brief:
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
+
+    def shown_mail(self) -> list[str]:
+        """The ids of the unread mail the text lists (what surfaces when it is shown)."""
+        return [item["id"] for item in self.to_dict()["mail"]["items"]]
 
 
 def check_budget(budget: int) -> None:
@@ -248,10 +254,27 @@ def _mail(agent: Agent, unread: list[Message]) -> Section:
     kinds = ", ".join(f"{n} {p}" for p, n in sorted(counts.items(),
                                                   key=lambda kv: Priority(kv[0]).rank))
     s.summary = f"{len(unread)} unread" + (f" ({kinds})" if unread else "") + "."
+    never = set(_long_unseen(agent, unread))
+    if never:
+        oldest = min((m for m in unread if m.id in never), key=lambda m: m.id)
+        s.summary += (f" {len(never)} of them waited over {UNSURFACED_AFTER // 60_000_000_000}"
+                      f" minutes and never reached this agent's model (the oldest sent "
+                      f"{line(oldest.ts, 40)}).")
     for msg in ordered:
-        summary = _summary(msg, agent)
+        summary = {**_summary(msg, agent), "long_unseen": msg.id in never}
         s.items.append(Item(_line(msg, summary), summary))
     return s
+
+
+def _long_unseen(agent: Agent, unread: list[Message]) -> list[str]:
+    """The unread ids sent over :data:`~agentmailbox.surfacing.UNSURFACED_AFTER` before this
+    boot (the epoch record's time, so the brief holds no "now") and never surfaced."""
+    record = agent.mailbox.epoch_record(agent.name) or {}
+    at = record.get("at")
+    if not isinstance(at, int) or not unread:
+        return []
+    return unsurfaced(agent.mailbox, agent.name, [m.id for m in unread],
+                      before=at - UNSURFACED_AFTER)
 
 
 def _handoff(agent: Agent, unread: list[Message]) -> Section:

@@ -8,7 +8,7 @@ turns any error into exit 0 with one line on stderr, so a hook never fails the s
 =============  ================================================================================
 session-start  a new epoch on startup, resume and clear (none on compact); the boot brief as
                ``additionalContext``, within the harness's cap (:data:`CAP`)
-prompt         one line when the set of unread, unclaimed ids changed since it last surfaced
+prompt         one line when unread, unclaimed mail is there that was not surfaced in this epoch
 stop           block once (never twice in a row) while mail claimed in this epoch is not done,
                or work was done and no final handoff written since the epoch began
 pre-compact    a checkpoint handoff from working state and claimed mail
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from . import surfacing
 from .errors import InvalidInput, MailboxError
 from .fs import parse_object
 from .hooks_state import Ended, HookState
@@ -139,8 +140,7 @@ def session_start(mb: Mailbox, who: Who, event: dict[str, Any],
     # startup, resume and clear start an epoch; compact continues the current one.
     start = event.get("source") != "compact"
     brief = mb.agent(who.name).boot(budget=budget, start_epoch=start)
-    shown = {item["id"] for item in brief.to_dict()["mail"]["items"]}
-    HookState(mb.root, who.name).set_surfaced(brief.epoch, shown)
+    surfacing.record(mb, who.name, brief.shown_mail(), "brief", unread=True)
     return Answer(stdout=context("SessionStart", brief.to_text()))
 
 
@@ -148,23 +148,29 @@ def session_start(mb: Mailbox, who: Who, event: dict[str, Any],
 
 
 def prompt(mb: Mailbox, who: Who, event: dict[str, Any]) -> Answer:
-    new = _news(mb, who.name)
+    new = _news(mb, who.name, "prompt")
     if not new:
         return Answer()
     return Answer(stdout=context("UserPromptSubmit", news_line(mb, who, new)))
 
 
-def _news(mb: Mailbox, name: str) -> list[str]:
-    """The unread, unclaimed ids not surfaced yet in this epoch; records the set as surfaced
-    when it changed (so mail read in between does not count as new)."""
+def _news(mb: Mailbox, name: str, via: str) -> list[str]:
+    """The unread, unclaimed ids not surfaced yet in this epoch, recorded as surfaced
+    ``via`` this hook. The epoch's surfaced set keeps what is still in the inbox (unread
+    or claimed), so mail given back after it was shown is not announced again; with
+    nothing new, the record is not even rewritten."""
     epoch = mb.epoch(name)
     state = HookState(mb.root, name)
-    unread = set(mb.inbox(name).ids())
+    inbox = mb.inbox(name)
+    unread = set(inbox.ids())
     before = state.surfaced(epoch) or set()
-    if unread == before:
+    new = unread - before
+    if not new:
         return []
-    state.set_surfaced(epoch, unread)
-    return sorted(unread - before)
+    surfacing.record(mb, name, new, via)
+    kept = before if before <= unread else before & unread.union(inbox.ids(State.CLAIMED))
+    state.set_surfaced(epoch, kept | new)
+    return sorted(new)
 
 
 def news_line(mb: Mailbox, who: Who, ids: list[str]) -> str:
@@ -201,7 +207,7 @@ def wait(mb: Mailbox, who: Who, event: dict[str, Any], timeout: float = DEFAULT_
     deadline = time.monotonic() + max(timeout, 0.0)
     with Watcher(mb.inbox(who.name).new) as watcher:
         while state.load().get("waiter") == token:
-            new = _news(mb, who.name)
+            new = _news(mb, who.name, "wait")
             if new:
                 return Answer(stderr=news_line(mb, who, new), code=2)
             left = deadline - time.monotonic()

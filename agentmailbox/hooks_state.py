@@ -2,9 +2,10 @@
 
 Three things, each small, in one JSON object (docs/INTEGRATIONS.md):
 
-- ``surfaced``: the epoch and the ids of the unread, unclaimed mail last put in front of
-  the model (by the boot brief of ``hook session-start`` or the line of ``hook prompt``),
-  so the prompt hook speaks only when that set changed.
+- ``surfaced``: the epoch and the ids of the unread, unclaimed mail already put in front
+  of the model in that epoch (by the boot brief of ``hook session-start``, the line of
+  ``hook prompt`` or ``hook wait``, a listing run as the agent, the MCP server:
+  :mod:`agentmailbox.surfacing`), so the prompt hook speaks only of mail not in it.
 - ``ended``: how the last session ended (``hook session-end``): its epoch, when, and
   whether it wrote a final handoff; the next boot brief says so when it did not.
 - ``stop_blocked``: the epoch in which ``hook stop`` blocked last, so it never blocks
@@ -93,6 +94,12 @@ class HookState:
 
     def set_surfaced(self, epoch: int | None, ids: set[str]) -> None:
         self.update(surfaced={"epoch": epoch, "ids": sorted(ids)})
+
+    def add_surfaced(self, epoch: int | None, ids: list[str]) -> None:
+        """Add ``ids`` to the set surfaced in ``epoch`` (a set of another epoch is dropped)."""
+        before = self.surfaced(epoch) or set()
+        if not before.issuperset(ids):
+            self.set_surfaced(epoch, before.union(ids))
 
     def ended(self) -> Ended | None:
         return Ended.from_dict(self.load().get("ended"))

@@ -137,10 +137,15 @@ def _id(value: Any) -> bool:
     return isinstance(value, str) and is_id(value)
 
 
+def _ids(value: Any) -> bool:
+    return isinstance(value, list) and all(map(_id, value))
+
+
 _FIELDS: dict[str, Callable[[Any], bool]] = {
     "t": lambda t: type(t) is int and t >= 0,  # nanoseconds; a bool is no time
     "ev": _text,
     "id": _id,
+    "ids": _ids,
     "agent": _text_or_none,
     "from": _text,
     "epoch": lambda e: e is None or type(e) is int,
@@ -148,6 +153,7 @@ _FIELDS: dict[str, Callable[[Any], bool]] = {
     "reply_to": _text_or_none,
     "subject": _text,
     "kind": _text,
+    "via": _text,
     "recipients": _texts,
     "expansion": lambda x: isinstance(x, dict) and all(map(_texts, x.values())),
 }
@@ -159,5 +165,5 @@ _EVENT_FIELDS: dict[str, dict[str, Callable[[Any], bool]]] = {
 }
 """What a field holds in the lines of one event, where that differs from :data:`_FIELDS`."""
 
-_REQUIRED: dict[str, tuple[str, ...]] = {"send": ("id",)}
+_REQUIRED: dict[str, tuple[str, ...]] = {"send": ("id",), "surface": ("agent", "ids", "via")}
 """The fields the lines of one event must have, beyond ``t`` and ``ev`` that all have."""

@@ -49,9 +49,15 @@ class Delivery:
     read_at: str | None = None
     read_epoch: int | None = None
     done_at: str | None = None
+    surfaced_at: str | None = None
+    """When the message first reached the recipient's model (agentmailbox.surfacing)."""
+    surfaced_epoch: int | None = None
+    surfaced_via: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"agent": self.agent, "state": _STATE_WORDS[self.state], "read_at": self.read_at,
+        return {"agent": self.agent, "state": _STATE_WORDS[self.state],
+                "surfaced_at": self.surfaced_at, "surfaced_epoch": self.surfaced_epoch,
+                "surfaced_via": self.surfaced_via, "read_at": self.read_at,
                 "read_epoch": self.read_epoch, "done_at": self.done_at}
 
 
@@ -423,7 +429,8 @@ class Mailbox:
     # -- where is my mail -----------------------------------------------------------------------
 
     def status(self, msg_id: str, sender: str | None = None) -> Status:
-        """Where ``msg_id`` is: per recipient delivered, read (when, by which epoch) or
+        """Where ``msg_id`` is: per recipient delivered, surfaced (when it first reached
+        the recipient's model, agentmailbox.surfacing), read (when, by which epoch) or
         done; still in the spool; and its copies in ``dead/`` (where from, why, since when).
 
         Raises:
@@ -453,7 +460,7 @@ class Mailbox:
 
     def _events_about(self, msg_id: str) -> list[dict[str, Any]]:
         return [e for e in self.root.journal.events(since_day=day_of(msg_id))
-                if e.get("id") == msg_id]
+                if e.get("id") == msg_id or msg_id in (e.get("ids") or ())]
 
     @staticmethod
     def _delivery(agent: str, state: State, events: list[dict[str, Any]]) -> Delivery:
@@ -461,8 +468,12 @@ class Mailbox:
         claims = [e for e in mine if e["ev"] == "claim"]
         dones = [e for e in mine if e["ev"] == "done"]
         first_claim = claims[0] if claims and state is not State.NEW else None
+        shown = next((e for e in mine if e["ev"] == "surface"), None)
         return Delivery(
             agent, state,
+            surfaced_at=iso(shown["t"]) if shown else None,
+            surfaced_epoch=shown.get("epoch") if shown else None,
+            surfaced_via=str(shown["via"]) if shown else None,
             read_at=iso(first_claim["t"]) if first_claim else None,
             read_epoch=first_claim.get("epoch") if first_claim else None,
             done_at=iso(dones[-1]["t"]) if dones and state is State.DONE else None)

@@ -13,6 +13,7 @@ from ..inbox import State
 from ..mailbox import Mailbox
 from ..message import iso, stamp_of
 from ..presence import Presence
+from ..surfacing import UNSURFACED_AFTER, unsurfaced
 from ._base import IDENTITY, Ctx, acting, agent_option, emit, fail, json_option, pass_ctx
 
 
@@ -57,23 +58,29 @@ def _plain(value: Any) -> str:
 @json_option
 @pass_ctx
 def agents(c: Ctx, as_json: bool) -> None:
-    """List agents: role, liveness, last heartbeat, capacity, mode, unread and claimed mail."""
+    """List agents: role, liveness, last heartbeat, capacity, mode, unread and claimed mail.
+
+    UNSEEN counts unread mail sent over 10 minutes ago that never reached the agent's
+    model (no brief, hook, listing or read showed it: see mailbox status ID).
+    """
     presence, now = Presence(c.mb.root), time.time_ns()
     rows = [_agent_row(c.mb, info, presence, now) for info in c.mb.agents()]
     head = (f"{'AGENT':<16} {'ROLE':<12} {'LIVENESS':<10} {'BEAT':>6} {'CAP':>5} {'MODE':<11} "
-            f"{'UNREAD':>6} {'OLDEST':>6} {'CLAIMED':>7}")
+            f"{'UNREAD':>6} {'OLDEST':>6} {'UNSEEN':>6} {'CLAIMED':>7}")
     emit(rows, as_json, lambda rs: "\n".join([head, *(
         f"{r['name']:<16} {render.line(r['role'] or '-', 40):<12} {r['liveness']:<10} "
         f"{_age(r['heartbeat_age_seconds']):>6} "
         f"{'-' if r['capacity'] is None else format(r['capacity'], '.2f'):>5} "
         f"{r['mode'] or '-':<11} {r['unread']:>6} {_age(r['oldest_unread_age_seconds']):>6} "
-        f"{r['claimed']:>7}" for r in rs)]) if rs else "no agents yet: mailbox agent add NAME")
+        f"{r['never_surfaced'] or '-':>6} {r['claimed']:>7}" for r in rs)])
+        if rs else "no agents yet: mailbox agent add NAME")
 
 
 def _agent_row(mb: Mailbox, info: Any, presence: Presence, now: int) -> dict[str, Any]:
     inbox = mb.inbox(info.name)
     unread = inbox.ids()
     beat = presence.last(info.name)
+    unseen = unsurfaced(mb, info.name, unread, before=now - UNSURFACED_AFTER)
     return {**info.to_dict(), "liveness": str(presence.liveness(info.name, now)),
             "heartbeat_at": iso(beat.at) if beat else None,
             "heartbeat_age_seconds": (now - beat.at) / 1e9 if beat else None,
@@ -81,6 +88,9 @@ def _agent_row(mb: Mailbox, info: Any, presence: Presence, now: int) -> dict[str
             "mode": str(beat.mode) if beat else None,
             "unread": len(unread),
             "oldest_unread_age_seconds": (now - stamp_of(unread[0])) / 1e9 if unread else None,
+            "never_surfaced": len(unseen),
+            "oldest_never_surfaced_age_seconds": (now - stamp_of(unseen[0])) / 1e9
+            if unseen else None,
             "claimed": inbox.count(State.CLAIMED)}
 
 

@@ -226,7 +226,12 @@ def memory(c: Ctx, agent_name: str | None, tag: str | None, since: str | None,
 def boot(c: Ctx, agent_name: str | None, budget: int, dry_run: bool, agent: str | None,
          as_json: bool) -> None:
     """Start a new instance of AGENT and print its boot brief, most important first."""
-    brief = c.mb.agent(acting(agent_name, agent)).boot(budget=budget, start_epoch=not dry_run)
+    name = acting(agent_name, agent)
+    brief = c.mb.agent(name).boot(budget=budget, start_epoch=not dry_run)
+    if name == acting_or_none(agent):  # shown to the agent itself, not looked at by name
+        from ..surfacing import record
+
+        record(c.mb, name, brief.shown_mail(), "brief", unread=True)
     if as_json:
         emit(brief.to_dict(), True)
     else:

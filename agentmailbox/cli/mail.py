@@ -21,6 +21,7 @@ from ._base import (
     IDENTITY,
     Ctx,
     acting,
+    acting_or_none,
     agent_option,
     emit,
     fail,
@@ -122,6 +123,7 @@ def inbox(c: Ctx, agent_name: str | None, claimed: bool, all_: bool, agent: str 
     box = c.mb.inbox(acting(agent_name, agent))
     states = [State.NEW, State.CLAIMED] if all_ else [State.CLAIMED if claimed else State.NEW]
     rows = [(s, m) for s in states for m in box.list(s)]
+    _surfaced(c, box, [m for s, m in rows if s is State.NEW], "inbox", agent)
     problems = box.problems()
     done_threads = {m.thread for _, m in rows if c.mb.threads.done(m.thread)}
     emit([{**msg_json(m), "state": str(s), "thread_done": m.thread in done_threads}
@@ -155,7 +157,8 @@ def read(c: Ctx, agent_name: str | None, all_: bool, msg_id: str | None, peek: b
     """Claim the oldest unread message of AGENT and print it (exit 3 if none)."""
     box = c.mb.inbox(acting(agent_name, agent))
     if peek:
-        _print_read(box, _peeked(box, msg_id, all_), all_, as_json, claimed=False)
+        _print_read(c, box, _peeked(box, msg_id, all_), all_, as_json, claimed=False,
+                    identity=agent)
         return
     if all_:
         msgs = list(iter(box.claim, None))
@@ -164,7 +167,7 @@ def read(c: Ctx, agent_name: str | None, all_: bool, msg_id: str | None, peek: b
         if one is None and msg_id is not None:
             _not_unread(box, msg_id)
         msgs = [one] if one else []
-    _print_read(box, msgs, all_, as_json, claimed=True)
+    _print_read(c, box, msgs, all_, as_json, claimed=True, identity=agent)
 
 
 @click.command(epilog=IDENTITY)
@@ -178,7 +181,8 @@ def peek(c: Ctx, agent_name: str | None, all_: bool, msg_id: str | None, agent: 
          as_json: bool) -> None:
     """Show the oldest unread message of AGENT without claiming it (read --peek)."""
     box = c.mb.inbox(acting(agent_name, agent))
-    _print_read(box, _peeked(box, msg_id, all_), all_, as_json, claimed=False)
+    _print_read(c, box, _peeked(box, msg_id, all_), all_, as_json, claimed=False,
+                identity=agent)
 
 
 @click.command("next", epilog=READ_EPILOG)
@@ -197,18 +201,19 @@ def next_(c: Ctx, agent_name: str | None, timeout: float, agent: str | None,
     """
     box = c.mb.inbox(acting(agent_name, agent))
     msg = box.claim_next(timeout)
-    _print_read(box, [msg] if msg else [], False, as_json, claimed=True,
-                empty=f"no mail for {box.agent} within {timeout:g}s")
+    _print_read(c, box, [msg] if msg else [], False, as_json, claimed=True, identity=agent,
+                via="next", empty=f"no mail for {box.agent} within {timeout:g}s")
 
 
 def _peeked(box: Inbox, msg_id: str | None, all_: bool) -> list[Message]:
     return [box.get(msg_id)] if msg_id else box.list()[: None if all_ else 1]
 
 
-def _print_read(box: Inbox, msgs: list[Message], all_: bool, as_json: bool, *, claimed: bool,
-                empty: str = "") -> None:
+def _print_read(c: Ctx, box: Inbox, msgs: list[Message], all_: bool, as_json: bool, *,
+                claimed: bool, identity: str | None, via: str = "", empty: str = "") -> None:
     """The messages read (one, or a list with --all), each claimed one with the end of
-    its lease; exit 3 if there are none."""
+    its lease, recorded as surfaced when run as their recipient; exit 3 if there are none."""
+    _surfaced(c, box, msgs, via or ("read" if claimed else "peek"), identity)
     leases = {m.id: box.lease_end(m.id) if claimed else None for m in msgs}
     if as_json:
         rows = [{**msg_json(m), "claim": _claim(box, leases[m.id])} for m in msgs]
@@ -220,6 +225,16 @@ def _print_read(box: Inbox, msgs: list[Message], all_: bool, as_json: bool, *, c
         if not as_json:
             click.echo(empty or f"no unread mail for {box.agent}", err=True)
         raise SystemExit(EXIT_EMPTY)
+
+
+def _surfaced(c: Ctx, box: Inbox, msgs: list[Message], via: str, identity: str | None) -> None:
+    """Record that ``msgs`` reach ``box``'s agent, when it is the one acting (--agent or
+    $MAILBOX_AGENT): another agent's inbox, listed by name, is not shown to its model."""
+    if msgs and box.agent == acting_or_none(identity):
+        from ..surfacing import record  # only here: `mailbox send` never loads it
+
+        record(c.mb, box.agent, [m.id for m in msgs], via,
+               unread=via in ("peek", "inbox"))
 
 
 def _claim(box: Inbox, until: int | None) -> dict[str, str] | None:
@@ -300,6 +315,8 @@ def status(c: Ctx, msg_id: str, sender: str | None, as_json: bool) -> None:
     emit(st.to_dict(), as_json, lambda d: "\n".join(
         [f"{d['id']}  from {line(d['from'])}: {line(d['subject'])}",
          *(f"  {line(r['agent']):<16} {r['state']:<10}"
+           + (f" surfaced {line(r['surfaced_at'])} via {line(r['surfaced_via'])}"
+              if r['surfaced_at'] else "")
            + (f" read {line(r['read_at'])}" if r['read_at'] else "")
            + (f" (epoch {r['read_epoch']})" if r['read_epoch'] is not None else "")
            + (f" done {line(r['done_at'])}" if r['done_at'] else "") for r in d["recipients"]),

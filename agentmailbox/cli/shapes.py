@@ -94,6 +94,7 @@ SHAPES: dict[str, Shape] = {
     "agents": Shape(False, arr(extend(
         AGENT, liveness=STR, heartbeat_at=opt(STR), heartbeat_age_seconds=opt(NUM),
         capacity=opt(NUM), mode=opt(STR), unread=INT, oldest_unread_age_seconds=opt(NUM),
+        never_surfaced=INT, oldest_never_surfaced_age_seconds=opt(NUM),
         claimed=INT))),
     "whoami": Shape(False, obj(name=STR, role=STR, root=STR, epoch=opt(INT))),
     "send": Shape(False, SENT),
@@ -108,7 +109,8 @@ SHAPES: dict[str, Shape] = {
     "reply": Shape(False, extend(SENT, reply_to=STR, done=BOOL),
                    "done: true if --done marked the message done"),
     "status": Shape(False, obj(id=STR, **{"from": STR}, subject=STR, recipients=arr(obj(
-        agent=STR, state=STR, read_at=opt(STR), read_epoch=opt(INT), done_at=opt(STR))))),
+        agent=STR, state=STR, surfaced_at=opt(STR), surfaced_epoch=opt(INT),
+        surfaced_via=opt(STR), read_at=opt(STR), read_epoch=opt(INT), done_at=opt(STR))))),
     "ws put": Shape(False, obj(name=STR, version=INT)),
     "ws get": Shape(False, obj(name=STR, version=INT, size=INT, base64=STR, text=opt(STR)),
                     "base64: the exact bytes; text: the same when valid UTF-8, else null"),
