@@ -581,4 +581,4 @@ def test_help_imports_no_command_module(mb: Mailbox) -> None:
     assert "orjson" not in loaded
     assert set() == {m for m in loaded if m.startswith("agentmailbox.")} - {
         "agentmailbox.cli", "agentmailbox.cli._base", "agentmailbox.errors",
-        "agentmailbox.render"}
+        "agentmailbox.render", "agentmailbox.names"}
