@@ -23,6 +23,7 @@ inbox`` does (no watcher, agent, boot or handoff module; tests/test_cli.py pins 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from .fs import parse_object
 from .hooks_state import Ended, HookState
 from .inbox import State
 from .message import stamp_of
+from .names import AGENT_ENV
 from .render import line
 
 if TYPE_CHECKING:
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
     from .mailbox import Mailbox
     from .message import Message
 
-__all__ = ["CAP", "DEFAULT_BUDGET", "DEFAULT_WAIT", "HOOKS", "Answer", "Who", "run"]
+__all__ = ["CAP", "DEFAULT_BUDGET", "DEFAULT_WAIT", "HOOKS", "Answer", "Who", "answer", "run"]
 
 CAP = 10_000
 """Claude Code's cap, in characters, on what a hook adds to the context (``additionalContext``
@@ -57,6 +59,8 @@ DETAIL = 50
 """At most this many new messages are read to say who they are from."""
 HANDOFF_ARGS = '--in-progress "..." --next "..."'
 """What the stop hook's handoff command is shown with (the agent fills in the dots)."""
+INPUT_LIMIT = 1 << 20
+"""The most of the event's JSON read from stdin (events are a few hundred bytes)."""
 ITEM_CHARS = 120
 """The longest item of a checkpoint (7 items stay well within a handoff's 4 KB)."""
 
@@ -85,6 +89,23 @@ class Who:
 
 
 Handler = Callable[..., Answer]
+
+
+def answer(hook: str, agent: str | None, open_mailbox: Callable[[], Mailbox],
+           **options: Any) -> Answer:
+    """Run ``hook`` as the command does: the event from stdin (at most :data:`INPUT_LIMIT`
+    bytes; none from a terminal), the agent from ``agent`` (the --agent option) or
+    ``$MAILBOX_AGENT``. Never raises."""
+    name = agent or os.environ.get(AGENT_ENV) or None
+    who = None if name is None else Who(name, os.environ.get(AGENT_ENV) == name)
+    note = ""
+    try:
+        stdin = sys.stdin
+        data = b"" if stdin is None or stdin.isatty() else stdin.buffer.read(INPUT_LIMIT)
+    except (OSError, ValueError) as exc:
+        data, note = b"", f"mailbox hook {hook}: stdin unreadable ({exc}); read as no event"
+    got = run(hook, data, who, open_mailbox, **options)
+    return Answer(got.stdout, "\n".join(filter(None, [note, got.stderr])), got.code)
 
 
 def run(hook: str, data: bytes, who: Who | None, open_mailbox: Callable[[], Mailbox],

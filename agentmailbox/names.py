@@ -10,6 +10,7 @@ import re
 from .errors import InvalidInput, InvalidName
 
 __all__ = [
+    "AGENT_ENV",
     "MAX_NAME",
     "address_shape",
     "agent_shape",
@@ -32,6 +33,10 @@ __all__ = [
 ]
 
 MAX_NAME = 64
+
+AGENT_ENV = "MAILBOX_AGENT"
+"""The environment variable whose value names the acting agent (of every command that
+acts as one, and of the hooks)."""
 
 # Every pattern of a name, an id or an address is declared here and nowhere else
 # (tests/test_names.py greps the package for their character classes).

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,8 +120,17 @@ class Presence:
         beat = self.last(agent)
         if beat is None:
             return Liveness.NEVER
-        age = ((now_ns or time.time_ns()) - beat.at) / 1e9
-        return Liveness.ALIVE if age <= self._root.config.heartbeat_seconds else Liveness.STALE
+        return Liveness.STALE if self._stale(beat, now_ns) else Liveness.ALIVE
+
+    def offline(self, agents: Iterable[str], now_ns: int | None = None) -> list[Heartbeat]:
+        """The last heartbeats of those of ``agents`` that sent one and went stale since:
+        whom a direct send reaches only when they come back ("queued: bob offline since
+        ..."). An agent that never sent a heartbeat is not counted (many never do)."""
+        beats = (self.last(a) for a in dict.fromkeys(agents))
+        return [b for b in beats if b is not None and self._stale(b, now_ns)]
+
+    def _stale(self, beat: Heartbeat, now_ns: int | None) -> bool:
+        return ((now_ns or time.time_ns()) - beat.at) / 1e9 > self._root.config.heartbeat_seconds
 
 
 _BEAT_LIMIT = 1 << 16

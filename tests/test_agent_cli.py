@@ -275,3 +275,53 @@ def test_an_error_before_the_command_json_is_one_json_object(cli: Cli) -> None:
     """mailbox --json read with no identity is one JSON error object on stderr."""
     result = cli("--json", "read")
     assert (EXIT_NOT_FOUND, "NotFound") == (result.code, orjson.loads(result.err)["error"])
+
+
+# -- sending to an agent that is offline ---------------------------------------------------------
+
+
+def _beat(mb: Mailbox, agent: str, ago_seconds: float) -> None:
+    """A heartbeat of ``agent`` sent ``ago_seconds`` ago."""
+    import time
+
+    from agentmailbox.presence import Presence
+
+    presence = Presence(mb.root)
+    presence.beat(agent)
+    record = orjson.loads(presence.path(agent).read_bytes())
+    record["at"] = time.time_ns() - int(ago_seconds * 1e9)
+    presence.path(agent).write_bytes(orjson.dumps(record))
+
+
+def test_a_send_to_an_agent_gone_stale_delivers_and_tells_the_sender(cli: Cli,
+                                                                     mb: Mailbox) -> None:
+    """bob's last heartbeat is an hour old: the mail is stored all the same, and the sender
+    reads "queued: bob offline since ..." on stderr and in --json."""
+    _beat(mb, "bob", 3600)
+    result = cli("send", "--from", "alice", "--to", "bob", "--body", "hi", "--json")
+    assert result.code == EXIT_OK
+    sent = result.json()
+    assert mb.inbox("bob").get(sent["id"]).body == "hi"
+    assert ["bob"] == [o["agent"] for o in sent["offline"]]
+    assert "mailbox: queued: bob offline since " in result.err
+    assert sent["offline"][0]["since"] in result.err
+
+
+def test_a_reply_to_an_agent_gone_stale_tells_the_sender(cli: Cli, mb: Mailbox,
+                                                         as_bob: None) -> None:
+    """A reply is a direct send too: its sender is told the original sender went offline."""
+    msg = mb.send("alice", "bob", subject="s", body="b")
+    _beat(mb, "alice", 3600)
+    result = cli("reply", msg.id, "--body", "ok", "--json")
+    assert ["alice"] == [o["agent"] for o in result.json()["offline"]]
+    assert "queued: alice offline since" in result.err
+
+
+@pytest.mark.parametrize("beat", [None, 1.0])
+def test_no_notice_for_an_agent_alive_or_without_heartbeats(beat: float | None, cli: Cli,
+                                                            mb: Mailbox) -> None:
+    """An agent alive, or one that never sends heartbeats, is not called offline."""
+    if beat is not None:
+        _beat(mb, "bob", beat)
+    result = cli("send", "--from", "alice", "--to", "bob", "--body", "hi", "--json")
+    assert ([], "") == (result.json()["offline"], result.err)

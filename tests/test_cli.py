@@ -160,9 +160,10 @@ def test_send_json_body_that_is_not_json_exits_5(cli: Cli, mb: Mailbox) -> None:
 
 
 def test_send_json_prints_id_recipients_and_thread(cli: Cli) -> None:
-    """send --json gives the id, the recipients and the thread (a new one: the id)."""
+    """send --json gives the id, the recipients, the thread (a new one: the id) and the
+    recipients found offline (none here)."""
     out = cli("send", "--from", "alice", "--to", "bob", "--body", "x", "--json").json()
-    assert {"id": out["id"], "to": ["bob"], "thread": out["id"]} == out
+    assert {"id": out["id"], "to": ["bob"], "thread": out["id"], "offline": []} == out
 
 
 def test_send_with_the_same_id_key_twice_stores_one_message(cli: Cli, mb: Mailbox) -> None:
@@ -581,4 +582,4 @@ def test_help_imports_no_command_module(mb: Mailbox) -> None:
     assert "orjson" not in loaded
     assert set() == {m for m in loaded if m.startswith("agentmailbox.")} - {
         "agentmailbox.cli", "agentmailbox.cli._base", "agentmailbox.errors",
-        "agentmailbox.render"}
+        "agentmailbox.render", "agentmailbox.names"}

@@ -132,4 +132,4 @@ def test_the_checker_finds_a_missing_key_and_a_wrong_type() -> None:
     """The shape check is not vacuous: it reports what does not fit."""
     schema = SHAPES["send"].schema
     assert ["$: no key 'thread'", "$.to: str where array was expected"] == problems(
-        {"id": "x", "to": "bob"}, schema)
+        {"id": "x", "to": "bob", "offline": []}, schema)

@@ -25,6 +25,7 @@ from ..errors import (
     MessageTooLarge,
     NotFound,
 )
+from ..names import AGENT_ENV, is_id
 
 if TYPE_CHECKING:
     from ..mailbox import Mailbox
@@ -49,8 +50,6 @@ EXIT_INBOX_FULL = InboxFull.exit_code            # recipient inbox at its quota
 EXIT_DISK_FULL = DiskFull.exit_code              # no space left; nothing partial was written
 
 
-AGENT_ENV = "MAILBOX_AGENT"
-"""The environment variable naming the acting agent of every command that names one."""
 
 IDENTITY = ("The acting agent is, first to last: the AGENT argument (or --from, --as) when "
             "given, else --agent NAME, else $MAILBOX_AGENT.")
@@ -134,8 +133,6 @@ def acting_or_none(*given: str | None) -> str | None:
 def split_agent(args: Sequence[str]) -> tuple[str | None, tuple[str, ...]]:
     """``[AGENT] ID...`` as (AGENT or None, the ids): a first word shaped like a message id
     is an id, so ``mailbox done ID`` works once $MAILBOX_AGENT is set."""
-    from ..names import is_id  # here: `mailbox --help` loads no more than errors and render
-
     if args and not is_id(args[0]):
         return args[0], tuple(args[1:])
     return None, tuple(args)

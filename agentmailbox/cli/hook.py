@@ -8,16 +8,11 @@ except the deliberate exit 2 of ``wait`` when new mail arrives.
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any, NoReturn
 
 import click
 
-from ._base import AGENT_ENV, Ctx, acting_or_none, agent_option, json_option, pass_ctx
-
-INPUT_LIMIT = 1 << 20
-"""The most of the event's JSON read from stdin (events are a few hundred bytes)."""
+from ._base import Ctx, agent_option, json_option, pass_ctx
 
 EPILOG = """\b
 Identity: $MAILBOX_AGENT (or --agent NAME). Without it a hook prints nothing and one
@@ -43,16 +38,7 @@ def _answer(c: Ctx, name: str, agent: str | None, **options: Any) -> NoReturn:
     """Run hook ``name`` on stdin, print its answer and exit with its code."""
     from .. import hooks
 
-    who_name = acting_or_none(agent)
-    who = None if who_name is None else hooks.Who(who_name,
-                                                  os.environ.get(AGENT_ENV) == who_name)
-    try:
-        data = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read(
-            INPUT_LIMIT)
-    except (OSError, ValueError) as exc:
-        data = b""
-        click.echo(f"mailbox hook {name}: stdin unreadable ({exc}); read as no event", err=True)
-    answer = hooks.run(name, data, who, lambda: c.mb, **options)
+    answer = hooks.answer(name, agent, lambda: c.mb, **options)
     if answer.stdout:
         click.echo(answer.stdout)
     if answer.stderr:

@@ -7,7 +7,7 @@ else ``--agent``, else ``$MAILBOX_AGENT`` (:func:`._base.acting`).
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +16,9 @@ from ..addresses import is_routed
 from ..errors import InvalidInput, MessageTooLarge
 from ..inbox import Inbox, State
 from ..message import Message, iso, reply_subject
+
+if TYPE_CHECKING:
+    from ..presence import Heartbeat
 from ._base import (
     EXIT_EMPTY,
     IDENTITY,
@@ -81,10 +84,28 @@ def send(c: Ctx, sender: str | None, to: tuple[str, ...], subject: str, body: st
     msg = c.mb.send(me, recipients, subject, value, kind=kind, thread=thread,
                     reply_to=reply_to, priority=priority, expires_at=expires, receipt=receipt,
                     key=key, pick=pick)
-    emit({"id": msg.id, "to": list(msg.to), "thread": msg.thread}, as_json, msg.id)
+    _report_sent(c, msg, as_json, msg.id)
     if any(map(is_routed, msg.to)) and _no_supervisor(c):
         click.echo("mailbox: no supervisor is running: routed mail waits in the spool until "
                    "one does (mailbox supervise)", err=True)
+
+
+def _report_sent(c: Ctx, msg: Message, as_json: bool, text: str, **fields: Any) -> None:
+    """Print a sent message (``fields`` added to its JSON), and tell the sender on stderr
+    which of the agents it named went offline (a stale heartbeat): it waits for them."""
+    offline = _offline(c, msg)
+    emit({"id": msg.id, "to": list(msg.to), "thread": msg.thread, **fields,
+          "offline": [{"agent": b.agent, "since": iso(b.at)} for b in offline]}, as_json, text)
+    for beat in offline:
+        click.echo(f"mailbox: queued: {beat.agent} offline since {iso(beat.at)} (its last "
+                   "heartbeat); the mail waits in its inbox", err=True)
+
+
+def _offline(c: Ctx, msg: Message) -> list[Heartbeat]:
+    """The agents named in ``to`` whose heartbeat went stale."""
+    from ..presence import Presence  # only after the message is stored
+
+    return Presence(c.mb.root).offline(a for a in msg.to if not is_routed(a))
 
 
 def _no_supervisor(c: Ctx) -> bool:
@@ -342,5 +363,5 @@ def reply(c: Ctx, msg_id: str, body: str | None, body_file: Any, subject: str | 
                     thread=original.thread, reply_to=original.id)
     if finish:
         box.finish(original.id)
-    emit({"id": msg.id, "to": list(msg.to), "thread": msg.thread, "reply_to": original.id,
-          "done": finish}, as_json, msg.id + (f"\n{original.id} done" if finish else ""))
+    _report_sent(c, msg, as_json, msg.id + (f"\n{original.id} done" if finish else ""),
+                 reply_to=original.id, done=finish)

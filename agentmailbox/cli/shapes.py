@@ -73,7 +73,7 @@ READ = extend(MESSAGE, claim=opt(obj(by=STR, until=STR)))
 READ_OUT = {"anyOf": [READ, arr(READ), {"type": "null"}]}
 AGENT = obj(name=STR, role=STR, groups=arr(STR), topics=arr(STR), description=STR,
             max_unread=INT, created=STR)
-SENT = obj(id=STR, to=arr(STR), thread=STR)
+SENT = obj(id=STR, to=arr(STR), thread=STR, offline=arr(obj(agent=STR, since=STR)))
 HANDOFF = obj(id=STR, at=STR, epoch=opt(INT), final=BOOL, in_progress=arr(STR),
               decided=arr(STR), next=arr(STR), can_wait=arr(STR),
               waiting_on=arr(obj(agent=STR, ref=STR, note=STR)))
