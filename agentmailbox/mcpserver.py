@@ -34,13 +34,13 @@ from . import __version__
 from .errors import AgentNotFound, MailboxError, NotFound
 from .mailbox import Mailbox
 from .mcptools import NAMES, Tools
+from .names import AGENT_ENV
 
 __all__ = ["AGENT_ENV", "BUDGET", "INBOX_URI", "NAME", "THREAD_URI", "build", "identity",
            "instructions", "tool_list", "tokens"]
 
 NAME = "mailbox"
 """The server's name: Claude Code shows its tools to the model as ``mcp__mailbox__send``."""
-AGENT_ENV = "MAILBOX_AGENT"
 INBOX_URI = "mailbox://inbox"
 THREAD_URI = "mailbox://thread/{thread}"
 BUDGET = 2_500

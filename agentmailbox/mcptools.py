@@ -44,7 +44,7 @@ from .hooks import DEFAULT_BUDGET
 from .inbox import State
 from .mailbox import Mailbox
 from .message import Message, iso, reply_subject
-from .presence import Liveness, Presence
+from .presence import Presence
 from .render import block, line
 
 __all__ = ["NAMES", "WINDOW", "Tools", "derive_key"]
@@ -326,8 +326,8 @@ class Tools:
     def _notices(self, msg: Message) -> list[str]:
         """What the sender should know: recipients offline, routed mail waiting."""
         direct = [a for a in msg.to if not is_routed(a)]
-        notices = [f"queued: {beat.agent} offline since {iso(beat.at)}"
-                   for beat in offline(self.mb, direct)]
+        notices = [f"queued: {beat.agent} offline since {iso(beat.at)} (its last heartbeat); "
+                   "the mail waits in its inbox" for beat in Presence(self.mb.root).offline(direct)]
         if len(direct) < len(msg.to):
             from .supervisor import running_supervisor
 
@@ -349,14 +349,6 @@ def derive_key(agent: str, epoch: int | None, call: dict[str, Any], slot: int) -
     text = orjson.dumps({"agent": agent, "epoch": epoch, "slot": slot, "call": call},
                         option=orjson.OPT_SORT_KEYS)
     return "mcp:" + hashlib.sha256(text).hexdigest()[:32]
-
-
-def offline(mb: Mailbox, agents: list[str]) -> list[Any]:
-    """The stale heartbeats among ``agents`` (those never seen are not reported)."""
-    presence, now = Presence(mb.root), time.time_ns()
-    beats = [presence.last(a) for a in agents
-             if presence.liveness(a, now) is Liveness.STALE]
-    return [b for b in beats if b is not None]
 
 
 def _seen(presence: Presence, agent: str) -> str | None:

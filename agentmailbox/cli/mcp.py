@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import InvalidInput, MailboxError, NotFound
-from ._base import AGENT_ENV, Ctx, agent_option, emit, json_option, pass_ctx
+from ..names import AGENT_ENV
+from ._base import Ctx, agent_option, emit, json_option, pass_ctx
 
 if TYPE_CHECKING:
     from ..mailbox import Mailbox
