@@ -102,14 +102,14 @@ def write_settings(project: Path, hooks: dict[str, Any]) -> None:
     (project / ".claude" / "settings.json").write_bytes(orjson.dumps({"hooks": hooks}))
 
 
-def run_claude(exe: Path, project: Path, home: Path, api: FakeAnthropic) -> Any:
-    """``claude -p "what is new?"`` headless in ``project``; returns its JSON result."""
+def run_claude(exe: Path, project: Path, home: Path, api: FakeAnthropic, *options: str) -> Any:
+    """``claude -p "what is new?" [OPTIONS]`` headless in ``project``; its JSON result."""
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), **OFFLINE_ENV,
            "ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": "sk-ant-test-not-a-key"}
     # dontAsk: refuse any tool not allowed in advance instead of asking (and, unlike
     # bypassPermissions, it is allowed to root).
     done = subprocess.run([str(exe), "-p", "what is new?", "--output-format", "json",
-                           "--permission-mode", "dontAsk"],
+                           "--permission-mode", "dontAsk", *options],
                           cwd=project, env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=60, check=False)
     assert 0 == done.returncode, done.stderr
@@ -180,3 +180,40 @@ def test_the_next_session_hears_that_the_last_ended_without_a_handoff(
     assert "UserPromptSubmit hook additional context" not in first
     assert "# boot brief: bob (epoch 2)" in second
     assert "the last session ended without a handoff" in second
+
+
+# -- the MCP server ----------------------------------------------------------------------------
+
+
+def mcp_json(agent: str) -> dict[str, Any]:
+    """A project's .mcp.json running `mailbox mcp` as ``agent`` (docs/INTEGRATIONS.md)."""
+    return {"mcpServers": {"mailbox": {"command": mailbox_command(), "args": ["mcp"],
+                                       "env": {"MAILBOX_AGENT": agent}}}}
+
+
+def test_a_tool_call_through_the_mcp_server_reaches_the_other_agents_model(
+        tmp_path: Path, fake_api: FakeAnthropic) -> None:
+    """alice's model calls mcp__mailbox__send; bob's next session is shown the message by
+    his hooks. Both projects sit below one root, found from each project as usual."""
+    exe = claude_or_skip()
+    work, home = tmp_path / "work", tmp_path / "home"
+    alice, bob = work / "alice", work / "bob"
+    for folder in (home, alice, bob):
+        folder.mkdir(parents=True)
+    with Mailbox.init(work, fsync="never") as mb:
+        mb.add_agent("alice")
+        mb.add_agent("bob")
+    (alice / ".mcp.json").write_bytes(orjson.dumps(mcp_json("alice")))
+    write_settings(alice, {})
+    write_settings(bob, documented_hooks())
+    fake_api.tool_calls.append(("mcp__mailbox__send", {"to": ["bob"], "subject": "tests are red",
+                                                       "body": "see CI"}))
+
+    run_claude(exe, alice, home, fake_api, "--allowedTools", "mcp__mailbox__send")
+    run_claude(exe, bob, home, fake_api)
+
+    first, answered, bobs = fake_api.message_requests()
+    assert "mcp__mailbox__send" in {t["name"] for t in first["tools"]}
+    result = answered["messages"][-1]["content"][0]
+    assert "tool_result" == result["type"] and '"duplicate":false' in str(result["content"])
+    assert "tests are red" in text_of(bobs) and "from alice" in text_of(bobs)
