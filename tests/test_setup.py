@@ -102,6 +102,18 @@ def test_a_second_agent_in_a_file_that_names_another_is_refused(cli: Cli, mb: Ma
         assert "--agent-from-env" in result.err and "MAILBOX_AGENT=NAME claude" in result.err
 
 
+@pytest.mark.parametrize("command", ["MAILBOX_AGENT='carol' mailbox hook stop",
+                                     "mailbox hook stop --agent carol",
+                                     "cd app && mailbox hook stop --agent=carol"])
+def test_hooks_set_up_by_hand_name_their_agent(cli: Cli, project: Path, command: str) -> None:
+    """A mailbox hook written by hand, naming carol in any of the ways a command can, is
+    read as carol's: setting bob up over it is refused, naming carol."""
+    hand = {"hooks": {"Stop": [{"hooks": [{"type": "command", "command": command}]}]}}
+    settings_file(project).write_bytes(orjson.dumps(hand))
+    result = setup(cli, project)
+    assert (EXIT_CONFLICT, True) == (result.code, "runs the mailbox hooks as carol" in result.err)
+
+
 def test_undo_then_setup_replaces_the_agent(cli: Cli, mb: Mailbox, project: Path) -> None:
     """--undo, then setting another agent up, leaves only the new agent's hooks, the
     user's kept."""

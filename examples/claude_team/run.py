@@ -65,7 +65,8 @@ class Team:
         if not quiet:
             print(f"  {agent}$ mailbox {shlex.join(args)}   (exit {done.returncode})")
             for text in (done.stdout, done.stderr):
-                print(textwrap.indent(text.rstrip(), "      ")) if text.strip() else None
+                if text.strip():
+                    print(textwrap.indent(text.rstrip(), "      "))
         if done.returncode != 0:
             raise SystemExit(f"mailbox {' '.join(args)} failed: {done.stderr.strip()}")
         return done.stdout.strip()
