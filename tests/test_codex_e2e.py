@@ -117,7 +117,7 @@ def run_codex(exe: Path, project: Path, home: Path, api: FakeOpenAI, agent: str 
     done = subprocess.run([str(exe), "exec", "--skip-git-repo-check",
                            "--dangerously-bypass-hook-trust", "what is new?"],
                           cwd=project, env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=120, check=False)
+                          capture_output=True, text=True, timeout=180, check=False)
     assert 0 == done.returncode, done.stderr[-3000:]
     return done.stdout
 
@@ -164,8 +164,8 @@ def test_codex_puts_the_brief_and_the_news_in_front_of_the_model(
     # prompt hook's own command just before it runs (hooks of one event run concurrently).
     hooks_file = project / ".codex" / "hooks.json"
     late = "mailbox send --from alice --to bob --subject 'tests are red' >/dev/null && "
-    hooks_file.write_text(hooks_file.read_text().replace(
-        '"MAILBOX_AGENT=bob mailbox hook prompt"', f'"{late}MAILBOX_AGENT=bob mailbox hook prompt"'))
+    prompt = '"MAILBOX_AGENT=bob mailbox hook prompt"'
+    hooks_file.write_text(hooks_file.read_text().replace(prompt, f'"{late}{prompt[1:]}'))
 
     printed = run_codex(exe, project, home, fake_api, agent=None)
 
