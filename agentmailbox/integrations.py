@@ -14,6 +14,12 @@ writes through :class:`fs.Disk` (a staged file renamed over the old one, in the 
 folder, with the old file's mode). A settings file that is not one JSON object, a
 symbolic link, or in a folder (``.claude``) that is not a real one is refused and never
 written.
+
+Identity: each command carries ``MAILBOX_AGENT=NAME``, or none at all (``--agent-from-env``:
+several agents share the project, each session acting as the agent of its own
+``$MAILBOX_AGENT``). Hooks that act as one agent are never silently made to act as another
+(:func:`identities` reads who ours act as), and the hooks go in one of a harness's project
+files only, since the harness runs those of every file.
 """
 
 from __future__ import annotations
@@ -29,13 +35,13 @@ from typing import Any
 import orjson
 
 from . import names
-from .errors import InvalidInput
+from .errors import AlreadyExists, InvalidInput, MailboxError
 from .fs import Disk, Foreign, dump_object, parse_object
 from .root import nearest_root
 
 __all__ = ["CLAUDE_CODE", "CODEX", "HARNESSES", "Harness", "Plan", "apply", "diff",
-           "found_from", "hook_commands", "is_ours", "merged", "plan", "removed",
-           "settings_path"]
+           "found_from", "hook_commands", "identities", "identity", "is_ours", "merged",
+           "plan", "removed", "settings_path"]
 
 Events = tuple[tuple[str, str, str | None], ...]
 """(the harness's event, our hook, the matcher; None: no matcher, every source)."""
@@ -51,6 +57,8 @@ class Harness:
     local: tuple[str, ...] | None
     """The file of one checkout (not committed), if the harness has one."""
     events: Events
+    program: str
+    """The command that starts a session (``MAILBOX_AGENT=NAME PROGRAM``)."""
 
 
 CLAUDE_CODE = Harness(
@@ -59,7 +67,7 @@ CLAUDE_CODE = Harness(
      ("UserPromptSubmit", "prompt", None),
      ("Stop", "stop", None),
      ("PreCompact", "pre-compact", None),
-     ("SessionEnd", "session-end", None)))
+     ("SessionEnd", "session-end", None)), "claude")
 """Claude Code (docs/INTEGRATIONS.md). ``hook wait`` is not among its hooks: it needs
 ``asyncRewake``, which Claude Code's hooks reference does not document."""
 
@@ -68,7 +76,7 @@ CODEX = Harness(
     (("SessionStart", "session-start", None),
      ("UserPromptSubmit", "prompt", None),
      ("Stop", "stop", None),
-     ("PreCompact", "pre-compact", None)))
+     ("PreCompact", "pre-compact", None)), "codex")
 """Codex: the project's ``.codex/hooks.json``, the same format as Claude Code's hooks;
 Codex documents no SessionEnd event."""
 
@@ -101,10 +109,13 @@ class Plan:
     layout alone)."""
 
 
-def hook_commands(events: Events, agent: str, root: Path | None = None) -> dict[str, str]:
-    """The command line of each hook (by the harness's event) for ``agent``; ``root`` goes in
-    as ``$MAILBOX_ROOT`` when the hook would not find it from the project by itself."""
-    env = f"MAILBOX_AGENT={shlex.quote(names.check_agent(agent))} "
+def hook_commands(events: Events, agent: str | None, root: Path | None = None
+                  ) -> dict[str, str]:
+    """The command line of each hook (by the harness's event) for ``agent`` (None: whichever
+    agent ``$MAILBOX_AGENT`` names in the harness's environment, so the command carries no
+    identity and a session started without one surfaces nothing); ``root`` goes in as
+    ``$MAILBOX_ROOT`` when the hook would not find it from the project by itself."""
+    env = "" if agent is None else f"MAILBOX_AGENT={shlex.quote(names.check_agent(agent))} "
     if root is not None:
         env += f"MAILBOX_ROOT={shlex.quote(str(root))} "
     return {event: f"{env}mailbox hook {hook}" for event, hook, _ in events}
@@ -201,6 +212,38 @@ def _split(groups: list[Any]) -> tuple[list[Any], int | None]:
     return out, at
 
 
+def identities(settings: dict[str, Any]) -> set[str | None]:
+    """The agents our hooks in ``settings`` act as; None for hooks that name none (each
+    session's ``$MAILBOX_AGENT``, ``--agent-from-env``).
+
+    Raises:
+        InvalidInput: ``hooks`` or one of its events is not what the format says.
+    """
+    return {identity(h["command"]) for h in _ours(settings)}
+
+
+def identity(command: str) -> str | None:
+    """The agent a hook command of ours names (``MAILBOX_AGENT=NAME`` before it or
+    ``--agent NAME`` after it), None when it names none."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    for word, after in zip(words, [*words[1:], ""], strict=True):
+        for prefix in ("MAILBOX_AGENT=", "--agent="):
+            if word.startswith(prefix):
+                return word[len(prefix):] or None
+        if word == "--agent" and after:
+            return after
+    return None
+
+
+def _ours(settings: dict[str, Any]) -> list[dict[str, Any]]:
+    hooks = _hooks(settings)
+    return [h for event in hooks for group in _groups(hooks, event) for h in _handlers(group)
+            if is_ours(h)]
+
+
 def _handlers(group: Any) -> list[Any]:
     """A group's handlers (none for something that is not a group: kept as it is)."""
     if isinstance(group, dict) and isinstance(group.get("hooks"), list):
@@ -224,34 +267,98 @@ def settings_path(harness: Harness, project: Path, local: bool = False) -> Path:
 
 
 def plan(harness: Harness, project: Path, agent: str | None, root: Path | None, *,
-         undo: bool = False, local: bool = False) -> Plan:
+         undo: bool = False, local: bool = False, from_env: bool = False) -> Plan:
     """What setting ``agent`` up in ``project`` (or undoing it) does to the hooks file of
     ``harness``.
 
     ``root`` is the root the hooks must use; it goes into the commands only when a hook
     run in ``project`` would not find it by itself. ``local``: the checkout's own settings
-    file (``settings.local.json``) rather than the shared one.
+    file (``settings.local.json``) rather than the shared one. ``from_env``: no agent in
+    the commands; each session acts as the agent ``$MAILBOX_AGENT`` names in the
+    harness's environment (several agents sharing the project, ``agent`` ignored).
 
     Raises:
         InvalidName: ``agent`` is not a valid name (checked before any path is built).
         InvalidInput: the settings file is not one JSON object, is a symbolic link or
             not a regular file, or ``.claude`` is not a real folder.
     """
-    if not undo:
+    if not undo and not from_env:
         names.check_agent(agent or "")
     project = project.absolute()
     path = settings_path(harness, project, local)
     before, mode = _read(path)
     settings = parse_settings(before, path) if before is not None else {}
+    who = None if from_env else agent or ""
     if undo:
         new = removed(settings)
     else:
+        _refuse_takeover(harness, path, settings, who)
+        _refuse_second_file(harness, project, path)
         given = None if root is None or _same(found_from(project), root) else root
-        new = merged(settings, harness.events, hook_commands(harness.events, agent or "", given))
+        new = merged(settings, harness.events, hook_commands(harness.events, who, given))
     if new == settings:
         return Plan(path, before, before or b"", new, mode, changed=False)
     after = dump_object(new, str(path), orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     return Plan(path, before, after, new, mode, changed=True)
+
+
+def _refuse_takeover(harness: Harness, path: Path, settings: dict[str, Any],
+                     agent: str | None) -> None:
+    """Refuse to make hooks that act as another agent act as ``agent``: that agent's
+    sessions would silently speak as this one. Hooks that name no agent (``agent`` None)
+    may replace any of ours: no session gets another's identity, each names its own.
+
+    Raises:
+        AlreadyExists: the file's hooks act as another agent, or as each session's own.
+    """
+    others = identities(settings) - {agent}
+    if agent is None or not others:
+        return
+    raise AlreadyExists(
+        f"{path} runs the mailbox hooks as {_who(others)}; setting {agent} up there would "
+        "take them over", path=str(path), hint=_share_hint(harness))
+
+
+def _refuse_second_file(harness: Harness, project: Path, path: Path) -> None:
+    """Refuse to set the hooks up in one of the harness's two project files when the other
+    already runs them: the harness runs the hooks of both, so each event would run twice,
+    perhaps as two agents.
+
+    Raises:
+        AlreadyExists: the other file runs our hooks.
+    """
+    for local in (False, True) if harness.local is not None else (False,):
+        other = settings_path(harness, project, local)
+        found = _ours_in(other) if other != path else set()
+        if found:
+            raise AlreadyExists(
+                f"{other} runs the mailbox hooks too (as {_who(found)}); {harness.name} runs "
+                "the hooks of both files, so every event would run twice",
+                path=str(other), hint=f"keep them in one file: `mailbox setup {harness.name} "
+                                      f"--undo{' --local' if local else ''}` first")
+
+
+def _ours_in(path: Path) -> set[str | None]:
+    """The identities of our hooks in another settings file; none when it cannot be read
+    (it is not the file being written: its refusals are its own set-up's)."""
+    try:
+        data, _ = _read(path)
+        return identities(parse_settings(data, path)) if data is not None else set()
+    except MailboxError:
+        return set()
+
+
+def _who(agents: set[str | None]) -> str:
+    shown = sorted("the agent of each session's $MAILBOX_AGENT" if a is None else a
+                   for a in agents)
+    return " and ".join(shown)
+
+
+def _share_hint(harness: Harness) -> str:
+    return (f"for several agents in one project: `mailbox setup {harness.name} "
+            f"--agent-from-env`, then start each agent's session as `MAILBOX_AGENT=NAME "
+            f"{harness.program}`; to replace the agent: `mailbox setup {harness.name} --undo` "
+            "first (docs/INTEGRATIONS.md, multi-agent set-ups)")
 
 
 def parse_settings(data: bytes, path: Path) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import pytest
 from conftest import python_env
 
 from agentmailbox import Mailbox
-from agentmailbox.cli import EXIT_INVALID, EXIT_NOT_FOUND, EXIT_OK
+from agentmailbox.cli import EXIT_CONFLICT, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
 
 Cli = Callable[..., Any]
 FIXTURES = Path(__file__).parent / "hooks"
@@ -86,13 +86,43 @@ def test_setup_twice_changes_nothing(cli: Cli, project: Path) -> None:
     assert "unchanged" in result.out
 
 
-def test_setup_replaces_its_earlier_entries_in_place(cli: Cli, mb: Mailbox,
-                                                     project: Path) -> None:
-    """Setting up another agent replaces ours (no second set of hooks), theirs kept."""
+def test_a_second_agent_in_a_file_that_names_another_is_refused(cli: Cli, mb: Mailbox,
+                                                                project: Path) -> None:
+    """Setting carol up where the hooks act as bob is refused (exit 6), the file left as
+    it was, and the message says how several agents share a project."""
+    write_theirs(project)
+    setup(cli, project)
+    before = settings_file(project).read_bytes()
+    mb.add_agent("carol", role="tester")
+    for extra in ([], ["--dry-run"]):
+        result = cli("setup", "claude-code", "--agent", "carol", "--project", str(project),
+                     *extra)
+        assert (EXIT_CONFLICT, before) == (result.code, settings_file(project).read_bytes())
+        assert "runs the mailbox hooks as bob; setting carol up there" in result.err
+        assert "--agent-from-env" in result.err and "MAILBOX_AGENT=NAME claude" in result.err
+
+
+@pytest.mark.parametrize("command", ["MAILBOX_AGENT='carol' mailbox hook stop",
+                                     "mailbox hook stop --agent carol",
+                                     "cd app && mailbox hook stop --agent=carol"])
+def test_hooks_set_up_by_hand_name_their_agent(cli: Cli, project: Path, command: str) -> None:
+    """A mailbox hook written by hand, naming carol in any of the ways a command can, is
+    read as carol's: setting bob up over it is refused, naming carol."""
+    hand = {"hooks": {"Stop": [{"hooks": [{"type": "command", "command": command}]}]}}
+    settings_file(project).write_bytes(orjson.dumps(hand))
+    result = setup(cli, project)
+    assert (EXIT_CONFLICT, True) == (result.code, "runs the mailbox hooks as carol" in result.err)
+
+
+def test_undo_then_setup_replaces_the_agent(cli: Cli, mb: Mailbox, project: Path) -> None:
+    """--undo, then setting another agent up, leaves only the new agent's hooks, the
+    user's kept."""
     write_theirs(project)
     setup(cli, project)
     mb.add_agent("carol", role="tester")
-    cli("setup", "claude-code", "--agent", "carol", "--project", str(project))
+    cli("setup", "claude-code", "--undo", "--project", str(project))
+    assert EXIT_OK == cli("setup", "claude-code", "--agent", "carol", "--project",
+                          str(project)).code
     written = orjson.loads(settings_file(project).read_bytes())
     assert ["notify-send done", "MAILBOX_AGENT=carol mailbox hook stop"] == commands_of(
         written, "Stop")
@@ -254,18 +284,105 @@ def test_the_written_session_start_command_runs(cli: Cli, mb: Mailbox,
     folder = tmp_path_factory.mktemp("elsewhere")
     setup(cli, folder)
     mb.send("alice", "bob", subject="plan v1", body="x")
-    written = orjson.loads(settings_file(folder).read_bytes())
-    (command,) = commands_of(written, "SessionStart")
-    sample = orjson.loads((FIXTURES / "session-start.json").read_bytes())
-    env = {k: v for k, v in python_env().items() if not k.startswith("MAILBOX_")}
-    env["PATH"] = os.pathsep.join([str(_bin_folder()), env.get("PATH", "")])
-    done = subprocess.run(["sh", "-c", command], cwd=folder, env=env, capture_output=True,
-                          input=orjson.dumps({**sample, "cwd": str(folder)}), timeout=60,
-                          check=False)
+    done = run_written(folder, "SessionStart", {})
     assert (0, b"") == (done.returncode, done.stderr)
     answer = orjson.loads(done.stdout)["hookSpecificOutput"]
     assert "SessionStart" == answer["hookEventName"]
     assert "plan v1" in answer["additionalContext"]
+
+
+# -- several agents in one project -----------------------------------------------------------
+
+
+def from_env(cli: Cli, project: Path, *args: str) -> Any:
+    return cli("setup", "claude-code", "--agent-from-env", "--project", str(project), *args)
+
+
+def test_agent_from_env_writes_hooks_that_name_no_agent(cli: Cli, project: Path) -> None:
+    """--agent-from-env writes each hook without an identity, keeps the user's hooks, and
+    says how to start a session as an agent."""
+    write_theirs(project)
+    result = from_env(cli, project)
+    assert EXIT_OK == result.code, result.err
+    written = orjson.loads(settings_file(project).read_bytes())
+    assert ["notify-send done", "mailbox hook stop"] == commands_of(written, "Stop")
+    assert ["mailbox hook session-start"] == commands_of(written, "SessionStart")
+    assert "start each agent's session as: MAILBOX_AGENT=NAME claude" in result.out
+
+
+def test_agent_from_env_is_idempotent_dry_run_writes_nothing_and_undo_restores(
+        cli: Cli, project: Path) -> None:
+    """A second --agent-from-env changes nothing, --dry-run writes nothing, --undo gives
+    the user's settings back."""
+    before = write_theirs(project)
+    assert EXIT_OK == from_env(cli, project, "--dry-run").code
+    assert before == settings_file(project).read_bytes()
+    from_env(cli, project)
+    first = settings_file(project).read_bytes()
+    assert "unchanged" in from_env(cli, project).out
+    assert first == settings_file(project).read_bytes()
+    cli("setup", "claude-code", "--undo", "--project", str(project))
+    assert THEIRS == orjson.loads(settings_file(project).read_bytes())
+
+
+def test_agent_from_env_takes_over_one_agents_hooks(cli: Cli, project: Path) -> None:
+    """A project set up for bob becomes one for several agents with --agent-from-env;
+    setting one agent up over that is refused (exit 6): it would make every session bob."""
+    setup(cli, project)
+    assert EXIT_OK == from_env(cli, project).code
+    written = settings_file(project).read_bytes()
+    assert ["mailbox hook prompt"] == commands_of(orjson.loads(written), "UserPromptSubmit")
+    result = setup(cli, project)
+    assert (EXIT_CONFLICT, written) == (result.code, settings_file(project).read_bytes())
+    assert "as the agent of each session's $MAILBOX_AGENT" in result.err
+
+
+def test_agent_from_env_with_an_agent_is_a_usage_error(cli: Cli, project: Path) -> None:
+    """--agent-from-env and --agent together are refused before anything is written."""
+    result = setup(cli, project, "--agent-from-env")
+    assert (EXIT_USAGE, False) == (result.code, settings_file(project).exists())
+
+
+@pytest.mark.parametrize(("first", "second", "undo"), [([], ["--local"], "--undo`"),
+                                                       (["--local"], [], "--undo --local`")])
+def test_the_hooks_are_refused_in_a_second_file(cli: Cli, project: Path, first: list[str],
+                                                second: list[str], undo: str) -> None:
+    """With the hooks in settings.json, setting them up in settings.local.json (or the
+    reverse) is refused (exit 6): Claude Code would run every hook twice."""
+    assert EXIT_OK == from_env(cli, project, *first).code
+    result = setup(cli, project, *second)
+    assert EXIT_CONFLICT == result.code
+    assert "runs the mailbox hooks too" in result.err and undo in result.err
+    names = {p.name for p in (project / ".claude").iterdir()}
+    assert {"settings.local.json" if first else "settings.json"} == names
+
+
+@pytest.mark.parametrize(("agent", "subject"), [("alice", "plan v2"), ("bob", "plan v1")])
+def test_each_session_acts_as_the_agent_of_its_environment(
+        cli: Cli, mb: Mailbox, tmp_path_factory: pytest.TempPathFactory, agent: str,
+        subject: str) -> None:
+    """The session-start command --agent-from-env writes, run by a shell in a harness
+    started as MAILBOX_AGENT=NAME, briefs that agent on its own mail."""
+    folder = tmp_path_factory.mktemp("shared")
+    from_env(cli, folder)
+    mb.send("alice", "bob", subject="plan v1", body="x")
+    mb.send("bob", "alice", subject="plan v2", body="x")
+    done = run_written(folder, "SessionStart", {"MAILBOX_AGENT": agent})
+    assert (0, b"") == (done.returncode, done.stderr)
+    brief = orjson.loads(done.stdout)["hookSpecificOutput"]["additionalContext"]
+    assert f"# boot brief: {agent} (epoch 1)" in brief and subject in brief
+
+
+def test_a_session_started_without_an_agent_surfaces_nothing(
+        cli: Cli, mb: Mailbox, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Without $MAILBOX_AGENT the hooks --agent-from-env writes guess no identity: nothing
+    on stdout, one line on stderr, exit 0, and no agent's epoch starts."""
+    folder = tmp_path_factory.mktemp("shared")
+    from_env(cli, folder)
+    done = run_written(folder, "SessionStart", {})
+    assert (0, b"") == (done.returncode, done.stdout)
+    assert (1, True) == (len(done.stderr.splitlines()), b"no agent" in done.stderr)
+    assert (None, None) == (mb.epoch("alice"), mb.epoch("bob"))
 
 
 # -- codex ---------------------------------------------------------------------------------
@@ -301,6 +418,23 @@ def test_setting_codex_up_leaves_the_claude_settings_alone(cli: Cli, project: Pa
     before = write_theirs(project)
     cli("setup", "codex", "--agent", "bob", "--project", str(project))
     assert before == settings_file(project).read_bytes()
+
+
+def run_written(project: Path, event: str, env: dict[str, str]
+                ) -> subprocess.CompletedProcess[bytes]:
+    """The command setup wrote for ``event``, run by a shell in ``project`` as the harness
+    runs it (with ``env`` and no other MAILBOX_ variable), fed the documented sample."""
+    (command,) = commands_of(orjson.loads(settings_file(project).read_bytes()), event)
+    sample = orjson.loads((FIXTURES / SAMPLES[event]).read_bytes())
+    child = {k: v for k, v in python_env().items() if not k.startswith("MAILBOX_")}
+    child["PATH"] = os.pathsep.join([str(_bin_folder()), child.get("PATH", "")])
+    return subprocess.run(["sh", "-c", command], cwd=project, env={**child, **env},
+                          capture_output=True, input=orjson.dumps({**sample, "cwd": str(project)}),
+                          timeout=60, check=False)
+
+
+SAMPLES = {"SessionStart": "session-start.json", "UserPromptSubmit": "user-prompt-submit.json"}
+"""The documented sample input of each event (tests/hooks/)."""
 
 
 def _bin_folder() -> Path:

@@ -18,9 +18,10 @@ if TYPE_CHECKING:
     from ..integrations import Plan
 
 NOTE = """\b
-Each hook's command carries MAILBOX_AGENT=NAME, and MAILBOX_ROOT=PATH when a hook run in
-the project would not find the root by itself. The user's own hooks and settings are kept;
-running it twice changes nothing (docs/INTEGRATIONS.md)."""
+Each hook's command carries MAILBOX_AGENT=NAME (none under --agent-from-env), and
+MAILBOX_ROOT=PATH when a hook run in the project would not find the root by itself. The
+user's own hooks and settings are kept; running it twice changes nothing. Setting an agent
+up where the hooks act as another is refused (exit 6) (docs/INTEGRATIONS.md)."""
 
 EPILOG = """\b
 Examples:
@@ -28,6 +29,8 @@ Examples:
   mailbox setup claude-code --agent bob               # merge into ./.claude/settings.json
   mailbox setup claude-code --agent bob --project ../app
   mailbox setup claude-code --agent bob --local       # ./.claude/settings.local.json
+  mailbox setup claude-code --agent-from-env          # several agents in one project:
+  MAILBOX_AGENT=coder claude                          #   each session names its own
   mailbox setup claude-code --undo                    # take our hooks out again
   mailbox setup codex --agent bob                     # merge into ./.codex/hooks.json
 """ + NOTE
@@ -36,6 +39,7 @@ CODEX_EPILOG = """\b
 Examples:
   mailbox setup codex --agent bob --dry-run           # show the diff, write nothing
   mailbox setup codex --agent bob                     # merge into ./.codex/hooks.json
+  mailbox setup codex --agent-from-env                # several agents: MAILBOX_AGENT=NAME codex
   mailbox setup codex --undo                          # take our hooks out again
 """ + NOTE
 
@@ -57,6 +61,10 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Write nothing; print the diff of what would change."),
         click.option("--undo", "--remove", "undo", is_flag=True,
                      help="Take out exactly the hooks setup wrote."),
+        click.option("--agent-from-env", "from_env", is_flag=True,
+                     help="Name no agent in the hooks: each session acts as the agent "
+                          "$MAILBOX_AGENT names where the harness starts (several agents "
+                          "in one project)."),
     ]):
         f = option(f)
     return json_option(f)
@@ -68,33 +76,47 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
               "checkout's, not committed) instead.")
 @pass_ctx
 def claude_code(c: Ctx, agent: str | None, project: Path, local: bool, dry_run: bool,
-                undo: bool, as_json: bool) -> None:
+                undo: bool, from_env: bool, as_json: bool) -> None:
     """Merge the mailbox hooks into PROJECT/.claude/settings.json (Claude Code)."""
     _set_up(c, "claude-code", agent, project, dry_run=dry_run, undo=undo, local=local,
-            as_json=as_json)
+            from_env=from_env, as_json=as_json)
 
 
 @setup.command("codex", epilog=CODEX_EPILOG)
 @_common
 @pass_ctx
 def codex(c: Ctx, agent: str | None, project: Path, dry_run: bool, undo: bool,
-          as_json: bool) -> None:
+          from_env: bool, as_json: bool) -> None:
     """Merge the mailbox hooks into PROJECT/.codex/hooks.json (Codex)."""
     _set_up(c, "codex", agent, project, dry_run=dry_run, undo=undo, local=False,
-            as_json=as_json)
+            from_env=from_env, as_json=as_json)
+
+
+def _no_agent_with_from_env(from_env: bool) -> None:
+    """--agent-from-env names no agent: refuse an --agent given with it.
+
+    Raises:
+        click.UsageError: both given.
+    """
+    source = click.get_current_context().get_parameter_source("agent")
+    if from_env and source is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--agent-from-env names no agent: leave out --agent")
 
 
 def _set_up(c: Ctx, harness: str, agent: str | None, project: Path, *, dry_run: bool,
-            undo: bool, local: bool, as_json: bool) -> None:
+            undo: bool, local: bool, from_env: bool, as_json: bool) -> None:
     from .. import integrations
 
-    name = None if undo else _registered(c, acting(agent, c.agent))
+    _no_agent_with_from_env(from_env)
+    from_env = from_env and not undo
+    name = None if undo or from_env else _registered(c, acting(agent, c.agent))
     root = None if undo else c.mb.path
-    p = integrations.plan(integrations.HARNESSES[harness], project, name, root, undo=undo,
-                          local=local)
+    h = integrations.HARNESSES[harness]
+    p = integrations.plan(h, project, name, root, undo=undo, local=local, from_env=from_env)
     written = False if dry_run else integrations.apply(p)
+    start = f"MAILBOX_AGENT=NAME {h.program}" if from_env else None
     emit(_shape(p, name, dry_run, undo, written), as_json,
-         lambda _: _diff(p).rstrip("\n") if dry_run else _summary(p, written))
+         lambda _: _diff(p).rstrip("\n") if dry_run else _summary(p, written, start))
 
 
 def _registered(c: Ctx, name: str) -> str:
@@ -120,5 +142,7 @@ def _diff(p: Plan) -> str:
     return diff(p)
 
 
-def _summary(p: Plan, written: bool) -> str:
-    return f"{'wrote' if written else 'unchanged:'} {p.path}"
+def _summary(p: Plan, written: bool, start: str | None) -> str:
+    """What was done; under --agent-from-env, how a session gets its identity."""
+    done = f"{'wrote' if written else 'unchanged:'} {p.path}"
+    return done if start is None else f"{done}\nstart each agent's session as: {start}"

@@ -63,7 +63,8 @@ HOOK_NOTE = "the harness's JSON (docs/INTEGRATIONS.md), the same with or without
 SETUP = obj(path=STR, agent=opt(STR), undo=BOOL, dry_run=BOOL, changed=BOOL, written=BOOL,
             settings={"type": "object"}, diff=STR)
 SETUP_NOTE = ("settings: the whole file as written (or as --dry-run would write it); diff: "
-              "the unified diff under --dry-run, else \"\"")
+              "the unified diff under --dry-run, else \"\"; agent: null under --undo and "
+              "--agent-from-env")
 
 MESSAGE = obj(v=INT, id=STR, ts=STR, **{"from": STR}, to=arr(STR), subject=STR, kind=STR,
               thread=STR, reply_to=opt(STR),
