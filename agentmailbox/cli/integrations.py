@@ -74,12 +74,14 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
 @_common
 @click.option("--local", is_flag=True, help="Edit .claude/settings.local.json (this "
               "checkout's, not committed) instead.")
+@click.option("--mcp", is_flag=True, help="Also run `mailbox mcp` as the agent: its entry in "
+              "PROJECT/.mcp.json, approved in the settings file (with --undo: take it out).")
 @pass_ctx
-def claude_code(c: Ctx, agent: str | None, project: Path, local: bool, dry_run: bool,
-                undo: bool, from_env: bool, as_json: bool) -> None:
+def claude_code(c: Ctx, agent: str | None, project: Path, local: bool, mcp: bool,
+                dry_run: bool, undo: bool, from_env: bool, as_json: bool) -> None:
     """Merge the mailbox hooks into PROJECT/.claude/settings.json (Claude Code)."""
     _set_up(c, "claude-code", agent, project, dry_run=dry_run, undo=undo, local=local,
-            from_env=from_env, as_json=as_json)
+            from_env=from_env, as_json=as_json, mcp=mcp)
 
 
 @setup.command("codex", epilog=CODEX_EPILOG)
@@ -104,7 +106,7 @@ def _no_agent_with_from_env(from_env: bool) -> None:
 
 
 def _set_up(c: Ctx, harness: str, agent: str | None, project: Path, *, dry_run: bool,
-            undo: bool, local: bool, from_env: bool, as_json: bool) -> None:
+            undo: bool, local: bool, from_env: bool, as_json: bool, mcp: bool = False) -> None:
     from .. import integrations
 
     _no_agent_with_from_env(from_env)
@@ -113,10 +115,28 @@ def _set_up(c: Ctx, harness: str, agent: str | None, project: Path, *, dry_run: 
     root = None if undo else c.mb.path
     h = integrations.HARNESSES[harness]
     p = integrations.plan(h, project, name, root, undo=undo, local=local, from_env=from_env)
+    servers = None
+    if mcp:
+        p, servers = _with_mcp(p, project, name, root, undo=undo)
     written = False if dry_run else integrations.apply(p)
     start = f"MAILBOX_AGENT=NAME {h.program}" if from_env else None
-    emit(_shape(p, name, dry_run, undo, written), as_json,
-         lambda _: _diff(p).rstrip("\n") if dry_run else _summary(p, written, start))
+    shape = _shape(p, name, dry_run, undo, written)
+    if servers is not None:
+        shape["mcp"] = _shape(servers, name, dry_run, undo,
+                              False if dry_run else integrations.apply(servers))
+    emit(shape, as_json, lambda d: "\n".join(
+        filter(None, [_diff(p).rstrip("\n") if dry_run else _summary(p, written, start),
+                      *([_diff(servers).rstrip("\n") if dry_run
+                         else _summary(servers, d["mcp"]["written"], None)]
+                        if servers is not None else [])])))
+
+
+def _with_mcp(p: Plan, project: Path, agent: str | None, root: Path | None, *, undo: bool
+              ) -> tuple[Plan, Plan]:
+    """The settings plan with our MCP server approved, and the plan of ``.mcp.json``."""
+    from ..integrations import mcp_approved, mcp_plan
+
+    return mcp_approved(p, undo=undo), mcp_plan(project, agent, root, undo=undo)
 
 
 def _registered(c: Ctx, name: str) -> str:
