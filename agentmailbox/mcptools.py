@@ -164,6 +164,7 @@ class Tools:
               claimed: bool = False) -> InboxPage:
         """Headers of your unread mail, oldest first (claimed=true: claimed mail too).
         Changes no mail."""
+        self._refresh()
         box = self.mb.inbox(self.agent)
         unread = box.list()[:limit]
         held = box.list(State.CLAIMED)[:limit] if claimed else []

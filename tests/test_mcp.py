@@ -257,6 +257,22 @@ def test_inbox_lists_headers_oldest_first_and_records_them_as_shown(mb: Mailbox)
     assert {one.id, two.id} <= (HookState(mb.root, "bob").surfaced(1) or set())
 
 
+def test_what_the_server_shows_counts_for_the_epoch_a_hook_started_since(mb: Mailbox) -> None:
+    """A session-start hook (another process) starts an epoch while the server runs: what
+    the server lists after it is recorded for that epoch, so the prompt hook stays quiet."""
+    msg = mb.send("alice", "bob", "plan")
+    mb.agent("bob").boot()
+    server = build(mb, "bob", notify=False)
+    with Mailbox.open(mb.path) as elsewhere:
+        elsewhere.agent("bob").boot()
+
+    async def listing() -> None:
+        async with Client(server) as client:
+            await client.call_tool("inbox", {})
+    anyio.run(listing)
+    assert {msg.id} == HookState(mb.root, "bob").surfaced(2)
+
+
 def test_inbox_limit_and_claimed_mail(mb: Mailbox) -> None:
     """limit caps the listing; claimed=true adds the mail claimed and not done."""
     ids = [mb.send("alice", "bob", f"m{i}").id for i in range(3)]
