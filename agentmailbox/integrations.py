@@ -40,9 +40,9 @@ from .fs import Disk, Foreign, dump_object, parse_object
 from .root import nearest_root
 
 __all__ = ["CLAUDE_CODE", "CODEX", "HARNESSES", "MCP_SERVER", "Harness", "Plan", "apply",
-           "diff", "found_from", "hook_commands", "identities", "identity", "is_ours",
-           "mcp_approved", "mcp_entry", "mcp_plan", "merged", "plan", "removed",
-           "settings_path"]
+           "codex_mcp_plan", "codex_mcp_table", "diff", "found_from", "hook_commands",
+           "identities", "identity", "is_ours", "mcp_approved", "mcp_entry", "mcp_plan",
+           "merged", "plan", "removed", "settings_path"]
 
 Events = tuple[tuple[str, str, str | None], ...]
 """(the harness's event, our hook, the matcher; None: no matcher, every source)."""
@@ -493,3 +493,77 @@ def _replanned(p: Plan, new: dict[str, Any]) -> Plan:
         return Plan(p.path, p.before, p.before or b"", new, p.mode, changed=False)
     after = dump_object(new, str(p.path), orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     return Plan(p.path, p.before, after, new, p.mode, changed=True)
+
+
+CODEX_CONFIG = (".codex", "config.toml")
+"""Codex's project configuration, where its MCP servers live (read in a trusted project)."""
+_BEGIN = "# mailbox mcp: written by `mailbox setup codex --mcp`; `--undo --mcp` takes it out"
+_END = "# end of mailbox mcp"
+_BLOCK = re.compile(r"(?:^|\n)" + re.escape(_BEGIN) + r"\n.*?\n" + re.escape(_END) + r"\n?",
+                    re.DOTALL)
+
+
+def codex_mcp_table(agent: str | None, root: Path | None) -> str:
+    """The ``[mcp_servers.mailbox]`` table that runs ``mailbox mcp`` as ``agent`` (None: the
+    agent of Codex's own ``$MAILBOX_AGENT``, forwarded by ``env_vars``), between our
+    marker comments."""
+    env = {} if agent is None else {"MAILBOX_AGENT": names.check_agent(agent)}
+    if root is not None:
+        env["MAILBOX_ROOT"] = str(root)
+    lines = [_BEGIN, f"[mcp_servers.{MCP_SERVER}]", 'command = "mailbox"', 'args = ["mcp"]']
+    if env:
+        pairs = ", ".join(f"{k} = {orjson.dumps(v).decode()}" for k, v in env.items())
+        lines.append(f"env = {{ {pairs} }}")
+    if agent is None:
+        lines.append('env_vars = ["MAILBOX_AGENT"]')
+    return "\n".join([*lines, _END]) + "\n"
+
+
+def codex_mcp_plan(project: Path, agent: str | None, root: Path | None, *,
+                   undo: bool = False) -> Plan:
+    """What ``setup codex --mcp`` does to ``PROJECT/.codex/config.toml``: our table appended
+    (or, with ``undo``, taken out) between marker comments; no other byte of the file is
+    rewritten, so its comments and layout stay.
+
+    Raises:
+        InvalidInput: the file is not UTF-8 TOML.
+        AlreadyExists: it defines an ``mcp_servers.mailbox`` of the user's own.
+    """
+    project = project.absolute()
+    path = project.joinpath(*CODEX_CONFIG)
+    before, mode = _read(path)
+    text = _toml_text(before, path)
+    rest = _BLOCK.sub("\n", text).strip("\n")
+    rest = rest + "\n" if rest else ""
+    if undo:
+        new = rest if _BLOCK.search(text) else text
+    else:
+        if MCP_SERVER in (_toml(rest, path).get("mcp_servers") or {}):
+            raise AlreadyExists(f"{path} defines an mcp_servers.{MCP_SERVER} of its own",
+                                path=str(path), hint="remove it, or keep it and set the "
+                                                     "agent in its env by hand")
+        given = None if root is None or _same(found_from(project), root) else root
+        new = (rest + "\n" if rest else "") + codex_mcp_table(agent, given)
+    changed = new != text and not (before is None and not new)
+    return Plan(path, before, new.encode() if changed else before or b"", _toml(new, path),
+                mode, changed=changed)
+
+
+def _toml_text(data: bytes | None, path: Path) -> str:
+    try:
+        text = (data or b"").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path} is not UTF-8 text; left as it is", path=str(path),
+                           hint="fix it by hand, then run setup again") from exc
+    _toml(text, path)
+    return text
+
+
+def _toml(text: str, path: Path) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"{path} is not valid TOML ({exc}); left as it is",
+                           path=str(path), hint="fix it by hand, then run setup again") from exc

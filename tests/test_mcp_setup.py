@@ -3,6 +3,7 @@ settings file, merged with what the user has and taken out again by --undo."""
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,49 @@ def test_setup_mcp_names_the_root_when_the_project_would_not_find_it(
     cli("setup", "claude-code", "--project", str(project), "--agent", "bob", "--mcp")
     env = read(project / ".mcp.json")["mcpServers"]["mailbox"]["env"]
     assert str(mb.path) == env["MAILBOX_ROOT"]
+
+
+# -- Codex: .codex/config.toml -----------------------------------------------------------------
+
+
+def codex(cli: Cli, mb: Mailbox, *args: str) -> Any:
+    """`mailbox setup codex ARGS` in the folder that holds the root."""
+    return cli("setup", "codex", "--project", str(mb.path.parent), *args)
+
+
+def test_setup_codex_mcp_appends_the_table_and_keeps_every_byte_of_the_users(
+        cli: Cli, mb: Mailbox) -> None:
+    """Codex's config.toml gains [mcp_servers.mailbox]; the user's comments and layout stay,
+    and --undo --mcp gives the file back as it was."""
+    config = mb.path.parent / ".codex" / "config.toml"
+    config.parent.mkdir()
+    mine = (b'# my settings\nmodel = "o3"   # keep this comment\n\n'
+            b'[mcp_servers.db]\ncommand = "db"\n')
+    config.write_bytes(mine)
+    assert 0 == codex(cli, mb, "--agent", "bob", "--mcp").code
+    table = tomllib.loads(config.read_text())["mcp_servers"]
+    assert {"command": "mailbox", "args": ["mcp"], "env": {"MAILBOX_AGENT": "bob"}} == table[
+        "mailbox"]
+    assert config.read_bytes().startswith(mine) and "db" in table
+    again = codex(cli, mb, "--agent", "bob", "--mcp", "--json").json()
+    assert False is again["mcp"]["written"]
+    codex(cli, mb, "--undo", "--mcp")
+    assert mine == config.read_bytes()
+
+
+def test_setup_codex_mcp_for_several_agents_forwards_the_sessions_own(cli: Cli,
+                                                                     mb: Mailbox) -> None:
+    """Under --agent-from-env Codex forwards its own $MAILBOX_AGENT to the server."""
+    codex(cli, mb, "--agent-from-env", "--mcp")
+    table = tomllib.loads((mb.path.parent / ".codex" / "config.toml").read_text())
+    assert ["MAILBOX_AGENT"] == table["mcp_servers"]["mailbox"]["env_vars"]
+    assert "env" not in table["mcp_servers"]["mailbox"]
+
+
+def test_setup_codex_mcp_refuses_a_mailbox_server_of_the_users(cli: Cli, mb: Mailbox) -> None:
+    """A [mcp_servers.mailbox] the user wrote is theirs: refused, the file untouched."""
+    config = mb.path.parent / ".codex" / "config.toml"
+    config.parent.mkdir()
+    config.write_bytes(b'[mcp_servers.mailbox]\ncommand = "mine"\n')
+    assert 6 == codex(cli, mb, "--agent", "bob", "--mcp").code
+    assert b'[mcp_servers.mailbox]\ncommand = "mine"\n' == config.read_bytes()
