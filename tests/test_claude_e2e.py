@@ -102,10 +102,14 @@ def write_settings(project: Path, hooks: dict[str, Any]) -> None:
     (project / ".claude" / "settings.json").write_bytes(orjson.dumps({"hooks": hooks}))
 
 
-def run_claude(exe: Path, project: Path, home: Path, api: FakeAnthropic, *options: str) -> Any:
+def run_claude(exe: Path, project: Path, home: Path, api: FakeAnthropic, *options: str,
+               extra_env: dict[str, str] | None = None) -> Any:
     """``claude -p "what is new?" [OPTIONS]`` headless in ``project``; its JSON result."""
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), **OFFLINE_ENV,
-           "ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": "sk-ant-test-not-a-key"}
+    # `mailbox` on the PATH, as setup's commands (hooks, .mcp.json) expect it.
+    path = os.pathsep.join([str(Path(mailbox_command()).parent), os.environ.get("PATH", "")])
+    env = {"PATH": path, "HOME": str(home), **OFFLINE_ENV,
+           "ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": "sk-ant-test-not-a-key",
+           **(extra_env or {})}
     # dontAsk: refuse any tool not allowed in advance instead of asking (and, unlike
     # bypassPermissions, it is allowed to root).
     done = subprocess.run([str(exe), "-p", "what is new?", "--output-format", "json",
@@ -185,16 +189,17 @@ def test_the_next_session_hears_that_the_last_ended_without_a_handoff(
 # -- the MCP server ----------------------------------------------------------------------------
 
 
-def mcp_json(agent: str) -> dict[str, Any]:
-    """A project's .mcp.json running `mailbox mcp` as ``agent`` (docs/INTEGRATIONS.md)."""
-    return {"mcpServers": {"mailbox": {"command": mailbox_command(), "args": ["mcp"],
-                                       "env": {"MAILBOX_AGENT": agent}}}}
+def setup(project: Path, *args: str) -> None:
+    """`mailbox setup claude-code ARGS --project PROJECT`, as a user runs it there."""
+    subprocess.run([mailbox_command(), "setup", "claude-code", "--project", str(project),
+                    *args], cwd=project, check=True, capture_output=True, timeout=60)
 
 
 def test_a_tool_call_through_the_mcp_server_reaches_the_other_agents_model(
         tmp_path: Path, fake_api: FakeAnthropic) -> None:
-    """alice's model calls mcp__mailbox__send; bob's next session is shown the message by
-    his hooks. Both projects sit below one root, found from each project as usual."""
+    """alice's model calls mcp__mailbox__send through the server `setup --mcp` configured;
+    bob's next session is shown the message by his hooks. Both projects sit below one root,
+    found from each project as usual."""
     exe = claude_or_skip()
     work, home = tmp_path / "work", tmp_path / "home"
     alice, bob = work / "alice", work / "bob"
@@ -203,17 +208,22 @@ def test_a_tool_call_through_the_mcp_server_reaches_the_other_agents_model(
     with Mailbox.init(work, fsync="never") as mb:
         mb.add_agent("alice")
         mb.add_agent("bob")
-    (alice / ".mcp.json").write_bytes(orjson.dumps(mcp_json("alice")))
-    write_settings(alice, {})
-    write_settings(bob, documented_hooks())
+    setup(alice, "--agent", "alice", "--mcp")
+    setup(bob, "--agent", "bob")
     fake_api.tool_calls.append(("mcp__mailbox__send", {"to": ["bob"], "subject": "tests are red",
                                                        "body": "see CI"}))
 
-    run_claude(exe, alice, home, fake_api, "--allowedTools", "mcp__mailbox__send")
+    # In -p mode Claude Code connects MCP servers in the background by default: a server
+    # slower to start than the first request (mcp's import takes seconds on a loaded
+    # machine) is missing from it. MCP_CONNECTION_NONBLOCKING=0 makes the session wait.
+    run_claude(exe, alice, home, fake_api, "--allowedTools", "mcp__mailbox__send",
+               extra_env={"MCP_CONNECTION_NONBLOCKING": "0"})
     run_claude(exe, bob, home, fake_api)
 
-    first, answered, bobs = fake_api.message_requests()
+    first, answered, stopped, bobs = fake_api.message_requests()
     assert "mcp__mailbox__send" in {t["name"] for t in first["tools"]}
     result = answered["messages"][-1]["content"][0]
     assert "tool_result" == result["type"] and '"duplicate":false' in str(result["content"])
+    # alice's stop hook saw the send as work, and held the session once for a handoff.
+    assert "did work and wrote no handoff" in text_of(stopped)
     assert "tests are red" in text_of(bobs) and "from alice" in text_of(bobs)
