@@ -8,8 +8,10 @@ never from a tool's argument, so it cannot change across restarts.
 
 Read-only resources: :data:`INBOX_URI` (the unread mail's headers) and
 :data:`THREAD_URI` (a thread as text). While the server runs, a watcher on the agent's
-``new/`` publishes a resource-updated event for the inbox to clients that listen for one
-(``subscriptions/listen``); nothing depends on it: the hooks stay the reliable path.
+``new/`` tells the clients that asked when the inbox changed: a resource-updated event on
+their ``subscriptions/listen`` stream (MCP 2026-07-28), or a
+``notifications/resources/updated`` after a ``resources/subscribe`` (the 2025 revisions).
+Nothing depends on it: the hooks stay the reliable path.
 
 Stdout carries the protocol alone (the SDK's stdio transport holds fd 1 while it serves);
 logs go to stderr.
@@ -28,7 +30,12 @@ import orjson
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
-from mcp.types import ToolAnnotations
+from mcp.types import (
+    EmptyResult,
+    SubscribeRequestParams,
+    ToolAnnotations,
+    UnsubscribeRequestParams,
+)
 
 from . import __version__
 from .errors import AgentNotFound, MailboxError, NotFound
@@ -101,10 +108,12 @@ def build(mb: Mailbox, agent: str, *, notify: bool = True) -> MCPServer[Any]:
     """The server for ``agent`` on ``mb``, its tools and resources registered."""
     tools = Tools(mb, agent)
     bus = InMemorySubscriptionBus()
+    subscribers = Subscribers()
     server: MCPServer[Any] = MCPServer(
         NAME, instructions=instructions(mb, agent), version=__version__, subscriptions=bus,
         log_level="WARNING",
-        lifespan=_watching(tools, bus) if notify else None)
+        lifespan=_watching(tools, bus, subscribers) if notify else None)
+    subscribers.serve(server)
     for name in NAMES:
         server.add_tool(_as_tool(getattr(tools, name)), name=name,
                         annotations=ANNOTATIONS[name], structured_output=True)
@@ -142,20 +151,57 @@ def _text(exc: MailboxError) -> str:
     return f"{exc}" + (f" (hint: {exc.hint})" if exc.hint else "")
 
 
-def _watching(tools: Tools, bus: InMemorySubscriptionBus
+class Subscribers:
+    """The sessions that sent ``resources/subscribe`` (the 2025 revisions' way to ask for
+    change notifications; 2026-07-28 clients listen on the bus instead)."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, list[Any]] = {}
+
+    def serve(self, server: MCPServer[Any]) -> None:
+        """Answer ``resources/subscribe`` and ``unsubscribe`` on ``server``. (MCPServer
+        registers no handler for them, so its low-level server gets them.)"""
+        low = server._lowlevel_server
+        low.add_request_handler("resources/subscribe", SubscribeRequestParams, self._subscribe)
+        low.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams,
+                                self._unsubscribe)
+
+    async def _subscribe(self, ctx: Any, params: SubscribeRequestParams) -> EmptyResult:
+        listed = self.sessions.setdefault(str(params.uri), [])
+        if ctx.session not in listed:
+            listed.append(ctx.session)
+        return EmptyResult()
+
+    async def _unsubscribe(self, ctx: Any, params: UnsubscribeRequestParams) -> EmptyResult:
+        listed = self.sessions.get(str(params.uri), [])
+        if ctx.session in listed:
+            listed.remove(ctx.session)
+        return EmptyResult()
+
+    async def updated(self, uri: str) -> None:
+        """Tell each subscribed session that ``uri`` changed; one that is gone is dropped."""
+        for session in list(self.sessions.get(uri, [])):
+            try:
+                await session.send_resource_updated(uri)
+            except Exception:  # a closed session: the client went away
+                self.sessions[uri].remove(session)
+
+
+def _watching(tools: Tools, bus: InMemorySubscriptionBus, subscribers: Subscribers
               ) -> Callable[[MCPServer[Any]], Any]:
-    """The server's lifespan: a watcher on the agent's ``new/`` that tells listening
-    clients the inbox resource changed."""
+    """The server's lifespan: a watcher on the agent's ``new/`` that tells listening and
+    subscribed clients the inbox resource changed."""
     @asynccontextmanager
     async def lifespan(server: MCPServer[Any]) -> AsyncIterator[None]:
         async with anyio.create_task_group() as group:
-            group.start_soon(_notify, tools, bus)
+            group.start_soon(_notify, tools, bus, subscribers)
             yield
             group.cancel_scope.cancel()
     return lifespan
 
 
-async def _notify(tools: Tools, bus: InMemorySubscriptionBus) -> None:
+async def _notify(tools: Tools, bus: InMemorySubscriptionBus, subscribers: Subscribers
+                  ) -> None:
     from .watch import Watcher  # only the running server watches
 
     box = tools.mb.inbox(tools.agent)
@@ -167,6 +213,7 @@ async def _notify(tools: Tools, bus: InMemorySubscriptionBus) -> None:
             if now != seen:
                 seen = now
                 await bus.publish(ResourceUpdated(uri=INBOX_URI))
+                await subscribers.updated(INBOX_URI)
 
 
 async def tool_list(server: MCPServer[Any]) -> list[dict[str, Any]]:

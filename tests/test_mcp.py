@@ -18,6 +18,7 @@ pytest.importorskip("mcp", reason="the mcp extra is not installed: pip install -
 
 from conftest import python_env
 from mcp import Client
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import CallToolResult
 
 from agentmailbox import Mailbox
@@ -303,6 +304,8 @@ def test_read_only_tools_leave_the_mail_state_unchanged(name: str, mb: Mailbox) 
     assert before == mail_state(mb.path)
 
 
+@pytest.mark.keeps_thread("the SDK reads a template resource on an AnyIO worker thread, "
+                         "which may still be stopping when the test ends")
 def test_resources_leave_the_mail_state_unchanged(mb: Mailbox) -> None:
     """Reading the inbox and a thread as resources changes nothing, records included."""
     msg = mb.send("alice", "bob", "plan", "steps")
@@ -397,6 +400,8 @@ def test_bad_arguments_are_error_results_that_say_which(tool: str, args: dict[st
 # -- resources and notifications ---------------------------------------------------------------
 
 
+@pytest.mark.keeps_thread("the SDK reads a template resource on an AnyIO worker thread, "
+                         "which may still be stopping when the test ends")
 def test_the_inbox_and_a_thread_are_resources_as_text(mb: Mailbox) -> None:
     """A client can attach the inbox headers or a whole thread as plain text."""
     msg = mb.send("alice", "bob", "plan", "step 1\nstep 2")
@@ -421,6 +426,33 @@ def test_a_listening_client_is_told_when_new_mail_arrives(mb: Mailbox) -> None:
                 event = await events.__anext__()
         return str(getattr(event, "uri", ""))
     assert INBOX_URI == session(mb, "bob", listen, notify=True)
+
+
+@pytest.mark.keeps_thread("the SDK's worker thread idles for 10 s after the watcher's wait")
+def test_a_client_that_subscribed_the_2025_way_is_told_when_new_mail_arrives(
+        mb: Mailbox) -> None:
+    """A client on a 2025 revision that sent resources/subscribe gets
+    notifications/resources/updated for the inbox when mail arrives."""
+    told = anyio.Event()
+    seen: list[str] = []
+
+    async def handler(message: Any) -> None:
+        uri = getattr(getattr(getattr(message, "root", message), "params", None), "uri", None)
+        if uri is not None:
+            seen.append(str(uri))
+            told.set()
+
+    async def go() -> None:
+        async with Client(build(mb, "bob"), mode="legacy", message_handler=handler) as client:
+            assert client.server_capabilities.resources is not None
+            assert client.server_capabilities.resources.subscribe is True
+            with pytest.warns(MCPDeprecationWarning):
+                await client.subscribe_resource(INBOX_URI)
+            mb.send("alice", "bob", "news")
+            with anyio.fail_after(10):
+                await told.wait()
+    anyio.run(go)
+    assert [INBOX_URI] == seen
 
 
 def test_import_agentmailbox_does_not_load_mcp() -> None:
