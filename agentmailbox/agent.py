@@ -82,7 +82,8 @@ class Agent:
         else:
             record = self._epoch_record() or {"epoch": None, "previous_at": None}
         return boot_mod.build(self, epoch=record["epoch"],
-                              previous_boot_ns=_stamp(record.get("previous_at")), budget=budget)
+                              previous_boot_ns=_stamp(record.get("previous_at")), budget=budget,
+                              continuing=not start_epoch)
 
     def _epoch_record(self) -> dict[str, Any] | None:
         """``run/epoch``: {"epoch": N, "at": HLC stamp of that boot, "previous_at": ...}."""

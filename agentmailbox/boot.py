@@ -173,8 +173,12 @@ def _join(lines: list[str]) -> str:
 
 
 def build(agent: Agent, *, epoch: int | None, previous_boot_ns: int | None,
-          budget: int = 4000) -> Brief:
+          budget: int = 4000, continuing: bool = False) -> Brief:
     """Assemble the brief for ``agent`` (the caller has already started the new epoch).
+
+    ``continuing``: no new epoch was started; the brief is the current instance's own,
+    rendered again (after a compaction, or as a dry run), so claimed mail and a checkpoint
+    of this epoch are its own work, not a previous instance's.
 
     Raises:
         InvalidInput: ``budget`` is below :data:`MIN_BUDGET`.
@@ -183,7 +187,7 @@ def build(agent: Agent, *, epoch: int | None, previous_boot_ns: int | None,
     inbox = agent.inbox
     unread = inbox.list()
     sections = [
-        _recovery(agent, previous_boot_ns),
+        _recovery(agent, previous_boot_ns, continuing and epoch is not None),
         _mail(agent, unread),
         _handoff(agent, unread),
         _state(agent),
@@ -208,13 +212,15 @@ def _line(msg: Message, summary: dict[str, Any], prefix: str = "-") -> str:
     return f"{prefix} {msg.id} from {line(msg.sender)}: {line(msg.subject)}{flags}"
 
 
-def _recovery(agent: Agent, previous_boot_ns: int | None) -> Section:
+def _recovery(agent: Agent, previous_boot_ns: int | None, continuing: bool = False
+              ) -> Section:
     s = Section("recovery", "1. Crash recovery")
     claimed = agent.inbox.list(State.CLAIMED)
+    whose = "claimed and not done yet" if continuing else "claimed by a previous instance"
     for msg in claimed:
         summary = _summary(msg, agent)
         s.items.append(Item(_line(msg, summary, "- unfinished:") +
-                            " (claimed by a previous instance; finish it, or release it)",
+                            f" ({whose}; finish it, or release it)",
                             {"unfinished": summary}))
     stale = [e.name for e in agent.mailbox.root.disk.scan(agent.inbox.tmp)]
     if stale:
@@ -231,7 +237,11 @@ def _recovery(agent: Agent, previous_boot_ns: int | None) -> Section:
                      "handoff: it probably died after it; work since then may be unfinished.")
     else:
         s.summary = "the previous instance wrote a final handoff before stopping."
-    if _ended_without_handoff(agent, latest):
+    if continuing:
+        s.summary = ("this brief continues the current instance (after a compaction, or a dry "
+                     "run): the claimed mail below and any checkpoint since it began are its "
+                     "own work.")
+    elif _ended_without_handoff(agent, latest):
         s.summary = ("the last session ended without a handoff: any handoff below is older "
                      "than that session; check unfinished work above.")
     if not s.items and previous_boot_ns is not None:

@@ -116,8 +116,9 @@ def run(hook: str, data: bytes, who: Who | None, open_mailbox: Callable[[], Mail
     guesses which agent it speaks for.
     """
     if who is None:
-        return Answer(stderr=f"mailbox hook {hook}: no agent: set $MAILBOX_AGENT (or pass "
-                             "--agent NAME) in the hook's command; nothing was surfaced")
+        return Answer(stderr=f"mailbox hook {hook}: no agent: start the harness with "
+                             "MAILBOX_AGENT=NAME, or give --agent NAME in the hook's command; "
+                             "nothing was surfaced")
     try:
         event = parse_event(data)
         mb = open_mailbox()

@@ -15,7 +15,7 @@ folder, with the old file's mode). A settings file that is not one JSON object, 
 symbolic link, or in a folder (``.claude``) that is not a real one is refused and never
 written.
 
-Identity: each command carries ``MAILBOX_AGENT=NAME``, or none at all (``--agent-from-env``:
+Identity: each command carries ``--agent NAME``, or none at all (``--agent-from-env``:
 several agents share the project, each session acting as the agent of its own
 ``$MAILBOX_AGENT``). Hooks that act as one agent are never silently made to act as another
 (:func:`identities` reads who ours act as), and the hooks go in one of a harness's project
@@ -115,11 +115,15 @@ def hook_commands(events: Events, agent: str | None, root: Path | None = None
     """The command line of each hook (by the harness's event) for ``agent`` (None: whichever
     agent ``$MAILBOX_AGENT`` names in the harness's environment, so the command carries no
     identity and a session started without one surfaces nothing); ``root`` goes in as
-    ``$MAILBOX_ROOT`` when the hook would not find it from the project by itself."""
-    env = "" if agent is None else f"MAILBOX_AGENT={shlex.quote(names.check_agent(agent))} "
-    if root is not None:
-        env += f"MAILBOX_ROOT={shlex.quote(str(root))} "
-    return {event: f"{env}mailbox hook {hook}" for event, hook, _ in events}
+    ``$MAILBOX_ROOT`` when the hook would not find it from the project by itself.
+
+    The agent is given as ``--agent NAME``, not as ``MAILBOX_AGENT=NAME`` before the
+    command: the model's own shell does not inherit what one hook's command line sets, so
+    the hook must know the variable is not there, and show the model commands that carry
+    ``--agent NAME`` (a hook whose ``$MAILBOX_AGENT`` names its agent shows them without)."""
+    env = "" if root is None else f"MAILBOX_ROOT={shlex.quote(str(root))} "
+    who = "" if agent is None else f" --agent {shlex.quote(names.check_agent(agent))}"
+    return {event: f"{env}mailbox hook {hook}{who}" for event, hook, _ in events}
 
 
 def found_from(project: Path) -> Path | None:

@@ -164,7 +164,7 @@ def test_codex_puts_the_brief_and_the_news_in_front_of_the_model(
     # prompt hook's own command just before it runs (hooks of one event run concurrently).
     hooks_file = project / ".codex" / "hooks.json"
     late = "mailbox send --from alice --to bob --subject 'tests are red' >/dev/null && "
-    prompt = '"MAILBOX_AGENT=bob mailbox hook prompt"'
+    prompt = '"mailbox hook prompt --agent bob"'
     hooks_file.write_text(hooks_file.read_text().replace(prompt, f'"{late}{prompt[1:]}'))
 
     printed = run_codex(exe, project, home, fake_api, agent=None)
@@ -174,7 +174,8 @@ def test_codex_puts_the_brief_and_the_news_in_front_of_the_model(
     brief, news = developer_texts(request)[-2:]
     assert brief.startswith("# boot brief: bob (epoch 1)")
     assert "deploy is blocked, bob [urgent]" in brief
-    assert "1 new from alice — mailbox next" == news
+    # Codex itself runs without MAILBOX_AGENT: the command shown names the agent.
+    assert "1 new from alice — mailbox next --agent bob" == news
     with Mailbox.open(project) as mb:
         assert 1 == mb.epoch("bob")
 

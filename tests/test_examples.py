@@ -46,7 +46,7 @@ def test_a_session_without_an_agent_gets_nothing(team_output: str) -> None:
     """Without MAILBOX_AGENT the hook prints nothing for the model and one line on stderr."""
     step = section(team_output, 3)
     assert "stdout:  (empty: nothing reaches the model)" in step
-    assert "stderr:  mailbox hook session-start: no agent: set $MAILBOX_AGENT" in step
+    assert "stderr:  mailbox hook session-start: no agent: start the harness" in step
 
 
 def test_the_prompt_hook_speaks_once(team_output: str) -> None:

@@ -74,6 +74,23 @@ def test_session_start_on_compact_keeps_the_epoch(hook: Any, mb: Mailbox) -> Non
     assert 1 == Mailbox.open(mb.path).epoch("bob")
 
 
+@pytest.mark.parametrize("epoch", [1, 2])
+def test_the_brief_after_a_compaction_speaks_of_this_instance(epoch: int, hook: Any,
+                                                              mb: Mailbox) -> None:
+    """After pre-compact and a compact session-start, the claimed mail and the checkpoint
+    are this instance's own: the brief does not say a previous instance died with them."""
+    for _ in range(epoch):
+        mb.agent("bob").boot()
+    msg = mb.send("alice", "bob", subject="fix it", body="x")
+    mb.inbox("bob").claim(msg.id)
+    assert hook("pre-compact", event("pre-compact")).code == 0
+    text = context_of(hook("session-start", event("session-start", source="compact")).out,
+                      "SessionStart")
+    assert "continues the current instance" in text
+    assert "claimed and not done yet" in text
+    assert "previous instance" not in text and "died" not in text
+
+
 def test_session_start_brief_stays_within_the_cap(hook: Any, mb: Mailbox) -> None:
     """With 500 unread messages and a 50 KB handoff the context stays within the default
     budget, below the harness's 10,000-character cap."""

@@ -69,11 +69,11 @@ def test_setup_merges_the_hooks_and_keeps_the_users_own(cli: Cli, project: Path)
     assert (THEIRS["model"], THEIRS["permissions"]) == (written["model"],
                                                         written["permissions"])
     assert THEIRS["hooks"]["PreToolUse"] == written["hooks"]["PreToolUse"]
-    assert ["notify-send done", "MAILBOX_AGENT=bob mailbox hook stop"] == commands_of(
+    assert ["notify-send done", "mailbox hook stop --agent bob"] == commands_of(
         written, "Stop")
     for event, hook in [("SessionStart", "session-start"), ("UserPromptSubmit", "prompt"),
                         ("PreCompact", "pre-compact"), ("SessionEnd", "session-end")]:
-        assert [f"MAILBOX_AGENT=bob mailbox hook {hook}"] == commands_of(written, event)
+        assert [f"mailbox hook {hook} --agent bob"] == commands_of(written, event)
 
 
 def test_setup_twice_changes_nothing(cli: Cli, project: Path) -> None:
@@ -124,7 +124,7 @@ def test_undo_then_setup_replaces_the_agent(cli: Cli, mb: Mailbox, project: Path
     assert EXIT_OK == cli("setup", "claude-code", "--agent", "carol", "--project",
                           str(project)).code
     written = orjson.loads(settings_file(project).read_bytes())
-    assert ["notify-send done", "MAILBOX_AGENT=carol mailbox hook stop"] == commands_of(
+    assert ["notify-send done", "mailbox hook stop --agent carol"] == commands_of(
         written, "Stop")
 
 
@@ -147,11 +147,11 @@ def test_our_handler_in_a_users_group_is_moved_out(cli: Cli, project: Path) -> N
     kept) and ours goes in a group of its own, so no hook runs twice."""
     mixed = {"hooks": {"Stop": [{"hooks": [
         {"type": "command", "command": "notify-send done"},
-        {"type": "command", "command": "MAILBOX_AGENT=bob mailbox hook stop"}]}]}}
+        {"type": "command", "command": "mailbox hook stop --agent bob"}]}]}}
     settings_file(project).write_bytes(orjson.dumps(mixed))
     setup(cli, project)
     stop = orjson.loads(settings_file(project).read_bytes())["hooks"]["Stop"]
-    assert [["notify-send done"], ["MAILBOX_AGENT=bob mailbox hook stop"]] == [
+    assert [["notify-send done"], ["mailbox hook stop --agent bob"]] == [
         [h["command"] for h in g["hooks"]] for g in stop]
 
 
@@ -161,7 +161,7 @@ def test_dry_run_writes_nothing_and_shows_the_diff(cli: Cli, project: Path) -> N
     result = setup(cli, project, "--dry-run")
     assert (EXIT_OK, before) == (result.code, settings_file(project).read_bytes())
     assert result.out.startswith("--- a/.claude/settings.json\n+++ b/.claude/settings.json\n")
-    assert '+            "command": "MAILBOX_AGENT=bob mailbox hook prompt"' in result.out
+    assert '+            "command": "mailbox hook prompt --agent bob"' in result.out
 
 
 def test_dry_run_creates_no_file(cli: Cli, project: Path) -> None:
@@ -199,7 +199,7 @@ def test_local_writes_the_checkouts_own_settings(cli: Cli, project: Path) -> Non
     shared = write_theirs(project)
     assert EXIT_OK == setup(cli, project, "--local").code
     local = orjson.loads((project / ".claude" / "settings.local.json").read_bytes())
-    assert ["MAILBOX_AGENT=bob mailbox hook stop"] == commands_of(local, "Stop")
+    assert ["mailbox hook stop --agent bob"] == commands_of(local, "Stop")
     assert shared == settings_file(project).read_bytes()
 
 
@@ -272,7 +272,7 @@ def test_the_root_goes_into_the_command_when_not_found_from_the_project(
     setup(cli, folder)
     written = orjson.loads(settings_file(folder).read_bytes())
     root = shlex.quote(str(mb.path))
-    assert [f"MAILBOX_AGENT=bob MAILBOX_ROOT={root} mailbox hook prompt"] == commands_of(
+    assert [f"MAILBOX_ROOT={root} mailbox hook prompt --agent bob"] == commands_of(
         written, "UserPromptSubmit")
 
 
@@ -289,6 +289,23 @@ def test_the_written_session_start_command_runs(cli: Cli, mb: Mailbox,
     answer = orjson.loads(done.stdout)["hookSpecificOutput"]
     assert "SessionStart" == answer["hookEventName"]
     assert "plan v1" in answer["additionalContext"]
+
+
+@pytest.mark.parametrize(("env", "shown"), [({}, "mailbox next --agent bob"),
+                                             ({"MAILBOX_AGENT": "bob"}, "mailbox next")])
+def test_commands_shown_by_a_written_hook_work_in_the_models_shell(
+        env: dict[str, str], shown: str, cli: Cli, mb: Mailbox,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The model's shell inherits the harness's environment, not the hook's command line:
+    a hook set up for bob names bob in what it shows, unless the harness itself runs as
+    bob (then `mailbox next` works as it is)."""
+    folder = tmp_path_factory.mktemp("elsewhere")
+    setup(cli, folder)
+    mb.send("alice", "bob", subject="plan v1", body="x")
+    done = run_written(folder, "UserPromptSubmit", env)
+    assert (0, b"") == (done.returncode, done.stderr)
+    line = orjson.loads(done.stdout)["hookSpecificOutput"]["additionalContext"]
+    assert line.endswith(f"— {shown}")
 
 
 # -- several agents in one project -----------------------------------------------------------
@@ -402,9 +419,9 @@ def test_codex_setup_merges_into_hooks_json_and_undo_restores_it(cli: Cli, proje
     assert EXIT_OK == cli("setup", "codex", "--agent", "bob", "--project", str(project)).code
     first = codex_file(project).read_bytes()
     written = orjson.loads(first)
-    assert ["notify-send done", "MAILBOX_AGENT=bob mailbox hook stop"] == commands_of(
+    assert ["notify-send done", "mailbox hook stop --agent bob"] == commands_of(
         written, "Stop")
-    assert ["MAILBOX_AGENT=bob mailbox hook session-start"] == commands_of(
+    assert ["mailbox hook session-start --agent bob"] == commands_of(
         written, "SessionStart")
     assert "SessionEnd" not in written["hooks"]
     cli("setup", "codex", "--agent", "bob", "--project", str(project))

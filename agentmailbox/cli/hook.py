@@ -21,11 +21,11 @@ the harness's JSON already (docs/INTEGRATIONS.md).
 \b
 `mailbox setup claude-code --agent bob` (or `setup codex`) writes these into the project's
 hook settings; by hand, in .claude/settings.json, each as a command hook:
-  SessionStart       MAILBOX_AGENT=bob mailbox hook session-start
-  UserPromptSubmit   MAILBOX_AGENT=bob mailbox hook prompt
-  Stop               MAILBOX_AGENT=bob mailbox hook stop
-  PreCompact         MAILBOX_AGENT=bob mailbox hook pre-compact
-  SessionEnd         MAILBOX_AGENT=bob mailbox hook session-end"""
+  SessionStart       mailbox hook session-start --agent bob
+  UserPromptSubmit   mailbox hook prompt --agent bob
+  Stop               mailbox hook stop --agent bob
+  PreCompact         mailbox hook pre-compact --agent bob
+  SessionEnd         mailbox hook session-end --agent bob"""
 
 
 @click.group(epilog=EPILOG)
