@@ -25,9 +25,9 @@ from typing import cast
 
 from . import layout, names
 from .dead import DeadLetters
-from .errors import InvalidInput, MailboxError, MessageNotFound
+from .errors import Conflict, InvalidInput, MailboxError, MessageNotFound
 from .fs import Foreign, Moved, faults, read_open, same_file, staging_name
-from .message import Malformed, Message, day_of, decode
+from .message import Malformed, Message, day_of, decode, iso
 from .root import Root
 
 __all__ = ["HOLD_PREFIX", "Inbox", "State", "hold_id", "lease_start"]
@@ -434,6 +434,28 @@ class Inbox:
             if finished is not None and finished.receipt:
                 self._tell(finished, "done")
         return True
+
+    def finish(self, msg_id: str) -> None:
+        """Mark ``msg_id`` done, claiming it first if it is still unread (done already is fine)."""
+        if self.state_of(msg_id) is State.NEW:
+            self.claim(msg_id)
+        self.done(msg_id)
+
+    def unclaimable(self, msg_id: str) -> MailboxError | None:
+        """Why a claim of ``msg_id`` by id found nothing to claim: claimed, done, or not
+        here (None when it is unread after all)."""
+        state = self.state_of(msg_id)
+        if state is State.CLAIMED:
+            until = self.lease_end(msg_id)
+            return Conflict(f"{msg_id} is claimed already, by an instance of {self.agent}"
+                            + (f", until {iso(until)}" if until else ""),
+                            hint=f"finish it: mailbox done {msg_id}; or give it back: "
+                                 f"mailbox release {msg_id}")
+        if state is State.DONE:
+            return Conflict(f"{msg_id} is done already", hint=f"see mailbox status {msg_id}")
+        if state is State.ABSENT:
+            return MessageNotFound(msg_id, f"the inbox of {self.agent}")
+        return None
 
     def release(self, msg: Message | str, reason: str = "released") -> bool:
         """Give a claimed message back to ``new/``. False if it was not claimed.

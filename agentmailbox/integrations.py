@@ -39,9 +39,10 @@ from .errors import AlreadyExists, InvalidInput, MailboxError
 from .fs import Disk, Foreign, dump_object, parse_object
 from .root import nearest_root
 
-__all__ = ["CLAUDE_CODE", "CODEX", "HARNESSES", "Harness", "Plan", "apply", "diff",
-           "found_from", "hook_commands", "identities", "identity", "is_ours", "merged",
-           "plan", "removed", "settings_path"]
+__all__ = ["CLAUDE_CODE", "CODEX", "HARNESSES", "MCP_SERVER", "Harness", "Plan", "apply",
+           "codex_mcp_plan", "codex_mcp_table", "diff", "found_from", "hook_commands",
+           "identities", "identity", "is_ours", "mcp_approved", "mcp_entry", "mcp_plan",
+           "merged", "plan", "removed", "settings_path"]
 
 Events = tuple[tuple[str, str, str | None], ...]
 """(the harness's event, our hook, the matcher; None: no matcher, every source)."""
@@ -423,3 +424,150 @@ def diff(p: Plan) -> str:
     new = p.after.decode().splitlines(keepends=True)
     name = "/".join(p.path.parts[-2:])
     return "".join(difflib.unified_diff(old, new, f"a/{name}", f"b/{name}"))
+
+
+# -- the MCP server: setup --mcp -----------------------------------------------------------------
+
+MCP_SERVER = "mailbox"
+"""The server's name in a client's configuration: Claude Code shows its tools to the model
+as ``mcp__mailbox__send`` (agentmailbox.mcpserver)."""
+MCP_JSON = (".mcp.json",)
+"""Claude Code's project file of MCP servers, below the project folder."""
+
+
+def mcp_entry(agent: str | None, root: Path | None) -> dict[str, Any]:
+    """The ``mcpServers`` entry that runs ``mailbox mcp`` as ``agent`` (None: the agent of
+    the session's ``$MAILBOX_AGENT``, which Claude Code expands in ``.mcp.json``); ``root``
+    as ``$MAILBOX_ROOT`` when the server would not find it from the project by itself."""
+    env = {"MAILBOX_AGENT": "${MAILBOX_AGENT}" if agent is None else names.check_agent(agent)}
+    if root is not None:
+        env["MAILBOX_ROOT"] = str(root)
+    return {"command": "mailbox", "args": ["mcp"], "env": env}
+
+
+def mcp_plan(project: Path, agent: str | None, root: Path | None, *, undo: bool = False
+             ) -> Plan:
+    """What ``setup claude-code --mcp`` does to ``PROJECT/.mcp.json``: our server entry set
+    (or, with ``undo``, taken out), every other server and key kept.
+
+    Raises:
+        InvalidInput: the file is not one JSON object, or its ``mcpServers`` not an object.
+    """
+    project = project.absolute()
+    path = project.joinpath(*MCP_JSON)
+    before, mode = _read(path)
+    settings = parse_settings(before, path) if before is not None else {}
+    servers = settings.get("mcpServers", {})
+    if not isinstance(servers, dict):
+        raise InvalidInput(f"{path}: mcpServers is not an object; left as it is",
+                           hint="fix it by hand, then run setup again", path=str(path))
+    rest = {k: v for k, v in servers.items() if k != MCP_SERVER}
+    if undo:
+        new = {k: v for k, v in settings.items() if k != "mcpServers"}
+        new |= {"mcpServers": rest} if rest else {}
+    else:
+        given = None if root is None or _same(found_from(project), root) else root
+        new = {**settings, "mcpServers": {**servers, MCP_SERVER: mcp_entry(agent, given)}}
+    return _replanned(Plan(path, before, before or b"", settings, mode, changed=False), new)
+
+
+def mcp_approved(p: Plan, *, undo: bool = False) -> Plan:
+    """``p`` (a Claude Code settings file's plan) with our server in (or, with ``undo``,
+    out of) ``enabledMcpjsonServers``: Claude Code asks before it loads a project's
+    ``.mcp.json`` server in an interactive session until the server is listed there."""
+    listed = p.settings.get("enabledMcpjsonServers", [])
+    if not isinstance(listed, list):
+        raise InvalidInput(f"{p.path}: enabledMcpjsonServers is not a list; left as it is",
+                           hint="fix it by hand, then run setup again", path=str(p.path))
+    kept = [s for s in listed if s != MCP_SERVER]
+    new = {k: v for k, v in p.settings.items() if k != "enabledMcpjsonServers"}
+    if not undo:
+        new["enabledMcpjsonServers"] = [*listed] if MCP_SERVER in listed else [*kept,
+                                                                               MCP_SERVER]
+    elif kept:
+        new["enabledMcpjsonServers"] = kept
+    return _replanned(p, new)
+
+
+def _replanned(p: Plan, new: dict[str, Any]) -> Plan:
+    """``p`` with ``new`` as the settings to write (changed only when they differ from
+    what the file holds now)."""
+    now = parse_settings(p.before, p.path) if p.before is not None else {}
+    if new == now:
+        return Plan(p.path, p.before, p.before or b"", new, p.mode, changed=False)
+    after = dump_object(new, str(p.path), orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    return Plan(p.path, p.before, after, new, p.mode, changed=True)
+
+
+CODEX_CONFIG = (".codex", "config.toml")
+"""Codex's project configuration, where its MCP servers live (read in a trusted project)."""
+_BEGIN = "# mailbox mcp: written by `mailbox setup codex --mcp`; `--undo --mcp` takes it out"
+_END = "# end of mailbox mcp"
+_BLOCK = re.compile(r"(?:^|\n)" + re.escape(_BEGIN) + r"\n.*?\n" + re.escape(_END) + r"\n?",
+                    re.DOTALL)
+
+
+def codex_mcp_table(agent: str | None, root: Path | None) -> str:
+    """The ``[mcp_servers.mailbox]`` table that runs ``mailbox mcp`` as ``agent`` (None: the
+    agent of Codex's own ``$MAILBOX_AGENT``, forwarded by ``env_vars``), between our
+    marker comments."""
+    env = {} if agent is None else {"MAILBOX_AGENT": names.check_agent(agent)}
+    if root is not None:
+        env["MAILBOX_ROOT"] = str(root)
+    lines = [_BEGIN, f"[mcp_servers.{MCP_SERVER}]", 'command = "mailbox"', 'args = ["mcp"]']
+    if env:
+        pairs = ", ".join(f"{k} = {orjson.dumps(v).decode()}" for k, v in env.items())
+        lines.append(f"env = {{ {pairs} }}")
+    if agent is None:
+        lines.append('env_vars = ["MAILBOX_AGENT"]')
+    return "\n".join([*lines, _END]) + "\n"
+
+
+def codex_mcp_plan(project: Path, agent: str | None, root: Path | None, *,
+                   undo: bool = False) -> Plan:
+    """What ``setup codex --mcp`` does to ``PROJECT/.codex/config.toml``: our table appended
+    (or, with ``undo``, taken out) between marker comments; no other byte of the file is
+    rewritten, so its comments and layout stay.
+
+    Raises:
+        InvalidInput: the file is not UTF-8 TOML.
+        AlreadyExists: it defines an ``mcp_servers.mailbox`` of the user's own.
+    """
+    project = project.absolute()
+    path = project.joinpath(*CODEX_CONFIG)
+    before, mode = _read(path)
+    text = _toml_text(before, path)
+    rest = _BLOCK.sub("\n", text).strip("\n")
+    rest = rest + "\n" if rest else ""
+    if undo:
+        new = rest if _BLOCK.search(text) else text
+    else:
+        if MCP_SERVER in (_toml(rest, path).get("mcp_servers") or {}):
+            raise AlreadyExists(f"{path} defines an mcp_servers.{MCP_SERVER} of its own",
+                                path=str(path), hint="remove it, or keep it and set the "
+                                                     "agent in its env by hand")
+        given = None if root is None or _same(found_from(project), root) else root
+        new = (rest + "\n" if rest else "") + codex_mcp_table(agent, given)
+    changed = new != text and not (before is None and not new)
+    return Plan(path, before, new.encode() if changed else before or b"", _toml(new, path),
+                mode, changed=changed)
+
+
+def _toml_text(data: bytes | None, path: Path) -> str:
+    try:
+        text = (data or b"").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path} is not UTF-8 text; left as it is", path=str(path),
+                           hint="fix it by hand, then run setup again") from exc
+    _toml(text, path)
+    return text
+
+
+def _toml(text: str, path: Path) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"{path} is not valid TOML ({exc}); left as it is",
+                           path=str(path), hint="fix it by hand, then run setup again") from exc

@@ -334,16 +334,20 @@ class Mailbox:
             return inbox.deliver(msg_id, data, fresh=fresh)
         return inbox.deliver(msg_id, data)
 
+    def key_marker(self, sender: str, key: str) -> Path:
+        """Where the marker of ``sender``'s idempotency key ``key`` lives (PROTOCOL.md §9.7)."""
+        import hashlib  # here: only a send with a key needs it, and OpenSSL costs startup
+
+        digest = hashlib.sha256(names.check_key(key).encode()).hexdigest()[:40]
+        return self.root.paths.agent(names.check_agent(sender)).key_marker(digest)
+
     def _claim_key(self, msg: Message, data: bytes, key: str) -> tuple[Message, bytes]:
         """Make (sender, key) name exactly one message id: the marker is the commit point.
 
         The marker records the id; a retry after a crash at any point reuses that id,
         so delivery completes instead of being skipped or doubled.
         """
-        import hashlib  # here: only a send with a key needs it, and OpenSSL costs startup
-
-        agent = self.root.paths.agent(msg.sender)
-        folder, marker = agent.keys, agent.key_marker(hashlib.sha256(key.encode()).hexdigest()[:40])
+        folder, marker = self.root.paths.agent(msg.sender).keys, self.key_marker(msg.sender, key)
         record = orjson.dumps({"key": key, "id": msg.id, "to": list(msg.to), "at": msg.ts})
         if len(record) > self.config.max_message_bytes:  # what load_key_marker admits
             raise MessageTooLarge(len(record), self.config.max_message_bytes)

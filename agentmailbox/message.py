@@ -30,7 +30,7 @@ from .errors import InvalidInput, MessageTooLarge
 from .fs import check_unique_keys
 
 __all__ = ["FORMAT_VERSION", "Clock", "Malformed", "Message", "Priority", "decode", "encode",
-           "parse_expiry", "parse_time"]
+           "parse_expiry", "parse_time", "reply_subject"]
 
 FORMAT_VERSION = 1
 MAX_FUTURE_NS = 60 * 10**9  # stamps read from others further ahead than this do not move our clock
@@ -189,6 +189,11 @@ class Message:
 
     def evolve(self, **changes: Any) -> Message:
         return replace(self, **changes)
+
+
+def reply_subject(subject: str) -> str:
+    """The subject of a reply: "re: " once, however long the exchange."""
+    return subject if subject[:3].lower() == "re:" else f"re: {subject}".rstrip()
 
 
 def encode(msg: Message, limit: int) -> bytes:

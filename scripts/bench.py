@@ -5,6 +5,7 @@ Measures every contestant (the plain-os floor, stdlib Maildir, persist-queue,
 dirq and agentmailbox) on workloads W1-W6 and memory, with contestants
 interleaved and repetitions summarised by their median, then the startup rows
 (one ``mailbox`` call against ``python -c pass``; ``--startup`` runs only those).
+``--mcp`` prints what the MCP server's tool list costs a model's context instead.
 Prints markdown tables; a full run (no --quick) also writes docs/bench-results.json.
 Usually run through `scripts/bench`, which installs the `bench` extra first.
 """
@@ -46,6 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--startup", action="store_true",
                         help="only the startup rows: mailbox --help, inbox, read --peek, "
                              "send against python -c pass")
+    parser.add_argument("--mcp", action="store_true",
+                        help="only the MCP row: the tool list's size in tokens (characters/4)")
     parser.add_argument("--contestants", help="contestants to run, e.g. floor,dirq")
     parser.add_argument("--fsync", choices=POLICIES, default="never",
                         help="fsync policy for W3-W6 and memory (W1 runs all three, "
@@ -232,11 +235,31 @@ def write_json(path: Path, data: dict) -> None:
     log(f"wrote {path}")
 
 
+def mcp_table() -> str:
+    """The tokens each MCP tool costs (characters/4 of its tools/list JSON), and the whole
+    list's against the budget, on a throwaway root."""
+    import anyio
+
+    from agentmailbox import Mailbox
+    from agentmailbox.mcpserver import BUDGET, build, tokens, tool_list
+
+    with tempfile.TemporaryDirectory() as where, Mailbox.init(where, fsync="never") as mb:
+        mb.add_agent("bob")
+        tools = anyio.run(tool_list, build(mb, "bob", notify=False))
+    size = {t["name"]: len(json.dumps(t, separators=(",", ":"))) for t in tools}
+    rows = [f"| {t['name']} | {size[t['name']]} | {tokens([t])} |" for t in tools]
+    total = f"| all {len(tools)} | {sum(size.values())} | {tokens(tools)} (budget {BUDGET}) |"
+    return "\n".join(["| MCP tool | characters | tokens |", "|---|---:|---:|", *rows, total])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the table."""
     args = parse_args(argv)
     if args.startup:
         print(bench_startup.markdown(bench_startup.measure()))
+        return 0
+    if args.mcp:
+        print(mcp_table())
         return 0
     sizes, reps = (QUICK if args.quick else FULL), args.reps or DEFAULT_REPS[args.quick]
     entries = plan(args)

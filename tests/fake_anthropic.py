@@ -1,7 +1,9 @@
 """A fake Anthropic Messages API on 127.0.0.1, for running a real harness against.
 
 It records the body of every request it receives (``FakeAnthropic.requests``) and answers
-``POST /v1/messages`` with one short text reply: as server-sent events when the request
+``POST /v1/messages`` with one short text reply, or, while ``tool_calls`` holds a planned
+call of a tool the request offers, with that ``tool_use`` (each planned call is made
+once, in order): as server-sent events when the request
 asks to stream (message_start, content_block_start, content_block_delta,
 content_block_stop, message_delta, message_stop, the flow of the Messages API's
 streaming reference), as one JSON message otherwise. ``/v1/messages/count_tokens``
@@ -36,6 +38,8 @@ class FakeAnthropic:
     """The server, started on a free port by ``start`` and stopped by ``stop``."""
 
     requests: list[Recorded] = field(default_factory=list)
+    tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """Planned ``tool_use`` answers, (tool name, input), made in order."""
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -49,7 +53,8 @@ class FakeAnthropic:
 
     def start(self) -> FakeAnthropic:
         """Listen on 127.0.0.1, port chosen by the system, in a daemon thread."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self.requests))
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                           _handler_for(self.requests, self.tool_calls))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -69,8 +74,9 @@ class FakeAnthropic:
                 if r.method == "POST" and r.path.split("?")[0] == "/v1/messages"]
 
 
-def _handler_for(requests: list[Recorded]) -> type[BaseHTTPRequestHandler]:
-    """A request handler class that appends to ``requests``."""
+def _handler_for(requests: list[Recorded], tool_calls: list[tuple[str, dict[str, Any]]]
+                 ) -> type[BaseHTTPRequestHandler]:
+    """A request handler class that appends to ``requests`` and makes ``tool_calls``."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -79,10 +85,11 @@ def _handler_for(requests: list[Recorded]) -> type[BaseHTTPRequestHandler]:
             body = self._body()
             requests.append(Recorded("POST", self.path, body))
             route = self.path.split("?")[0]
+            content = _content(body, tool_calls)
             if route == "/v1/messages" and isinstance(body, dict) and body.get("stream"):
-                self._stream(body)
+                self._stream(body, content)
             elif route == "/v1/messages":
-                self._json(_message(body))
+                self._json(_message(body, content))
             elif route == "/v1/messages/count_tokens":
                 self._json({"input_tokens": 100})
             else:
@@ -116,8 +123,8 @@ def _handler_for(requests: list[Recorded]) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def _stream(self, body: Any) -> None:
-            data = b"".join(_event(e) for e in _stream_events(body))
+        def _stream(self, body: Any, content: dict[str, Any]) -> None:
+            data = b"".join(_event(e) for e in _stream_events(body, content))
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-cache")
@@ -128,10 +135,25 @@ def _handler_for(requests: list[Recorded]) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _message(body: Any) -> dict[str, Any]:
-    """A complete assistant message with the reply text (the non-streaming answer)."""
-    return {**_empty_message(body), "content": [{"type": "text", "text": REPLY}],
-            "stop_reason": "end_turn", "usage": {"input_tokens": 100, "output_tokens": 5}}
+def _content(body: Any, tool_calls: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The answer's one content block: the next planned tool call when the request offers
+    that tool, else the reply text."""
+    offered = {t.get("name") for t in body.get("tools") or ()} if isinstance(body, dict) else ()
+    if tool_calls and tool_calls[0][0] in offered:
+        name, arguments = tool_calls.pop(0)
+        return {"type": "tool_use", "id": f"toolu_fake_{len(tool_calls)}", "name": name,
+                "input": arguments}
+    return {"type": "text", "text": REPLY}
+
+
+def _stop_reason(content: dict[str, Any]) -> str:
+    return "tool_use" if content["type"] == "tool_use" else "end_turn"
+
+
+def _message(body: Any, content: dict[str, Any]) -> dict[str, Any]:
+    """A complete assistant message with ``content`` (the non-streaming answer)."""
+    return {**_empty_message(body), "content": [content], "stop_reason": _stop_reason(content),
+            "usage": {"input_tokens": 100, "output_tokens": 5}}
 
 
 def _empty_message(body: Any) -> dict[str, Any]:
@@ -142,14 +164,23 @@ def _empty_message(body: Any) -> dict[str, Any]:
             "usage": {"input_tokens": 100, "output_tokens": 1}}
 
 
-def _stream_events(body: Any) -> list[dict[str, Any]]:
-    """The events of one streamed text reply, in the order the API sends them."""
+def _stream_events(body: Any, content: dict[str, Any]) -> list[dict[str, Any]]:
+    """The events of one streamed reply (text, or a tool_use whose input comes as one
+    input_json_delta), in the order the API sends them."""
+    if content["type"] == "tool_use":
+        start = {**content, "input": {}}
+        delta = {"type": "input_json_delta",
+                 "partial_json": orjson.dumps(content["input"]).decode()}
+    else:
+        start = {"type": "text", "text": ""}
+        delta = {"type": "text_delta", "text": content["text"]}
     return [
         {"type": "message_start", "message": _empty_message(body)},
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": REPLY}},
+        {"type": "content_block_start", "index": 0, "content_block": start},
+        {"type": "content_block_delta", "index": 0, "delta": delta},
         {"type": "content_block_stop", "index": 0},
-        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        {"type": "message_delta", "delta": {"stop_reason": _stop_reason(content),
+                                            "stop_sequence": None},
          "usage": {"output_tokens": 5}},
         {"type": "message_stop"},
     ]

@@ -102,14 +102,18 @@ def write_settings(project: Path, hooks: dict[str, Any]) -> None:
     (project / ".claude" / "settings.json").write_bytes(orjson.dumps({"hooks": hooks}))
 
 
-def run_claude(exe: Path, project: Path, home: Path, api: FakeAnthropic) -> Any:
-    """``claude -p "what is new?"`` headless in ``project``; returns its JSON result."""
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), **OFFLINE_ENV,
-           "ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": "sk-ant-test-not-a-key"}
+def run_claude(exe: Path, project: Path, home: Path, api: FakeAnthropic, *options: str,
+               extra_env: dict[str, str] | None = None) -> Any:
+    """``claude -p "what is new?" [OPTIONS]`` headless in ``project``; its JSON result."""
+    # `mailbox` on the PATH, as setup's commands (hooks, .mcp.json) expect it.
+    path = os.pathsep.join([str(Path(mailbox_command()).parent), os.environ.get("PATH", "")])
+    env = {"PATH": path, "HOME": str(home), **OFFLINE_ENV,
+           "ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": "sk-ant-test-not-a-key",
+           **(extra_env or {})}
     # dontAsk: refuse any tool not allowed in advance instead of asking (and, unlike
     # bypassPermissions, it is allowed to root).
     done = subprocess.run([str(exe), "-p", "what is new?", "--output-format", "json",
-                           "--permission-mode", "dontAsk"],
+                           "--permission-mode", "dontAsk", *options],
                           cwd=project, env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=60, check=False)
     assert 0 == done.returncode, done.stderr
@@ -180,3 +184,46 @@ def test_the_next_session_hears_that_the_last_ended_without_a_handoff(
     assert "UserPromptSubmit hook additional context" not in first
     assert "# boot brief: bob (epoch 2)" in second
     assert "the last session ended without a handoff" in second
+
+
+# -- the MCP server ----------------------------------------------------------------------------
+
+
+def setup(project: Path, *args: str) -> None:
+    """`mailbox setup claude-code ARGS --project PROJECT`, as a user runs it there."""
+    subprocess.run([mailbox_command(), "setup", "claude-code", "--project", str(project),
+                    *args], cwd=project, check=True, capture_output=True, timeout=60)
+
+
+def test_a_tool_call_through_the_mcp_server_reaches_the_other_agents_model(
+        tmp_path: Path, fake_api: FakeAnthropic) -> None:
+    """alice's model calls mcp__mailbox__send through the server `setup --mcp` configured;
+    bob's next session is shown the message by his hooks. Both projects sit below one root,
+    found from each project as usual."""
+    exe = claude_or_skip()
+    work, home = tmp_path / "work", tmp_path / "home"
+    alice, bob = work / "alice", work / "bob"
+    for folder in (home, alice, bob):
+        folder.mkdir(parents=True)
+    with Mailbox.init(work, fsync="never") as mb:
+        mb.add_agent("alice")
+        mb.add_agent("bob")
+    setup(alice, "--agent", "alice", "--mcp")
+    setup(bob, "--agent", "bob")
+    fake_api.tool_calls.append(("mcp__mailbox__send", {"to": ["bob"], "subject": "tests are red",
+                                                       "body": "see CI"}))
+
+    # In -p mode Claude Code connects MCP servers in the background by default: a server
+    # slower to start than the first request (mcp's import takes seconds on a loaded
+    # machine) is missing from it. MCP_CONNECTION_NONBLOCKING=0 makes the session wait.
+    run_claude(exe, alice, home, fake_api, "--allowedTools", "mcp__mailbox__send",
+               extra_env={"MCP_CONNECTION_NONBLOCKING": "0"})
+    run_claude(exe, bob, home, fake_api)
+
+    first, answered, stopped, bobs = fake_api.message_requests()
+    assert "mcp__mailbox__send" in {t["name"] for t in first["tools"]}
+    result = answered["messages"][-1]["content"][0]
+    assert "tool_result" == result["type"] and '"duplicate":false' in str(result["content"])
+    # alice's stop hook saw the send as work, and held the session once for a handoff.
+    assert "did work and wrote no handoff" in text_of(stopped)
+    assert "tests are red" in text_of(bobs) and "from alice" in text_of(bobs)

@@ -547,7 +547,8 @@ def loaded_modules(*argv: str, root: Path) -> set[str]:
 
 HEAVY = {"watchdog", "structlog", "portalocker", "asyncio", "ctypes", "logging",
          "agentmailbox.supervisor", "agentmailbox.handoff", "agentmailbox.boot",
-         "agentmailbox.agent", "agentmailbox.watch", "agentmailbox.routing"}
+         "agentmailbox.agent", "agentmailbox.watch", "agentmailbox.routing", "mcp",
+         "agentmailbox.mcpserver", "agentmailbox.mcptools"}
 """What the quick commands must not load: each costs a good part of the 2x-the-interpreter
 budget (docs/PERFORMANCE.md, "Startup"), and none is needed to list, read or send mail."""
 

@@ -60,6 +60,7 @@ RUNS: dict[str, Callable[[World], list[str]]] = {
     "hook pre-compact": lambda w: ["hook", "pre-compact", "--agent", "bob"],
     "hook session-end": lambda w: ["hook", "session-end", "--agent", "bob"],
     "hook wait": lambda w: ["hook", "wait", "--agent", "alice", "--timeout", "0"],
+    "mcp": lambda w: ["mcp", "--tools", "--agent", "bob"],
     "setup claude-code": lambda w: ["setup", "claude-code", "--agent", "bob", "--project",
                                     str(Path(w["file"]).parent), "--dry-run"],
     "setup codex": lambda w: ["setup", "codex", "--agent", "bob", "--project",

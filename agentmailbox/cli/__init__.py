@@ -1,7 +1,8 @@
 """The ``mailbox`` command: parses, calls the library, prints text or ``--json``.
 
 No logic lives here. The top group is defined here; each command family lives in a module
-of its own (mail, agents, workspace, continuity, live, admin, hook, integrations) that
+of its own (mail, agents, workspace, continuity, live, admin, hook, integrations, mcp)
+that
 imports only :mod:`agentmailbox.cli._base`, never this module. The group imports a
 command's module only when that command runs (:data:`COMMANDS`), so ``mailbox inbox``
 never pays for the supervisor, the continuity modules or watchdog. An error exits with
@@ -122,6 +123,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "in time order."),
     "hook": ("hook:hook", "Hooks for an agent harness: read the event's JSON on stdin, answer "
              "as the harness expects."),
+    "mcp": ("mcp:mcp", "Serve the mailbox over stdio (MCP), as the agent $MAILBOX_AGENT names."),
     "setup": ("integrations:setup", "Set an agent harness up to run the mailbox hooks."),
     "init": ("admin:init", "Create a mailbox root (PATH/.mailbox)."),
     "doctor": ("admin:doctor", "Check the whole root: stale tmp files, foreign or malformed "

@@ -15,7 +15,7 @@ from ..errors import AgentNotFound
 from ._base import Ctx, acting, emit, fail, json_option, pass_ctx
 
 if TYPE_CHECKING:
-    from ..integrations import Plan
+    from ..integrations import Harness, Plan
 
 NOTE = """\b
 Each hook's command carries MAILBOX_AGENT=NAME (none under --agent-from-env), and
@@ -32,6 +32,7 @@ Examples:
   mailbox setup claude-code --agent-from-env          # several agents in one project:
   MAILBOX_AGENT=coder claude                          #   each session names its own
   mailbox setup claude-code --undo                    # take our hooks out again
+  mailbox setup claude-code --agent bob --mcp         # and mailbox mcp in ./.mcp.json
   mailbox setup codex --agent bob                     # merge into ./.codex/hooks.json
 """ + NOTE
 
@@ -41,6 +42,7 @@ Examples:
   mailbox setup codex --agent bob                     # merge into ./.codex/hooks.json
   mailbox setup codex --agent-from-env                # several agents: MAILBOX_AGENT=NAME codex
   mailbox setup codex --undo                          # take our hooks out again
+  mailbox setup codex --agent bob --mcp               # and mailbox mcp in .codex/config.toml
 """ + NOTE
 
 
@@ -74,22 +76,26 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
 @_common
 @click.option("--local", is_flag=True, help="Edit .claude/settings.local.json (this "
               "checkout's, not committed) instead.")
+@click.option("--mcp", is_flag=True, help="Also run `mailbox mcp` as the agent: its entry in "
+              "PROJECT/.mcp.json, approved in the settings file (with --undo: take it out).")
 @pass_ctx
-def claude_code(c: Ctx, agent: str | None, project: Path, local: bool, dry_run: bool,
-                undo: bool, from_env: bool, as_json: bool) -> None:
+def claude_code(c: Ctx, agent: str | None, project: Path, local: bool, mcp: bool,
+                dry_run: bool, undo: bool, from_env: bool, as_json: bool) -> None:
     """Merge the mailbox hooks into PROJECT/.claude/settings.json (Claude Code)."""
     _set_up(c, "claude-code", agent, project, dry_run=dry_run, undo=undo, local=local,
-            from_env=from_env, as_json=as_json)
+            from_env=from_env, as_json=as_json, mcp=mcp)
 
 
 @setup.command("codex", epilog=CODEX_EPILOG)
 @_common
+@click.option("--mcp", is_flag=True, help="Also run `mailbox mcp` as the agent: its table in "
+              "PROJECT/.codex/config.toml, appended (with --undo: taken out).")
 @pass_ctx
-def codex(c: Ctx, agent: str | None, project: Path, dry_run: bool, undo: bool,
+def codex(c: Ctx, agent: str | None, project: Path, mcp: bool, dry_run: bool, undo: bool,
           from_env: bool, as_json: bool) -> None:
     """Merge the mailbox hooks into PROJECT/.codex/hooks.json (Codex)."""
     _set_up(c, "codex", agent, project, dry_run=dry_run, undo=undo, local=False,
-            from_env=from_env, as_json=as_json)
+            from_env=from_env, as_json=as_json, mcp=mcp)
 
 
 def _no_agent_with_from_env(from_env: bool) -> None:
@@ -104,7 +110,7 @@ def _no_agent_with_from_env(from_env: bool) -> None:
 
 
 def _set_up(c: Ctx, harness: str, agent: str | None, project: Path, *, dry_run: bool,
-            undo: bool, local: bool, from_env: bool, as_json: bool) -> None:
+            undo: bool, local: bool, from_env: bool, as_json: bool, mcp: bool = False) -> None:
     from .. import integrations
 
     _no_agent_with_from_env(from_env)
@@ -113,10 +119,31 @@ def _set_up(c: Ctx, harness: str, agent: str | None, project: Path, *, dry_run: 
     root = None if undo else c.mb.path
     h = integrations.HARNESSES[harness]
     p = integrations.plan(h, project, name, root, undo=undo, local=local, from_env=from_env)
+    servers = None
+    if mcp:
+        p, servers = _with_mcp(h, p, project, name, root, undo=undo)
     written = False if dry_run else integrations.apply(p)
     start = f"MAILBOX_AGENT=NAME {h.program}" if from_env else None
-    emit(_shape(p, name, dry_run, undo, written), as_json,
-         lambda _: _diff(p).rstrip("\n") if dry_run else _summary(p, written, start))
+    shape = _shape(p, name, dry_run, undo, written)
+    if servers is not None:
+        shape["mcp"] = _shape(servers, name, dry_run, undo,
+                              False if dry_run else integrations.apply(servers))
+    emit(shape, as_json, lambda d: "\n".join(
+        filter(None, [_diff(p).rstrip("\n") if dry_run else _summary(p, written, start),
+                      *([_diff(servers).rstrip("\n") if dry_run
+                         else _summary(servers, d["mcp"]["written"], None)]
+                        if servers is not None else [])])))
+
+
+def _with_mcp(h: Harness, p: Plan, project: Path, agent: str | None, root: Path | None, *,
+              undo: bool) -> tuple[Plan, Plan]:
+    """The hooks' plan (for Claude Code, with our MCP server approved in it), and the plan
+    of the file that declares the server (``.mcp.json``, Codex's ``config.toml``)."""
+    from ..integrations import CODEX, codex_mcp_plan, mcp_approved, mcp_plan
+
+    if h is CODEX:
+        return p, codex_mcp_plan(project, agent, root, undo=undo)
+    return mcp_approved(p, undo=undo), mcp_plan(project, agent, root, undo=undo)
 
 
 def _registered(c: Ctx, name: str) -> str:

@@ -13,9 +13,9 @@ import click
 
 from .. import render
 from ..addresses import is_routed
-from ..errors import Conflict, InvalidInput, MessageNotFound, MessageTooLarge
+from ..errors import InvalidInput, MessageTooLarge
 from ..inbox import Inbox, State
-from ..message import Message, iso
+from ..message import Message, iso, reply_subject
 
 if TYPE_CHECKING:
     from ..presence import Heartbeat
@@ -186,7 +186,9 @@ def read(c: Ctx, agent_name: str | None, all_: bool, msg_id: str | None, peek: b
     else:
         one = box.claim(msg_id)
         if one is None and msg_id is not None:
-            _not_unread(box, msg_id)
+            refused = box.unclaimable(msg_id)
+            if refused is not None:
+                fail(refused)
         msgs = [one] if one else []
     _print_read(c, box, msgs, all_, as_json, claimed=True, identity=agent)
 
@@ -268,21 +270,6 @@ def _lease_note(box: Inbox, msg: Message, until: int | None) -> list[tuple[str, 
         return []
     return [("claimed", f"by {box.agent} until {iso(until)}, then back to unread unless done"),
             ("finish", f"mailbox done {msg.id}   (give back: mailbox release ID)")]
-
-
-def _not_unread(box: Inbox, msg_id: str) -> None:
-    """Why ``read --id`` could not claim ``msg_id``: claimed, done, or not here."""
-    state = box.state_of(msg_id)
-    if state is State.CLAIMED:
-        until = box.lease_end(msg_id)
-        fail(Conflict(f"{msg_id} is claimed already, by an instance of {box.agent}"
-                      + (f", until {iso(until)}" if until else ""),
-                      hint=f"finish it: mailbox done {msg_id}; or give it back: "
-                           f"mailbox release {msg_id}"))
-    if state is State.DONE:
-        fail(Conflict(f"{msg_id} is done already", hint=f"see mailbox status {msg_id}"))
-    if state is State.ABSENT:
-        fail(MessageNotFound(msg_id, f"the inbox of {box.agent}"))
 
 
 # -- finishing: done, release ----------------------------------------------------------------
@@ -371,21 +358,10 @@ def reply(c: Ctx, msg_id: str, body: str | None, body_file: Any, subject: str | 
     box = c.mb.inbox(acting(agent))
     original = box.get(msg_id)
     text = _body_text(body, body_file, c.mb.config.max_message_bytes)
-    msg = c.mb.send(box.agent, [original.sender], _re(original.subject) if subject is None
-                    else subject, text, thread=original.thread, reply_to=original.id)
+    msg = c.mb.send(box.agent, [original.sender],
+                    reply_subject(original.subject) if subject is None else subject, text,
+                    thread=original.thread, reply_to=original.id)
     if finish:
-        _finish(box, original.id)
+        box.finish(original.id)
     _report_sent(c, msg, as_json, msg.id + (f"\n{original.id} done" if finish else ""),
                  reply_to=original.id, done=finish)
-
-
-def _re(subject: str) -> str:
-    """The subject of a reply: "re: " once, however long the exchange."""
-    return subject if subject[:3].lower() == "re:" else f"re: {subject}".rstrip()
-
-
-def _finish(box: Inbox, msg_id: str) -> None:
-    """Mark ``msg_id`` done, claiming it first if it is still unread (done already is fine)."""
-    if box.state_of(msg_id) is State.NEW:
-        box.claim(msg_id)
-    box.done(msg_id)

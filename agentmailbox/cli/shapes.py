@@ -35,6 +35,7 @@ INT: Schema = {"type": "integer"}
 NUM: Schema = {"type": "number"}
 BOOL: Schema = {"type": "boolean"}
 ANY: Schema = {}
+OBJECT: Schema = {"type": "object"}
 
 
 def opt(schema: Schema) -> Schema:
@@ -150,6 +151,10 @@ SHAPES: dict[str, Shape] = {
     "setup claude-code": Shape(False, SETUP, SETUP_NOTE),
     "setup codex": Shape(False, SETUP, SETUP_NOTE),
     "hook wait": Shape(True, ANY, "prints nothing; the doorbell is on stderr, with exit 2"),
+    "mcp": Shape(False, obj(tools=arr(obj(name=STR, description=STR, inputSchema=OBJECT)),
+                            tokens=INT, budget=INT, per_tool=OBJECT, instructions=STR),
+                 "with --tools: the tool list as tools/list sends it, and its cost in tokens "
+                 "(characters/4); serving, stdout carries the MCP protocol alone"),
     "thread done": Shape(False, extend(MARKER, created=BOOL)),
     "thread show": Shape(False, obj(thread=STR, done=opt(MARKER), messages=arr(obj(
         id=STR, **{"from": opt(STR)}, subject=STR, recipients={"type": "object"})))),
