@@ -2,7 +2,7 @@
 """Benchmark harness: agentmailbox against a plain-os floor and its peers.
 
 Measures every contestant (the plain-os floor, stdlib Maildir, persist-queue,
-dirq and agentmailbox) on workloads W1-W6 and memory, with contestants
+dirq and agentmailbox) on workloads W1-W7 and memory, with contestants
 interleaved and repetitions summarised by their median, then the startup rows
 (one ``mailbox`` call against ``python -c pass``; ``--startup`` runs only those).
 Prints markdown tables; a full run (no --quick) also writes docs/bench-results.json.
@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, under 2 minutes")
     parser.add_argument("--reps", type=int, help="repetitions (default 3 quick, 5 full)")
-    parser.add_argument("--only", help="workloads to run, e.g. W1,W2 (W1-W6, MEM, IDLE); "
+    parser.add_argument("--only", help="workloads to run, e.g. W1,W2 (W1-W7, MEM, IDLE); "
                                        "without it the startup rows run too")
     parser.add_argument("--startup", action="store_true",
                         help="only the startup rows: mailbox --help, inbox, read --peek, "

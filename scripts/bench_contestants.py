@@ -96,6 +96,8 @@ class Contestant:
             return "no routing to groups"
         if case_id == "IDLE" and not hasattr(cls, "idle_watch"):
             return "no way to wait on many inboxes"
+        if case_id == "W7" and cls.hold is Contestant.hold:
+            return "no claim: nothing is ever in flight"
         return None
 
     @classmethod
@@ -139,6 +141,10 @@ class Contestant:
         while len(got) < n and (msg := self.receive()) is not None:
             got.append(msg)
         return got
+
+    def hold(self, n: int) -> None:
+        """W7 set-up: claim `n` messages and keep them in flight (never finished)."""
+        raise NotImplementedError
 
     def watch(self) -> None:
         """Prepare to `wait` for new messages (before any are expected)."""
@@ -265,6 +271,12 @@ class Floor(Contestant):
     def _refill(self) -> bool:
         self.pending.extend(sorted(os.listdir(self.new)))
         return bool(self.pending)
+
+    def hold(self, n: int) -> None:
+        """Claim `n` by rename into cur/ and leave them there."""
+        for _ in range(n):
+            if self._claim() is None:
+                raise RuntimeError("nothing to hold")
 
     def watch(self) -> None:
         """Watch new/ with raw inotify."""
@@ -568,6 +580,14 @@ class PersistQueue(Contestant):
     inited, acked = 0, 5
     clear_every = 1000
 
+    @classmethod
+    def skip_reason(cls, case_id: str) -> str | None:
+        """W7 needs claims that stay in flight while another reader opens the queue."""
+        if case_id == "W7":
+            return ("opening the queue puts unacknowledged rows back (auto_resume): none "
+                    "stay in flight for another reader")
+        return super().skip_reason(case_id)
+
     def create(self) -> None:
         """Create the SQLite database and table."""
         self.open()
@@ -666,6 +686,16 @@ class Dirq(Contestant):
         self.pending.extend(self.q)
         return bool(self.pending)
 
+    def hold(self, n: int) -> None:
+        """`lock` `n` elements and never remove them."""
+        held = 0
+        for name in self.q:
+            if held == n:
+                return
+            held += bool(self.q.lock(name))
+        if held < n:
+            raise RuntimeError("nothing to hold")
+
 
 class AgentMailbox(Contestant):
     """agentmailbox, used through its public API, with the protocol's full checks.
@@ -737,6 +767,12 @@ class AgentMailbox(Contestant):
             return None
         self.inbox.done(m)
         return m.body  # type: ignore[no-any-return]
+
+    def hold(self, n: int) -> None:
+        """`inbox.claim()` `n` messages, never done (their 600 s leases hold them)."""
+        for _ in range(n):
+            if self.inbox.claim() is None:
+                raise RuntimeError("nothing to hold")
 
     def collect(self, n: int, idle_s: float) -> list[int]:
         """W4: consume `inbox.watch()` until `n` messages came; latency after done, in ns."""
