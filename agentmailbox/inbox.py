@@ -32,6 +32,9 @@ from .root import Root
 
 __all__ = ["HOLD_PREFIX", "Inbox", "State", "hold_id", "lease_start"]
 
+_CLOCK_TICK_NS = 10_000_000
+"""How far a file time set by the kernel (its coarse clock) may lag ``time.time_ns()``."""
+
 Notify = Callable[[Message, str, str], None]
 
 HOLD_PREFIX = ".hold."
@@ -87,6 +90,10 @@ class Inbox:
         self._queue: list[str] = []  # names from the last scan, newest first (pop() = oldest)
         self._seen: set[str] = set()  # every message name the last scan met
         self._days: set[str] = set()
+        # The last lease sweep of this handle (wall clock, ns) and the earliest time a claim
+        # in cur/ can have run out since (see _sweep_if_due).
+        self._swept_at = 0
+        self._sweep_due = 0
 
     def __repr__(self) -> str:
         return f"<Inbox {self.agent} at {self.path}>"
@@ -254,7 +261,7 @@ class Inbox:
         the second scan met first; then each older message of its sender was already
         in ``new/`` for the whole second scan, and is queued ahead of it.
         """
-        self.requeue_expired()
+        self._sweep_if_due()
         for _ in range(2):
             current = self._scan_new()
             fresh, self._seen = current - self._seen, current
@@ -493,22 +500,46 @@ class Inbox:
         itself), so a claim taken a moment ago is never mistaken for an old one whose
         lease was not set yet, and a time in the far future does not hold it for ever.
         """
-        lease = self._root.config.lease_seconds if lease_seconds is None else lease_seconds
+        root_lease = self._root.config.lease_seconds
+        lease = root_lease if lease_seconds is None else lease_seconds
         lease_ns = int(lease * 1e9)
         now = time.time_ns()
+        # No claim made from now on can run out before this (its rename sets its ctime
+        # to now, give or take one tick of the kernel's coarse clock).
+        due = now + lease_ns - _CLOCK_TICK_NS
         expired = []
         for entry in self._disk.scan(self.cur):
             if not names.is_message_file(entry.name):
                 continue
             st = self._disk.lstat(self._cur_s + entry.name)
+            if st is None:
+                continue
+            ends = lease_start(st, now, lease_ns) + lease_ns
+            if ends >= now:
+                due = min(due, ends + 1)
             # A claim with a second link is no claim of ours: a version 1 half-claim (or a
             # planted link), settled by doctor; releasing it would give it a name in dead/.
-            if (st is not None and st.st_nlink == 1
-                    and lease_start(st, now, lease_ns) < now - lease_ns):
+            elif st.st_nlink == 1:
                 msg_id = entry.name[:-5]
                 if self.release(msg_id, reason="lease expired"):
                     expired.append(msg_id)
+        if lease == root_lease:
+            self._swept_at, self._sweep_due = now, due
         return expired
+
+    def _sweep_if_due(self) -> None:
+        """Release expired claims before a refill, if one may have run out since the last
+        sweep: O(1) in the number of claims in flight until then.
+
+        The last sweep saw every claim in ``cur/`` and when each one's lease ends; a
+        claim made after it ends at least one lease after it, and a renewal only moves an
+        end later. So no claim can have run out before the earliest of those ends, and
+        until then a refill skips the sweep. A wall clock that stepped back (now before
+        the last sweep) sweeps at once, as every refill did before.
+        """
+        now = time.time_ns()
+        if not self._swept_at <= now < self._sweep_due:
+            self.requeue_expired()
 
     @contextlib.contextmanager
     def processing(self, msg_id: str | None = None) -> Iterator[Message | None]:
