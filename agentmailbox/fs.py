@@ -27,9 +27,9 @@ from .errors import DiskFull, InvalidInput, StorageError, from_oserror
 
 StrPath = str | os.PathLike[str]
 
-__all__ = ["POINTS", "Disk", "Foreign", "Fsync", "Moved", "check_unique_keys", "dump_object",
-           "faults", "hidden_name", "kind_of", "parse_object", "pid", "read_open", "refused",
-           "same_file", "staging_name", "staging_suffix"]
+__all__ = ["POINTS", "Disk", "FolderSyncs", "Foreign", "Fsync", "Moved", "check_unique_keys",
+           "dump_object", "faults", "hidden_name", "kind_of", "parse_object", "pid", "read_open",
+           "refused", "same_file", "staging_name", "staging_suffix"]
 
 _CHUNK = 1 << 20  # how much of a log one read takes
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -41,10 +41,12 @@ _APPEND_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_N
 
 
 class Fsync(enum.StrEnum):
-    """When data reaches the disk before a send returns."""
+    """When data reaches the disk before a send (or a done) returns."""
 
-    ALWAYS = "always"  # fsync each file before it is linked, then its directory
-    BATCH = "batch"    # inside Mailbox.batch(): one syncfs for the batch, then link all;
+    ALWAYS = "always"  # fsync each file before it is linked, then its directory; every
+    #                    done fsyncs its done/<day>/ folder, inside a batch too
+    BATCH = "batch"    # inside Mailbox.batch(): one syncfs for the batch, then link all,
+    #                    and each done/<day>/ folder touched fsynced once at its end;
     #                    outside a batch, every write is as durable as under ALWAYS
     NEVER = "never"    # no fsync: for tests and tmpfs
 
@@ -677,6 +679,37 @@ class Disk:
                 os.sync()
         finally:
             os.close(fd)
+
+
+@dataclass(slots=True)
+class FolderSyncs:
+    """The folder fsyncs of finished work, which a batch may put off to its end.
+
+    Outside a batch :meth:`fsync_dir` is :meth:`Disk.fsync_dir`. Inside one
+    (:meth:`defer`, only under ``fsync=batch``: ``Mailbox.batch()``), it notes the folder,
+    and :meth:`flush` syncs each noted folder once.
+    """
+
+    disk: Disk
+    pending: set[str] | None = None
+
+    def defer(self) -> None:
+        """From now on, note folders instead of syncing them (under ``fsync=batch`` only)."""
+        if self.disk.fsync is Fsync.BATCH and self.pending is None:
+            self.pending = set()
+
+    def fsync_dir(self, path: StrPath) -> None:
+        """Make the names in ``path`` durable now, or at the end of the batch."""
+        if self.pending is None:
+            self.disk.fsync_dir(path)
+        else:
+            self.pending.add(os.fspath(path))
+
+    def flush(self) -> None:
+        """Sync every folder noted since :meth:`defer`, once each; stop deferring."""
+        pending, self.pending = self.pending, None
+        for folder in sorted(pending or ()):
+            self.disk.sync_dir(folder)
 
 
 def parse_object(data: bytes) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from typing import cast
 from . import layout, names
 from .dead import DeadLetters
 from .errors import InvalidInput, MailboxError, MessageNotFound
-from .fs import Foreign, Moved, faults, read_open, same_file, staging_name
+from .fs import FolderSyncs, Foreign, Moved, faults, read_open, same_file, staging_name
 from .message import Malformed, Message, day_of, decode
 from .root import Root
 
@@ -72,11 +72,12 @@ class Inbox:
     """The inbox of one agent. Cheap to create; safe to use from many processes."""
 
     def __init__(self, root: Root, agent: str, dead: DeadLetters, *,
-                 epoch: Callable[[], int | None] = lambda: None, notify: Notify | None = None
-                 ) -> None:
+                 epoch: Callable[[], int | None] = lambda: None, notify: Notify | None = None,
+                 syncs: FolderSyncs | None = None) -> None:
         self.agent = names.check_agent(agent)
         self._root = root
         self._disk = root.disk
+        self._syncs = syncs or FolderSyncs(root.disk)  # a batch defers the done/ fsyncs
         self._dead = dead
         self._epoch = epoch
         self._notify = notify
@@ -433,7 +434,7 @@ class Inbox:
         if moved is Moved.OCCUPIED:
             return False  # another copy was done already; ours went to dead/
         faults.hit("done.moved")
-        self._disk.fsync_dir(folder)
+        self._syncs.fsync_dir(folder)
         self._root.journal.record("done", agent=self.agent, id=msg_id, epoch=self._epoch())
         if self._notify:
             # Done by id (the CLI does this) must still honour a requested receipt.

@@ -189,7 +189,8 @@ class Floor(Contestant):
     name = "floor"
     policies: ClassVar[dict[str, str]] = {
         "always": "fsync file + new/ on send, done/ on receive",
-        "batch": f"{BATCH_SIZE} tmp files, 1 syncfs, renames, 1 dir fsync",
+        "batch": f"{BATCH_SIZE} tmp files, 1 syncfs, renames, 1 dir fsync; drain: "
+                 f"{BATCH_SIZE} renames into done/, 1 done/ fsync",
         "never": "no fsync",
     }
     wake = "raw inotify"
@@ -248,15 +249,33 @@ class Floor(Contestant):
         fsync_dir(self.new)
 
     def receive(self) -> dict[str, Any] | None:
-        """Claim by rename into cur/, read and parse, then rename into done/."""
+        """Receive one; under batch a receive alone is a batch of one (fsync done/)."""
+        return self._receive(sync=self.fsync != "never")
+
+    def drain(self, n: int) -> list[dict[str, Any]]:
+        """Under batch: receive up to `n` without a folder fsync, then one for all."""
+        if self.fsync != "batch":
+            return super().drain(n)
+        got = []
+        while len(got) < n and (msg := self._receive(sync=False)) is not None:
+            got.append(msg)
+        self._end_drain(bool(got))
+        return got
+
+    def _end_drain(self, any_done: bool) -> None:
+        if any_done:
+            fsync_dir(self.done)
+
+    def _receive(self, sync: bool) -> dict[str, Any] | None:
+        """Claim by rename into cur/, read and parse, then rename into done/ (fsync it)."""
         name = self._claim()
         if name is None:
             return None
         msg = orjson.loads(read_file(f"{self.cur}/{name}"))
         os.rename(f"{self.cur}/{name}", f"{self.done}/{name}")
-        if self.fsync == "always":
+        if sync:
             fsync_dir(self.done)
-        return msg
+        return msg  # type: ignore[no-any-return]
 
     def _claim(self) -> str | None:
         while self.pending or self._refill():
@@ -385,7 +404,8 @@ class ProtocolFloor(Floor):
     name = "floor-protocol"
     policies: ClassVar[dict[str, str]] = {
         "always": "as agentmailbox: fsync file + new/ on send, done/<day>/ on done",
-        "batch": f"as agentmailbox: {BATCH_SIZE} staged, 1 syncfs, links, 1 new/ fsync",
+        "batch": f"as agentmailbox: {BATCH_SIZE} staged, 1 syncfs, links, 1 new/ fsync; "
+                 f"drain: {BATCH_SIZE} done, 1 day-folder fsync, 1 journal write",
         "never": "no fsync",
     }
     workloads = frozenset({"W1", "W2"})
@@ -409,6 +429,7 @@ class ProtocolFloor(Floor):
         self.journal = os.open(f"{self.root}/journal/day.jsonl",
                                os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self.seen: frozenset[str] = frozenset()
+        self.held: list[bytes] | None = None
 
     def close(self) -> None:
         """Close the journal."""
@@ -416,8 +437,25 @@ class ProtocolFloor(Floor):
         super().close()
 
     def _note(self, event: str, name: str) -> None:
-        os.write(self.journal, orjson.dumps({"t": time.time_ns(), "ev": event, "id": name},
-                                            option=orjson.OPT_APPEND_NEWLINE))
+        line = orjson.dumps({"t": time.time_ns(), "ev": event, "id": name},
+                            option=orjson.OPT_APPEND_NEWLINE)
+        if self.held is None:
+            os.write(self.journal, line)
+        else:
+            self.held.append(line)
+
+    def drain(self, n: int) -> list[dict[str, Any]]:
+        """Under batch, as `mb.batch()`: the journal lines go out in one write at the end."""
+        if self.fsync == "batch":
+            self.held = []
+        return super().drain(n)
+
+    def _end_drain(self, any_done: bool) -> None:
+        if any_done:
+            fsync_dir(self.day)
+        held, self.held = self.held, None
+        if held:
+            os.write(self.journal, b"".join(held))
 
     def _stage(self, msg: dict[str, Any], sync: bool) -> str:
         for path in self.registered:
@@ -431,7 +469,7 @@ class ProtocolFloor(Floor):
         os.link(f"{self.tmp}/{name}", f"{self.new}/{name}")
         os.unlink(f"{self.tmp}/{name}")
 
-    def receive(self) -> dict[str, Any] | None:
+    def _receive(self, sync: bool) -> dict[str, Any] | None:
         """Claim by rename-no-replace, check, lease, read, journal, settle into done/<day>/."""
         name = self._claim()
         if name is None:
@@ -453,7 +491,7 @@ class ProtocolFloor(Floor):
         self._note("claim", name)
         if _rename_noreplace(f"{self.cur}/{name}".encode(), f"{self.day}/{name}".encode()):
             raise OSError(f"{name}: could not settle into done/")
-        if self.fsync == "always":
+        if sync:
             fsync_dir(self.day)
         self._note("done", name)
         return msg  # type: ignore[no-any-return]
@@ -714,7 +752,8 @@ class AgentMailbox(Contestant):
     name = "agentmailbox"
     policies: ClassVar[dict[str, str]] = {
         "always": "fsync file + new/ on send, done/<day>/ on done",
-        "batch": f"mb.batch() per {BATCH_SIZE}: 1 syncfs, links, 1 new/ fsync",
+        "batch": f"mb.batch() per {BATCH_SIZE}: 1 syncfs, links, 1 new/ fsync; drain: "
+                 f"claim + done, 1 day-folder fsync, 1 journal write",
         "never": "no fsync",
     }
     wake = "inbox.watch() (watchdog inotify)"
@@ -759,6 +798,13 @@ class AgentMailbox(Contestant):
         with self.mb.batch():
             for msg in msgs:
                 self.send(msg)
+
+    def drain(self, n: int) -> list[dict[str, Any]]:
+        """Under batch, one `mb.batch()` per drain (the done folder fsynced once)."""
+        if self.fsync != "batch":
+            return super().drain(n)
+        with self.mb.batch():
+            return super().drain(n)
 
     def receive(self) -> dict[str, Any] | None:
         """claim, read the body, done."""

@@ -601,7 +601,7 @@ CASES = (
            lockstep=True, versus="W1 send, fsync=always" if p == "batch" else None)
       for p in ("always", "batch", "never")),
     *(Case("W2", f"W2 drain, fsync={p}", w2_drain, ("msgs_per_s",), "msgs/s", True, policy=p,
-           lockstep=True) for p in ("always", "never")),
+           lockstep=True) for p in ("always", "batch", "never")),
     Case("W3", f"W3 contention {PRODUCERS}P+{READERS}R", w3_contention, ("msgs_per_s",),
          "msgs/s", True),
     Case("W4", "W4 latency", w4_latency, ("p50_ms", "p99_ms", "max_ms"),
