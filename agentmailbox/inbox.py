@@ -32,6 +32,10 @@ from .root import Root
 
 __all__ = ["HOLD_PREFIX", "Inbox", "State", "hold_id", "lease_start"]
 
+_UNKNOWN = object()  # done(id) of a claim this handle did not make
+_CLAIMS_REMEMBERED = 4096
+"""How many unfinished claims a handle remembers (see :meth:`Inbox._remember`)."""
+
 _CLOCK_TICK_NS = 10_000_000
 """How far a file time set by the kernel (its coarse clock) may lag ``time.time_ns()``."""
 
@@ -91,6 +95,9 @@ class Inbox:
         self._queue: list[str] = []  # names from the last scan, newest first (pop() = oldest)
         self._seen: set[str] = set()  # every message name the last scan met
         self._days: set[str] = set()
+        # What this handle claimed and has not finished: the message if it asks for a
+        # receipt, else None (so done(id) needs no read to know).
+        self._claims: dict[str, Message | None] = {}
         # The last lease sweep of this handle (wall clock, ns) and the earliest time a claim
         # in cur/ can have run out since (see _sweep_if_due).
         self._swept_at = 0
@@ -306,6 +313,7 @@ class Inbox:
         self._root.clock.observe(msg.stamp)
         epoch = self._epoch()
         self._root.journal.record("claim", agent=self.agent, id=msg_id, epoch=epoch)
+        self._remember(msg)
         if msg.receipt and self._notify:
             self._tell(msg, "read")
         return msg
@@ -422,6 +430,7 @@ class Inbox:
     def done(self, msg: Message | str) -> bool:
         """Mark a claimed message done (its DONE marker). False if it already was."""
         msg_id = _id_of(msg)
+        claimed = self._claims.pop(msg_id, _UNKNOWN)
         day = day_of(msg_id)
         folder = f"{self._done_s}{day}"
         if day not in self._days:
@@ -438,10 +447,44 @@ class Inbox:
         self._root.journal.record("done", agent=self.agent, id=msg_id, epoch=self._epoch())
         if self._notify:
             # Done by id (the CLI does this) must still honour a requested receipt.
-            finished = msg if isinstance(msg, Message) else self._peek(Path(folder), msg_id)
-            if finished is not None and finished.receipt:
+            finished = (msg if isinstance(msg, Message) else claimed
+                        if claimed is not _UNKNOWN else self._asks_receipt(folder, msg_id))
+            if isinstance(finished, Message) and finished.receipt:
                 self._tell(finished, "done")
         return True
+
+    def _remember(self, msg: Message) -> None:
+        """Note a claim of this handle (bounded: a claim someone else finished is forgotten
+        in time), so that ``done(id)`` knows without a read whether a receipt is asked."""
+        if len(self._claims) >= _CLAIMS_REMEMBERED:
+            del self._claims[next(iter(self._claims))]
+        self._claims[msg.id] = msg if msg.receipt else None
+
+    def _asks_receipt(self, folder: str, msg_id: str) -> Message | None:
+        """The finished message at ``folder`` if it asks for a receipt (a claim this handle
+        did not make).
+
+        The text is decoded only if it may ask for one. Without a backslash every ``"``
+        in JSON text delimits a string as written, so a text with no backslash and one
+        ``"receipt"``, followed by ``:false`` (how every writer of ours spells no
+        receipt), has no other field of that name at any depth: it asks for none.
+        """
+        try:
+            data, st = self._disk.read(f"{folder}/{msg_id}.json",
+                                       self._root.config.max_message_bytes)
+        except (FileNotFoundError, Foreign):
+            return None
+        if b"\\" not in data and (data.count(b'"receipt"') == 0 or (
+                data.count(b'"receipt"') == 1 and b'"receipt":false' in data)):
+            return None
+        path = f"{folder}/{msg_id}.json"
+        if st.st_nlink > 1 and not self._is_own_staging(msg_id, st, path):
+            return None
+        try:
+            msg = decode(data, expected_id=msg_id)
+        except Malformed:
+            return None
+        return msg if msg.receipt else None
 
     def release(self, msg: Message | str, reason: str = "released") -> bool:
         """Give a claimed message back to ``new/``. False if it was not claimed.
@@ -450,6 +493,7 @@ class Inbox:
         and this claim's copy is quarantined as a duplicate: either way the id is unread.
         """
         msg_id = _id_of(msg)
+        self._claims.pop(msg_id, None)
         moved = self._settle(msg_id, f"{self._new_s}{msg_id}.json",
                              "duplicate delivery of a message already unread")
         if moved is Moved.GONE:
