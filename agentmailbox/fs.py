@@ -28,8 +28,8 @@ from .errors import DiskFull, InvalidInput, StorageError, from_oserror
 StrPath = str | os.PathLike[str]
 
 __all__ = ["POINTS", "Disk", "FolderSyncs", "Foreign", "Fsync", "Moved", "check_unique_keys",
-           "dump_object", "faults", "hidden_name", "kind_of", "parse_object", "pid", "read_open",
-           "refused", "same_file", "staging_name", "staging_suffix"]
+           "dump_object", "faults", "hidden_name", "kind_of", "libc_function", "parse_object",
+           "pid", "read_open", "refused", "same_file", "staging_name", "staging_suffix"]
 
 _CHUNK = 1 << 20  # how much of a log one read takes
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -674,7 +674,7 @@ class Disk:
         """Flush the whole filesystem holding ``path`` (one call for a batch of files)."""
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            syncfs = _libc_function("syncfs")
+            syncfs = libc_function("syncfs")
             if syncfs is None or syncfs(fd) != 0:
                 os.sync()
         finally:
@@ -835,7 +835,7 @@ def _lines(fd: int, offset: int, line_limit: int, end: int) -> Iterator[tuple[in
 
 
 @functools.cache
-def _libc_function(name: str) -> Any:
+def libc_function(name: str) -> Any:
     """``name`` from the C library the interpreter itself is linked with, or None.
 
     Looked up on first use, not at import (loading ctypes costs every command that never
@@ -861,11 +861,11 @@ _RENAME_NOREPLACE = 1
 
 def _rename_noreplace(src: bytes, dest: bytes) -> int:
     """``renameat2(src, dest, RENAME_NOREPLACE)``: 0, or the errno it failed with."""
-    renameat2 = _libc_function("renameat2")
+    renameat2 = libc_function("renameat2")
     if renameat2 is None:
         return errno.ENOSYS
     if renameat2(_AT_FDCWD, src, _AT_FDCWD, dest, _RENAME_NOREPLACE) == 0:
         return 0
-    import ctypes  # loaded already, by _libc_function
+    import ctypes  # loaded already, by libc_function
 
     return int(ctypes.get_errno())

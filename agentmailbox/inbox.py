@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from . import layout, names
 from .dead import DeadLetters
@@ -29,6 +29,9 @@ from .errors import InvalidInput, MailboxError, MessageNotFound
 from .fs import FolderSyncs, Foreign, Moved, faults, read_open, same_file, staging_name
 from .message import Malformed, Message, day_of, decode
 from .root import Root
+
+if TYPE_CHECKING:
+    from .watch import Doorbell
 
 __all__ = ["HOLD_PREFIX", "Inbox", "State", "hold_id", "lease_start"]
 
@@ -98,6 +101,7 @@ class Inbox:
         # What this handle claimed and has not finished: the message if it asks for a
         # receipt, else None (so done(id) needs no read to know).
         self._claims: dict[str, Message | None] = {}
+        self._bell: Doorbell | None = None  # what wait() waits on, kept between calls
         # The last lease sweep of this handle (wall clock, ns) and the earliest time a claim
         # in cur/ can have run out since (see _sweep_if_due).
         self._swept_at = 0
@@ -604,8 +608,9 @@ class Inbox:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until unread mail is present; returns at once if some already is.
 
-        When it has to wait, it starts a watch for this call alone (a few ms); a
-        long-running reader should loop over :meth:`watch` instead, which keeps one.
+        When it has to wait, it waits on an inotify descriptor this handle keeps
+        between calls (no thread; :meth:`close`, or ``Mailbox.close()``, closes it), so
+        a loop of ``wait()`` and ``claim()`` wakes as fast as :meth:`watch`.
 
         Args:
             timeout: Seconds to wait at most; None waits for ever.
@@ -613,9 +618,16 @@ class Inbox:
         Returns:
             True when unread mail is present, False if ``timeout`` passed first.
         """
-        from .watch import wait_for_mail
+        from .watch import Doorbell, wait_for_mail
 
-        return wait_for_mail(self.new, timeout, disk=self._disk)
+        if self._bell is None:
+            self._bell = Doorbell(self.new)
+        return wait_for_mail(self.new, timeout, disk=self._disk, bell=self._bell)
+
+    def close(self) -> None:
+        """Close what :meth:`wait` keeps between calls (one inotify descriptor)."""
+        if self._bell is not None:
+            self._bell.close()
 
     def claim_next(self, timeout: float | None = None,
                    stop: threading.Event | None = None) -> Message | None:

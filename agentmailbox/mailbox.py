@@ -140,6 +140,8 @@ class Mailbox:
 
     def close(self) -> None:
         self.root.journal.close()
+        for inbox in self._inboxes.values():
+            inbox.close()
 
     def __enter__(self) -> Mailbox:
         return self

@@ -900,6 +900,25 @@ class AgentMailbox(Contestant):
 
 
 
+class AgentMailboxWait(AgentMailbox):
+    """agentmailbox with a reader that loops over `inbox.wait()` and claims what is there
+    (W4 only), instead of consuming `inbox.watch()`."""
+
+    name = "agentmailbox-wait"
+    wake = "inbox.wait() + claim (one inotify descriptor per wait)"
+    workloads = frozenset({"W4"})
+
+    def collect(self, n: int, idle_s: float) -> list[int]:
+        """W4: wait, then claim and finish everything there; latency after done, in ns."""
+        latencies: list[int] = []
+        while len(latencies) < n and self.inbox.wait(timeout=idle_s):
+            while (m := self.inbox.claim()) is not None:
+                self.inbox.done(m)
+                latencies.append(time.perf_counter_ns() - m.body["t"])
+        return latencies
+
+
 CONTESTANTS: tuple[type[Contestant], ...] = (
     Floor, FloorPoll, ProtocolFloor, StdlibMaildir, PersistQueue, Dirq, AgentMailbox,
+    AgentMailboxWait,
 )
