@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import select
 import threading
@@ -440,7 +441,10 @@ class Doorbell:
         timeout = self.rescan_interval if timeout is None else max(timeout, 0.0)
         if self.fd < 0:
             time.sleep(timeout)
-        elif select.select([self.fd], [], [], timeout)[0]:
+            return
+        poller = select.poll()  # not select(): a descriptor past 1023 is out of its range
+        poller.register(self.fd, select.POLLIN)
+        if poller.poll(math.ceil(timeout * 1000)):
             self.clear()
 
     def close(self) -> None:

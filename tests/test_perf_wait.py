@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
+import resource
 import threading
 from typing import Any
 
@@ -92,3 +94,38 @@ def test_a_loop_of_waits_keeps_one_inotify_descriptor(
     mb.close()
     with pytest.raises(OSError):
         os.fstat(made[0])
+
+
+def test_wait_works_with_a_descriptor_past_1023(
+        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long-running process with many files open still waits for mail (select() cannot
+    watch a descriptor past 1023)."""
+    real = watch.libc_function
+
+    def high(name: str) -> Any:
+        function = real(name)
+        if name != "inotify_init1":
+            return function
+
+        def init(flags: int) -> int:
+            fd: int = function(flags)
+            moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 1100)
+            os.close(fd)
+            return moved
+
+        return init
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip("the hard limit of open files is below 2048")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    try:
+        monkeypatch.setattr(watch, "libc_function", high)
+        assert mb.inbox("bob").wait(timeout=0.1) is False
+        timer = _send_soon(mb)
+        with deadline(30):
+            assert mb.inbox("bob").wait(timeout=60) is True
+        timer.join()
+        mb.close()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
