@@ -27,9 +27,10 @@ from .errors import DiskFull, InvalidInput, StorageError, from_oserror
 
 StrPath = str | os.PathLike[str]
 
-__all__ = ["POINTS", "Disk", "FolderSyncs", "Foreign", "Fsync", "Moved", "check_unique_keys",
-           "dump_object", "faults", "hidden_name", "kind_of", "libc_function", "parse_object",
-           "pid", "read_open", "refused", "same_file", "staging_name", "staging_suffix"]
+__all__ = ["POINTS", "TRUST_SECONDS", "Disk", "FolderSyncs", "Foreign", "Fsync", "Moved",
+           "check_unique_keys", "dump_object", "faults", "hidden_name", "kind_of",
+           "libc_function", "parse_object", "pid", "read_open", "refused", "same_file",
+           "staging_name", "staging_suffix"]
 
 _CHUNK = 1 << 20  # how much of a log one read takes
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
