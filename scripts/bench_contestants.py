@@ -900,6 +900,112 @@ class AgentMailbox(Contestant):
 
 
 
+REDIS_ENV = "AGENTMAILBOX_BENCH_REDIS"
+"""host:port of the redis-server the harness started for this run (bench_redis.py)."""
+
+
+class RedisStreams(Contestant):
+    """Redis Streams on loopback, no persistence: XADD; XREADGROUP + XACK.
+
+    One stream per store and one consumer group; competing readers are consumers of the
+    group, so each entry goes to one of them. The server runs in RAM (`save ""`,
+    `appendonly no`): nothing reaches the disk, so only policy never. W4 waits with
+    `XREADGROUP BLOCK`. Acknowledged entries stay in the stream (W5: its done history).
+    """
+
+    name = "redis-streams"
+    policies: ClassVar[dict[str, str]] = {
+        "never": "in RAM, no persistence (save off, appendonly no), loopback TCP",
+    }
+    module = "redis"
+    wake = "XREADGROUP BLOCK"
+    group = "readers"
+
+    @classmethod
+    def available(cls) -> bool:
+        """Always listed: without a server or client the rows say so (skip_reason)."""
+        return True
+
+    @classmethod
+    def skip_reason(cls, case_id: str) -> str | None:
+        """Why Redis cannot run here (no server, no client, no server started)."""
+        if importlib.util.find_spec("redis") is None:
+            return "the redis Python client is not installed (bench extra)"
+        if not os.environ.get(REDIS_ENV):
+            return "no redis-server here (Debian package redis-server; scripts/bench " \
+                   "installs it when run as root)"
+        return super().skip_reason(case_id)
+
+    def _connect(self) -> Any:
+        import redis
+
+        host, port = os.environ[REDIS_ENV].rsplit(":", 1)
+        self.r = redis.Redis(host=host, port=int(port))
+        self.stream = f"bench:{self.root}"
+        self.consumer = f"c{os.getpid()}-{id(self)}"
+        return self.r
+
+    def create(self) -> None:
+        """An empty stream with its consumer group."""
+        r = self._connect()
+        r.delete(self.stream)
+        r.xgroup_create(self.stream, self.group, id="$", mkstream=True)
+        r.close()
+
+    def open(self) -> None:
+        """Connect."""
+        self._connect()
+
+    def close(self) -> None:
+        """Disconnect."""
+        self.r.close()
+
+    def send(self, msg: dict[str, Any]) -> None:
+        """XADD the JSON bytes."""
+        self.r.xadd(self.stream, {"d": orjson.dumps(msg)})
+
+    def receive(self) -> dict[str, Any] | None:
+        """XREADGROUP one new entry, parse it, XACK it."""
+        got = self.r.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=1)
+        return self._ack(got)
+
+    def _ack(self, got: Any) -> dict[str, Any] | None:
+        if not got or not got[0][1]:
+            return None
+        entry_id, fields = got[0][1][0]
+        msg = orjson.loads(fields[b"d"])
+        self.r.xack(self.stream, self.group, entry_id)
+        return msg  # type: ignore[no-any-return]
+
+    def collect(self, n: int, idle_s: float) -> list[int]:
+        """W4: block in XREADGROUP for each entry; latency after the XACK, in ns."""
+        latencies: list[int] = []
+        while len(latencies) < n:
+            got = self.r.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=1,
+                                    block=int(idle_s * 1000))
+            msg = self._ack(got)
+            if msg is None:
+                break
+            latencies.append(time.perf_counter_ns() - msg["t"])
+        return latencies
+
+    def hold(self, n: int) -> None:
+        """XREADGROUP `n` entries and never XACK them (they stay pending)."""
+        if n == 0:
+            return
+        got = self.r.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=n)
+        if not got or len(got[0][1]) != n:
+            raise RuntimeError("nothing to hold")
+
+    def prefill(self, msgs: list[dict[str, Any]]) -> None:
+        """XADD in pipelines of 1,000 (untimed set-up)."""
+        for group in chunked(msgs, 1000):
+            with self.r.pipeline(transaction=False) as pipe:
+                for msg in group:
+                    pipe.xadd(self.stream, {"d": orjson.dumps(msg)})
+                pipe.execute()
+
+
 class AgentMailboxWait(AgentMailbox):
     """agentmailbox with a reader that loops over `inbox.wait()` and claims what is there
     (W4 only), instead of consuming `inbox.watch()`."""
@@ -919,6 +1025,6 @@ class AgentMailboxWait(AgentMailbox):
 
 
 CONTESTANTS: tuple[type[Contestant], ...] = (
-    Floor, FloorPoll, ProtocolFloor, StdlibMaildir, PersistQueue, Dirq, AgentMailbox,
-    AgentMailboxWait,
+    Floor, FloorPoll, ProtocolFloor, StdlibMaildir, PersistQueue, Dirq, RedisStreams,
+    AgentMailbox, AgentMailboxWait,
 )

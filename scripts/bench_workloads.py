@@ -477,6 +477,9 @@ def w7_in_flight(held: int) -> Callable[..., dict]:
             holder.hold(held)
         spent = []
         with opened(cls, root, policy) as store:
+            store.send(message(BACKLOG_SEQ0 - 1))  # warm up: a reader that runs for a while
+            if store.receive() is None:
+                raise RuntimeError("W7: the warm-up message did not arrive")
             for msg in messages(sizes.arrivals):
                 store.send(msg)
                 began = time.perf_counter()
