@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, under 2 minutes")
     parser.add_argument("--reps", type=int, help="repetitions (default 3 quick, 5 full)")
-    parser.add_argument("--only", help="workloads to run, e.g. W1,W2 (W1-W7, MEM, IDLE); "
+    parser.add_argument("--only", help="workloads to run, e.g. W1,W2 (W1-W7, SYS, MEM, IDLE); "
                                        "without it the startup rows run too")
     parser.add_argument("--startup", action="store_true",
                         help="only the startup rows: mailbox --help, inbox, read --peek, "

@@ -494,6 +494,16 @@ def w7_in_flight(held: int) -> Callable[..., dict]:
     return measure
 
 
+# SYS ----------------------------------------------------------------------------
+
+def syscalls(cls: type[Contestant], root: Path, policy: str, sizes: Sizes,
+             state: Any) -> dict:
+    """System calls per message sent and received (strace -f -c in child processes)."""
+    import bench_syscalls
+
+    return bench_syscalls.per_message(cls, root, policy, sizes.arrivals)
+
+
 # Memory -----------------------------------------------------------------------
 
 def memory(cls: type[Contestant], root: Path, policy: str, sizes: Sizes, state: Any) -> dict:
@@ -614,6 +624,9 @@ CASES = (
     Case("W6", f"W6 routed to {len(GROUP)}", w6_routed, ("msgs_per_s",), "msgs/s", True),
     *(Case("W7", f"W7 claim, {n:,} in flight", w7_in_flight(n), ("claim_us", "p99_us"),
            "µs per claim + done, p50 / p99", False) for n in IN_FLIGHT),
+    *(Case("SYS", f"system calls, fsync={p}", syscalls, ("send_calls", "drain_calls"),
+           "per message sent / received", False, policy=p, once=True)
+      for p in ("always", "never")),
     Case("MEM", "memory drain", memory, ("peak_rss_mb",), "peak RSS MB", False, once=True),
     Case("IDLE", "memory idle watch", idle_watch, ("peak_rss_mb",), "peak RSS MB", False,
          once=True),
