@@ -1015,7 +1015,7 @@ class AgentMailboxWait(AgentMailbox):
     (W4 only), instead of consuming `inbox.watch()`."""
 
     name = "agentmailbox-wait"
-    wake = "inbox.wait() + claim (one inotify descriptor per wait)"
+    wake = "inbox.wait() + claim (one inotify descriptor the handle keeps)"
     workloads = frozenset({"W4"})
 
     def collect(self, n: int, idle_s: float) -> list[int]:
