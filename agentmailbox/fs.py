@@ -27,9 +27,10 @@ from .errors import DiskFull, InvalidInput, StorageError, from_oserror
 
 StrPath = str | os.PathLike[str]
 
-__all__ = ["POINTS", "Disk", "Foreign", "Fsync", "Moved", "check_unique_keys", "dump_object",
-           "faults", "hidden_name", "kind_of", "parse_object", "pid", "read_open", "refused",
-           "same_file", "staging_name", "staging_suffix"]
+__all__ = ["POINTS", "TRUST_SECONDS", "Disk", "FolderSyncs", "Foreign", "Fsync", "Moved",
+           "check_unique_keys", "dump_object", "faults", "hidden_name", "kind_of",
+           "libc_function", "parse_object", "pid", "read_open", "refused", "same_file",
+           "staging_name", "staging_suffix"]
 
 _CHUNK = 1 << 20  # how much of a log one read takes
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -41,10 +42,12 @@ _APPEND_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_N
 
 
 class Fsync(enum.StrEnum):
-    """When data reaches the disk before a send returns."""
+    """When data reaches the disk before a send (or a done) returns."""
 
-    ALWAYS = "always"  # fsync each file before it is linked, then its directory
-    BATCH = "batch"    # inside Mailbox.batch(): one syncfs for the batch, then link all;
+    ALWAYS = "always"  # fsync each file before it is linked, then its directory; every
+    #                    done fsyncs its done/<day>/ folder, inside a batch too
+    BATCH = "batch"    # inside Mailbox.batch(): one syncfs for the batch, then link all,
+    #                    and each done/<day>/ folder touched fsynced once at its end;
     #                    outside a batch, every write is as durable as under ALWAYS
     NEVER = "never"    # no fsync: for tests and tmpfs
 
@@ -672,11 +675,42 @@ class Disk:
         """Flush the whole filesystem holding ``path`` (one call for a batch of files)."""
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            syncfs = _libc_function("syncfs")
+            syncfs = libc_function("syncfs")
             if syncfs is None or syncfs(fd) != 0:
                 os.sync()
         finally:
             os.close(fd)
+
+
+@dataclass(slots=True)
+class FolderSyncs:
+    """The folder fsyncs of finished work, which a batch may put off to its end.
+
+    Outside a batch :meth:`fsync_dir` is :meth:`Disk.fsync_dir`. Inside one
+    (:meth:`defer`, only under ``fsync=batch``: ``Mailbox.batch()``), it notes the folder,
+    and :meth:`flush` syncs each noted folder once.
+    """
+
+    disk: Disk
+    pending: set[str] | None = None
+
+    def defer(self) -> None:
+        """From now on, note folders instead of syncing them (under ``fsync=batch`` only)."""
+        if self.disk.fsync is Fsync.BATCH and self.pending is None:
+            self.pending = set()
+
+    def fsync_dir(self, path: StrPath) -> None:
+        """Make the names in ``path`` durable now, or at the end of the batch."""
+        if self.pending is None:
+            self.disk.fsync_dir(path)
+        else:
+            self.pending.add(os.fspath(path))
+
+    def flush(self) -> None:
+        """Sync every folder noted since :meth:`defer`, once each; stop deferring."""
+        pending, self.pending = self.pending, None
+        for folder in sorted(pending or ()):
+            self.disk.sync_dir(folder)
 
 
 def parse_object(data: bytes) -> dict[str, Any]:
@@ -802,7 +836,7 @@ def _lines(fd: int, offset: int, line_limit: int, end: int) -> Iterator[tuple[in
 
 
 @functools.cache
-def _libc_function(name: str) -> Any:
+def libc_function(name: str) -> Any:
     """``name`` from the C library the interpreter itself is linked with, or None.
 
     Looked up on first use, not at import (loading ctypes costs every command that never
@@ -828,11 +862,11 @@ _RENAME_NOREPLACE = 1
 
 def _rename_noreplace(src: bytes, dest: bytes) -> int:
     """``renameat2(src, dest, RENAME_NOREPLACE)``: 0, or the errno it failed with."""
-    renameat2 = _libc_function("renameat2")
+    renameat2 = libc_function("renameat2")
     if renameat2 is None:
         return errno.ENOSYS
     if renameat2(_AT_FDCWD, src, _AT_FDCWD, dest, _RENAME_NOREPLACE) == 0:
         return 0
-    import ctypes  # loaded already, by _libc_function
+    import ctypes  # loaded already, by libc_function
 
     return int(ctypes.get_errno())

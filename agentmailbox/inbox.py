@@ -21,16 +21,26 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from . import layout, names
 from .dead import DeadLetters
 from .errors import Conflict, InvalidInput, MailboxError, MessageNotFound
-from .fs import Foreign, Moved, faults, read_open, same_file, staging_name
+from .fs import FolderSyncs, Foreign, Moved, faults, read_open, same_file, staging_name
 from .message import Malformed, Message, day_of, decode, iso
 from .root import Root
 
+if TYPE_CHECKING:
+    from .watch import Doorbell
+
 __all__ = ["HOLD_PREFIX", "Inbox", "State", "hold_id", "lease_start"]
+
+_UNKNOWN = object()  # done(id) of a claim this handle did not make
+_CLAIMS_REMEMBERED = 4096
+"""How many unfinished claims a handle remembers (see :meth:`Inbox._remember`)."""
+
+_CLOCK_TICK_NS = 10_000_000
+"""How far a file time set by the kernel (its coarse clock) may lag ``time.time_ns()``."""
 
 Notify = Callable[[Message, str, str], None]
 
@@ -69,11 +79,12 @@ class Inbox:
     """The inbox of one agent. Cheap to create; safe to use from many processes."""
 
     def __init__(self, root: Root, agent: str, dead: DeadLetters, *,
-                 epoch: Callable[[], int | None] = lambda: None, notify: Notify | None = None
-                 ) -> None:
+                 epoch: Callable[[], int | None] = lambda: None, notify: Notify | None = None,
+                 syncs: FolderSyncs | None = None) -> None:
         self.agent = names.check_agent(agent)
         self._root = root
         self._disk = root.disk
+        self._syncs = syncs or FolderSyncs(root.disk)  # a batch defers the done/ fsyncs
         self._dead = dead
         self._epoch = epoch
         self._notify = notify
@@ -87,6 +98,14 @@ class Inbox:
         self._queue: list[str] = []  # names from the last scan, newest first (pop() = oldest)
         self._seen: set[str] = set()  # every message name the last scan met
         self._days: set[str] = set()
+        # What this handle claimed and has not finished: the message if it asks for a
+        # receipt, else None (so done(id) needs no read to know).
+        self._claims: dict[str, Message | None] = {}
+        self._bell: Doorbell | None = None  # what wait() waits on, kept between calls
+        # The last lease sweep of this handle (wall clock, ns) and the earliest time a claim
+        # in cur/ can have run out since (see _sweep_if_due).
+        self._swept_at = 0
+        self._sweep_due = 0
 
     def __repr__(self) -> str:
         return f"<Inbox {self.agent} at {self.path}>"
@@ -254,7 +273,7 @@ class Inbox:
         the second scan met first; then each older message of its sender was already
         in ``new/`` for the whole second scan, and is queued ahead of it.
         """
-        self.requeue_expired()
+        self._sweep_if_due()
         for _ in range(2):
             current = self._scan_new()
             fresh, self._seen = current - self._seen, current
@@ -298,6 +317,7 @@ class Inbox:
         self._root.clock.observe(msg.stamp)
         epoch = self._epoch()
         self._root.journal.record("claim", agent=self.agent, id=msg_id, epoch=epoch)
+        self._remember(msg)
         if msg.receipt and self._notify:
             self._tell(msg, "read")
         return msg
@@ -414,6 +434,7 @@ class Inbox:
     def done(self, msg: Message | str) -> bool:
         """Mark a claimed message done (its DONE marker). False if it already was."""
         msg_id = _id_of(msg)
+        claimed = self._claims.pop(msg_id, _UNKNOWN)
         day = day_of(msg_id)
         folder = f"{self._done_s}{day}"
         if day not in self._days:
@@ -426,12 +447,13 @@ class Inbox:
         if moved is Moved.OCCUPIED:
             return False  # another copy was done already; ours went to dead/
         faults.hit("done.moved")
-        self._disk.fsync_dir(folder)
+        self._syncs.fsync_dir(folder)
         self._root.journal.record("done", agent=self.agent, id=msg_id, epoch=self._epoch())
         if self._notify:
             # Done by id (the CLI does this) must still honour a requested receipt.
-            finished = msg if isinstance(msg, Message) else self._peek(Path(folder), msg_id)
-            if finished is not None and finished.receipt:
+            finished = (msg if isinstance(msg, Message) else claimed
+                        if claimed is not _UNKNOWN else self._asks_receipt(folder, msg_id))
+            if isinstance(finished, Message) and finished.receipt:
                 self._tell(finished, "done")
         return True
 
@@ -457,6 +479,39 @@ class Inbox:
             return MessageNotFound(msg_id, f"the inbox of {self.agent}")
         return None
 
+    def _remember(self, msg: Message) -> None:
+        """Note a claim of this handle (bounded: a claim someone else finished is forgotten
+        in time), so that ``done(id)`` knows without a read whether a receipt is asked."""
+        if len(self._claims) >= _CLAIMS_REMEMBERED:
+            del self._claims[next(iter(self._claims))]
+        self._claims[msg.id] = msg if msg.receipt else None
+
+    def _asks_receipt(self, folder: str, msg_id: str) -> Message | None:
+        """The finished message at ``folder`` if it asks for a receipt (a claim this handle
+        did not make).
+
+        The text is decoded only if it may ask for one. Without a backslash every ``"``
+        in JSON text delimits a string as written, so a text with no backslash and one
+        ``"receipt"``, followed by ``:false`` (how every writer of ours spells no
+        receipt), has no other field of that name at any depth: it asks for none.
+        """
+        try:
+            data, st = self._disk.read(f"{folder}/{msg_id}.json",
+                                       self._root.config.max_message_bytes)
+        except (FileNotFoundError, Foreign):
+            return None
+        if b"\\" not in data and (data.count(b'"receipt"') == 0 or (
+                data.count(b'"receipt"') == 1 and b'"receipt":false' in data)):
+            return None
+        path = f"{folder}/{msg_id}.json"
+        if st.st_nlink > 1 and not self._is_own_staging(msg_id, st, path):
+            return None
+        try:
+            msg = decode(data, expected_id=msg_id)
+        except Malformed:
+            return None
+        return msg if msg.receipt else None
+
     def release(self, msg: Message | str, reason: str = "released") -> bool:
         """Give a claimed message back to ``new/``. False if it was not claimed.
 
@@ -464,6 +519,7 @@ class Inbox:
         and this claim's copy is quarantined as a duplicate: either way the id is unread.
         """
         msg_id = _id_of(msg)
+        self._claims.pop(msg_id, None)
         moved = self._settle(msg_id, f"{self._new_s}{msg_id}.json",
                              "duplicate delivery of a message already unread")
         if moved is Moved.GONE:
@@ -515,22 +571,46 @@ class Inbox:
         itself), so a claim taken a moment ago is never mistaken for an old one whose
         lease was not set yet, and a time in the far future does not hold it for ever.
         """
-        lease = self._root.config.lease_seconds if lease_seconds is None else lease_seconds
+        root_lease = self._root.config.lease_seconds
+        lease = root_lease if lease_seconds is None else lease_seconds
         lease_ns = int(lease * 1e9)
         now = time.time_ns()
+        # No claim made from now on can run out before this (its rename sets its ctime
+        # to now, give or take one tick of the kernel's coarse clock).
+        due = now + lease_ns - _CLOCK_TICK_NS
         expired = []
         for entry in self._disk.scan(self.cur):
             if not names.is_message_file(entry.name):
                 continue
             st = self._disk.lstat(self._cur_s + entry.name)
+            if st is None:
+                continue
+            ends = lease_start(st, now, lease_ns) + lease_ns
+            if ends >= now:
+                due = min(due, ends + 1)
             # A claim with a second link is no claim of ours: a version 1 half-claim (or a
             # planted link), settled by doctor; releasing it would give it a name in dead/.
-            if (st is not None and st.st_nlink == 1
-                    and lease_start(st, now, lease_ns) < now - lease_ns):
+            elif st.st_nlink == 1:
                 msg_id = entry.name[:-5]
                 if self.release(msg_id, reason="lease expired"):
                     expired.append(msg_id)
+        if lease == root_lease:
+            self._swept_at, self._sweep_due = now, due
         return expired
+
+    def _sweep_if_due(self) -> None:
+        """Release expired claims before a refill, if one may have run out since the last
+        sweep: O(1) in the number of claims in flight until then.
+
+        The last sweep saw every claim in ``cur/`` and when each one's lease ends; a
+        claim made after it ends at least one lease after it, and a renewal only moves an
+        end later. So no claim can have run out before the earliest of those ends, and
+        until then a refill skips the sweep. A wall clock that stepped back (now before
+        the last sweep) sweeps at once, as every refill did before.
+        """
+        now = time.time_ns()
+        if not self._swept_at <= now < self._sweep_due:
+            self.requeue_expired()
 
     @contextlib.contextmanager
     def processing(self, msg_id: str | None = None) -> Iterator[Message | None]:
@@ -550,8 +630,9 @@ class Inbox:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until unread mail is present; returns at once if some already is.
 
-        When it has to wait, it starts a watch for this call alone (a few ms); a
-        long-running reader should loop over :meth:`watch` instead, which keeps one.
+        When it has to wait, it waits on an inotify descriptor this handle keeps
+        between calls (no thread; :meth:`close`, or ``Mailbox.close()``, closes it), so
+        a loop of ``wait()`` and ``claim()`` wakes as fast as :meth:`watch`.
 
         Args:
             timeout: Seconds to wait at most; None waits for ever.
@@ -559,9 +640,16 @@ class Inbox:
         Returns:
             True when unread mail is present, False if ``timeout`` passed first.
         """
-        from .watch import wait_for_mail
+        from .watch import Doorbell, wait_for_mail
 
-        return wait_for_mail(self.new, timeout, disk=self._disk)
+        if self._bell is None:
+            self._bell = Doorbell(self.new)
+        return wait_for_mail(self.new, timeout, disk=self._disk, bell=self._bell)
+
+    def close(self) -> None:
+        """Close what :meth:`wait` keeps between calls (one inotify descriptor)."""
+        if self._bell is not None:
+            self._bell.close()
 
     def claim_next(self, timeout: float | None = None,
                    stop: threading.Event | None = None) -> Message | None:

@@ -42,15 +42,37 @@ class Journal:
         self._day = ""
         self._day_ends = 0
         self._lock = threading.Lock()
+        self._held: list[bytes] | None = None
 
     def record(self, event: str, **fields: Any) -> None:
-        """Append one event; best effort (a full disk must not fail the transition itself)."""
+        """Append one event; best effort (a full disk must not fail the transition itself).
+
+        Between :meth:`hold` and :meth:`flush` (a batch) the line is kept in memory."""
         now = time.time_ns()
         entry = {"t": now, "ev": event, "pid": pid(), **fields}
         line = orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE)
+        held = self._held
+        if held is not None:
+            held.append(line)
+            return
+        self._write(now, line)
+
+    def hold(self) -> None:
+        """Keep the lines recorded from now on until :meth:`flush` (``Mailbox.batch()``):
+        one write for the batch; a crash inside it loses them (detail, never mail)."""
+        if self._held is None:
+            self._held = []
+
+    def flush(self) -> None:
+        """Write the lines held since :meth:`hold` with one append, and stop holding."""
+        held, self._held = self._held, None
+        if held:
+            self._write(time.time_ns(), b"".join(held))
+
+    def _write(self, now: int, lines: bytes) -> None:
         try:
             with self._lock:
-                os.write(self._open(now), line)
+                os.write(self._open(now), lines)
         except (OSError, MailboxError):
             pass
 

@@ -25,7 +25,7 @@ from .errors import (
     MessageTooLarge,
     ThreadDoneWarning,
 )
-from .fs import Disk, Fsync, faults
+from .fs import Disk, FolderSyncs, Fsync, faults
 from .inbox import Inbox, State
 from .message import Message, Priority, day_of, encode, iso, parse_expiry
 from .quotas import Quotas
@@ -108,6 +108,7 @@ class Mailbox:
         self.spool = Spool(root)
         self.quotas = Quotas(self.registry, root.config)
         self._batch: list[tuple[Inbox | Spool, str, str]] | None = None
+        self._syncs = FolderSyncs(root.disk)  # the done/ fsyncs a batch puts off
         self._inboxes: dict[str, Inbox] = {}
         self._epochs: dict[str, int | None] = {}
         self._threads: Threads | None = None
@@ -145,6 +146,8 @@ class Mailbox:
 
     def close(self) -> None:
         self.root.journal.close()
+        for inbox in self._inboxes.values():
+            inbox.close()
 
     def __enter__(self) -> Mailbox:
         return self
@@ -184,7 +187,7 @@ class Mailbox:
         if inbox is None:
             self.registry.require(name)
             inbox = Inbox(self.root, name, self.dead, epoch=lambda: self.epoch(name),
-                          notify=self._receipt)
+                          notify=self._receipt, syncs=self._syncs)
             self._inboxes[name] = inbox
         return inbox
 
@@ -380,22 +383,32 @@ class Mailbox:
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """Group commit: sends inside are staged, synced with one syncfs, then published.
+        """Group commit, for producers and consumers of many messages at once.
 
-        Nothing becomes visible before the batch commits; a crash inside the block
-        publishes nothing (the staged files are swept by recovery).
+        Sends inside are staged, synced with one syncfs, then published: nothing becomes
+        visible before the batch commits, and a crash inside the block publishes nothing
+        (the staged files are swept by recovery). Under ``fsync=batch`` a ``done`` inside
+        takes effect at once but its ``done/<day>/`` folder is fsynced at the end, once
+        (under ``always`` every done still fsyncs). The journal lines of the block are
+        appended with one write at its end.
         """
         if self._batch is not None:
             yield
             return
         self._batch = []
+        self._syncs.defer()
+        self.root.journal.hold()
         try:
             yield
             self._commit(self._batch)
         finally:
             pending, self._batch = self._batch, None
-            for _, _, staged in pending:
-                self.root.disk.unlink(staged)
+            try:
+                for _, _, staged in pending:
+                    self.root.disk.unlink(staged)
+                self._syncs.flush()
+            finally:
+                self.root.journal.flush()
 
     def _commit(self, pending: list[tuple[Inbox | Spool, str, str]]) -> None:
         if not pending:

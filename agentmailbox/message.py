@@ -96,7 +96,33 @@ class Clock:
 
     def new_id(self, after: int = 0) -> str:
         """A fresh message id whose stamp is larger than ``after`` (see :meth:`stamp`)."""
-        return f"{self.stamp(after):020d}-{os.urandom(8).hex()}"
+        return f"{self.stamp(after):020d}-{_random_hex()}"
+
+
+class _Entropy:
+    """64-bit random suffixes from ``os.urandom``, read 64 at a time (one system call for
+    64 ids, not one each); emptied in a forked child, which must never reuse its
+    parent's bytes."""
+
+    pool = b""
+    lock = threading.Lock()
+
+    @classmethod
+    def forget(cls) -> None:
+        cls.pool = b""
+        cls.lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_Entropy.forget)
+
+
+def _random_hex() -> str:
+    """16 hex digits of 64 bits from the cryptographic source (PROTOCOL.md §0.2 step 4)."""
+    with _Entropy.lock:
+        if not _Entropy.pool:
+            _Entropy.pool = os.urandom(512)
+        taken, _Entropy.pool = _Entropy.pool[:8], _Entropy.pool[8:]
+    return taken.hex()
 
 
 def stamp_of(msg_id: str) -> int:

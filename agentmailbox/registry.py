@@ -12,7 +12,7 @@ import orjson
 
 from . import layout, names
 from .errors import AgentNotFound, AlreadyExists, InvalidInput
-from .fs import Disk, dump_object
+from .fs import TRUST_SECONDS, Disk, dump_object
 from .memory import agent_lock
 from .message import iso
 from .root import Root
@@ -114,6 +114,7 @@ class Registry:
         self._root = root
         self.directory = root.paths.agents
         self._prefix = f"{self.directory}/"  # plain strings: every send checks its agents
+        self._seen: dict[str, float] = {}  # agent -> until when its registration is trusted
 
     def add(self, name: str, /, **fields: Any) -> AgentInfo:
         """Register ``name`` and create its folders; AlreadyExists if it is there."""
@@ -133,11 +134,22 @@ class Registry:
 
     def exists(self, name: str) -> bool:
         """Registered: ``agents/<name>`` is a folder (never a link out of the root) with an
-        ``agent.json``."""
-        base = self._prefix + names.check_agent(name)
+        ``agent.json``.
+
+        A registration seen is trusted for :data:`~agentmailbox.fs.TRUST_SECONDS`, as the
+        folder guard trusts a folder it found real (every send checks both agents: two
+        ``lstat`` each, otherwise). Nothing unregisters an agent but a hand in the root.
+        """
+        name = names.check_agent(name)
+        if self._seen.get(name, 0.0) > time.monotonic():
+            return True
+        base = self._prefix + name
         st = self._root.disk.lstat(base)
-        return (st is not None and stat.S_ISDIR(st.st_mode)
-                and self._root.disk.lstat(f"{base}/{layout.IDENTITY}") is not None)
+        registered = (st is not None and stat.S_ISDIR(st.st_mode)
+                      and self._root.disk.lstat(f"{base}/{layout.IDENTITY}") is not None)
+        if registered:
+            self._seen[name] = time.monotonic() + TRUST_SECONDS
+        return registered
 
     def _is_folder(self, path: Path) -> bool:
         st = self._root.disk.lstat(path)

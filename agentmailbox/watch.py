@@ -27,11 +27,15 @@ so once in the log: slower wake-ups, nothing missed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import math
 import os
+import select
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -49,7 +53,7 @@ from watchdog.observers.inotify_c import InotifyConstants
 
 from . import names
 from .errors import MailboxError, MessageNotFound, from_oserror
-from .fs import Disk
+from .fs import Disk, libc_function, pid
 from .presence import Presence
 
 if TYPE_CHECKING:
@@ -57,7 +61,8 @@ if TYPE_CHECKING:
     from .message import Message
     from .root import Root
 
-__all__ = ["RESCAN_SECONDS", "Watcher", "arrivals", "has_mail", "wait_for_mail", "watch_inbox"]
+__all__ = ["RESCAN_SECONDS", "Doorbell", "Watcher", "arrivals", "has_mail", "wait_for_mail",
+           "watch_inbox"]
 
 RESCAN_SECONDS = 2.0
 """Longest wait between two scans, whatever the events say."""
@@ -321,20 +326,132 @@ def has_mail(directory: Path, disk: Disk | None = None) -> bool:
 
 
 def wait_for_mail(directory: Path, timeout: float | None,
-                  rescan_interval: float = RESCAN_SECONDS, disk: Disk | None = None) -> bool:
-    """Block until ``directory`` holds a message file; see :meth:`Inbox.wait`."""
+                  rescan_interval: float = RESCAN_SECONDS, disk: Disk | None = None,
+                  bell: Doorbell | None = None) -> bool:
+    """Block until ``directory`` holds a message file; see :meth:`Inbox.wait`.
+
+    One wait needs no watchdog observer: its threads cost milliseconds to start and to
+    stop, paid on every call after the wake-up. A :class:`Doorbell` (one inotify
+    descriptor, read on this thread) keeps the same rules: the watch is on before the
+    scan, and every wake-up (or rescan interval) scans again. Give the caller's own
+    ``bell`` to keep it between waits (closing an inotify descriptor waits for the
+    kernel's grace period, ~10 ms here); without one, a bell is made for this call.
+    """
     if has_mail(directory, disk):
         return True
     if timeout is not None and timeout <= 0:
         return False
+    if bell is None or not bell.take():
+        with Doorbell(directory, rescan_interval) as own:
+            return _wait_with(own, directory, timeout, rescan_interval, disk)
+    try:
+        return _wait_with(bell, directory, timeout, rescan_interval, disk)
+    finally:
+        bell.give_back()
+
+
+def _wait_with(bell: Doorbell, directory: Path, timeout: float | None,
+               rescan_interval: float, disk: Disk | None) -> bool:
     deadline = None if timeout is None else time.monotonic() + timeout
-    with Watcher(directory, rescan_interval=rescan_interval) as watcher:
-        while not has_mail(directory, disk):
-            left = _left(deadline)
-            if left is not None and left <= 0:
-                return False
-            watcher.wait(soonest(left, rescan_interval))
+    bell.open()
+    bell.clear()  # what rang before the next scan is seen by that scan
+    while not has_mail(directory, disk):
+        left = _left(deadline)
+        if left is not None and left <= 0:
+            return False
+        bell.wait(soonest(left, rescan_interval))
     return True
+
+
+class Doorbell:
+    """Rings when files are created in or moved into one directory: an inotify descriptor
+    of its own, read on the waiting thread (no watchdog thread to start or join).
+
+    Asks for arrivals only (``IN_CREATE | IN_MOVED_TO``) and never follows a link; when
+    the kernel refuses an instance or a watch, it waits out the rescan interval instead,
+    as :class:`Watcher` does. An overflow is readable like any event: it rings too. One
+    thread waits on it at a time (:meth:`take`); the descriptor is closed by
+    :meth:`close`, or when the bell is collected.
+    """
+
+    _MASK = 0x100 | 0x80 | 0x01000000 | 0x02000000  # CREATE, MOVED_TO, ONLYDIR, DONT_FOLLOW
+    _FLAGS = os.O_NONBLOCK | os.O_CLOEXEC  # IN_NONBLOCK, IN_CLOEXEC
+
+    def __init__(self, directory: Path, rescan_interval: float = RESCAN_SECONDS) -> None:
+        self.directory = directory
+        self.rescan_interval = rescan_interval
+        self.fd = -1
+        self._pid = 0
+        self._refused = False
+        self._closer: weakref.finalize[[int], Doorbell] | None = None
+        self._busy = threading.Lock()
+
+    def __enter__(self) -> Doorbell:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def take(self) -> bool:
+        """Claim the bell for one wait; False if another thread is waiting on it."""
+        return self._busy.acquire(blocking=False)
+
+    def give_back(self) -> None:
+        self._busy.release()
+
+    def open(self) -> None:
+        """Watch from now on (again after a fork: a child must not read its parent's)."""
+        if self._pid == pid() and self.fd >= 0:
+            return
+        self.close()
+        self._pid = pid()
+        init, add = libc_function("inotify_init1"), libc_function("inotify_add_watch")
+        fd = -1 if init is None else init(self._FLAGS)
+        if fd >= 0 and add(fd, os.fsencode(self.directory), self._MASK) < 0:
+            os.close(fd)
+            fd = -1
+        if fd < 0:
+            self._refuse()
+            return
+        self.fd = fd
+        self._closer = weakref.finalize(self, os.close, fd)
+
+    def _refuse(self) -> None:
+        import ctypes  # loaded already, by libc_function
+
+        code = ctypes.get_errno() or errno.ENOSYS
+        exc = OSError(code, os.strerror(code), str(self.directory))
+        if code not in (*_INOTIFY_LIMITS, errno.ENOSYS):
+            raise from_oserror(exc, "watch", str(self.directory)) from exc
+        if self._refused:
+            return  # said once
+        self._refused = True
+        log.warning("inotify unavailable (%s); waiting on %s wakes every %.1f s on its "
+                    "rescan alone", os.strerror(code), self.directory, self.rescan_interval)
+
+    def clear(self) -> None:
+        """Forget what rang so far (without waiting)."""
+        if self.fd >= 0:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self.fd, 65536):
+                    pass
+
+    def wait(self, timeout: float | None) -> None:
+        """Until the bell rings or ``timeout`` passes (None: the rescan interval)."""
+        timeout = self.rescan_interval if timeout is None else max(timeout, 0.0)
+        if self.fd < 0:
+            time.sleep(timeout)
+            return
+        poller = select.poll()  # not select(): a descriptor past 1023 is out of its range
+        poller.register(self.fd, select.POLLIN)
+        if poller.poll(math.ceil(timeout * 1000)):
+            self.clear()
+
+    def close(self) -> None:
+        """Close the descriptor (the next wait opens another)."""
+        closer, self._closer, self.fd, self._pid = self._closer, None, -1, 0
+        if closer is not None:
+            closer()
 
 
 def watch_inbox(inbox: Inbox, root: Root, *, stop: threading.Event | None = None,

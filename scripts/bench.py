@@ -2,7 +2,7 @@
 """Benchmark harness: agentmailbox against a plain-os floor and its peers.
 
 Measures every contestant (the plain-os floor, stdlib Maildir, persist-queue,
-dirq and agentmailbox) on workloads W1-W6 and memory, with contestants
+dirq, Redis Streams and agentmailbox) on workloads W1-W7 and memory, with contestants
 interleaved and repetitions summarised by their median, then the startup rows
 (one ``mailbox`` call against ``python -c pass``; ``--startup`` runs only those).
 ``--mcp`` prints what the MCP server's tool list costs a model's context instead.
@@ -27,7 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import bench_startup
-from bench_contestants import CONTESTANTS, POLICIES, Contestant
+from bench_contestants import CONTESTANTS, POLICIES, Contestant, RedisStreams
+from bench_redis import redis_server
 from bench_report import Entry, markdown, record
 from bench_workloads import CASES, FULL, QUICK, Case, Sizes, settle
 
@@ -42,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, under 2 minutes")
     parser.add_argument("--reps", type=int, help="repetitions (default 3 quick, 5 full)")
-    parser.add_argument("--only", help="workloads to run, e.g. W1,W2 (W1-W6, MEM, IDLE); "
+    parser.add_argument("--only", help="workloads to run, e.g. W1,W2 (W1-W7, SYS, MEM, IDLE); "
                                        "without it the startup rows run too")
     parser.add_argument("--startup", action="store_true",
                         help="only the startup rows: mailbox --help, inbox, read --peek, "
@@ -262,10 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         print(mcp_table())
         return 0
     sizes, reps = (QUICK if args.quick else FULL), args.reps or DEFAULT_REPS[args.quick]
-    entries = plan(args)
     load_before = [round(x, 2) for x in os.getloadavg()]
     began = time.perf_counter()
-    with scratch_dir(args.scratch) as top:
+    wanted = pick(args.contestants, [c.name for c in CONTESTANTS], "contestants")
+    with redis_server(RedisStreams.name in wanted), scratch_dir(args.scratch) as top:
+        entries = plan(args)
         run(entries, sizes, reps, top)
     startup = bench_startup.measure() if args.only is None else []
     seconds = time.perf_counter() - began

@@ -96,6 +96,12 @@ class Contestant:
             return "no routing to groups"
         if case_id == "IDLE" and not hasattr(cls, "idle_watch"):
             return "no way to wait on many inboxes"
+        if case_id == "W7" and cls.hold is Contestant.hold:
+            return "no claim: nothing is ever in flight"
+        if case_id == "SYS":
+            import bench_syscalls
+
+            return bench_syscalls.strace_missing()
         return None
 
     @classmethod
@@ -140,6 +146,10 @@ class Contestant:
             got.append(msg)
         return got
 
+    def hold(self, n: int) -> None:
+        """W7 set-up: claim `n` messages and keep them in flight (never finished)."""
+        raise NotImplementedError
+
     def watch(self) -> None:
         """Prepare to `wait` for new messages (before any are expected)."""
 
@@ -183,7 +193,8 @@ class Floor(Contestant):
     name = "floor"
     policies: ClassVar[dict[str, str]] = {
         "always": "fsync file + new/ on send, done/ on receive",
-        "batch": f"{BATCH_SIZE} tmp files, 1 syncfs, renames, 1 dir fsync",
+        "batch": f"{BATCH_SIZE} tmp files, 1 syncfs, renames, 1 dir fsync; drain: "
+                 f"{BATCH_SIZE} renames into done/, 1 done/ fsync",
         "never": "no fsync",
     }
     wake = "raw inotify"
@@ -242,15 +253,33 @@ class Floor(Contestant):
         fsync_dir(self.new)
 
     def receive(self) -> dict[str, Any] | None:
-        """Claim by rename into cur/, read and parse, then rename into done/."""
+        """Receive one; under batch a receive alone is a batch of one (fsync done/)."""
+        return self._receive(sync=self.fsync != "never")
+
+    def drain(self, n: int) -> list[dict[str, Any]]:
+        """Under batch: receive up to `n` without a folder fsync, then one for all."""
+        if self.fsync != "batch":
+            return super().drain(n)
+        got = []
+        while len(got) < n and (msg := self._receive(sync=False)) is not None:
+            got.append(msg)
+        self._end_drain(bool(got))
+        return got
+
+    def _end_drain(self, any_done: bool) -> None:
+        if any_done:
+            fsync_dir(self.done)
+
+    def _receive(self, sync: bool) -> dict[str, Any] | None:
+        """Claim by rename into cur/, read and parse, then rename into done/ (fsync it)."""
         name = self._claim()
         if name is None:
             return None
         msg = orjson.loads(read_file(f"{self.cur}/{name}"))
         os.rename(f"{self.cur}/{name}", f"{self.done}/{name}")
-        if self.fsync == "always":
+        if sync:
             fsync_dir(self.done)
-        return msg
+        return msg  # type: ignore[no-any-return]
 
     def _claim(self) -> str | None:
         while self.pending or self._refill():
@@ -265,6 +294,12 @@ class Floor(Contestant):
     def _refill(self) -> bool:
         self.pending.extend(sorted(os.listdir(self.new)))
         return bool(self.pending)
+
+    def hold(self, n: int) -> None:
+        """Claim `n` by rename into cur/ and leave them there."""
+        for _ in range(n):
+            if self._claim() is None:
+                raise RuntimeError("nothing to hold")
 
     def watch(self) -> None:
         """Watch new/ with raw inotify."""
@@ -373,7 +408,8 @@ class ProtocolFloor(Floor):
     name = "floor-protocol"
     policies: ClassVar[dict[str, str]] = {
         "always": "as agentmailbox: fsync file + new/ on send, done/<day>/ on done",
-        "batch": f"as agentmailbox: {BATCH_SIZE} staged, 1 syncfs, links, 1 new/ fsync",
+        "batch": f"as agentmailbox: {BATCH_SIZE} staged, 1 syncfs, links, 1 new/ fsync; "
+                 f"drain: {BATCH_SIZE} done, 1 day-folder fsync, 1 journal write",
         "never": "no fsync",
     }
     workloads = frozenset({"W1", "W2"})
@@ -397,6 +433,7 @@ class ProtocolFloor(Floor):
         self.journal = os.open(f"{self.root}/journal/day.jsonl",
                                os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self.seen: frozenset[str] = frozenset()
+        self.held: list[bytes] | None = None
 
     def close(self) -> None:
         """Close the journal."""
@@ -404,8 +441,25 @@ class ProtocolFloor(Floor):
         super().close()
 
     def _note(self, event: str, name: str) -> None:
-        os.write(self.journal, orjson.dumps({"t": time.time_ns(), "ev": event, "id": name},
-                                            option=orjson.OPT_APPEND_NEWLINE))
+        line = orjson.dumps({"t": time.time_ns(), "ev": event, "id": name},
+                            option=orjson.OPT_APPEND_NEWLINE)
+        if self.held is None:
+            os.write(self.journal, line)
+        else:
+            self.held.append(line)
+
+    def drain(self, n: int) -> list[dict[str, Any]]:
+        """Under batch, as `mb.batch()`: the journal lines go out in one write at the end."""
+        if self.fsync == "batch":
+            self.held = []
+        return super().drain(n)
+
+    def _end_drain(self, any_done: bool) -> None:
+        if any_done:
+            fsync_dir(self.day)
+        held, self.held = self.held, None
+        if held:
+            os.write(self.journal, b"".join(held))
 
     def _stage(self, msg: dict[str, Any], sync: bool) -> str:
         for path in self.registered:
@@ -419,7 +473,7 @@ class ProtocolFloor(Floor):
         os.link(f"{self.tmp}/{name}", f"{self.new}/{name}")
         os.unlink(f"{self.tmp}/{name}")
 
-    def receive(self) -> dict[str, Any] | None:
+    def _receive(self, sync: bool) -> dict[str, Any] | None:
         """Claim by rename-no-replace, check, lease, read, journal, settle into done/<day>/."""
         name = self._claim()
         if name is None:
@@ -441,7 +495,7 @@ class ProtocolFloor(Floor):
         self._note("claim", name)
         if _rename_noreplace(f"{self.cur}/{name}".encode(), f"{self.day}/{name}".encode()):
             raise OSError(f"{name}: could not settle into done/")
-        if self.fsync == "always":
+        if sync:
             fsync_dir(self.day)
         self._note("done", name)
         return msg  # type: ignore[no-any-return]
@@ -568,6 +622,14 @@ class PersistQueue(Contestant):
     inited, acked = 0, 5
     clear_every = 1000
 
+    @classmethod
+    def skip_reason(cls, case_id: str) -> str | None:
+        """W7 needs claims that stay in flight while another reader opens the queue."""
+        if case_id == "W7":
+            return ("opening the queue puts unacknowledged rows back (auto_resume): none "
+                    "stay in flight for another reader")
+        return super().skip_reason(case_id)
+
     def create(self) -> None:
         """Create the SQLite database and table."""
         self.open()
@@ -666,6 +728,16 @@ class Dirq(Contestant):
         self.pending.extend(self.q)
         return bool(self.pending)
 
+    def hold(self, n: int) -> None:
+        """`lock` `n` elements and never remove them."""
+        held = 0
+        for name in self.q:
+            if held == n:
+                return
+            held += bool(self.q.lock(name))
+        if held < n:
+            raise RuntimeError("nothing to hold")
+
 
 class AgentMailbox(Contestant):
     """agentmailbox, used through its public API, with the protocol's full checks.
@@ -684,7 +756,8 @@ class AgentMailbox(Contestant):
     name = "agentmailbox"
     policies: ClassVar[dict[str, str]] = {
         "always": "fsync file + new/ on send, done/<day>/ on done",
-        "batch": f"mb.batch() per {BATCH_SIZE}: 1 syncfs, links, 1 new/ fsync",
+        "batch": f"mb.batch() per {BATCH_SIZE}: 1 syncfs, links, 1 new/ fsync; drain: "
+                 f"claim + done, 1 day-folder fsync, 1 journal write",
         "never": "no fsync",
     }
     wake = "inbox.watch() (watchdog inotify)"
@@ -730,6 +803,13 @@ class AgentMailbox(Contestant):
             for msg in msgs:
                 self.send(msg)
 
+    def drain(self, n: int) -> list[dict[str, Any]]:
+        """Under batch, one `mb.batch()` per drain (the done folder fsynced once)."""
+        if self.fsync != "batch":
+            return super().drain(n)
+        with self.mb.batch():
+            return super().drain(n)
+
     def receive(self) -> dict[str, Any] | None:
         """claim, read the body, done."""
         m = self.inbox.claim()
@@ -737,6 +817,12 @@ class AgentMailbox(Contestant):
             return None
         self.inbox.done(m)
         return m.body  # type: ignore[no-any-return]
+
+    def hold(self, n: int) -> None:
+        """`inbox.claim()` `n` messages, never done (their 600 s leases hold them)."""
+        for _ in range(n):
+            if self.inbox.claim() is None:
+                raise RuntimeError("nothing to hold")
 
     def collect(self, n: int, idle_s: float) -> list[int]:
         """W4: consume `inbox.watch()` until `n` messages came; latency after done, in ns."""
@@ -818,6 +904,131 @@ class AgentMailbox(Contestant):
 
 
 
+REDIS_ENV = "AGENTMAILBOX_BENCH_REDIS"
+"""host:port of the redis-server the harness started for this run (bench_redis.py)."""
+
+
+class RedisStreams(Contestant):
+    """Redis Streams on loopback, no persistence: XADD; XREADGROUP + XACK.
+
+    One stream per store and one consumer group; competing readers are consumers of the
+    group, so each entry goes to one of them. The server runs in RAM (`save ""`,
+    `appendonly no`): nothing reaches the disk, so only policy never. W4 waits with
+    `XREADGROUP BLOCK`. Acknowledged entries stay in the stream (W5: its done history).
+    """
+
+    name = "redis-streams"
+    policies: ClassVar[dict[str, str]] = {
+        "never": "in RAM, no persistence (save off, appendonly no), loopback TCP",
+    }
+    module = "redis"
+    wake = "XREADGROUP BLOCK"
+    group = "readers"
+
+    @classmethod
+    def available(cls) -> bool:
+        """Always listed: without a server or client the rows say so (skip_reason)."""
+        return True
+
+    @classmethod
+    def skip_reason(cls, case_id: str) -> str | None:
+        """Why Redis cannot run here (no server, no client, no server started)."""
+        if importlib.util.find_spec("redis") is None:
+            return "the redis Python client is not installed (bench extra)"
+        if not os.environ.get(REDIS_ENV):
+            return "no redis-server here (Debian package redis-server; scripts/bench " \
+                   "installs it when run as root)"
+        return super().skip_reason(case_id)
+
+    def _connect(self) -> Any:
+        import redis
+
+        host, port = os.environ[REDIS_ENV].rsplit(":", 1)
+        self.r = redis.Redis(host=host, port=int(port))
+        self.stream = f"bench:{self.root}"
+        self.consumer = f"c{os.getpid()}-{id(self)}"
+        return self.r
+
+    def create(self) -> None:
+        """An empty stream with its consumer group."""
+        r = self._connect()
+        r.delete(self.stream)
+        r.xgroup_create(self.stream, self.group, id="$", mkstream=True)
+        r.close()
+
+    def open(self) -> None:
+        """Connect."""
+        self._connect()
+
+    def close(self) -> None:
+        """Disconnect."""
+        self.r.close()
+
+    def send(self, msg: dict[str, Any]) -> None:
+        """XADD the JSON bytes."""
+        self.r.xadd(self.stream, {"d": orjson.dumps(msg)})
+
+    def receive(self) -> dict[str, Any] | None:
+        """XREADGROUP one new entry, parse it, XACK it."""
+        got = self.r.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=1)
+        return self._ack(got)
+
+    def _ack(self, got: Any) -> dict[str, Any] | None:
+        if not got or not got[0][1]:
+            return None
+        entry_id, fields = got[0][1][0]
+        msg = orjson.loads(fields[b"d"])
+        self.r.xack(self.stream, self.group, entry_id)
+        return msg  # type: ignore[no-any-return]
+
+    def collect(self, n: int, idle_s: float) -> list[int]:
+        """W4: block in XREADGROUP for each entry; latency after the XACK, in ns."""
+        latencies: list[int] = []
+        while len(latencies) < n:
+            got = self.r.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=1,
+                                    block=int(idle_s * 1000))
+            msg = self._ack(got)
+            if msg is None:
+                break
+            latencies.append(time.perf_counter_ns() - msg["t"])
+        return latencies
+
+    def hold(self, n: int) -> None:
+        """XREADGROUP `n` entries and never XACK them (they stay pending)."""
+        if n == 0:
+            return
+        got = self.r.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=n)
+        if not got or len(got[0][1]) != n:
+            raise RuntimeError("nothing to hold")
+
+    def prefill(self, msgs: list[dict[str, Any]]) -> None:
+        """XADD in pipelines of 1,000 (untimed set-up)."""
+        for group in chunked(msgs, 1000):
+            with self.r.pipeline(transaction=False) as pipe:
+                for msg in group:
+                    pipe.xadd(self.stream, {"d": orjson.dumps(msg)})
+                pipe.execute()
+
+
+class AgentMailboxWait(AgentMailbox):
+    """agentmailbox with a reader that loops over `inbox.wait()` and claims what is there
+    (W4 only), instead of consuming `inbox.watch()`."""
+
+    name = "agentmailbox-wait"
+    wake = "inbox.wait() + claim (one inotify descriptor the handle keeps)"
+    workloads = frozenset({"W4"})
+
+    def collect(self, n: int, idle_s: float) -> list[int]:
+        """W4: wait, then claim and finish everything there; latency after done, in ns."""
+        latencies: list[int] = []
+        while len(latencies) < n and self.inbox.wait(timeout=idle_s):
+            while (m := self.inbox.claim()) is not None:
+                self.inbox.done(m)
+                latencies.append(time.perf_counter_ns() - m.body["t"])
+        return latencies
+
+
 CONTESTANTS: tuple[type[Contestant], ...] = (
-    Floor, FloorPoll, ProtocolFloor, StdlibMaildir, PersistQueue, Dirq, AgentMailbox,
+    Floor, FloorPoll, ProtocolFloor, StdlibMaildir, PersistQueue, Dirq, RedisStreams,
+    AgentMailbox, AgentMailboxWait,
 )

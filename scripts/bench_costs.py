@@ -67,7 +67,7 @@ def _no_schema_check() -> list[Patch]:
 
 def _one_scan() -> list[Patch]:
     def refill(self: inbox.Inbox) -> None:
-        self.requeue_expired()
+        self._sweep_if_due()
         self._queue = sorted(self._scan_new(), reverse=True)
     return [(inbox.Inbox, "_refill", refill)]
 

@@ -1,4 +1,4 @@
-"""Workloads W1-W6 and memory, with the child-process entry points they start.
+"""Workloads W1-W7 and memory, with the child-process entry points they start.
 
 Every measure function has the signature
 `measure(cls, root, policy, sizes, state) -> dict` where `root` is a path that
@@ -54,12 +54,13 @@ class Sizes:
     routed: int
     memory: int
     idle_inboxes: int
+    arrivals: int
 
 
 QUICK = Sizes(send=600, per_producer=300, latency=200, cycle=300, backlog=5_000,
-              routed=300, memory=5_000, idle_inboxes=100)
+              routed=300, memory=5_000, idle_inboxes=100, arrivals=200)
 FULL = Sizes(send=10_000, per_producer=2_500, latency=2_000, cycle=1_000, backlog=100_000,
-             routed=10_000, memory=100_000, idle_inboxes=100)
+             routed=10_000, memory=100_000, idle_inboxes=100, arrivals=1_000)
 
 
 def message(seq: int) -> dict[str, Any]:
@@ -458,6 +459,51 @@ def wait_for_copies(folders: list[str], n: int, router: Any) -> None:
         time.sleep(ROUTE_POLL_S)
 
 
+# W7 ---------------------------------------------------------------------------
+
+IN_FLIGHT = (0, 100, 1_000)
+
+
+def w7_in_flight(held: int) -> Callable[..., dict]:
+    """W7 with `held` messages claimed by another reader and not finished."""
+
+    def measure(cls: type[Contestant], root: Path, policy: str, sizes: Sizes,
+                state: Any) -> dict:
+        """Mail arrives one message at a time and is claimed and finished at once, while
+        `held` claims stay in flight: every receive starts from an empty claim queue."""
+        create(cls, root, policy)
+        with opened(cls, root, policy) as holder:
+            holder.prefill(messages(held, start=BACKLOG_SEQ0))
+            holder.hold(held)
+        spent = []
+        with opened(cls, root, policy) as store:
+            store.send(message(BACKLOG_SEQ0 - 1))  # warm up: a reader that runs for a while
+            if store.receive() is None:
+                raise RuntimeError("W7: the warm-up message did not arrive")
+            for msg in messages(sizes.arrivals):
+                store.send(msg)
+                began = time.perf_counter()
+                got = store.receive()
+                spent.append(time.perf_counter() - began)
+                if got is None or got["seq"] != msg["seq"]:
+                    raise RuntimeError(f"W7: sent {msg['seq']}, received {got and got['seq']}")
+        ordered = sorted(s * 1e6 for s in spent)
+        return {"claim_us": percentile(ordered, 50), "p99_us": percentile(ordered, 99),
+                "mean_us": sum(ordered) / len(ordered)}
+
+    return measure
+
+
+# SYS ----------------------------------------------------------------------------
+
+def syscalls(cls: type[Contestant], root: Path, policy: str, sizes: Sizes,
+             state: Any) -> dict:
+    """System calls per message sent and received (strace -f -c in child processes)."""
+    import bench_syscalls
+
+    return bench_syscalls.per_message(cls, root, policy, sizes.arrivals)
+
+
 # Memory -----------------------------------------------------------------------
 
 def memory(cls: type[Contestant], root: Path, policy: str, sizes: Sizes, state: Any) -> dict:
@@ -568,7 +614,7 @@ CASES = (
            lockstep=True, versus="W1 send, fsync=always" if p == "batch" else None)
       for p in ("always", "batch", "never")),
     *(Case("W2", f"W2 drain, fsync={p}", w2_drain, ("msgs_per_s",), "msgs/s", True, policy=p,
-           lockstep=True) for p in ("always", "never")),
+           lockstep=True) for p in ("always", "batch", "never")),
     Case("W3", f"W3 contention {PRODUCERS}P+{READERS}R", w3_contention, ("msgs_per_s",),
          "msgs/s", True),
     Case("W4", "W4 latency", w4_latency, ("p50_ms", "p99_ms", "max_ms"),
@@ -576,6 +622,11 @@ CASES = (
     Case("W5", "W5 backlog", w5_backlog, ("slowdown",), "time backlog / empty", False,
          prepare=w5_prepare),
     Case("W6", f"W6 routed to {len(GROUP)}", w6_routed, ("msgs_per_s",), "msgs/s", True),
+    *(Case("W7", f"W7 claim, {n:,} in flight", w7_in_flight(n), ("claim_us", "p99_us"),
+           "µs per claim + done, p50 / p99", False) for n in IN_FLIGHT),
+    *(Case("SYS", f"system calls, fsync={p}", syscalls, ("send_calls", "drain_calls"),
+           "per message sent / received", False, policy=p, once=True)
+      for p in ("always", "never")),
     Case("MEM", "memory drain", memory, ("peak_rss_mb",), "peak RSS MB", False, once=True),
     Case("IDLE", "memory idle watch", idle_watch, ("peak_rss_mb",), "peak RSS MB", False,
          once=True),

@@ -1,0 +1,124 @@
+"""The claim path stays O(1) in the claims in flight, and expired leases still come back."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from agentmailbox import Mailbox
+from agentmailbox.fs import Disk
+
+
+def _claims_in_flight(mb: Mailbox, n: int) -> Mailbox:
+    """``n`` messages claimed by another reader and not done; returns that reader's root."""
+    other = Mailbox.open(mb.path)
+    for _ in range(n):
+        mb.send("alice", "bob")
+        assert other.inbox("bob").claim() is not None
+    return other
+
+
+def test_claiming_new_mail_looks_at_no_claim_in_flight_until_one_may_run_out(
+        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader claiming mail as it arrives does not look at the claims other readers hold
+    while none of their leases can have run out: a claim costs the same with 0 or 1,000 in
+    flight."""
+    other = _claims_in_flight(mb, 5)
+    inbox = mb.inbox("bob")
+    assert inbox.claim() is None  # the first refill sweeps once and sees five fresh leases
+    looked: list[str] = []
+    lstat = Disk.lstat
+
+    def counting(disk: Disk, path: str | Path) -> object:
+        if f"{inbox.cur}/" in str(path):
+            looked.append(str(path))
+        return lstat(disk, path)
+
+    monkeypatch.setattr(Disk, "lstat", counting)
+    for _ in range(3):
+        sent = mb.send("alice", "bob")
+        got = inbox.claim()
+        assert got is not None and got.id == sent.id
+        inbox.done(got)
+    assert [] == looked
+    other.close()
+
+
+class _Clock:
+    """The wall clock the inbox reads, set by the test (file times stay the kernel's)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = time.time_ns()
+        monkeypatch.setattr("agentmailbox.inbox.time", SimpleNamespace(time_ns=lambda: self.now))
+
+
+LEASE_NS = 60 * 10**9
+
+
+@pytest.fixture
+def leased(tmp_path: Path) -> Iterator[tuple[Mailbox, str]]:
+    """A root with a 60 s lease and one message claimed by a holder, not done."""
+    mb = Mailbox.init(tmp_path, fsync="never", lease_seconds=LEASE_NS / 1e9)
+    mb.add_agent("alice")
+    mb.add_agent("bob")
+    msg = mb.send("alice", "bob")
+    holder = Mailbox.open(mb.path)
+    assert holder.inbox("bob").claim() is not None
+    yield mb, msg.id
+    holder.close()
+    mb.close()
+
+
+def test_an_expired_lease_is_given_back_by_the_first_refill_after_it_ran_out(
+        leased: tuple[Mailbox, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A claim whose lease ran out is handed to the next reader that looks for mail, even
+    when that reader's last look found the claim well within its lease."""
+    mb, msg_id = leased
+    clock = _Clock(monkeypatch)
+    reader = mb.inbox("bob")
+    assert reader.claim() is None  # its sweep saw the claim within its lease
+    ends = reader.lease_end(msg_id)
+    assert ends is not None
+    clock.now = ends - 10**9
+    assert reader.claim() is None
+    clock.now = ends + 1
+    again = reader.claim()
+    assert again is not None and again.id == msg_id
+
+
+def test_a_renewed_claim_is_not_given_back_at_its_first_lease_end(
+        leased: tuple[Mailbox, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Renewing a claim moves its lease end: a reader that saw the old end does not
+    release it then, and does once the new end has passed."""
+    mb, msg_id = leased
+    clock = _Clock(monkeypatch)
+    reader = mb.inbox("bob")
+    assert reader.claim() is None
+    first_end = reader.lease_end(msg_id)
+    assert first_end is not None
+    renewed_at = first_end - LEASE_NS // 2  # as a renew half a lease after the claim
+    os.utime(reader.cur / f"{msg_id}.json", ns=(renewed_at, renewed_at))
+    clock.now = first_end + 1
+    assert reader.claim() is None
+    clock.now = renewed_at + LEASE_NS + 1
+    again = reader.claim()
+    assert again is not None and again.id == msg_id
+
+
+def test_a_wall_clock_stepped_back_sweeps_at_once(
+        leased: tuple[Mailbox, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the wall clock steps back by more than a lease, the claims stamped in its
+    future are released by the next refill, as the lease rule says (such times are not
+    believed)."""
+    mb, msg_id = leased
+    clock = _Clock(monkeypatch)
+    reader = mb.inbox("bob")
+    assert reader.claim() is None
+    clock.now -= 2 * LEASE_NS
+    again = reader.claim()
+    assert again is not None and again.id == msg_id

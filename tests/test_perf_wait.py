@@ -1,0 +1,131 @@
+"""inbox.wait() wakes as fast as a watch loop: no observer threads to start or join."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import resource
+import threading
+from typing import Any
+
+import pytest
+from conftest import deadline
+
+import agentmailbox.watch as watch
+from agentmailbox import Mailbox
+from agentmailbox.watch import Watcher
+
+
+def _send_soon(mb: Mailbox) -> threading.Timer:
+    timer = threading.Timer(0.1, lambda: mb.send("alice", "bob", subject="now"))
+    timer.start()
+    return timer
+
+
+def test_wait_wakes_on_arrival_without_a_watch_thread(
+        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader blocked in wait() wakes at the delivery without starting a watchdog
+    observer, whose threads would have to be joined after every wake-up."""
+
+    def refuse(self: Watcher) -> Watcher:
+        raise AssertionError("wait() started a watchdog observer")
+
+    monkeypatch.setattr(Watcher, "start", refuse)
+    timer = _send_soon(mb)
+    with deadline(30):
+        assert mb.inbox("bob").wait(timeout=60) is True
+    timer.join()
+
+
+def test_wait_without_inotify_instances_still_wakes_on_its_rescan(
+        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the kernel has no inotify instance left for this user, wait() still returns
+    once mail is there, on its periodic rescan."""
+    real = watch.libc_function
+
+    def no_instances(name: str) -> Any:
+        if name != "inotify_init1":
+            return real(name)
+
+        def refused(flags: int) -> int:
+            ctypes.set_errno(errno.EMFILE)
+            return -1
+
+        return refused
+
+    monkeypatch.setattr(watch, "libc_function", no_instances)
+    timer = _send_soon(mb)
+    with deadline(30):
+        assert watch.wait_for_mail(mb.inbox("bob").new, 60, rescan_interval=0.2) is True
+    timer.join()
+
+
+def test_a_loop_of_waits_keeps_one_inotify_descriptor(
+        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader looping over wait() and claim() opens one inotify descriptor for all its
+    waits (closing one waits for the kernel), and Mailbox.close() closes it."""
+    real = watch.libc_function
+    made: list[int] = []
+
+    def counting(name: str) -> Any:
+        function = real(name)
+        if name != "inotify_init1":
+            return function
+
+        def init(flags: int) -> int:
+            fd: int = function(flags)
+            made.append(fd)
+            return fd
+
+        return init
+
+    monkeypatch.setattr(watch, "libc_function", counting)
+    inbox = mb.inbox("bob")
+    for _ in range(3):
+        timer = _send_soon(mb)
+        with deadline(30):
+            assert inbox.wait(timeout=60) is True
+        timer.join()
+        msg = inbox.claim()
+        assert msg is not None and inbox.done(msg)
+    assert 1 == len(made)
+    mb.close()
+    with pytest.raises(OSError):
+        os.fstat(made[0])
+
+
+def test_wait_works_with_a_descriptor_past_1023(
+        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long-running process with many files open still waits for mail (select() cannot
+    watch a descriptor past 1023)."""
+    real = watch.libc_function
+
+    def high(name: str) -> Any:
+        function = real(name)
+        if name != "inotify_init1":
+            return function
+
+        def init(flags: int) -> int:
+            fd: int = function(flags)
+            moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 1100)
+            os.close(fd)
+            return moved
+
+        return init
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip("the hard limit of open files is below 2048")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    try:
+        monkeypatch.setattr(watch, "libc_function", high)
+        assert mb.inbox("bob").wait(timeout=0.1) is False
+        timer = _send_soon(mb)
+        with deadline(30):
+            assert mb.inbox("bob").wait(timeout=60) is True
+        timer.join()
+        mb.close()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
