@@ -1,7 +1,7 @@
 """The ``mailbox`` command: parses, calls the library, prints text or ``--json``.
 
 No logic lives here. The top group is defined here; each command family lives in a module
-of its own (mail, agents, workspace, continuity, live, admin, hook, integrations) that
+of its own (mail, agents, workspace, continuity, live, admin, hook, integrations, bridge) that
 imports only :mod:`agentmailbox.cli._base`, never this module. The group imports a
 command's module only when that command runs (:data:`COMMANDS`), so ``mailbox inbox``
 never pays for the supervisor, the continuity modules or watchdog. An error exits with
@@ -130,6 +130,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "quotas and rates, expire mail."),
     "dead": ("admin:dead",
              "Dead letters: quarantined or undeliverable mail, each with its reason."),
+    "bridge": ("bridge:bridge", "Carry mail between this root and other hosts over NATS "
+               "JetStream."),
 }
 
 
