@@ -22,6 +22,7 @@ from agentmailbox.bridge.outbox import Outbox
 from agentmailbox.bridge.receipts import Receipts
 from agentmailbox.bridge.status import bridge_status
 from agentmailbox.errors import InvalidName
+from agentmailbox.fs import Foreign
 from agentmailbox.message import decode
 
 Cli = Callable[..., Any]  # the ``cli`` fixture of conftest.py
@@ -197,3 +198,22 @@ def test_sending_to_a_remote_agent_does_not_load_nats(mb: Mailbox) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**python_env(), "MAILBOX_ROOT": str(mb.path)}, timeout=60)
     assert "[]" == done.stderr.strip().splitlines()[-1]
+
+
+def test_a_copy_read_between_its_link_and_unlink_is_not_foreign(mb: Mailbox) -> None:
+    """The writer's staging name is the one second link a waiting copy may have."""
+    msg = mb.send("alice", "bob@gpu1", body="x")
+    name = f"{msg.id}.bob@gpu1.json"
+    outbox = Outbox(mb.root)
+    staged = mb.root.paths.bridge_tmp / f"{msg.id}.1.abcdef"
+    staged.hardlink_to(mb.root.paths.outbound(name))
+    assert msg == decode(outbox.read(name))
+
+
+def test_a_hard_link_to_a_file_elsewhere_in_the_spool_is_foreign(mb: Mailbox) -> None:
+    """A file planted in bridge/out/ as a second name of a file elsewhere is never sent."""
+    msg = mb.send("alice", "bob@gpu1", body="x")
+    name = f"{msg.id}.bob@gpu1.json"
+    (mb.path.parent / "outside").hardlink_to(mb.root.paths.outbound(name))
+    with pytest.raises(Foreign):
+        Outbox(mb.root).read(name)

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 import pytest
-from bridge_harness import Bridge, NatsServer, running, wait_for
+from bridge_harness import Bridge, NatsServer, free_port, running, wait_for
 
 from agentmailbox import Mailbox, State
 from agentmailbox.bridge.status import bridge_status
@@ -165,7 +165,7 @@ def test_bridges_killed_at_random_moments_and_crash_points_lose_and_double_nothi
             return all(holds(dst, agent, expected[(id(dst), agent)])
                        for _, _, _, dst, agent in routes)
 
-        wait_for(arrived, 120, "every message")
+        wait_for(arrived, 60 + MESSAGES / 20, "every message")
     crashes = sum(b.crashes for b in pair)
     print(f"{kills} SIGKILLs, {crashes} deaths at crash points")
     got = bodies(one, "alice") + bodies(one, "carol") + bodies(two, "bob")
@@ -291,3 +291,126 @@ def test_poison_and_hostile_remote_mail_goes_to_dead_once_and_good_mail_flows(
                   "no agent named 'nobody'", "invalid agent name 'Bob'", "invalid host name",
                   "is not mail for host", "malformed receipt"):
         assert any(words in r for r in reasons), (words, reasons)
+
+
+def host_permissions(host: str) -> str:
+    """What one host's NATS user may do (docs/BRIDGE.md, "Permissions"), as server config."""
+    api = "$JS.API"
+    publish = [f"mail.*.msg.*.{host}", f"mail.*.rcpt.{host}", f"{api}.STREAM.INFO.MAILBOX",
+               f"{api}.STREAM.CREATE.MAILBOX",
+               f"{api}.CONSUMER.CREATE.MAILBOX.bridge-{host}.mail.{host}.>",
+               f"{api}.CONSUMER.INFO.MAILBOX.bridge-{host}",
+               f"{api}.CONSUMER.MSG.NEXT.MAILBOX.bridge-{host}",
+               f"$JS.ACK.MAILBOX.bridge-{host}.>"]
+    return (f'{{user: {host}, password: "pw-{host}", permissions: {{'
+            f'publish: {{allow: {orjson.dumps(publish).decode()}}}, '
+            f'subscribe: {{allow: ["_INBOX_{host}.>"]}}}}}}')
+
+
+async def _try_as(url: str, user: str, subject: str, data: bytes) -> str:
+    """Publish to JetStream as ``user``; what came back (an ack, or the error's class)."""
+    import nats
+
+    client = await nats.connect(url, user=user, password=f"pw-{user}",
+                                inbox_prefix=f"_INBOX_{user}")
+    try:
+        ack = await client.jetstream(timeout=1.0).publish(subject, data)
+        return f"stored {ack.seq}"
+    except Exception as exc:
+        return type(exc).__name__
+    finally:
+        await client.close()
+
+
+def test_each_host_publishes_only_as_itself_and_reads_only_its_own_mail(
+        hosts: tuple[Mailbox, Mailbox], tmp_path: Path) -> None:
+    """With a NATS user per host and the permissions docs/BRIDGE.md lists, mail flows both
+    ways, and gpu1's credentials can neither pass for build1 nor read build1's consumer."""
+    one, two = hosts
+    conf = tmp_path / "server.conf"
+    conf.write_text("authorization { users = [ " + ", ".join(
+        host_permissions(h) for h in ("build1", "gpu1")) + " ] }\n")
+    srv = NatsServer(tmp_path, extra=("-c", str(conf)))
+    srv.start()
+    pair = bridges(hosts, srv.url)
+    for bridge in pair:
+        bridge.options += ("--user", bridge.host, "--password", f"pw-{bridge.host}")
+    try:
+        with running(*pair):
+            there = one.send("alice", "bob@gpu1", body="there").id
+            back = two.send("bob", "alice@build1", body="back").id
+            wait_for(lambda: holds(two, "bob", [there]) and holds(one, "alice", [back]), 30,
+                     "mail both ways")
+            own = asyncio.run(_try_as(srv.url, "gpu1", "mail.build1.msg.alice.gpu1",
+                                      _message(["alice@build1"], sender="bob")))
+            spoof = asyncio.run(_try_as(srv.url, "gpu1", "mail.gpu1.msg.bob.build1",
+                                        _message(["bob@gpu1"])))
+            steal = asyncio.run(_try_as(srv.url, "gpu1",
+                                        "$JS.API.CONSUMER.MSG.NEXT.MAILBOX.bridge-build1", b"1"))
+    finally:
+        srv.kill()
+    assert ["there"] == [m.body for m in two.inbox("bob").list()]
+    print(own, spoof, steal)
+    assert own.startswith("stored"), own
+    assert not spoof.startswith("stored") and not steal.startswith("stored"), (spoof, steal)
+
+
+async def _stream_leader(urls: list[str]) -> str | None:
+    import nats
+
+    client = await nats.connect(servers=urls)
+    try:
+        info = await client.jetstream().stream_info("MAILBOX")
+        return info.cluster.leader if info.cluster is not None else None
+    finally:
+        await client.close()
+
+
+def _leader(urls: list[str]) -> str | None:
+    try:
+        return asyncio.run(_stream_leader(urls))
+    except Exception:
+        return None
+
+
+@pytest.mark.slow
+def test_a_three_node_cluster_loses_its_stream_leader_and_nothing_is_lost_or_doubled(
+        hosts: tuple[Mailbox, Mailbox], tmp_path: Path) -> None:
+    """R3 stream on three servers; the stream leader SIGKILLed mid-run: every message
+    arrives exactly once (the bridges fail over to the other two)."""
+    one, two = hosts
+    nodes: list[NatsServer] = []
+    routes = [free_port() for _ in range(3)]
+    for n in range(3):
+        folder = tmp_path / f"n{n}"
+        folder.mkdir()
+        conf = folder / "server.conf"
+        conf.write_text(
+            f"server_name: n{n}\ncluster {{ name: c1, listen: 127.0.0.1:{routes[n]}, routes: ["
+            + ", ".join(f"nats-route://127.0.0.1:{p}" for p in routes) + "] }\n")
+        nodes.append(NatsServer(folder, extra=("-c", str(conf))))
+    urls = [node.url for node in nodes]
+    for node in nodes:
+        node.start()
+    pair = bridges(hosts, urls[0])
+    for bridge in pair:
+        bridge.options += (*(w for u in urls[1:] for w in ("--nats", u)), "--replicas", "3")
+    try:
+        with running(*pair):
+            ids = [one.send("alice", "bob@gpu1", body={"n": n}).id for n in range(100)]
+            ids_back = [two.send("bob", "carol@build1", body={"n": n}).id
+                        for n in range(100, 200)]
+            wait_for(lambda: _leader(urls) is not None, 60, "a stream leader")
+            wait_for(lambda: len(two.inbox("bob").ids()) > 10, 60, "mail to flow")
+            leader = _leader(urls)
+            nodes[int(str(leader)[1:])].kill()
+            ids += [one.send("alice", "bob@gpu1", body={"n": n}).id for n in range(200, 300)]
+            wait_for(lambda: holds(two, "bob", ids) and holds(one, "carol", ids_back), 90,
+                     "every message after the failover")
+    finally:
+        for node in nodes:
+            node.kill()
+    print(f"stream leader {leader} killed")
+    assert {orjson.dumps({"n": n}): 1 for n in [*range(100), *range(200, 300)]} == bodies(
+        two, "bob")
+    assert {orjson.dumps({"n": n}): 1 for n in range(100, 200)} == bodies(one, "carol")

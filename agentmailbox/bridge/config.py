@@ -42,7 +42,7 @@ class BridgeConfig:
     grace_seconds: float = 600.0
     republish_sent: bool = False
     give_up_deliveries: int = 50
-    poll_seconds: float = 0.05
+    poll_seconds: float = 0.01
     receipt_seconds: float = 1.0
     status_seconds: float = 2.0
 
@@ -64,6 +64,12 @@ class BridgeConfig:
     def filter_subject(self) -> str:
         """All this host consumes: ``mail.<host>.>`` (its mail and its receipts)."""
         return f"mail.{self.host}.>"
+
+    @property
+    def inbox_prefix(self) -> str:
+        """Where replies reach this host (``_INBOX_<host>``): a permission can keep other
+        hosts from subscribing to what this one fetches."""
+        return f"_INBOX_{self.host}"
 
     def message_subject(self, host: str, agent: str) -> str:
         """Where a message for ``agent@host`` is published, signed with this host."""

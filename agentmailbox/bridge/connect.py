@@ -65,7 +65,7 @@ def _options(config: BridgeConfig, counters: Counters) -> dict[str, Any]:
         "servers": list(config.servers), "name": f"mailbox-bridge-{config.host}",
         "max_reconnect_attempts": -1, "reconnect_time_wait": 0.5, "connect_timeout": 2,
         "allow_reconnect": True, "error_cb": on_error, "disconnected_cb": on_disconnect,
-        "reconnected_cb": on_reconnect}
+        "reconnected_cb": on_reconnect, "inbox_prefix": config.inbox_prefix}
     tls = config.tls_context()
     if tls is not None:
         options["tls"] = tls
@@ -107,8 +107,10 @@ async def ensure(js: JetStreamContext, config: BridgeConfig) -> None:
             await js.add_stream(stream)
         except nats.js.errors.BadRequestError as exc:  # created meanwhile by another host
             log.info("stream exists", detail=str(exc)[:200])
+    # With a name, the request's subject carries the filter (CONSUMER.CREATE.<stream>.
+    # <name>.<filter>), so a server permission can pin each host to its own subjects.
     await js.add_consumer(STREAM, ConsumerConfig(
-        durable_name=config.durable, filter_subject=config.filter_subject,
+        name=config.durable, durable_name=config.durable, filter_subject=config.filter_subject,
         ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
         ack_wait=config.ack_wait_seconds, max_deliver=-1,
         max_ack_pending=config.max_ack_pending, num_replicas=config.replicas))

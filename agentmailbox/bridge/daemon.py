@@ -200,14 +200,18 @@ class Bridge:
     async def _inbound(self, client: Client, js: JetStreamContext, stop: asyncio.Event) -> None:
         sub: JetStreamContext.PullSubscription | None = None
         seen_reconnects = -1
+        size = 1
         while not stop.is_set():
             if sub is None or seen_reconnects != self.counters.reconnects:
                 seen_reconnects = self.counters.reconnects
                 sub = await self._subscribe(js, sub, stop)
                 continue
+            # nats-py's fetch(n) returns what is there at once, but when it has to wait it
+            # waits for all n (or the timeout): so wait for one, then take the backlog.
             try:
-                batch = await sub.fetch(self.config.batch, timeout=1.0)
+                batch = await sub.fetch(size, timeout=1.0)
             except nats.errors.TimeoutError:
+                size = 1
                 continue
             except _ERRORS as exc:
                 log.warning("fetch failed", error=str(exc)[:200])
@@ -216,6 +220,7 @@ class Bridge:
             for msg in batch:
                 await self._handle(msg)
             await self._flush(client)
+            size = self.config.batch
 
     async def _subscribe(self, js: JetStreamContext,
                          old: JetStreamContext.PullSubscription | None,

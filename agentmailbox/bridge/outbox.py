@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from .. import layout, names
 from ..addresses import Remote
-from ..fs import Moved, staging_name
+from ..fs import Foreign, Moved, same_file, staging_name
 from ..root import Root
 
 __all__ = ["Outbox"]
@@ -64,9 +64,26 @@ class Outbox:
                       if names.outbound_parts(e.name) is not None)
 
     def read(self, name: str) -> bytes:
-        """The encoded message of one waiting copy (a regular file, bounded)."""
-        return self._disk.read(self._paths.outbound(name), self._root.config.max_message_bytes,
-                               one_name=True)[0]
+        """The encoded message of one waiting copy: a regular file, bounded, with one link
+        or the second one of its writer's staging name (a post between link and unlink).
+
+        Raises:
+            Foreign: anything else (a link, a FIFO, a hard link to a file elsewhere).
+            FileNotFoundError: it is gone.
+        """
+        data, st = self._disk.read(self._paths.outbound(name),
+                                   self._root.config.max_message_bytes)
+        if st.st_nlink > 1 and not self._staged(name[:37], st):
+            raise Foreign("hard link to a file elsewhere (not written through bridge/tmp/)")
+        return data
+
+    def _staged(self, msg_id: str, st: os.stat_result) -> bool:
+        for entry in self._disk.scan(self._paths.bridge_tmp):
+            if entry.name.startswith(msg_id):
+                found = self._disk.lstat(entry.path)
+                if found is not None and same_file(found, st):
+                    return True
+        return False
 
     def mark_sent(self, name: str) -> bool:
         """``out/<name>`` to ``sent/<name>``, after JetStream acknowledged it; False if gone.
