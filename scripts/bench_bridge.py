@@ -66,8 +66,8 @@ def paced(a: Mailbox, b: Mailbox, n: int, rate: float) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--paced", type=int, default=300)
-    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--paced", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--fsync", default="always", choices=["always", "batch", "never"])
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp:

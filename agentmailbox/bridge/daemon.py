@@ -58,6 +58,8 @@ POINTS = {
 }
 """The bridge's crash points (``$AGENTMAILBOX_BRIDGE_FAULT``), and what holds when one fires."""
 
+SWEEP_SECONDS = 5.0
+"""How often ``bridge/sent/`` is swept of copies past the grace period."""
 MSG_ID = "Nats-Msg-Id"
 """JetStream's duplicate-window key: the message id and one recipient (or receipt state)."""
 _ERRORS = (nats.errors.Error, asyncio.TimeoutError, OSError)
@@ -154,6 +156,7 @@ class Bridge:
 
     async def _outbound(self, js: JetStreamContext, stop: asyncio.Event) -> None:
         failures = 0
+        next_sweep = 0.0
         while not stop.is_set():
             waiting = self.outbox.pending()
             ok = True
@@ -164,7 +167,9 @@ class Bridge:
                 if not ok:
                     break
             failures = 0 if ok else failures + 1
-            self.outbox.sweep_sent(self.config.grace_seconds)
+            if time.monotonic() >= next_sweep:
+                self.outbox.sweep_sent(self.config.grace_seconds)
+                next_sweep = time.monotonic() + SWEEP_SECONDS
             await connect.sleep(stop, self.config.poll_seconds if ok
                                 else min(5.0, 0.2 * 2 ** min(failures, 5)))
 
@@ -313,9 +318,11 @@ class Bridge:
 
     async def _receipts(self, js: JetStreamContext, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            for msg_id, agent, origin, last in self.inbound.tracker.tracked():
+            for n, (msg_id, agent, origin, last) in enumerate(self.inbound.tracker.tracked()):
                 if stop.is_set():
                     return
+                if n % 64 == 63:
+                    await asyncio.sleep(0)  # three stats each: let the other loops run
                 state = _WORDS.get(self.inbound.inbox(agent).state_of(msg_id))
                 if state is None or rank(state) <= rank(last):
                     continue

@@ -45,13 +45,15 @@ class Outbox:
 
         A copy already waiting (a retried send) stays as it is: one id names one content.
         """
-        self.ensure()
+        tmp, out = f"{self._paths.bridge_tmp}/", f"{self._paths.bridge_out}/"  # hot path: strings
+        if self._disk.lstat(tmp) is None or self._disk.lstat(out) is None:
+            self.ensure()
         posted = 0
         for remote in remotes:
             name = layout.outbound_file(names.check_id(msg_id), remote.agent, remote.host)
-            staged = self._disk.stage(self._paths.bridge_tmp, data, staging_name(msg_id))
+            staged = self._disk.stage(tmp, data, staging_name(msg_id))
             try:
-                posted += self._disk.publish(staged, self._paths.outbound(name))
+                posted += self._disk.publish(staged, out + name)
             finally:
                 self._disk.unlink(staged)
         if posted:

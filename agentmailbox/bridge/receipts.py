@@ -99,11 +99,16 @@ class Receipts:
 
 
 class Tracker:
-    """``bridge/track/``: on the receiving host, remote mail whose receipts still go back."""
+    """``bridge/track/``: on the receiving host, remote mail whose receipts still go back.
+
+    Only the bridge writes these files, so it reads the folder once and then keeps what it
+    wrote in memory (the receipt loop looks at every tracked copy each second).
+    """
 
     def __init__(self, root: Root) -> None:
         self._disk = root.disk
         self._paths = root.paths
+        self._known: dict[tuple[str, str, str], str | None] | None = None
 
     def track(self, msg_id: str, agent: str, origin: str) -> None:
         """Start tracking a copy just delivered (no receipt sent yet); kept if tracked."""
@@ -111,21 +116,32 @@ class Tracker:
         staged = self._disk.stage(self._paths.bridge_tmp, orjson.dumps({"state": None}),
                                   staging_name(msg_id))
         try:
-            self._disk.publish(staged, self._paths.tracked(name))
+            created = self._disk.publish(staged, self._paths.tracked(name))
         finally:
             self._disk.unlink(staged)
+        if created and self._known is not None:
+            self._known[(msg_id, agent, origin)] = None
 
     def sent(self, msg_id: str, agent: str, origin: str, state: str) -> None:
         """Remember that ``state`` went back for this copy; forget it once ``done`` did."""
         name = layout.outbound_file(msg_id, agent, origin)
         if state == "done":
             self._disk.unlink(self._paths.tracked(name))
+            if self._known is not None:
+                self._known.pop((msg_id, agent, origin), None)
             return
         self._disk.replace(self._paths.tracked(name), orjson.dumps({"state": state}))
+        if self._known is not None:
+            self._known[(msg_id, agent, origin)] = state
 
     def tracked(self) -> list[tuple[str, str, str, str | None]]:
         """Each tracked copy: (id, local agent, sender's host, last state sent)."""
-        out = []
+        if self._known is None:
+            self._known = self._load()
+        return sorted((*key, state) for key, state in self._known.items())
+
+    def _load(self) -> dict[tuple[str, str, str], str | None]:
+        known: dict[tuple[str, str, str], str | None] = {}
         for entry in self._disk.scan(self._paths.bridge_track):
             parts = names.outbound_parts(entry.name)
             if parts is None:
@@ -134,5 +150,5 @@ class Tracker:
                 state = self._disk.read_object(entry.path, 4096).get("state")
             except (FileNotFoundError, ValueError):
                 state = None
-            out.append((*parts, state if isinstance(state, str) else None))
-        return sorted(out)
+            known[parts] = state if isinstance(state, str) else None
+        return known
