@@ -217,3 +217,37 @@ def test_a_hard_link_to_a_file_elsewhere_in_the_spool_is_foreign(mb: Mailbox) ->
     (mb.path.parent / "outside").hardlink_to(mb.root.paths.outbound(name))
     with pytest.raises(Foreign):
         Outbox(mb.root).read(name)
+
+
+def test_a_routed_send_that_also_names_a_remote_agent_routes_only_the_local_part(
+        mb: Mailbox) -> None:
+    """@coder and bob@gpu1 in one send: the supervisor delivers to the coders and tells the
+    sender of nothing unroutable; the remote copy waits in the outbound spool."""
+    from agentmailbox.supervisor import Supervisor
+
+    mb.add_agent("carol", role="coder")
+    msg = mb.send("alice", ["@coder", "bob@gpu1"], body="x")
+    with Supervisor(mb) as sup:
+        sup.run_once()
+    assert ([msg.id], [msg.id], [], None) == (
+        mb.inbox("bob").ids(), mb.inbox("carol").ids(), mb.inbox("alice").ids(),
+        mb.status(msg.id).spool)
+    assert [f"{msg.id}.bob@gpu1.json"] == Outbox(mb.root).pending()
+
+
+def test_remote_mail_for_a_full_inbox_waits_and_is_not_buried(mb: Mailbox) -> None:
+    """A remote message for an inbox at its quota is refused for now (the stream keeps it),
+    and delivered once the agent has read its mail; a copy it holds already still acks."""
+    from agentmailbox.errors import InboxFull
+
+    mb.registry.edit("bob", max_unread=1)
+    inbound = Inbound(mb.root, "gpu1")
+    route = parse_subject("mail.gpu1.msg.bob.build1", "gpu1")
+    first = _remote_message(["bob@gpu1"])
+    second = first.replace(b"0123456789abcdef", b"0123456789abcdee")
+    assert Outcome.DELIVERED == inbound.deliver(route, first)[0]
+    with pytest.raises(InboxFull):
+        inbound.deliver(route, second)
+    assert Outcome.HELD == inbound.deliver(route, first)[0]
+    assert mb.inbox("bob").claim() is not None
+    assert (Outcome.DELIVERED, []) == (inbound.deliver(route, second)[0], mb.dead.list())

@@ -34,7 +34,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from .. import names
-from ..errors import MailboxError
+from ..errors import InboxFull, MailboxError
 from ..fs import Foreign
 from ..inbox import State
 from ..logs import get_logger
@@ -58,6 +58,8 @@ POINTS = {
 }
 """The bridge's crash points (``$AGENTMAILBOX_BRIDGE_FAULT``), and what holds when one fires."""
 
+QUOTA_WAIT_SECONDS = 5.0
+"""How long mail for a full inbox waits in the stream before it is offered again."""
 SWEEP_SECONDS = 5.0
 """How often ``bridge/sent/`` is swept of copies past the grace period."""
 MSG_ID = "Nats-Msg-Id"
@@ -100,6 +102,7 @@ class Bridge:
         self.receipts = Receipts(root)
         self.counters = connect.Counters()
         self.counts = {"published": 0, "duplicates": 0, "delivered": 0, "held": 0, "dead": 0,
+                       "deferred": 0,
                        "receipts_sent": 0, "receipts_applied": 0}
         self.last_ack_at: int | None = None
         self.consumer: dict[str, int] | None = None
@@ -263,6 +266,11 @@ class Bridge:
             return
         try:
             outcome, detail = self.inbound.deliver(route, msg.data)
+        except InboxFull as exc:  # backpressure: the stream keeps it until there is room
+            log.info("inbox full", agent=route.agent, origin=route.origin, error=str(exc)[:200])
+            self.counts["deferred"] += 1
+            await self._nak(msg, QUOTA_WAIT_SECONDS)
+            return
         except MailboxError as exc:  # the disk failed us (full, unwritable): try again later
             await self._failed(msg, route, exc)
             return
@@ -281,8 +289,11 @@ class Bridge:
             self._bury(msg, f"delivery failed {deliveries} times: {exc}", route)
             await self._settle(msg, term=True)
             return
+        await self._nak(msg, min(30.0, 0.5 * deliveries))
+
+    async def _nak(self, msg: Msg, delay: float) -> None:
         try:
-            await msg.nak(delay=min(30.0, 0.5 * deliveries))
+            await msg.nak(delay=delay)
         except _ERRORS:
             pass  # redelivered after ack_wait instead
 

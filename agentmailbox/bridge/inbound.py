@@ -25,10 +25,11 @@ from pathlib import Path
 from .. import layout, names
 from ..addresses import localize
 from ..dead import DeadLetters
-from ..errors import InvalidInput
+from ..errors import InboxFull, InvalidInput
 from ..fs import staging_name
-from ..inbox import Inbox
+from ..inbox import Inbox, State
 from ..message import Malformed, Message, decode, encode
+from ..quotas import Quotas
 from ..registry import Registry
 from ..root import Root
 from .outbox import Outbox
@@ -85,6 +86,7 @@ class Inbound:
         Outbox(root).ensure()
         self._registry = Registry(root)
         self._dead = DeadLetters(root)
+        self._quotas = Quotas(self._registry, root.config)
         self._inboxes: dict[str, Inbox] = {}
         self.tracker = Tracker(root)
 
@@ -94,14 +96,25 @@ class Inbound:
         return self._inboxes[agent]
 
     def deliver(self, route: Route, data: bytes) -> tuple[Outcome, str]:
-        """Store one message for ``route.agent``; (outcome, id or the dead letter's reason)."""
+        """Store one message for ``route.agent``; (outcome, id or the dead letter's reason).
+
+        Raises:
+            InboxFull: the agent's inbox holds its quota of unread mail (the bridge asks
+                for the message again later: backpressure, not a dead letter).
+        """
         try:
             agent, msg = self._local_copy(route, data)
         except Refused as exc:
             self.bury(data, str(exc), route)
             return Outcome.DEAD, str(exc)
-        stored = self.inbox(agent).deliver(
-            msg.id, encode(msg, self._root.config.max_message_bytes), fresh=False)
+        inbox = self.inbox(agent)
+        fill = self._quotas.full(inbox)
+        if fill is not None and inbox.state_of(msg.id) is State.ABSENT:
+            raise InboxFull(fill.agent, fill.unread, fill.quota)
+        stored = inbox.deliver(msg.id, encode(msg, self._root.config.max_message_bytes),
+                               fresh=False)
+        if stored:
+            self._quotas.delivered(agent)
         self.tracker.track(msg.id, agent, route.origin)
         return (Outcome.DELIVERED if stored else Outcome.HELD), msg.id
 
