@@ -251,3 +251,16 @@ def test_remote_mail_for_a_full_inbox_waits_and_is_not_buried(mb: Mailbox) -> No
     assert Outcome.HELD == inbound.deliver(route, first)[0]
     assert mb.inbox("bob").claim() is not None
     assert (Outcome.DELIVERED, []) == (inbound.deliver(route, second)[0], mb.dead.list())
+
+
+def test_a_remote_receipt_message_has_one_id_however_often_it_is_made() -> None:
+    """The receipt message for (message, recipient, state) is the same message each time,
+    so the sender's inbox stores it once."""
+    from agentmailbox.bridge.receipts import receipt_message
+
+    record = {"id": "01796000000000000000-0123456789abcdef", "from": "alice", "subject": "s",
+              "thread": "t1"}
+    made = [receipt_message(record, "bob@gpu1", "read", 1796000000000000001) for _ in range(2)]
+    assert (made[0], ("alice",), "t1", "receipt") == (made[1], made[0].to, made[0].thread,
+                                                      made[0].kind)
+    assert made[0].id != receipt_message(record, "bob@gpu1", "done", 1796000000000000001).id

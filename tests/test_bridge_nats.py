@@ -72,10 +72,12 @@ def bodies(mb: Mailbox, agent: str) -> Counter[Any]:
 def test_mail_crosses_hosts_both_ways_and_the_reply_and_receipts_come_back(
         hosts: tuple[Mailbox, Mailbox], server: NatsServer) -> None:
     """alice@build1 writes to bob@gpu1, bob reads it as from alice@build1 and replies to
-    that address; status on build1 follows bob's copy from delivered to done."""
+    that address; status on build1 follows bob's copy from delivered to done, and alice,
+    who asked for receipts, gets bob@gpu1's read and done receipts."""
     one, two = hosts
     with running(*bridges(hosts, server.url)):
-        sent = one.send("alice", ["bob@gpu1", "carol"], subject="plan", body="train it")
+        sent = one.send("alice", ["bob@gpu1", "carol"], subject="plan", body="train it",
+                        receipt=True)
         wait_for(lambda: holds(two, "bob", [sent.id]), 20, "bob to get the mail")
         got = two.inbox("bob").claim()
         assert got is not None
@@ -92,6 +94,10 @@ def test_mail_crosses_hosts_both_ways_and_the_reply_and_receipts_come_back(
     assert status["recipients"][1]["read_at"] is not None
     assert ("bob@gpu1", "on it") == (one.inbox("alice").get(reply.id).sender,
                                      one.inbox("alice").get(reply.id).body)
+    receipts = [(m.sender, m.body["state"], m.reply_to) for m in one.inbox("alice").list()
+                if m.kind == "receipt"]
+    assert [("bob@gpu1", "read", sent.id), ("bob@gpu1", "done", sent.id)] == sorted(
+        receipts, key=lambda r: r[1] != "read")
 
 
 def test_sends_succeed_while_nats_is_down_and_the_spool_drains_when_it_returns(

@@ -38,13 +38,13 @@ from ..errors import InboxFull, MailboxError
 from ..fs import Foreign
 from ..inbox import State
 from ..logs import get_logger
-from ..message import iso
+from ..message import encode, iso
 from ..root import Root
 from . import connect
 from .config import STREAM, BridgeConfig
 from .inbound import Inbound, Outcome, Refused, Route, parse_subject
 from .outbox import Outbox
-from .receipts import STATES, Receipts, rank
+from .receipts import STATES, Receipts, rank, receipt_message
 from .status import write_status
 
 __all__ = ["POINTS", "Bridge", "CrashPoints", "run_bridge"]
@@ -317,15 +317,33 @@ class Bridge:
             msg_id, agent, state, at = obj["id"], obj["agent"], obj["state"], obj["at"]
             names.check_id(msg_id)
             names.check_agent(agent)
-            if state not in STATES or type(at) is not int:
+            if state not in STATES or type(at) is not int or not 0 < at < 10 ** 20:
                 raise ValueError(f"state {str(state)[:20]!r}, at {str(at)[:20]!r}")
         except (ValueError, KeyError, TypeError, MailboxError) as exc:
             self.inbound.bury(data, f"malformed receipt from {route.origin}: {exc}", route)
             self.counts["dead"] += 1
             return False
-        if self.receipts.apply(msg_id, f"{agent}@{route.origin}", state, at):
+        record = self.receipts.apply(msg_id, f"{agent}@{route.origin}", state, at)
+        if record is not None:
             self.counts["receipts_applied"] += 1
+            if record.get("receipt") is True and state != "delivered":
+                address = f"{agent}@{route.origin}"
+                times = record["recipients"][address]["times"]
+                if state == "done" and "read" not in times:  # finished between two looks
+                    self._tell_sender(record, address, "read", at - 1)  # sorts before done
+                self._tell_sender(record, address, state, at)
         return True
+
+    def _tell_sender(self, record: dict[str, Any], address: str, state: str, at: int) -> None:
+        """The read or done receipt message a sender asked for, into its inbox."""
+        msg = receipt_message(record, address, state, at)
+        if not names.agent_shape(msg.to[0]) or not self.inbound.has_agent(msg.to[0]):
+            return
+        data = encode(msg, self.root.config.max_message_bytes)
+        if self.inbound.inbox(msg.to[0]).deliver(msg.id, data, fresh=False):
+            self.root.journal.record("send", id=msg.id, **{"from": address}, to=list(msg.to),
+                                     subject=msg.subject[:80], kind=msg.kind, thread=msg.thread,
+                                     reply_to=msg.reply_to)
 
     async def _receipts(self, js: JetStreamContext, stop: asyncio.Event) -> None:
         while not stop.is_set():

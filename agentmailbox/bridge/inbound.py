@@ -95,6 +95,9 @@ class Inbound:
             self._inboxes[agent] = Inbox(self._root, agent, self._dead)
         return self._inboxes[agent]
 
+    def has_agent(self, agent: str) -> bool:
+        return self._registry.exists(agent)
+
     def deliver(self, route: Route, data: bytes) -> tuple[Outcome, str]:
         """Store one message for ``route.agent``; (outcome, id or the dead letter's reason).
 

@@ -19,6 +19,7 @@ receipt published twice, or out of order, changes nothing.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -26,10 +27,10 @@ import orjson
 from .. import layout, names
 from ..addresses import Remote
 from ..fs import staging_name
-from ..message import Message
+from ..message import Message, iso
 from ..root import Root
 
-__all__ = ["STATES", "Receipts", "Tracker", "rank"]
+__all__ = ["STATES", "Receipts", "Tracker", "rank", "receipt_message"]
 
 STATES = ("delivered", "read", "done")
 """The receipt states, in the order a copy moves through them."""
@@ -53,7 +54,8 @@ class Receipts:
     def start(self, msg: Message, remotes: list[Remote]) -> None:
         """Record a message sent to remote agents (once: a retry keeps the first record)."""
         record = {"v": 1, "id": msg.id, "from": msg.sender, "subject": msg.subject,
-                  "to": list(msg.to), "recipients": {str(r): None for r in remotes}}
+                  "to": list(msg.to), "thread": msg.thread, "receipt": msg.receipt,
+                  "recipients": {str(r): None for r in remotes}}
         staged = self._disk.stage(self._paths.bridge_tmp, orjson.dumps(record),
                                   staging_name(msg.id))
         try:
@@ -71,20 +73,21 @@ class Receipts:
               and isinstance(obj.get("to"), list) and isinstance(obj.get("from"), str))
         return obj if ok else None
 
-    def apply(self, msg_id: str, address: str, state: str, at: int) -> bool:
-        """Record that ``address`` reached ``state``; False if it changes nothing."""
+    def apply(self, msg_id: str, address: str, state: str, at: int) -> dict[str, Any] | None:
+        """Record that ``address`` reached ``state``; the record as changed, or None if
+        this changes nothing."""
         record = self.load(msg_id)
         if record is None or address not in record["recipients"]:
-            return False
+            return None
         known = record["recipients"][address]
         known = known if isinstance(known, dict) else {}
         if rank(known.get("state")) >= rank(state):
-            return False
+            return None
         times = known.get("times")
         times = dict(times) if isinstance(times, dict) else {}
         record["recipients"][address] = {"state": state, "times": {**times, state: at}}
         self._disk.replace(self._paths.receipt(msg_id), orjson.dumps(record))
-        return True
+        return record
 
     def states(self, record: dict[str, Any]) -> dict[str, tuple[str | None, dict[str, int]]]:
         """Remote recipient -> (last state or None, state -> when it was reported, in ns)."""
@@ -96,6 +99,24 @@ class Receipts:
             times = times if isinstance(times, dict) else {}
             out[address] = (state, {k: t for k, t in times.items() if type(t) is int})
         return out
+
+
+def receipt_message(record: dict[str, Any], address: str, state: str, at: int) -> Message:
+    """The explicit receipt (PROTOCOL.md §13) of a remote recipient, for a sender that
+    asked for one (``receipt: true``): from ``bob@gpu1``, to the sender.
+
+    Its id is a function of (message, recipient, state) and of the time the remote bridge
+    saw the state, so a receipt applied twice (a crash between the delivery of this
+    message and the record) is stored once by the inbox.
+    """
+    digest = hashlib.sha256(f"{record['id']}:{address}:{state}".encode()).hexdigest()
+    thread = record.get("thread")
+    return Message(
+        id=f"{at:020d}-{digest[:16]}", sender=address, to=(record["from"],),
+        subject=f"{state}: {record.get('subject', '')}"[:200], kind="receipt",
+        body={"of": record["id"], "state": state, "by": address, "epoch": None},
+        thread=thread if isinstance(thread, str) and names.is_thread(thread) else record["id"],
+        reply_to=record["id"], ts=iso(at))
 
 
 class Tracker:
