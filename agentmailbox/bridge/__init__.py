@@ -10,7 +10,9 @@ back the same way (:mod:`.receipts`).
 The package splits by concern: :mod:`.config` (what a bridge connects with),
 :mod:`.outbox` (the outbound spool), :mod:`.inbound` (delivery of remote mail),
 :mod:`.receipts` (receipts both ways), :mod:`.status` (``mailbox bridge status``),
-:mod:`.connect` (the NATS connection, stream and consumer) and :mod:`.daemon` (the
-loops). Only :mod:`.connect` and :mod:`.daemon` import ``nats`` (the ``nats`` extra):
-the send path loads :mod:`.outbox` alone.
+:mod:`.connect` (the NATS connection, stream and consumer), :mod:`.publish` (the
+outbound loop), :mod:`.consume` (the inbound loop and receipts), :mod:`.crash` (the
+crash points of the tests) and :mod:`.daemon` (the four loops over one connection).
+Only :mod:`.connect`, :mod:`.publish`, :mod:`.consume` and :mod:`.daemon` import ``nats``
+(the ``nats`` extra): the send path loads :mod:`.outbox` and :mod:`.receipts` alone.
 """

@@ -31,9 +31,14 @@ from ..backoff import Backoff
 from ..logs import get_logger
 from .config import STREAM, BridgeConfig
 
-__all__ = ["Counters", "connect", "ensure", "sleep", "subscribe"]
+__all__ = ["ERRORS", "MSG_ID", "Counters", "connect", "ensure", "sleep", "subscribe"]
 
 log = get_logger("agentmailbox.bridge")
+
+ERRORS = (nats.errors.Error, asyncio.TimeoutError, OSError)
+"""What a call to the server may raise when the server or the network fails."""
+MSG_ID = "Nats-Msg-Id"
+"""JetStream's duplicate-window key: the message id and one recipient (or receipt state)."""
 
 
 class Counters:
