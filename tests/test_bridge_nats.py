@@ -420,3 +420,27 @@ def test_a_three_node_cluster_loses_its_stream_leader_and_nothing_is_lost_or_dou
     assert {orjson.dumps({"n": n}): 1 for n in [*range(100), *range(200, 300)]} == bodies(
         two, "bob")
     assert {orjson.dumps({"n": n}): 1 for n in range(100, 200)} == bodies(one, "carol")
+
+
+def test_a_bridge_whose_disk_fails_its_receipts_keeps_carrying_mail(
+        hosts: tuple[Mailbox, Mailbox], server: NatsServer) -> None:
+    """bridge/track/ turned into a file under a running bridge: the receipts it cannot keep
+    are logged and skipped, and the bridge stays up, delivers and sends mail."""
+    one, two = hosts
+    sender, receiver = bridges(hosts, server.url)
+    with running(sender, receiver):
+        first = one.send("alice", "bob@gpu1", body="first").id
+        wait_for(lambda: holds(two, "bob", [first]), 20, "the first message")
+        track = two.root.paths.bridge_track
+        shutil.rmtree(track)
+        track.write_bytes(b"not a folder")
+        assert two.inbox("bob").claim(first) is not None  # a read receipt to send back
+        second = one.send("alice", "bob@gpu1", body="second").id
+        wait_for(lambda: one.status(first).recipients[0].state is State.CLAIMED, 20,
+                 "the read receipt")
+        wait_for(lambda: bridge_status(two.root)["counts"].get("delivered") == 2, 20,
+                 "the second message delivered (and acknowledged)")
+        back = two.send("bob", "alice@build1", body="back").id
+        wait_for(lambda: holds(one, "alice", [back]), 20, "mail from the failing host")
+        assert receiver.alive()
+    assert [] == two.dead.list()

@@ -22,12 +22,14 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from ..errors import MailboxError
 from ..logs import get_logger
 from ..message import iso
 from ..root import Root
@@ -42,6 +44,9 @@ from .status import write_status
 __all__ = ["Bridge", "run_bridge"]
 
 log = get_logger("agentmailbox.bridge")
+
+KEEP_PAUSE_SECONDS = 1.0
+"""How long a loop the disk failed waits before it starts again."""
 
 
 class Bridge:
@@ -75,10 +80,17 @@ class Bridge:
         self.server_version = _version(client)
         js = client.jetstream(timeout=5.0)
         await self._setup(js, stop)
-        loops = [self.publisher.run(js, stop), self.consumer.run(client, js, stop),
-                 self.consumer.send_receipts(js, stop), self._status(js, stop)]
+        loops: dict[str, Callable[[], Awaitable[None]]] = {
+            "outbound": lambda: self.publisher.run(js, stop),
+            "inbound": lambda: self.consumer.run(client, js, stop),
+            "receipts": lambda: self.consumer.send_receipts(js, stop),
+            "status": lambda: self._status(js, stop)}
         try:
-            await asyncio.gather(*loops)
+            # A loop that fails for a bug ends them all (the TaskGroup cancels the others)
+            # and the bridge exits; the disk failing one is only paused (_keep).
+            async with asyncio.TaskGroup() as group:
+                for name, loop in loops.items():
+                    group.create_task(_keep(name, loop, stop))
         finally:
             await self._close(client)
             self._write_status(running=False)
@@ -132,6 +144,18 @@ class Bridge:
                 "last_error": self.counters.last_error,
                 "last_ack_at": None if last_ack is None else iso(last_ack),
                 "consumer": self.consumer_info, "counts": dict(self.counts)}
+
+
+async def _keep(name: str, loop: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
+    """Run one loop until ``stop``; when the disk fails it (a folder of the root replaced,
+    the filesystem full), log that, pause, and start it again: the message in hand was not
+    acknowledged, so it comes back."""
+    while not stop.is_set():
+        try:
+            await loop()
+        except MailboxError as exc:
+            log.error("loop failed", loop=name, error=str(exc)[:300])
+            await connect.sleep(stop, KEEP_PAUSE_SECONDS)
 
 
 def _version(client: Client) -> str:

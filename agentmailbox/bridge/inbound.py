@@ -25,9 +25,10 @@ from pathlib import Path
 from .. import layout, names
 from ..addresses import localize
 from ..dead import DeadLetters
-from ..errors import InboxFull, InvalidInput
+from ..errors import InboxFull, InvalidInput, MailboxError
 from ..fs import staging_name
 from ..inbox import Inbox, State
+from ..logs import get_logger
 from ..message import Malformed, Message, decode, encode
 from ..quotas import Quotas
 from ..registry import Registry
@@ -36,6 +37,8 @@ from .outbox import Outbox
 from .receipts import Tracker
 
 __all__ = ["Inbound", "Outcome", "Route", "parse_subject"]
+
+log = get_logger("agentmailbox.bridge")
 
 
 class Outcome(enum.StrEnum):
@@ -118,7 +121,10 @@ class Inbound:
                                fresh=False)
         if stored:
             self._quotas.delivered(agent)
-        self.tracker.track(msg.id, agent, route.origin)
+        try:
+            self.tracker.track(msg.id, agent, route.origin)
+        except MailboxError as exc:  # the mail is delivered: only its receipts are lost
+            log.warning("not tracked", id=msg.id, agent=agent, error=str(exc)[:200])
         return (Outcome.DELIVERED if stored else Outcome.HELD), msg.id
 
     def _local_copy(self, route: Route, data: bytes) -> tuple[str, Message]:

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 
 from .. import names
+from ..errors import MailboxError
 from ..root import Root
 from .outbox import Outbox
 from .receipts import Tracker
 
 __all__ = ["STALE_SECONDS", "bridge_status", "write_status"]
+
+T = TypeVar("T")
 
 STALE_SECONDS = 30.0
 """A status older than this, or written by a process that is gone, is not a running bridge."""
@@ -52,9 +56,17 @@ def _alive(last: dict[str, Any]) -> bool:
 
 
 def bridge_status(root: Root) -> dict[str, Any]:
-    """The document ``mailbox bridge status --json`` prints (docs/BRIDGE.md)."""
-    outbox = Outbox(root)
-    depth, oldest = outbox.depth()
+    """The document ``mailbox bridge status --json`` prints (docs/BRIDGE.md).
+
+    A folder of ``bridge/`` that cannot be read (a file or a link where it belongs) counts
+    nothing and is named in ``problems``, so the command still answers.
+    """
+    problems: list[str] = []
+    empty: tuple[int, float | None] = (0, None)
+    depth, oldest = _counted(problems, lambda: Outbox(root).depth(), empty)
+    sent = _counted(problems, lambda: sum(1 for e in root.disk.scan(root.paths.bridge_sent)
+                                          if names.outbound_parts(e.name) is not None), 0)
+    tracked = _counted(problems, lambda: len(Tracker(root).tracked()), 0)
     last = _last(root)
     consumer = last.get("consumer")
     return {
@@ -63,9 +75,7 @@ def bridge_status(root: Root) -> dict[str, Any]:
         "pid": last.get("pid") if type(last.get("pid")) is int else None,
         "updated_at": _text(last.get("updated_at")),
         "spool_depth": depth, "spool_oldest_age_seconds": oldest,
-        "sent_kept": sum(1 for e in root.disk.scan(root.paths.bridge_sent)
-                         if names.outbound_parts(e.name) is not None),
-        "tracked": len(Tracker(root).tracked()),
+        "sent_kept": sent, "tracked": tracked,
         "connected": last.get("connected") is True and _alive(last),
         "server_version": _text(last.get("server_version")),
         "reconnects": last.get("reconnects") if type(last.get("reconnects")) is int else 0,
@@ -73,7 +83,16 @@ def bridge_status(root: Root) -> dict[str, Any]:
         "last_error": _text(last.get("last_error")),
         "consumer": consumer if isinstance(consumer, dict) else None,
         "counts": last.get("counts") if isinstance(last.get("counts"), dict) else {},
+        "problems": problems,
     }
+
+
+def _counted(problems: list[str], count: Callable[[], T], otherwise: T) -> T:
+    try:
+        return count()
+    except MailboxError as exc:
+        problems.append(str(exc))
+        return otherwise
 
 
 def _text(value: Any) -> str | None:

@@ -152,7 +152,7 @@ SHAPES: dict[str, Shape] = {
         spool_oldest_age_seconds=opt(NUM), sent_kept=INT, tracked=INT, connected=BOOL,
         server_version=opt(STR), reconnects=INT, last_ack_at=opt(STR), last_error=opt(STR),
         consumer=opt(obj(num_pending=INT, num_ack_pending=INT, num_redelivered=INT)),
-        counts={"type": "object", "additionalProperties": INT}),
+        counts={"type": "object", "additionalProperties": INT}, problems=arr(STR)),
         "the daemon's last view (bridge/status.json) and the spool as it is now; "
         "docs/BRIDGE.md"),
     "thread done": Shape(False, extend(MARKER, created=BOOL)),
