@@ -13,6 +13,7 @@ import asyncio
 import os
 import random
 import shutil
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -444,3 +445,59 @@ def test_a_bridge_whose_disk_fails_its_receipts_keeps_carrying_mail(
         wait_for(lambda: holds(one, "alice", [back]), 20, "mail from the failing host")
         assert receiver.alive()
     assert [] == two.dead.list()
+
+
+def _certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 (openssl): (ca, cert, key)."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+            "ca.pem", "-days", "1", "-subj", "/CN=bridge test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
+            "server.csr", "-subj", "/CN=127.0.0.1")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "san.ext")
+    return folder / "ca.pem", folder / "server.pem", folder / "server.key"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make certificates")
+def test_mail_flows_over_tls_with_the_servers_ca(hosts: tuple[Mailbox, Mailbox],
+                                                  tmp_path: Path) -> None:
+    """A server that requires TLS: bridges given --tls-ca carry mail both ways; one that
+    does not trust the server's certificate never connects, and its mail waits."""
+    one, two = hosts
+    ca, cert, key = _certificates(tmp_path)
+    srv = NatsServer(tmp_path, extra=("--tls", "--tlscert", str(cert), "--tlskey", str(key)))
+    srv.start()
+    url = f"tls://127.0.0.1:{srv.port}"
+    pair = bridges(hosts, url)
+    for bridge in pair:
+        bridge.options += ("--tls-ca", str(ca))
+    try:
+        with running(*pair):
+            there = one.send("alice", "bob@gpu1", body="there").id
+            back = two.send("bob", "alice@build1", body="back").id
+            wait_for(lambda: holds(two, "bob", [there]) and holds(one, "alice", [back]), 30,
+                     "mail both ways over TLS")
+        untrusting = bridges(hosts, url)[0]
+        with running(untrusting):
+            one.send("alice", "bob@gpu1", body="waits")
+            wait_for(lambda: b"CERTIFICATE_VERIFY_FAILED" in untrusting.log.read_bytes(), 20,
+                     "the refused handshake")
+            status = bridge_status(one.root)
+    finally:
+        srv.kill()
+    assert (False, 1) == (status["connected"], status["spool_depth"])
+
+
+def test_sigterm_stops_a_bridge_that_is_still_trying_to_connect(
+        hosts: tuple[Mailbox, Mailbox], tmp_path: Path) -> None:
+    """With no server to reach, SIGTERM still stops the bridge with exit 0."""
+    one, _ = hosts
+    bridge = Bridge(one.path, "build1", NatsServer(tmp_path).url)
+    bridge.start()
+    wait_for(lambda: b"nats error" in bridge.log.read_bytes(), 20, "a failed connection")
+    assert 0 == bridge.terminate()
+    assert not bridge_status(one.root)["running"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
@@ -83,19 +82,44 @@ def _options(config: BridgeConfig, counters: Counters) -> dict[str, Any]:
 
 async def connect(config: BridgeConfig, counters: Counters, stop: asyncio.Event
                   ) -> Client | None:
-    """Connect, retrying with backoff until it works or ``stop`` is set (then None)."""
+    """Connect, retrying with backoff until it works or ``stop`` is set (then None).
+
+    With ``max_reconnect_attempts=-1`` nats-py keeps trying a server that is down inside
+    ``connect`` itself, so the attempt runs as a task that ``stop`` cancels: SIGTERM
+    stops a bridge that never reached its server.
+    """
     delays = Backoff(0.2, 5.0)
     while not stop.is_set():
-        try:
-            client = await nats.connect(**_options(config, counters))
-        except (TimeoutError, OSError, nats.errors.Error) as exc:
-            log.warning("cannot connect", servers=list(config.servers), error=str(exc)[:200])
+        client = Client()
+        attempt = asyncio.ensure_future(client.connect(**_options(config, counters)))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({attempt, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not attempt.done():
+            attempt.cancel()
+            await _quietly(attempt, client)
+            return None
+        if attempt.exception() is not None:
+            log.warning("cannot connect", servers=list(config.servers),
+                        error=str(attempt.exception())[:200])
             await sleep(stop, delays.failed("connect"))
             continue
         counters.connected = True
         log.info("connected", host=config.host)
         return client
     return None
+
+
+async def _quietly(attempt: asyncio.Future[None], client: Client) -> None:
+    """Wait for a cancelled connection attempt to end, and close what it left."""
+    try:
+        await attempt
+    except (asyncio.CancelledError, *ERRORS):
+        pass
+    try:
+        await client.close()
+    except Exception as exc:  # a client that never connected may fail to close: we leave it
+        log.warning("close failed", error=str(exc)[:200])
 
 
 async def ensure(js: JetStreamContext, config: BridgeConfig) -> None:
