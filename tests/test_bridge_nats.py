@@ -441,6 +441,7 @@ def test_a_bridge_whose_disk_fails_its_receipts_keeps_carrying_mail(
                  "the read receipt")
         wait_for(lambda: bridge_status(two.root)["counts"].get("delivered") == 2, 20,
                  "the second message delivered (and acknowledged)")
+        assert holds(two, "bob", [second])
         back = two.send("bob", "alice@build1", body="back").id
         wait_for(lambda: holds(one, "alice", [back]), 20, "mail from the failing host")
         assert receiver.alive()
