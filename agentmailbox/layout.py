@@ -18,7 +18,7 @@ from pathlib import Path
 
 __all__ = ["IDENTITY", "LETTER_SUFFIX", "LOG_SUFFIX", "MARKER_SUFFIX", "REASON_SUFFIX", "TREE",
            "AgentPaths", "Entry", "Paths", "SpoolPaths", "fill", "fixed_folders", "log_file",
-           "made_folders", "message_file", "version_name"]
+           "made_folders", "message_file", "outbound_file", "version_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +105,19 @@ TREE: tuple[Entry, ...] = (
     _f("run/heartbeats/<agent>.json", "on demand", "an agent's last sign of life"),
     _d("threads", "on demand", "thread DONE markers (§20.5)"),
     _f("threads/<thread>.done.json", "on demand", "one thread marked done"),
+    _d("bridge", "bridge", "mail to and from other hosts (§25, docs/BRIDGE.md)"),
+    _d("bridge/tmp", "bridge", "staging for the files below"),
+    _f("bridge/tmp/<id>.<pid>.<hex>", "on demand", "a remote-bound copy being staged"),
+    _d("bridge/out", "bridge", "the outbound spool: copies JetStream has not acknowledged"),
+    _f("bridge/out/<name>", "on demand", "one copy for one remote agent: <id>.<agent>@<host>.json"),
+    _d("bridge/sent", "bridge", "copies JetStream acknowledged, kept for the grace period"),
+    _f("bridge/sent/<name>", "on demand", "an acknowledged copy: <id>.<agent>@<host>.json"),
+    _d("bridge/track", "bridge", "remote mail delivered here whose receipts still go back"),
+    _f("bridge/track/<name>", "on demand",
+       "the last receipt sent: <id>.<agent>@<host>.json (local agent, sender's host)"),
+    _d("bridge/receipts", "bridge", "what the remote recipients of mail sent here reported"),
+    _f("bridge/receipts/<id>.json", "on demand", "sender, subject, to, and each remote state"),
+    _f("bridge/status.json", "on demand", "what the running bridge last saw"),
 )
 
 _PLACEHOLDER = re.compile(r"<([a-z-]+)>")
@@ -144,6 +157,11 @@ def made_folders(made_by: str) -> list[str]:
 def message_file(msg_id: str) -> str:
     """The file name of a message in any folder that holds messages: ``<id>.json``."""
     return f"{msg_id}.json"
+
+
+def outbound_file(msg_id: str, agent: str, host: str) -> str:
+    """The file name of one remote-bound copy in ``bridge/``: ``<id>.<agent>@<host>.json``."""
+    return f"{msg_id}.{agent}@{host}.json"
 
 
 LOG_SUFFIX = ".jsonl"
@@ -384,6 +402,49 @@ class Paths:
 
     def thread_marker(self, thread: str) -> Path:
         return self.threads / (thread + MARKER_SUFFIX)
+
+    @property
+    def bridge(self) -> Path:
+        return self.path / "bridge"
+
+    @property
+    def bridge_tmp(self) -> Path:
+        return self.path / "bridge" / "tmp"
+
+    @property
+    def bridge_out(self) -> Path:
+        """``bridge/out/``: the outbound spool (remote-bound copies not yet acknowledged)."""
+        return self.path / "bridge" / "out"
+
+    @property
+    def bridge_sent(self) -> Path:
+        return self.path / "bridge" / "sent"
+
+    @property
+    def bridge_track(self) -> Path:
+        return self.path / "bridge" / "track"
+
+    @property
+    def bridge_receipts(self) -> Path:
+        return self.path / "bridge" / "receipts"
+
+    def outbound(self, name: str) -> Path:
+        """``bridge/out/<id>.<agent>@<host>.json`` (a name names.outbound_parts accepts)."""
+        return self.bridge_out / name
+
+    def sent(self, name: str) -> Path:
+        return self.bridge_sent / name
+
+    def tracked(self, name: str) -> Path:
+        return self.bridge_track / name
+
+    def receipt(self, msg_id: str) -> Path:
+        """``bridge/receipts/<id>.json``: the remote recipients' states of one message."""
+        return self.bridge_receipts / message_file(msg_id)
+
+    @property
+    def bridge_status(self) -> Path:
+        return self.path / "bridge" / "status.json"
 
     @property
     def staging_folders(self) -> tuple[Path, ...]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from . import layout, names
-from .addresses import expansion_of, split_addresses
+from .addresses import Remote, expansion_of, split_addresses, split_remote
 from .dead import DeadLetter, DeadLetters
 from .errors import (
     AlreadyExists,
@@ -239,7 +239,9 @@ class Mailbox:
         Agent names are delivered now. Routed addresses (``@role``, ``#topic``,
         ``+group``, ``*``) are posted once to ``spool/`` for the supervisor, which
         expands them; ``to`` keeps the addresses as written, and an agent reached
-        both ways gets one copy (the same id). Every recipient is checked before
+        both ways gets one copy (the same id). An agent of another host
+        (``bob@gpu1``) gets a copy in the outbound spool, which the bridge carries
+        (docs/BRIDGE.md). Every recipient is checked before
         anything is written. With ``key``, the same (sender, key) stores one message
         however often it is sent (see PROTOCOL.md: idempotency keys).
 
@@ -250,7 +252,7 @@ class Mailbox:
         Raises:
             InboxFull: a named agent's inbox holds its quota of unread mail.
         """
-        written, direct, routed = self._recipients(to)
+        written, direct, routed, remote = self._recipients(to)
         self.registry.require(names.check_agent(sender))
         msg = self._compose(sender, written, subject, body, kind=kind,
                             thread=thread, reply_to=reply_to, priority=priority,
@@ -273,7 +275,17 @@ class Mailbox:
                 self.quotas.delivered(inbox.agent)
         if routed:
             self._deliver(self.spool, msg.id, data)
+        if remote:
+            self._post_remote(msg, data, remote)
         return msg
+
+    def _post_remote(self, msg: Message, data: bytes, remote: list[Remote]) -> None:
+        """The copies for agents of other hosts, into the bridge's outbound spool."""
+        from .bridge.outbox import Outbox  # here: only mail to another host needs it
+        from .bridge.receipts import Receipts
+
+        Outbox(self.root).post(msg.id, data, remote)
+        Receipts(self.root).start(msg, remote)
 
     def _check_quotas(self, inboxes: list[Inbox]) -> None:
         for inbox in inboxes:
@@ -288,8 +300,9 @@ class Mailbox:
                           "the mail is sent and flagged", ThreadDoneWarning, stacklevel=3)
 
     def _recipients(self, to: str | Iterable[str]
-                    ) -> tuple[tuple[str, ...], list[str], list[str]]:
-        """(``to`` as written, agent names, routed addresses); agent names must be registered."""
+                    ) -> tuple[tuple[str, ...], list[str], list[str], list[Remote]]:
+        """(``to`` as written, agent names, routed addresses, agents of other hosts); agent
+        names must be registered."""
         if isinstance(to, str):
             wanted = [to]
         elif isinstance(to, Iterable) and not isinstance(to, bytes | dict):
@@ -299,10 +312,11 @@ class Mailbox:
                                f"{type(to).__name__}")
         if not wanted:
             raise InvalidInput("no recipients", hint="name at least one agent with --to")
-        direct, routed = split_addresses(wanted)
+        local, remote = split_remote(wanted)
+        direct, routed = split_addresses(local)
         for name in direct:
             self.registry.require(name)
-        return tuple(dict.fromkeys(wanted)), direct, routed
+        return tuple(dict.fromkeys(wanted)), direct, routed, remote
 
     def _compose(self, sender: str, to: tuple[str, ...], subject: str, body: Any,
                  **fields: Any) -> Message:
@@ -461,17 +475,24 @@ class Mailbox:
         dead = self.dead.of_message(msg_id)
         msg = (self.inbox(holders[0]).get(msg_id) if holders
                else spooled[1] if spooled is not None else None)
-        if msg is None and not dead:
-            raise MessageNotFound(msg_id, "any inbox, the spool or dead/")
+        from .bridge.receipts import Receipts  # here: the send path does not need it
+
+        remote = Receipts(self.root).load(msg_id)  # mail to other hosts (docs/BRIDGE.md)
+        if msg is None and not dead and remote is None:
+            raise MessageNotFound(msg_id, "any inbox, the spool, the bridge or dead/")
         from_, subject, to = ((msg.sender, msg.subject, msg.to) if msg is not None
+                              else (remote["from"], str(remote.get("subject", "")),
+                                    tuple(remote["to"])) if remote is not None
                               else (dead[-1].sender, dead[-1].subject or "", ()))
         if sender is not None and from_ != sender:
             raise MessageNotFound(msg_id, f"mail sent by {sender}")
         events = self._events_about(msg_id)
         recipients = [n for n in to if n in found]
         recipients += [n for n in holders if n not in recipients]
-        return Status(msg_id, from_ or "", subject,
-                      tuple(self._delivery(n, found[n], events) for n in recipients),
+        deliveries = [self._delivery(n, found[n], events) for n in recipients]
+        if remote is not None:
+            deliveries += _remote_deliveries(Receipts(self.root).states(remote))
+        return Status(msg_id, from_ or "", subject, tuple(deliveries),
                       routed=expansion_of(events), spool=spooled[0] if spooled else None,
                       dead=dead)
 
@@ -512,6 +533,23 @@ def load_key_marker(path: Path, disk: Disk, limit: int) -> dict[str, Any]:
             and isinstance(obj.get("at", ""), str)):
         raise ValueError('not a key record {"key", "id", "to", "at"}')
     return obj
+
+
+_REMOTE_STATES = {None: State.ABSENT, "delivered": State.NEW, "read": State.CLAIMED,
+                  "done": State.DONE}
+
+
+def _remote_deliveries(states: dict[str, tuple[str | None, dict[str, int]]]
+                       ) -> list[Delivery]:
+    """Where each agent of another host has the message, as its bridge's receipts said."""
+    out = []
+    for address, (state, times) in states.items():
+        done = times.get("done")
+        read = times.get("read", done)  # finished between two looks: read by then
+        out.append(Delivery(address, _REMOTE_STATES[state],
+                            read_at=None if read is None else iso(read),
+                            done_at=None if done is None else iso(done)))
+    return out
 
 
 def _writable_thread(msg: Message) -> str:

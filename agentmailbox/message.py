@@ -308,7 +308,7 @@ def _build(obj: dict[str, Any]) -> Message:
     return msg if msg is not None else _build_checked(obj)
 
 
-_AGENT_NAME = names.agent_shape
+_AGENT_NAME = names.sender_shape  # a local agent, or agent@host (mail from a bridge)
 _ID_SHAPE = names.id_shape
 _ANY_ADDRESS = names.address_shape
 _TEXT_FIELDS = ("subject", "kind", "thread", "reply_to", "ts")

@@ -16,6 +16,7 @@ __all__ = [
     "agent_shape",
     "as_text",
     "check_agent",
+    "check_host",
     "check_id",
     "check_key",
     "check_state_key",
@@ -28,7 +29,10 @@ __all__ = [
     "is_message_file",
     "is_thread",
     "is_version_name",
+    "outbound_parts",
+    "remote_parts",
     "routed_shape",
+    "sender_shape",
     "staging_id",
 ]
 
@@ -45,12 +49,21 @@ acts as one, and of the hooks)."""
 _AGENT_TEXT = r"[a-z0-9][a-z0-9_-]{0,63}"
 # <20-digit nanosecond HLC stamp>-<16 hex random>
 _ID_TEXT = r"[0-9]{20}-[0-9a-f]{16}"
+# A host of ``agent@host`` (docs/BRIDGE.md): the agent-name form, so that a host is one
+# NATS subject token and one part of a file name (no '.', '*', '>', '/', space or '@').
+_HOST_TEXT = r"[a-z0-9][a-z0-9_-]{0,63}"
 _AGENT = re.compile(_AGENT_TEXT)
+_HOST = re.compile(_HOST_TEXT)
+_REMOTE = re.compile(rf"({_AGENT_TEXT})@({_HOST_TEXT})")
+# The sender of a message: a local agent, or agent@host for mail a bridge brought in.
+_SENDER = re.compile(rf"{_AGENT_TEXT}(?:@{_HOST_TEXT})?")
+# bridge/out/, bridge/sent/, bridge/track/: <id>.<agent>@<host>.json (PROTOCOL.md §25)
+_OUTBOUND = re.compile(rf"({_ID_TEXT})\.({_AGENT_TEXT})@({_HOST_TEXT})\.json")
 _ID = re.compile(_ID_TEXT)
 _MESSAGE_FILE = re.compile(rf"{_ID_TEXT}\.json")
 # An address as a message's "to" holds it (PROTOCOL.md §6): an agent, a routed
-# address (@role, #group, +pick) or * (everyone).
-_ADDRESS = re.compile(rf"[@#+]?{_AGENT_TEXT}|\*")
+# address (@role, #group, +pick), * (everyone), or agent@host (a remote agent).
+_ADDRESS = re.compile(rf"[@#+]?{_AGENT_TEXT}|{_AGENT_TEXT}@{_HOST_TEXT}|\*")
 _ROUTED = re.compile(rf"[@#+]{_AGENT_TEXT}|\*")
 _WS_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+=-]{0,127}")
 _STATE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
@@ -74,6 +87,8 @@ address_shape = _ADDRESS.fullmatch
 """A match if the string is an address: an agent name, ``@role``, ``#group``, ``+pick`` or ``*``."""
 routed_shape = _ROUTED.fullmatch
 """A match if the string is a routed address: ``@role``, ``#group``, ``+pick`` or ``*``."""
+sender_shape = _SENDER.fullmatch
+"""A match if the string may be a message's sender: an agent name, or ``agent@host``."""
 
 
 def _describe(value: str) -> str:
@@ -95,6 +110,28 @@ def check_agent(name: str) -> str:
         raise InvalidName(f"agent name {name!r} is reserved", name=name,
                           hint="'*' addresses everyone; pick another name")
     return name
+
+
+def check_host(host: str) -> str:
+    """Return ``host`` if it is a valid host name (of ``agent@host``), else raise
+    :class:`InvalidName`. Valid: the agent-name form, 1 to 64 of ``a-z 0-9 _ -``."""
+    if not isinstance(host, str) or not _HOST.fullmatch(host):
+        raise InvalidName(f"invalid host name {_describe(str(host))}", name=str(host),
+                          hint="use 1-64 characters of a-z, 0-9, '_' and '-', starting with a "
+                               "letter or digit (no dots: gpu1, not gpu1.lan)")
+    return host
+
+
+def remote_parts(address: str) -> tuple[str, str] | None:
+    """(agent, host) of an ``agent@host`` address of valid shape, else None."""
+    match = _REMOTE.fullmatch(address) if isinstance(address, str) else None
+    return (match[1], match[2]) if match else None
+
+
+def outbound_parts(name: str) -> tuple[str, str, str] | None:
+    """(id, agent, host) of a bridge file name ``<id>.<agent>@<host>.json``, else None."""
+    match = _OUTBOUND.fullmatch(name)
+    return (match[1], match[2], match[3]) if match else None
 
 
 def check_id(msg_id: str) -> str:

@@ -65,6 +65,7 @@ RUNS: dict[str, Callable[[World], list[str]]] = {
                                     str(Path(w["file"]).parent), "--dry-run"],
     "setup codex": lambda w: ["setup", "codex", "--agent", "bob", "--project",
                               str(Path(w["file"]).parent)],
+    "bridge status": lambda w: ["bridge", "status"],
     "thread done": lambda w: ["thread", "done", w["claimed"], "--as", "bob"],
     "thread show": lambda w: ["thread", "show", w["claimed"]],
 }

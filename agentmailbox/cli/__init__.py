@@ -1,9 +1,8 @@
 """The ``mailbox`` command: parses, calls the library, prints text or ``--json``.
 
 No logic lives here. The top group is defined here; each command family lives in a module
-of its own (mail, agents, workspace, continuity, live, admin, hook, integrations, mcp)
-that
-imports only :mod:`agentmailbox.cli._base`, never this module. The group imports a
+of its own (mail, agents, workspace, continuity, live, admin, hook, integrations, mcp,
+bridge) that imports only :mod:`agentmailbox.cli._base`, never this module. The group imports a
 command's module only when that command runs (:data:`COMMANDS`), so ``mailbox inbox``
 never pays for the supervisor, the continuity modules or watchdog. An error exits with
 its class's ``exit_code`` (agentmailbox/errors.py); the codes (stable; scripts rely on
@@ -132,6 +131,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "quotas and rates, expire mail."),
     "dead": ("admin:dead",
              "Dead letters: quarantined or undeliverable mail, each with its reason."),
+    "bridge": ("bridge:bridge", "Carry mail between this root and other hosts over NATS "
+               "JetStream."),
 }
 
 

@@ -155,6 +155,14 @@ SHAPES: dict[str, Shape] = {
                             tokens=INT, budget=INT, per_tool=OBJECT, instructions=STR),
                  "with --tools: the tool list as tools/list sends it, and its cost in tokens "
                  "(characters/4); serving, stdout carries the MCP protocol alone"),
+    "bridge status": Shape(False, obj(
+        host=opt(STR), running=BOOL, pid=opt(INT), updated_at=opt(STR), spool_depth=INT,
+        spool_oldest_age_seconds=opt(NUM), sent_kept=INT, tracked=INT, connected=BOOL,
+        server_version=opt(STR), reconnects=INT, last_ack_at=opt(STR), last_error=opt(STR),
+        consumer=opt(obj(num_pending=INT, num_ack_pending=INT, num_redelivered=INT)),
+        counts={"type": "object", "additionalProperties": INT}, problems=arr(STR)),
+        "the daemon's last view (bridge/status.json) and the spool as it is now; "
+        "docs/BRIDGE.md"),
     "thread done": Shape(False, extend(MARKER, created=BOOL)),
     "thread show": Shape(False, obj(thread=STR, done=opt(MARKER), messages=arr(obj(
         id=STR, **{"from": opt(STR)}, subject=STR, recipients={"type": "object"})))),

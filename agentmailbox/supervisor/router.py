@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..addresses import is_routed
+from ..addresses import is_remote, is_routed
 from ..errors import AgentNotFound, DiskFull, MailboxError
 from ..fs import Foreign, Moved, faults, same_file
 from ..inbox import State
@@ -112,6 +112,8 @@ class Router:
         self._count_direct(msg, outcome)
         pick = msg.headers.get("pick") == "one"
         for address in msg.to:
+            if is_remote(address):
+                continue  # another host's agent: its copy is in bridge/out/ (docs/BRIDGE.md)
             expansion = self.directory.expand(address, msg.sender)
             outcome.unroutable += expansion.unroutable
             if pick and is_routed(address) and expansion.agents:
