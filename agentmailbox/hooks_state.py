@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .fs import Foreign
+from .errors import MailboxError
 
 if TYPE_CHECKING:
     from .root import Root
@@ -72,11 +72,14 @@ class HookState:
         self.path = root.paths.agent(agent).hooks
 
     def load(self) -> dict[str, Any]:
+        """The record, or the empty one when the file is missing or not one we wrote: not
+        a regular file with one name (a link, a FIFO, a folder, a second name of a file
+        elsewhere), over :data:`LIMIT`, or not an object that can be written back (not
+        JSON, a repeated key, nested deeper than orjson writes)."""
         try:
-            obj = orjson.loads(self._root.disk.read(self.path, LIMIT)[0])
-        except (FileNotFoundError, Foreign, orjson.JSONDecodeError):
+            return self._root.disk.read_object(self.path, LIMIT, one_name=True)
+        except (FileNotFoundError, ValueError, MailboxError):
             return {}
-        return obj if isinstance(obj, dict) else {}
 
     def update(self, **fields: Any) -> None:
         """Replace the record with its fields updated (None removes a field)."""
