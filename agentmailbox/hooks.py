@@ -169,17 +169,19 @@ def session_start(mb: Mailbox, who: Who, event: dict[str, Any],
 
 
 def prompt(mb: Mailbox, who: Who, event: dict[str, Any]) -> Answer:
-    new = _news(mb, who.name, "prompt")
+    new, note = _news(mb, who.name, "prompt")
     if not new:
         return Answer()
-    return Answer(stdout=context("UserPromptSubmit", news_line(mb, who, new)))
+    return Answer(stdout=context("UserPromptSubmit", news_line(mb, who, new)), stderr=note)
 
 
-def _news(mb: Mailbox, name: str, via: str) -> list[str]:
+def _news(mb: Mailbox, name: str, via: str) -> tuple[list[str], str]:
     """The unread, unclaimed ids not surfaced yet in this epoch, recorded as surfaced
-    ``via`` this hook. The epoch's surfaced set keeps what is still in the inbox (unread
-    or claimed), so mail given back after it was shown is not announced again; with
-    nothing new, the record is not even rewritten."""
+    ``via`` this hook, and a line for stderr when the record could not be written. The
+    epoch's surfaced set keeps what is still in the inbox (unread or claimed), so mail
+    given back after it was shown is not announced again; with nothing new, the record
+    is not even rewritten. A record that cannot be written costs a repeated notice,
+    never the notice itself."""
     epoch = mb.epoch(name)
     state = HookState(mb.root, name)
     inbox = mb.inbox(name)
@@ -187,11 +189,15 @@ def _news(mb: Mailbox, name: str, via: str) -> list[str]:
     before = state.surfaced(epoch) or set()
     new = unread - before
     if not new:
-        return []
+        return [], ""
     surfacing.record(mb, name, new, via)
     kept = before if before <= unread else before & unread.union(inbox.ids(State.CLAIMED))
-    state.set_surfaced(epoch, kept | new)
-    return sorted(new)
+    try:
+        state.set_surfaced(epoch, kept | new)
+    except MailboxError as exc:
+        return sorted(new), (f"mailbox hook {via}: could not record what it surfaced "
+                             f"({line(str(exc), 200)}): it will announce it again")
+    return sorted(new), ""
 
 
 def news_line(mb: Mailbox, who: Who, ids: list[str]) -> str:
@@ -228,7 +234,7 @@ def wait(mb: Mailbox, who: Who, event: dict[str, Any], timeout: float = DEFAULT_
     deadline = time.monotonic() + max(timeout, 0.0)
     with Watcher(mb.inbox(who.name).new) as watcher:
         while state.load().get("waiter") == token:
-            new = _news(mb, who.name, "wait")
+            new = _news(mb, who.name, "wait")[0]
             if new:
                 return Answer(stderr=news_line(mb, who, new), code=2)
             left = deadline - time.monotonic()

@@ -88,3 +88,16 @@ def test_the_record_read_back_is_what_the_hooks_wrote(mb: Mailbox) -> None:
     state = HookState(mb.root, "bob")
     state.set_surfaced(3, {"b", "a"})
     assert {"a", "b"} == state.surfaced(3) and state.surfaced(4) is None
+
+
+def test_a_hook_record_that_cannot_be_written_never_costs_the_brief_or_the_prompt_line(
+        hook: Any, mb: Mailbox) -> None:
+    """With a folder planted where hooks.json goes, the brief still comes and new mail is
+    still announced (again at each prompt, with a line on stderr saying why)."""
+    hooks_json(mb).mkdir()
+    mb.send("alice", "bob", subject="first", body="x")
+    assert "first" in context(hook("session-start", START))
+    for _ in range(2):
+        result = hook("prompt")
+        assert "1 new from alice — mailbox next" == context(result)
+        assert 1 == len(result.err.splitlines()) and "announce it again" in result.err
