@@ -23,6 +23,7 @@ inbox`` does (no watcher, agent, boot or handoff module; tests/test_cli.py pins 
 from __future__ import annotations
 
 import os
+import select
 import sys
 import time
 from collections.abc import Callable
@@ -61,6 +62,9 @@ HANDOFF_ARGS = '--in-progress "..." --next "..."'
 """What the stop hook's handoff command is shown with (the agent fills in the dots)."""
 INPUT_LIMIT = 1 << 20
 """The most of the event's JSON read from stdin (events are a few hundred bytes)."""
+STDIN_WAIT = 1.0
+"""How long a hook waits, in seconds, for the end of its event on stdin (the harness writes
+it at once; session-end has 1.5 s in all)."""
 ITEM_CHARS = 120
 """The longest item of a checkpoint (7 items stay well within a handoff's 4 KB)."""
 
@@ -93,19 +97,66 @@ Handler = Callable[..., Answer]
 
 def answer(hook: str, agent: str | None, open_mailbox: Callable[[], Mailbox],
            **options: Any) -> Answer:
-    """Run ``hook`` as the command does: the event from stdin (at most :data:`INPUT_LIMIT`
-    bytes; none from a terminal), the agent from ``agent`` (the --agent option) or
+    """Run ``hook`` as the command does: the event from stdin (:func:`read_event`; none
+    from a terminal), the agent from ``agent`` (the --agent option) or
     ``$MAILBOX_AGENT``. Never raises."""
     name = agent or os.environ.get(AGENT_ENV) or None
     who = None if name is None else Who(name, os.environ.get(AGENT_ENV) == name)
     note = ""
     try:
         stdin = sys.stdin
-        data = b"" if stdin is None or stdin.isatty() else stdin.buffer.read(INPUT_LIMIT)
+        data, why = (b"", "") if stdin is None or stdin.isatty() else read_event(stdin)
+        note = f"mailbox hook {hook}: {why}; read as no event" if why else ""
     except (OSError, ValueError) as exc:
         data, note = b"", f"mailbox hook {hook}: stdin unreadable ({exc}); read as no event"
     got = run(hook, data, who, open_mailbox, **options)
     return Answer(got.stdout, "\n".join(filter(None, [note, got.stderr])), got.code)
+
+
+def read_event(stdin: Any) -> tuple[bytes, str]:
+    """The event's JSON from ``stdin``, or nothing and why: more than :data:`INPUT_LIMIT`
+    bytes (a pasted prompt of megabytes must not cost the prompt's line), or no end
+    within :data:`STDIN_WAIT` (a writer that keeps stdin open must not stall the hook).
+
+    Raises:
+        OSError: stdin cannot be read.
+    """
+    try:
+        fd = stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # no descriptor: a stand-in for a file
+        data, whole = stdin.buffer.read(INPUT_LIMIT + 1), True
+    else:
+        data, whole = _read_fd(fd)
+    if len(data) > INPUT_LIMIT:
+        return b"", f"the event is over {INPUT_LIMIT} bytes"
+    if not whole:
+        return b"", f"stdin held no whole event within {STDIN_WAIT:g} s"
+    return data, ""
+
+
+def _read_fd(fd: int) -> tuple[bytes, bool]:
+    """At most :data:`INPUT_LIMIT` and one bytes of ``fd``, up to its end or, when the
+    writer keeps it open, to the end of a whole JSON object; and whether one of these came
+    within :data:`STDIN_WAIT` (the descriptor is shared with the harness: it is never made
+    non-blocking, ``select`` bounds each read)."""
+    data = b""
+    end = time.monotonic() + STDIN_WAIT
+    while len(data) <= INPUT_LIMIT:
+        if not select.select([fd], [], [], max(end - time.monotonic(), 0.0))[0]:
+            return data, _whole(data)
+        chunk = os.read(fd, INPUT_LIMIT + 1 - len(data))
+        if not chunk or _whole(data := data + chunk):
+            break
+    return data, True
+
+
+def _whole(data: bytes) -> bool:
+    if not data.rstrip().endswith(b"}"):
+        return False
+    try:
+        return isinstance(orjson.loads(data), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def run(hook: str, data: bytes, who: Who | None, open_mailbox: Callable[[], Mailbox],

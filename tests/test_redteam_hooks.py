@@ -6,6 +6,8 @@ without identity, and never loses an announcement of new mail."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import astuple
 from pathlib import Path
@@ -13,8 +15,10 @@ from typing import Any
 
 import orjson
 import pytest
+from conftest import deadline, python_env
 
 from agentmailbox import Mailbox
+from agentmailbox.hooks import INPUT_LIMIT
 from agentmailbox.hooks_state import HookState
 
 Cli = Callable[..., Any]
@@ -101,3 +105,96 @@ def test_a_hook_record_that_cannot_be_written_never_costs_the_brief_or_the_promp
         result = hook("prompt")
         assert "1 new from alice — mailbox next" == context(result)
         assert 1 == len(result.err.splitlines()) and "announce it again" in result.err
+
+
+# -- the event on stdin -------------------------------------------------------------------------
+
+
+def _spawn(mb: Mailbox, *args: str, stdin: Any = subprocess.PIPE) -> subprocess.Popen[bytes]:
+    """`mailbox hook ARGS` as bob in a process of its own, its stdin a pipe left open."""
+    return subprocess.Popen([sys.executable, "-m", "agentmailbox", "hook", *args], stdin=stdin,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**python_env(), "MAILBOX_ROOT": str(mb.path),
+                                 "MAILBOX_AGENT": "bob"})
+
+
+def _finish(proc: subprocess.Popen[bytes]) -> tuple[int, bytes, bytes]:
+    """Wait for ``proc`` without closing its stdin; its exit code, stdout and stderr."""
+    try:
+        with deadline(30):
+            code = proc.wait()
+        assert proc.stdout is not None and proc.stderr is not None
+        return code, proc.stdout.read(), proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_a_prompt_hook_answers_when_the_writer_keeps_stdin_open(mb: Mailbox) -> None:
+    """A harness that writes the event and leaves stdin open still gets the line at once."""
+    mb.agent("bob").boot()
+    mb.send("alice", "bob", subject="hi", body="x")
+    proc = _spawn(mb, "prompt")
+    assert proc.stdin is not None
+    proc.stdin.write(PROMPT.encode())
+    proc.stdin.flush()
+    code, out, err = _finish(proc)
+    assert (0, b"") == (code, err)
+    assert "1 new from alice — mailbox next" in out.decode()
+
+
+def test_wait_ends_at_its_timeout_when_stdin_never_ends(mb: Mailbox) -> None:
+    """`hook wait --timeout` is bounded even when stdin stays open with nothing on it: it
+    reads no event (one line on stderr) and then waits and rings as ever."""
+    mb.agent("bob").boot()
+    mb.send("alice", "bob", subject="hi", body="x")
+    code, out, err = _finish(_spawn(mb, "wait", "--timeout", "0.2"))
+    assert (2, b"") == (code, out)
+    assert [b"mailbox hook wait: stdin held no whole event within 1 s; read as no event",
+            "1 new from alice — mailbox next".encode()] == err.splitlines()
+
+
+def test_a_prompt_of_megabytes_still_gets_the_line(hook: Any, mb: Mailbox) -> None:
+    """An event over the read limit (a huge pasted prompt) is read as no event: new mail is
+    still announced, and stderr says why the event was not read."""
+    mb.agent("bob").boot()
+    mb.send("alice", "bob", subject="hi", body="x")
+    huge = orjson.dumps({"hook_event_name": "UserPromptSubmit", "prompt": "x" * INPUT_LIMIT})
+    result = hook("prompt", huge.decode())
+    assert "1 new from alice — mailbox next" == context(result)
+    assert f"mailbox hook prompt: the event is over {INPUT_LIMIT} bytes; read as no event\n" \
+        == result.err
+
+
+@pytest.mark.parametrize("data", [b"\xff\xfe{}", b'{"a": ' + b"[" * 2000 + b"]" * 2000 + b"}",
+                                  b"[1]", b'{"a": 1, "a": 2}', b"{" * 10],
+                         ids=["not-utf-8", "deep", "not-an-object", "duplicate-keys", "torn"])
+def test_an_event_that_is_not_one_json_object_says_so_in_one_line(
+        data: bytes, mb: Mailbox) -> None:
+    """Garbled input on stdin: exit 0, nothing on stdout, one line on stderr, no traceback."""
+    mb.send("alice", "bob", subject="hi", body="x")
+    for name in ("session-start", "prompt", "stop", "pre-compact", "session-end"):
+        proc = _spawn(mb, name)
+        assert proc.stdin is not None
+        proc.stdin.write(data)
+        proc.stdin.close()
+        code, out, err = _finish(proc)
+        assert (0, b"") == (code, out)
+        assert 1 == len(err.splitlines()) and b"Traceback" not in err
+
+
+def test_a_hook_with_stdin_closed_still_answers(mb: Mailbox) -> None:
+    """No stdin at all (descriptor 0 closed) is no event: the hook answers as usual."""
+    mb.agent("bob").boot()
+    mb.send("alice", "bob", subject="hi", body="x")
+    proc = subprocess.Popen(f"exec {sys.executable} -m agentmailbox hook prompt <&-",
+                            shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**python_env(), "MAILBOX_ROOT": str(mb.path),
+                                 "MAILBOX_AGENT": "bob"})
+    code, out, err = _finish(proc)
+    assert (0, b"") == (code, err)
+    assert "1 new from alice — mailbox next" in out.decode()
