@@ -276,15 +276,18 @@ def _senders(msgs: list[Message]) -> str:
 
 def wait(mb: Mailbox, who: Who, event: dict[str, Any], timeout: float = DEFAULT_WAIT) -> Answer:
     """Exit 2 with a doorbell when new mail is there (now, or when the watcher wakes), 0 at
-    the timeout or once a newer waiter of the same agent has started."""
+    the timeout, once a newer waiter of the same agent has started, or once a new epoch
+    began (the session that started it ended: its doorbell would ring for nobody, and the
+    mail it took as surfaced would never be announced to the new session)."""
     from .watch import Watcher  # only here: the prompt path never loads watchdog
 
     state = HookState(mb.root, who.name)
     token = f"{os.getpid()}.{time.time_ns()}"
     state.update(waiter=token)
+    epoch = mb.epoch(who.name)
     deadline = time.monotonic() + max(timeout, 0.0)
     with Watcher(mb.inbox(who.name).new) as watcher:
-        while state.load().get("waiter") == token:
+        while state.load().get("waiter") == token and _epoch_now(mb, who.name) == epoch:
             new = _news(mb, who.name, "wait")[0]
             if new:
                 return Answer(stderr=news_line(mb, who, new), code=2)
@@ -293,6 +296,12 @@ def wait(mb: Mailbox, who: Who, event: dict[str, Any], timeout: float = DEFAULT_
                 break
             watcher.wait(left)
     return Answer()
+
+
+def _epoch_now(mb: Mailbox, name: str) -> int | None:
+    """The epoch in ``run/epoch`` now (:meth:`Mailbox.epoch` is read once per process)."""
+    record = mb.epoch_record(name)
+    return None if record is None else int(record["epoch"])
 
 
 # -- stop -------------------------------------------------------------------------------------

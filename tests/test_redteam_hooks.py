@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import astuple
 from pathlib import Path
@@ -198,3 +199,32 @@ def test_a_hook_with_stdin_closed_still_answers(mb: Mailbox) -> None:
     code, out, err = _finish(proc)
     assert (0, b"") == (code, err)
     assert "1 new from alice — mailbox next" in out.decode()
+
+
+# -- races between the hooks of one agent -------------------------------------------------------
+
+
+def _waiting(mb: Mailbox, *args: str) -> subprocess.Popen[bytes]:
+    """`mailbox hook wait ARGS` as bob, returned once it is waiting (its token recorded)."""
+    state = HookState(mb.root, "bob")
+    before = state.load().get("waiter")
+    proc = _spawn(mb, "wait", *args, stdin=subprocess.DEVNULL)
+    with deadline(30):
+        while state.load().get("waiter") in (None, before):
+            time.sleep(0.01)
+    return proc
+
+
+def test_a_waiter_of_an_ended_session_does_not_take_the_next_sessions_mail(
+        hook: Any, mb: Mailbox) -> None:
+    """A waiter left running by the last session ends quietly once a new session began:
+    mail delivered then is announced to the new session (not rung to the old one), and
+    what the new session's brief showed is not announced again."""
+    mb.agent("bob").boot()
+    mb.send("alice", "bob", subject="seen by both sessions", body="x")
+    context(hook("prompt"))
+    old = _waiting(mb, "--timeout", "60")
+    assert "seen by both sessions" in context(hook("session-start", START))
+    mb.send("alice", "bob", subject="for the new session", body="x")
+    assert (0, b"", b"") == _finish(old)
+    assert "1 new from alice — mailbox next" == context(hook("prompt"))
