@@ -282,9 +282,9 @@ def wait(mb: Mailbox, who: Who, event: dict[str, Any], timeout: float = DEFAULT_
     from .watch import Watcher  # only here: the prompt path never loads watchdog
 
     state = HookState(mb.root, who.name)
+    epoch = mb.epoch(who.name)  # before the token is seen: the waiter is of this epoch
     token = f"{os.getpid()}.{time.time_ns()}"
     state.update(waiter=token)
-    epoch = mb.epoch(who.name)
     deadline = time.monotonic() + max(timeout, 0.0)
     with Watcher(mb.inbox(who.name).new) as watcher:
         while state.load().get("waiter") == token and _epoch_now(mb, who.name) == epoch:
