@@ -237,17 +237,20 @@ def _news(mb: Mailbox, name: str, via: str) -> tuple[list[str], str]:
     state = HookState(mb.root, name)
     inbox = mb.inbox(name)
     unread = set(inbox.ids())
-    before = state.surfaced(epoch) or set()
-    new = unread - before
-    if not new:
-        return [], ""
-    surfacing.record(mb, name, new, via)
-    kept = before if before <= unread else before & unread.union(inbox.ids(State.CLAIMED))
-    try:
-        state.set_surfaced(epoch, kept | new)
-    except MailboxError as exc:
-        return sorted(new), (f"mailbox hook {via}: could not record what it surfaced "
-                             f"({line(str(exc), 200)}): it will announce it again")
+    if unread <= (state.surfaced(epoch) or set()):
+        return [], ""  # the path of nearly every prompt: no lock, no write
+    with state.locked():  # another hook may be announcing the same mail right now
+        before = state.surfaced(epoch) or set()
+        new = unread - before
+        if not new:
+            return [], ""
+        surfacing.record(mb, name, new, via)
+        kept = before if before <= unread else before & unread.union(inbox.ids(State.CLAIMED))
+        try:
+            state.set_surfaced(epoch, kept | new)
+        except MailboxError as exc:
+            return sorted(new), (f"mailbox hook {via}: could not record what it surfaced "
+                                 f"({line(str(exc), 200)}): it will announce it again")
     return sorted(new), ""
 
 

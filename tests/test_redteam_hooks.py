@@ -228,3 +228,30 @@ def test_a_waiter_of_an_ended_session_does_not_take_the_next_sessions_mail(
     mb.send("alice", "bob", subject="for the new session", body="x")
     assert (0, b"", b"") == _finish(old)
     assert "1 new from alice — mailbox next" == context(hook("prompt"))
+
+
+def _in_select(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether ``proc`` sleeps in poll/select (a hook waiting for its event on stdin)."""
+    wchan = Path(f"/proc/{proc.pid}/wchan").read_text()
+    return "poll" in wchan or "select" in wchan
+
+
+@pytest.mark.skipif(not Path("/proc/self/wchan").exists(), reason="lines hooks up by wchan")
+def test_hooks_racing_on_one_delivery_announce_it_exactly_once(mb: Mailbox) -> None:
+    """A waiter and several prompt hooks of one agent, all running at one delivery: the
+    message is announced by exactly one of them, never by none, never twice."""
+    mb.agent("bob").boot()
+    for _ in range(2):
+        prompts = [_spawn(mb, "prompt") for _ in range(4)]
+        with deadline(30):
+            while not all(map(_in_select, prompts)):
+                time.sleep(0.01)
+        waiter = _waiting(mb, "--timeout", "2")
+        mb.send("alice", "bob", subject="race", body="x")
+        for proc in prompts:
+            assert proc.stdin is not None
+            proc.stdin.write(PROMPT.encode())
+            proc.stdin.close()
+        said = [out for _, out, _ in map(_finish, prompts)] + [_finish(waiter)[2]]
+        assert 1 == len([s for s in said if s]), said
+
