@@ -147,7 +147,15 @@ class HookState:
         return {i for i in ids if isinstance(i, str)} if isinstance(ids, list) else None
 
     def set_surfaced(self, epoch: int | None, ids: set[str]) -> None:
-        self.update(surfaced={"epoch": epoch, "ids": sorted(ids)})
+        """Make ``ids`` the set surfaced in ``epoch``, unless the record holds the set of a
+        later epoch (a hook of the session before, still running, must not undo what the
+        new session's brief recorded)."""
+        with self.locked():
+            got = self.load().get("surfaced")
+            later = got.get("epoch") if isinstance(got, dict) else None
+            if isinstance(later, int) and isinstance(epoch, int) and later > epoch:
+                return
+            self.update(surfaced={"epoch": epoch, "ids": sorted(ids)})
 
     def add_surfaced(self, epoch: int | None, ids: list[str]) -> None:
         """Add ``ids`` to the set surfaced in ``epoch`` (a set of another epoch is dropped)."""

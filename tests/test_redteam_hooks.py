@@ -255,3 +255,21 @@ def test_hooks_racing_on_one_delivery_announce_it_exactly_once(mb: Mailbox) -> N
         said = [out for _, out, _ in map(_finish, prompts)] + [_finish(waiter)[2]]
         assert 1 == len([s for s in said if s]), said
 
+
+def test_a_prompt_hook_of_the_session_before_never_undoes_the_new_brief(
+        hook: Any, mb: Mailbox) -> None:
+    """A prompt hook that read the epoch before a new session began, and writes after its
+    brief was recorded, does not make the new session's prompt repeat the brief."""
+    from agentmailbox.hooks import Who, prompt
+
+    mb.agent("bob").boot()
+    late = Mailbox.open(mb.path)
+    try:
+        late.epoch("bob")  # this hook's epoch: the session before
+        mb.send("alice", "bob", subject="in the brief", body="x")
+        assert "in the brief" in context(hook("session-start", START))
+        mb.send("alice", "bob", subject="after the brief", body="x")
+        prompt(late, Who("bob"), {})  # the late hook ends now
+    finally:
+        late.close()
+    assert "1 new from alice — mailbox next" == context(hook("prompt"))
