@@ -6,6 +6,7 @@ without identity, and never loses an announcement of new mail."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -273,3 +274,25 @@ def test_a_prompt_hook_of_the_session_before_never_undoes_the_new_brief(
     finally:
         late.close()
     assert "1 new from alice — mailbox next" == context(hook("prompt"))
+
+
+# -- the entry point's short path ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("via", ["entry", "cli"])
+def test_ctrl_c_in_a_waiting_hook_is_exit_130_without_a_traceback(via: str, mb: Mailbox) -> None:
+    """Ctrl-C in `mailbox hook wait` gives what the full command gives (130 and a newline),
+    through the entry point's short path as well."""
+    from agentmailbox.cli._base import EXIT_INTERRUPTED
+
+    state = HookState(mb.root, "bob")
+    code = f"import sys; from agentmailbox.{via} import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "hook", "wait", "--timeout", "60"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**python_env(), "MAILBOX_AGENT": "bob",
+                                                         "MAILBOX_ROOT": str(mb.path)})
+    with deadline(30):
+        while state.load().get("waiter") is None:
+            time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    assert (EXIT_INTERRUPTED, b"", b"\n") == _finish(proc)
