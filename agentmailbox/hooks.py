@@ -22,6 +22,7 @@ inbox`` does (no watcher, agent, boot or handoff module; tests/test_cli.py pins 
 
 from __future__ import annotations
 
+import math
 import os
 import select
 import sys
@@ -284,6 +285,9 @@ def wait(mb: Mailbox, who: Who, event: dict[str, Any], timeout: float = DEFAULT_
     mail it took as surfaced would never be announced to the new session)."""
     from .watch import Watcher  # only here: the prompt path never loads watchdog
 
+    if not math.isfinite(timeout):  # nan would wait for ever, inf overflows the clock
+        raise InvalidInput(f"a timeout of {timeout} seconds is no timeout",
+                           hint=f"give --timeout {DEFAULT_WAIT:g} or another number of seconds")
     state = HookState(mb.root, who.name)
     epoch = mb.epoch(who.name)  # before the token is seen: the waiter is of this epoch
     token = f"{os.getpid()}.{time.time_ns()}"

@@ -276,6 +276,17 @@ def test_a_prompt_hook_of_the_session_before_never_undoes_the_new_brief(
     assert "1 new from alice — mailbox next" == context(hook("prompt"))
 
 
+@pytest.mark.parametrize("timeout", ["nan", "inf", "-inf"])
+def test_wait_refuses_a_timeout_that_is_no_number_of_seconds(timeout: str, hook: Any,
+                                                             mb: Mailbox) -> None:
+    """`hook wait --timeout nan` (or inf) never waits without end: exit 0 at once, one line
+    on stderr saying why."""
+    with deadline(20):
+        result = hook("wait", "", "--timeout", timeout)
+    assert (0, "") == (result.code, result.out)
+    assert 1 == len(result.err.splitlines()) and "is no timeout" in result.err
+
+
 # -- the entry point's short path ---------------------------------------------------------------
 
 
