@@ -5,6 +5,7 @@ without identity, and never loses an announcement of new mail."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import subprocess
@@ -17,7 +18,9 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import deadline, python_env
+from conftest import Stdin, deadline, python_env
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from agentmailbox import Mailbox
 from agentmailbox.hooks import INPUT_LIMIT
@@ -307,3 +310,90 @@ def test_ctrl_c_in_a_waiting_hook_is_exit_130_without_a_traceback(via: str, mb: 
             time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     assert (EXIT_INTERRUPTED, b"", b"\n") == _finish(proc)
+
+
+_HOOK_NAMES = ["session-start", "prompt", "stop", "pre-compact", "session-end", "wait"]
+_VALUES = st.sampled_from(["R1", "R2", "", "5", "-1", "9000", "12000", "1e3", "nan", " 7", "0x10",
+                           "\uff15", "1_0", "--json", "hook", "prompt", "bob", "alice", "-", "=",
+                           "a=b", "--help", "\udcff"]) | st.text(max_size=4)
+_OPTION = st.tuples(st.sampled_from(["--agent"] * 4 + ["--root"] * 4 + ["--json"] * 2 + [
+    "--budget", "--timeout", "--bogus", "-h", "--"]), _VALUES, st.booleans())
+
+
+def _words(option: tuple[str, str, bool], roots: dict[str, str]) -> list[str]:
+    flag, value, joined = option
+    value = roots.get(value, value)
+    if flag in ("--json", "-h", "--"):
+        return [flag]
+    return [f"{flag}={value}"] if joined else [flag, value]
+
+
+@st.composite
+def _argvs(draw: st.DrawFn, roots: dict[str, str]) -> list[str]:
+    """argv forms around `hook NAME`: options before and after, values of every shape."""
+    before = draw(st.lists(_OPTION, max_size=3))
+    after = draw(st.lists(_OPTION, max_size=3))
+    words = [w for o in before for w in _words(o, roots)]
+    if draw(st.integers(0, 9)):
+        words.append("hook")
+    name = draw(st.sampled_from([*_HOOK_NAMES * 3, "nope", "", "--agent"]))
+    words.append(name)
+    own = {"session-start": "--budget", "wait": "--timeout"}.get(name)
+    if own and draw(st.booleans()):
+        after.append((own, draw(st.sampled_from(["5", "-1", "9000", "12000", "1e3", " 7",
+                                                 "nan", "0.5", "1_0", "\uff15"])), draw(st.booleans())))
+    words += [w for o in after for w in _words(o, roots)]
+    return words + (["extra"] if draw(st.integers(0, 9)) == 0 else [])
+
+
+@pytest.fixture
+def roots(tmp_path: Path) -> dict[str, str]:
+    """Two roots an argv can name, and one in $MAILBOX_ROOT."""
+    made = {}
+    for name in ("R0", "R1", "R2"):
+        Mailbox.init(tmp_path / name, fsync="never").close()
+        made[name] = str(tmp_path / name)
+    return made
+
+
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data(), env_agent=st.sampled_from([None, "bob", ""]))
+def test_the_short_path_answers_exactly_what_the_full_command_answers(
+        data: st.DataObject, env_agent: str | None, roots: dict[str, str],
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """For every argv the entry point answers itself, the full command (click) answers the
+    same: the same hook, agent, options and root reach the hook, and the same stdout, stderr
+    and exit code come out."""
+    from agentmailbox import cli, entry, hooks
+
+    argv = data.draw(_argvs(roots))
+    call = entry.hook_call(list(argv))
+    event("the short path" if call else "the full command")
+    if call is None:
+        return  # handed to the full command unchanged: nothing to compare
+    monkeypatch.setenv("MAILBOX_ROOT", roots["R0"])
+    if env_agent is None:
+        monkeypatch.delenv("MAILBOX_AGENT", raising=False)
+    else:
+        monkeypatch.setenv("MAILBOX_AGENT", env_agent)
+
+    def run(hook: str, event: bytes, who: Any, open_mailbox: Any, **options: Any) -> Any:
+        try:
+            mb = open_mailbox()
+            where = str(mb.path)
+        except Exception as exc:  # what the real hook turns into its one line too
+            where = repr(exc)
+        params = inspect.signature(hooks.HOOKS[hook]).parameters.values()
+        options = {**{p.name: p.default for p in params if p.default is not p.empty}, **options}
+        return hooks.Answer(f"{hook} {who!r} {sorted(options.items())!r} {where} {event!r}",
+                            "a line", 2 if hook == "wait" else 0)
+
+    monkeypatch.setattr(hooks, "run", run)
+    got = []
+    for main in (entry.main, cli.main):
+        monkeypatch.setattr(sys, "stdin", Stdin(b'{"hook_event_name": "Stop"}'))
+        capsys.readouterr()
+        code = main(list(argv))
+        got.append((code, *capsys.readouterr()))
+    assert got[0] == got[1], argv
