@@ -312,6 +312,30 @@ def test_ctrl_c_in_a_waiting_hook_is_exit_130_without_a_traceback(via: str, mb: 
     assert (EXIT_INTERRUPTED, b"", b"\n") == _finish(proc)
 
 
+@pytest.mark.parametrize("via", ["entry", "cli"])
+@pytest.mark.parametrize(("hook", "closed", "code"), [("prompt", "stdout", 0),
+                                                      ("wait", "stderr", 2)])
+def test_a_reader_gone_away_never_turns_a_hook_into_a_failure(
+        via: str, hook: str, closed: str, code: int, mb: Mailbox) -> None:
+    """A harness that closed the hook's stdout (or stderr) gets the hook's own exit code,
+    both ways in: never the failure (exit 1) of a broken pipe."""
+    mb.agent("bob").boot()
+    mb.send("alice", "bob", subject="hi", body="x")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    main = f"import sys; from agentmailbox.{via} import main; sys.exit(main(sys.argv[1:]))"
+    try:
+        done = subprocess.run([sys.executable, "-c", main, "hook", hook],
+                              stdin=subprocess.DEVNULL, capture_output=False,
+                              env={**python_env(), "MAILBOX_AGENT": "bob",
+                                   "MAILBOX_ROOT": str(mb.path)}, timeout=60,
+                              **{closed: write_end, ({"stdout", "stderr"} - {closed}).pop():
+                                 subprocess.DEVNULL})
+    finally:
+        os.close(write_end)
+    assert code == done.returncode
+
+
 _HOOK_NAMES = ["session-start", "prompt", "stop", "pre-compact", "session-end", "wait"]
 _VALUES = st.sampled_from(["R1", "R2", "", "5", "-1", "9000", "12000", "1e3", "nan", " 7", "0x10",
                            "\uff15", "1_0", "--json", "hook", "prompt", "bob", "alice", "-", "=",
