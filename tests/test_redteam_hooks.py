@@ -364,8 +364,9 @@ def _argvs(draw: st.DrawFn, roots: dict[str, str]) -> list[str]:
     words.append(name)
     own = {"session-start": "--budget", "wait": "--timeout"}.get(name)
     if own and draw(st.booleans()):
-        after.append((own, draw(st.sampled_from(["5", "-1", "9000", "12000", "1e3", " 7",
-                                                 "nan", "0.5", "1_0", "\uff15"])), draw(st.booleans())))
+        value = draw(st.sampled_from(["5", "-1", "9000", "12000", "1e3", " 7", "nan", "0.5",
+                                      "1_0", "\uff15"]))
+        after.append((own, value, draw(st.booleans())))
     words += [w for o in after for w in _words(o, roots)]
     return words + (["extra"] if draw(st.integers(0, 9)) == 0 else [])
 
