@@ -222,9 +222,10 @@ def session_start(mb: Mailbox, who: Who, event: dict[str, Any],
 
 def prompt(mb: Mailbox, who: Who, event: dict[str, Any]) -> Answer:
     new, note = _news(mb, who.name, "prompt")
-    if not new:
-        return Answer()
-    return Answer(stdout=context("UserPromptSubmit", news_line(mb, who, new)), stderr=note)
+    text = news_line(mb, who, new) if new else ""
+    if not text:
+        return Answer(stderr=note)
+    return Answer(stdout=context("UserPromptSubmit", text), stderr=note)
 
 
 def _news(mb: Mailbox, name: str, via: str) -> tuple[list[str], str]:
@@ -256,12 +257,20 @@ def _news(mb: Mailbox, name: str, via: str) -> tuple[list[str], str]:
 
 
 def news_line(mb: Mailbox, who: Who, ids: list[str]) -> str:
-    """"2 new: 1 urgent from alice — mailbox next": how many, the pressing ones and from whom."""
+    """"2 new: 1 urgent from alice — mailbox next": how many, the pressing ones and from whom.
+
+    Of the first :data:`DETAIL` ids, those that no longer read as a message are not counted
+    (claimed since the scan, or a file planted in ``new/`` that is no message, which a
+    listing skips too); "" when nothing is left to announce.
+    """
     msgs = [m for m in (_peek(mb, who.name, i) for i in ids[:DETAIL]) if m is not None]
+    count = len(msgs) + len(ids[DETAIL:])
+    if not count:
+        return ""
     pressing = [(p, [m for m in msgs if m.priority == p]) for p in ("urgent", "high")]
     parts = [f"{len(group)} {p} from {_senders(group)}" for p, group in pressing if group]
-    head = f"{len(ids)} new" + (f": {', '.join(parts)}" if parts else
-                                f" from {_senders(msgs)}" if msgs else "")
+    head = f"{count} new" + (f": {', '.join(parts)}" if parts else
+                             f" from {_senders(msgs)}" if msgs else "")
     return f"{head} — {who.command('next')}"
 
 
@@ -296,8 +305,9 @@ def wait(mb: Mailbox, who: Who, event: dict[str, Any], timeout: float = DEFAULT_
     with Watcher(mb.inbox(who.name).new) as watcher:
         while state.load().get("waiter") == token and _epoch_now(mb, who.name) == epoch:
             new = _news(mb, who.name, "wait")[0]
-            if new:
-                return Answer(stderr=news_line(mb, who, new), code=2)
+            text = news_line(mb, who, new) if new else ""
+            if text:
+                return Answer(stderr=text, code=2)
             left = deadline - time.monotonic()
             if left <= 0:
                 break

@@ -112,6 +112,26 @@ def test_a_hook_record_that_cannot_be_written_never_costs_the_brief_or_the_promp
         assert 1 == len(result.err.splitlines()) and "announce it again" in result.err
 
 
+def _plant_junk(mb: Mailbox) -> None:
+    """A file with a message id's name and no message in it, in bob's new/."""
+    real = mb.send("alice", "bob", subject="template", body="x").id
+    junk = real[:-1] + ("0" if real[-1] != "0" else "1")
+    mb.inbox("bob").claim(real)
+    (mb.inbox("bob").new / f"{junk}.json").write_bytes(b"not a message")
+
+
+def test_a_file_planted_in_new_is_never_announced_as_mail(hook: Any, mb: Mailbox) -> None:
+    """A file named like a message that is none is not counted: alone it is never announced
+    (the brief, a listing and `mailbox next` skip it too), beside real mail it adds nothing."""
+    mb.agent("bob").boot()
+    _plant_junk(mb)
+    assert (0, "", "") == astuple(hook("prompt"))
+    assert (0, "", "") == astuple(hook("wait", "", "--timeout", "0.2"))
+    context(hook("session-start", START))  # a new epoch: the junk is new to it again
+    mb.send("alice", "bob", subject="real", body="x")
+    assert "1 new from alice — mailbox next" == context(hook("prompt"))
+
+
 # -- the event on stdin -------------------------------------------------------------------------
 
 
