@@ -167,6 +167,56 @@ def test_a_sender_planted_in_a_message_file_never_reaches_the_prompt_line(
     assert line.splitlines() == [line] and "boss" not in line and "rm" not in line, line
 
 
+# -- who surfaces what --------------------------------------------------------------------------
+
+
+def _surface_lines(mb: Mailbox) -> list[tuple[str, list[str]]]:
+    return [(ev["agent"], ev["ids"]) for ev in mb.root.journal.events() if ev["ev"] == "surface"]
+
+
+@pytest.mark.parametrize(("env", "argv"), [
+    (None, ["inbox", "bob"]), ("alice", ["inbox", "bob"]), ("alice", ["peek", "bob"]),
+    ("alice", ["inbox", "bob", "--all"]), ("", ["inbox", "bob"]),
+    (None, ["--agent", "alice", "inbox", "bob"]), (None, ["inbox", "bob", "--agent", "alice"]),
+    ("bob", ["inbox", "bob", "--agent", "alice"]), ("bob", ["--agent", "alice", "peek", "bob"]),
+    ("alice", ["boot", "bob", "--dry-run"]), ("bob", ["inbox", "alice"]),
+    ("bob", ["peek", "alice", "--all"]),
+])
+def test_only_the_agent_itself_surfaces_its_mail(env: str | None, argv: list[str], cli: Cli,
+                                                 mb: Mailbox,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whoever looks at an inbox by name, with identity from wherever, records nothing as
+    shown to a model unless the inbox is the acting agent's own."""
+    mb.send("bob", "alice", subject="to alice", body="x")
+    mb.send("alice", "bob", subject="to bob", body="x")
+    if env is None:
+        monkeypatch.delenv("MAILBOX_AGENT", raising=False)
+    else:
+        monkeypatch.setenv("MAILBOX_AGENT", env)
+    assert 0 == cli(*argv).code
+    assert [] == _surface_lines(mb)
+
+
+@pytest.mark.parametrize(("env", "argv"), [
+    ("bob", ["inbox"]), ("bob", ["peek", "--all"]), (None, ["--agent", "bob", "inbox"]),
+    ("alice", ["inbox", "--agent", "bob"]), ("bob", ["inbox", "bob", "--all"]),
+    ("bob", ["boot", "--dry-run"]),
+])
+def test_a_command_run_as_bob_surfaces_only_bobs_mail(env: str | None, argv: list[str],
+                                                      cli: Cli, mb: Mailbox,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run as bob (however bob is named), a listing surfaces bob's unread mail and nothing
+    of anyone else's."""
+    mb.send("bob", "alice", subject="to alice", body="x")
+    to_bob = mb.send("alice", "bob", subject="to bob", body="x")
+    if env is None:
+        monkeypatch.delenv("MAILBOX_AGENT", raising=False)
+    else:
+        monkeypatch.setenv("MAILBOX_AGENT", env)
+    assert 0 == cli(*argv).code
+    assert [("bob", [to_bob.id])] == _surface_lines(mb)
+
+
 # -- the event on stdin -------------------------------------------------------------------------
 
 
