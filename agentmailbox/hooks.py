@@ -212,9 +212,19 @@ def session_start(mb: Mailbox, who: Who, event: dict[str, Any],
                            hint=f"give --budget {DEFAULT_BUDGET} or less than {CAP}")
     # startup, resume and clear start an epoch; compact continues the current one.
     start = event.get("source") != "compact"
-    brief = mb.agent(who.name).boot(budget=budget, start_epoch=start)
+    agent = mb.agent(who.name)
+    note = ""
+    try:
+        brief = agent.boot(budget=budget, start_epoch=start)
+    except Exception as exc:  # the brief matters more than the epoch (run/epoch planted...)
+        if not start:
+            raise
+        brief = agent.boot(budget=budget, start_epoch=False)
+        why = line(str(exc), 200) if isinstance(exc, MailboxError) else line(repr(exc), 200)
+        note = (f"mailbox hook session-start: could not start a new epoch ({why}); the "
+                "brief is of the current one")
     surfacing.record(mb, who.name, brief.shown_mail(), "brief", unread=True)
-    return Answer(stdout=context("SessionStart", brief.to_text()))
+    return Answer(stdout=context("SessionStart", brief.to_text()), stderr=note)
 
 
 # -- prompt and wait: new mail ----------------------------------------------------------------

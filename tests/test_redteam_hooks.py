@@ -132,6 +132,46 @@ def test_a_file_planted_in_new_is_never_announced_as_mail(hook: Any, mb: Mailbox
     assert "1 new from alice — mailbox next" == context(hook("prompt"))
 
 
+def _plant_at_epoch(mb: Mailbox, what: str) -> None:
+    paths = mb.root.paths.agent("bob")
+    if what == "folder":
+        paths.epoch.unlink()
+        paths.epoch.mkdir()
+    elif what == "fifo-lock":
+        paths.lock("epoch").unlink()
+        os.mkfifo(paths.lock("epoch"))
+    else:  # an epoch one more than which no JSON writer can write
+        paths.epoch.write_bytes(b'{"epoch": 18446744073709551615, "at": 1}')
+
+
+@pytest.mark.parametrize("what", ["folder", "fifo-lock", "last-epoch"])
+def test_an_epoch_that_cannot_be_started_never_costs_the_brief(what: str, hook: Any,
+                                                                mb: Mailbox) -> None:
+    """When run/epoch cannot take a new epoch (a folder or FIFO planted, a number at its
+    end), session-start still gives the brief, and says on stderr why it is not a new epoch."""
+    mb.agent("bob").boot()
+    mb.send("alice", "bob", subject="first", body="x")
+    _plant_at_epoch(mb, what)
+    result = hook("session-start", START)
+    assert "first" in context(result)
+    assert 1 == len(result.err.splitlines()) and "could not start a new epoch" in result.err
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError,
+                   reason="agent.py _start_epoch writes epoch + 1 with orjson, which cannot "
+                          "encode 2**64: a TypeError, not a MailboxError saying the epoch is "
+                          "at its end (owned by agent.py)")
+def test_boot_at_the_last_epoch_says_why_it_cannot_start_another(mb: Mailbox) -> None:
+    """`mailbox boot` of an agent whose run/epoch is at the largest number says so as an
+    error of the bus, not a crash."""
+    from agentmailbox.errors import MailboxError
+
+    mb.agent("bob").boot()
+    _plant_at_epoch(mb, "last-epoch")
+    with Mailbox.open(mb.path) as other, pytest.raises(MailboxError):
+        other.agent("bob").boot()
+
+
 # -- untrusted text -----------------------------------------------------------------------------
 
 
