@@ -61,17 +61,35 @@ DEEP = b'{"x": ' + b"[" * 400 + b"]" * 400 + b"}"
 """Valid JSON that orjson reads (under 1024 levels) but cannot write back (over 254)."""
 
 
+def _plant(path: Path, planted: bytes | str) -> None:
+    """``planted`` at ``path``: bytes as the file's content, or "fifo", "link out" (to a
+    file outside the root that claims every id as surfaced)."""
+    path.unlink(missing_ok=True)
+    if planted == "fifo":
+        os.mkfifo(path)
+    elif planted == "link out":
+        outside = path.parents[4] / "outside.json"  # beside the .mailbox folder
+        outside.write_bytes(b'{"surfaced": {"epoch": 1, "ids": []}}')
+        os.symlink(outside, path)
+    else:
+        assert isinstance(planted, bytes)
+        path.write_bytes(planted)
+
+
 @pytest.mark.parametrize("planted", [
     DEEP, b'{"surfaced": {"epoch": 1, "ids": []}, "surfaced": {"epoch": 1, "ids": []}}',
     b'{"surfaced": "x", "ended": [], "stop_blocked": 7, "waiter": {}}', b"[1, 2]", b"\xff{",
-], ids=["deep", "duplicate-keys", "wrong-types", "not-an-object", "not-utf-8"])
+    b'{"surfaced": {"epoch": 1, "ids": ["' + b"x" * (1 << 20) + b'"]}}', "fifo", "link out",
+    b'{"surfaced": {"epoch": 1, "ids": [1, null, {}, [], "not an id"]}}',
+], ids=["deep", "duplicate-keys", "wrong-types", "not-an-object", "not-utf-8", "huge", "fifo",
+        "link-out", "ids-not-ids"])
 def test_a_planted_hook_record_never_costs_the_brief_or_the_prompt_line(
-        planted: bytes, hook: Any, mb: Mailbox) -> None:
+        planted: bytes | str, hook: Any, mb: Mailbox, no_hang: None) -> None:
     """Whatever hooks.json holds, session-start still briefs and prompt still announces."""
     mb.send("alice", "bob", subject="first", body="x")
-    hooks_json(mb).write_bytes(planted)
+    _plant(hooks_json(mb), planted)
     assert "first" in context(hook("session-start", START))
-    hooks_json(mb).write_bytes(planted)  # the brief's record lost: a repeated notice at worst
+    _plant(hooks_json(mb), planted)  # the brief's record lost: a repeated notice at worst
     mb.send("alice", "bob", subject="second", body="x")
     assert "2 new from alice" in context(hook("prompt"))
     assert (0, "", "") == astuple(hook("prompt"))
