@@ -150,6 +150,36 @@ def test_a_file_planted_in_new_is_never_announced_as_mail(hook: Any, mb: Mailbox
     assert "1 new from alice — mailbox next" == context(hook("prompt"))
 
 
+def test_planted_surface_lines_of_the_wrong_shape_change_nothing(hook: Any, mb: Mailbox,
+                                                                 cli: Cli) -> None:
+    """Journal lines that look like surface lines but hold ids that are not ids, huge lists,
+    or fields of the wrong type: the brief and `mailbox agents` work, and still say the
+    old mail never reached the model."""
+    from agentmailbox.root import Clock, Root
+    from agentmailbox.surfacing import UNSURFACED_AFTER
+
+    ago = 2 * UNSURFACED_AFTER
+    late = Mailbox(Root.load(mb.path, clock=Clock(wall=lambda: time.time_ns() - ago)))
+    try:
+        old = late.send("alice", "bob", subject="old", body="x").id
+    finally:
+        late.close()
+    now = time.time_ns()
+    lines = [{"ids": old}, {"ids": [old, "../x"]}, {"ids": [old], "agent": ["bob"]},
+             {"ids": [old], "epoch": "1"}, {"ids": [old], "t": True}, {"ids": [old], "t": -1},
+             {"ids": [old], "via": 7}, {"ids": [old, *(["x" * 36] * 20_000)]},
+             {"ids": {old: 1}}, {"ids": [[old]]}]
+    day = mb.root.paths.journal / time.strftime("%Y-%m-%d.jsonl", time.gmtime(now // 10**9))
+    with day.open("ab") as journal:
+        for fields in lines:
+            base = {"t": now, "ev": "surface", "agent": "bob", "epoch": None, "via": "mcp"}
+            journal.write(orjson.dumps({**base, **fields}) + b"\n")
+    bob = next(r for r in cli("agents", "--json").json() if r["name"] == "bob")
+    assert 1 == bob["never_surfaced"]
+    brief = context(hook("session-start", START))
+    assert "1 of them waited over 10 minutes and never reached this agent's model" in brief
+
+
 def _plant_at_epoch(mb: Mailbox, what: str) -> None:
     paths = mb.root.paths.agent("bob")
     if what == "folder":
