@@ -96,11 +96,11 @@ def _answer(name: str, options: dict[str, Any]) -> int:
     root = options.pop("root", None)  # None: $MAILBOX_ROOT, else the nearest root
     agent = options.pop("agent", None)
     got = answer(name, agent, lambda: Mailbox.open(root), **options)
-    try:
-        if got.stdout:
+    try:  # as click.echo: a stream closed at start (None) is skipped, a reader gone ends it
+        if got.stdout and sys.stdout is not None:
             sys.stdout.write(got.stdout + "\n")
             sys.stdout.flush()
-        if got.stderr:
+        if got.stderr and sys.stderr is not None:
             sys.stderr.write(got.stderr + "\n")
             sys.stderr.flush()
     except BrokenPipeError:

@@ -529,6 +529,24 @@ def test_a_reader_gone_away_never_turns_a_hook_into_a_failure(
     assert code == done.returncode
 
 
+@pytest.mark.parametrize("via", ["entry", "cli"])
+@pytest.mark.parametrize(("hook", "closed", "code"), [("prompt", ">&-", 0), ("wait", "2>&-", 2)])
+def test_a_hook_started_without_stdout_or_stderr_still_answers_with_its_code(
+        via: str, hook: str, closed: str, code: int, mb: Mailbox, tmp_path: Path) -> None:
+    """Started with descriptor 1 (or 2) closed, a hook writes what it can, no traceback,
+    and exits with its own code, both ways in."""
+    mb.agent("bob").boot()
+    mb.send("alice", "bob", subject="hi", body="x")
+    other = tmp_path / "other"
+    main = f"import sys; from agentmailbox.{via} import main; sys.exit(main(sys.argv[1:]))"
+    line = (f"{sys.executable} -c '{main}' hook {hook} </dev/null {closed} "
+            f"{'2' if closed == '>&-' else ''}>{other}")
+    done = subprocess.run(line, shell=True, timeout=60, env={
+        **python_env(), "MAILBOX_AGENT": "bob", "MAILBOX_ROOT": str(mb.path)})
+    assert code == done.returncode
+    assert b"Traceback" not in other.read_bytes()
+
+
 _HOOK_NAMES = ["session-start", "prompt", "stop", "pre-compact", "session-end", "wait"]
 _VALUES = st.sampled_from(["R1", "R2", "", "5", "-1", "9000", "12000", "1e3", "nan", " 7", "0x10",
                            "\uff15", "1_0", "--json", "hook", "prompt", "bob", "alice", "-", "=",
