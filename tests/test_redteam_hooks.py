@@ -483,6 +483,69 @@ def test_wait_refuses_a_timeout_that_is_no_number_of_seconds(timeout: str, hook:
     assert 1 == len(result.err.splitlines()) and "is no timeout" in result.err
 
 
+_STEPS = [("agentmailbox.inbox", "Inbox", "ids"), ("agentmailbox.inbox", "Inbox", "get"),
+          ("agentmailbox.hooks_state", "HookState", "load"),
+          ("agentmailbox.fs", "Disk", "replace"), ("agentmailbox.journal", "Journal", "record")]
+"""The steps of a hook that read or write what the announcement depends on."""
+
+
+def _deliver_at(monkeypatch: pytest.MonkeyPatch, mb: Mailbox, step: int) -> list[int]:
+    """Make the ``step``-th of the :data:`_STEPS` a hook takes (counting from 0) deliver one
+    message to bob first; returns the counter (its one item: steps taken so far)."""
+    import importlib
+
+    taken, sending = [0], [False]
+    for module, cls, name in _STEPS:
+        owner = getattr(importlib.import_module(module), cls)
+        real = getattr(owner, name)
+
+        def step_(self: Any, *args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            if not sending[0]:  # the delivery's own steps are not the hook's
+                taken[0] += 1
+                if taken[0] == step + 1:
+                    sending[0] = True
+                    try:
+                        mb.send("alice", "bob", subject=f"at step {step}", body="x")
+                    finally:
+                        sending[0] = False
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(owner, name, step_)
+    return taken
+
+
+def _announced(mb: Mailbox, epoch: int | None) -> list[str]:
+    return [i for ev in mb.root.journal.events() if ev["ev"] == "surface"
+            and ev["epoch"] == epoch and ev["via"] in ("brief", "prompt") for i in ev["ids"]]
+
+
+@pytest.mark.parametrize("first", ["prompt", "session-start"])
+def test_mail_delivered_at_any_step_of_a_hook_is_announced_once(
+        first: str, hook: Any, mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every interleaving of one delivery with the steps of a prompt (or session-start)
+    hook: the message is announced exactly once in the epoch, by that hook or a later
+    prompt; none is lost, none repeated."""
+    step = 0
+    while True:
+        mb.agent("bob").boot()
+        mb.send("alice", "bob", subject="before", body="x")
+        with monkeypatch.context() as patch:
+            taken = _deliver_at(patch, mb, step)
+            assert 0 == hook(first, START if first == "session-start" else PROMPT).code
+        epoch = mb.epoch_record("bob")
+        assert epoch is not None
+        hook("prompt")
+        unread = mb.inbox("bob").ids()
+        assert sorted(unread) == sorted(_announced(mb, epoch["epoch"])), step
+        for msg_id in unread:
+            mb.inbox("bob").claim(msg_id)
+            mb.inbox("bob").done(msg_id)
+        if taken[0] <= step:
+            break  # the hook took fewer steps: every one has had its delivery
+        step += 1
+    assert step > 5, step
+
+
 # -- the entry point's short path ---------------------------------------------------------------
 
 
