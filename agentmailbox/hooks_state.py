@@ -37,8 +37,10 @@ if TYPE_CHECKING:
 
 __all__ = ["LIMIT", "LOCK_WAIT", "Ended", "HookState"]
 
-LIMIT = 1 << 20
-"""The largest record read back (a surfaced set of 10,000 ids fits in half of it)."""
+LIMIT = 1 << 24
+"""The largest record read back: a surfaced set of 400,000 ids (40 bytes each) fits in it.
+The set holds every unread id of the epoch's inbox, and a record written too large to be
+read back would make the prompt hook announce all of them again at every prompt."""
 LOCK_WAIT = 1.0
 """How long, in seconds, a hook waits for another's read-modify-write of the record (a few
 milliseconds) before it goes on without the lock (a holder stopped for good)."""

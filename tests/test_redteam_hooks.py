@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from agentmailbox import Mailbox
 from agentmailbox.hooks import INPUT_LIMIT
-from agentmailbox.hooks_state import HookState
+from agentmailbox.hooks_state import LIMIT, HookState
 
 Cli = Callable[..., Any]
 PROMPT = orjson.dumps({"hook_event_name": "UserPromptSubmit", "prompt": "go"}).decode()
@@ -80,7 +80,7 @@ def _plant(path: Path, planted: bytes | str) -> None:
 @pytest.mark.parametrize("planted", [
     DEEP, b'{"surfaced": {"epoch": 1, "ids": []}, "surfaced": {"epoch": 1, "ids": []}}',
     b'{"surfaced": "x", "ended": [], "stop_blocked": 7, "waiter": {}}', b"[1, 2]", b"\xff{",
-    b'{"surfaced": {"epoch": 1, "ids": ["' + b"x" * (1 << 20) + b'"]}}', "fifo", "link out",
+    b'{"surfaced": {"epoch": 1, "ids": ["' + b"x" * LIMIT + b'"]}}', "fifo", "link out",
     b'{"surfaced": {"epoch": 1, "ids": [1, null, {}, [], "not an id"]}}',
 ], ids=["deep", "duplicate-keys", "wrong-types", "not-an-object", "not-utf-8", "huge", "fifo",
         "link-out", "ids-not-ids"])
@@ -219,6 +219,20 @@ def test_boot_at_the_last_epoch_says_why_it_cannot_start_another(mb: Mailbox) ->
     _plant_at_epoch(mb, "last-epoch")
     with Mailbox.open(mb.path) as other, pytest.raises(MailboxError):
         other.agent("bob").boot()
+
+
+def test_an_inbox_of_27000_unread_is_announced_once(hook: Any, mb: Mailbox) -> None:
+    """However much unread mail there is, what the prompt hook announced it does not
+    announce again: the record of it is always read back."""
+    mb.agent("bob").boot()
+    new = mb.inbox("bob").new
+    stamp = time.time_ns()
+    one = mb.path / "one"
+    one.write_bytes(b"x")
+    for n in range(27_000):  # names enough for a set over 1 MiB, one file for them all
+        os.link(one, new / f"{stamp + n:020d}-{n:016x}.json")
+    assert context(hook("prompt")).startswith("26950 new")
+    assert (0, "", "") == astuple(hook("prompt"))
 
 
 # -- untrusted text -----------------------------------------------------------------------------
