@@ -27,6 +27,8 @@ _BEFORE = ("--agent", "--root")
 _AFTER = {"session-start": ("--agent", "--root", "--budget"), "wait": ("--agent", "--root",
                                                                        "--timeout")}
 """The options each hook takes after its name (the others: ``--agent``, ``--root``)."""
+INTERRUPTED = 130
+"""Ctrl-C's exit code, as the full command's (``agentmailbox.cli._base.EXIT_INTERRUPTED``)."""
 
 
 def run() -> NoReturn:
@@ -42,7 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .cli import main as full
 
         return full(args)
-    return _answer(*call)
+    try:
+        return _answer(*call)
+    except KeyboardInterrupt:  # Ctrl-C in `hook wait`: no traceback, the full command's answer
+        sys.stderr.write("\n")
+        return INTERRUPTED
 
 
 def hook_call(args: list[str]) -> tuple[str, dict[str, Any]] | None:
@@ -90,11 +96,11 @@ def _answer(name: str, options: dict[str, Any]) -> int:
     root = options.pop("root", None)  # None: $MAILBOX_ROOT, else the nearest root
     agent = options.pop("agent", None)
     got = answer(name, agent, lambda: Mailbox.open(root), **options)
-    try:
-        if got.stdout:
+    try:  # as click.echo: a stream closed at start (None) is skipped, a reader gone ends it
+        if got.stdout and sys.stdout is not None:
             sys.stdout.write(got.stdout + "\n")
             sys.stdout.flush()
-        if got.stderr:
+        if got.stderr and sys.stderr is not None:
             sys.stderr.write(got.stderr + "\n")
             sys.stderr.flush()
     except BrokenPipeError:

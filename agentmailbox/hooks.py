@@ -22,7 +22,9 @@ inbox`` does (no watcher, agent, boot or handoff module; tests/test_cli.py pins 
 
 from __future__ import annotations
 
+import math
 import os
+import select
 import sys
 import time
 from collections.abc import Callable
@@ -61,6 +63,9 @@ HANDOFF_ARGS = '--in-progress "..." --next "..."'
 """What the stop hook's handoff command is shown with (the agent fills in the dots)."""
 INPUT_LIMIT = 1 << 20
 """The most of the event's JSON read from stdin (events are a few hundred bytes)."""
+STDIN_WAIT = 1.0
+"""How long a hook waits, in seconds, for the end of its event on stdin (the harness writes
+it at once; session-end has 1.5 s in all)."""
 ITEM_CHARS = 120
 """The longest item of a checkpoint (7 items stay well within a handoff's 4 KB)."""
 
@@ -93,19 +98,66 @@ Handler = Callable[..., Answer]
 
 def answer(hook: str, agent: str | None, open_mailbox: Callable[[], Mailbox],
            **options: Any) -> Answer:
-    """Run ``hook`` as the command does: the event from stdin (at most :data:`INPUT_LIMIT`
-    bytes; none from a terminal), the agent from ``agent`` (the --agent option) or
+    """Run ``hook`` as the command does: the event from stdin (:func:`read_event`; none
+    from a terminal), the agent from ``agent`` (the --agent option) or
     ``$MAILBOX_AGENT``. Never raises."""
     name = agent or os.environ.get(AGENT_ENV) or None
     who = None if name is None else Who(name, os.environ.get(AGENT_ENV) == name)
     note = ""
     try:
         stdin = sys.stdin
-        data = b"" if stdin is None or stdin.isatty() else stdin.buffer.read(INPUT_LIMIT)
+        data, why = (b"", "") if stdin is None or stdin.isatty() else read_event(stdin)
+        note = f"mailbox hook {hook}: {why}; read as no event" if why else ""
     except (OSError, ValueError) as exc:
         data, note = b"", f"mailbox hook {hook}: stdin unreadable ({exc}); read as no event"
     got = run(hook, data, who, open_mailbox, **options)
     return Answer(got.stdout, "\n".join(filter(None, [note, got.stderr])), got.code)
+
+
+def read_event(stdin: Any) -> tuple[bytes, str]:
+    """The event's JSON from ``stdin``, or nothing and why: more than :data:`INPUT_LIMIT`
+    bytes (a pasted prompt of megabytes must not cost the prompt's line), or no end
+    within :data:`STDIN_WAIT` (a writer that keeps stdin open must not stall the hook).
+
+    Raises:
+        OSError: stdin cannot be read.
+    """
+    try:
+        fd = stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # no descriptor: a stand-in for a file
+        data, whole = stdin.buffer.read(INPUT_LIMIT + 1), True
+    else:
+        data, whole = _read_fd(fd)
+    if len(data) > INPUT_LIMIT:
+        return b"", f"the event is over {INPUT_LIMIT} bytes"
+    if not whole:
+        return b"", f"stdin held no whole event within {STDIN_WAIT:g} s"
+    return data, ""
+
+
+def _read_fd(fd: int) -> tuple[bytes, bool]:
+    """At most :data:`INPUT_LIMIT` and one bytes of ``fd``, up to its end or, when the
+    writer keeps it open, to the end of a whole JSON object; and whether one of these came
+    within :data:`STDIN_WAIT` (the descriptor is shared with the harness: it is never made
+    non-blocking, ``select`` bounds each read)."""
+    data = b""
+    end = time.monotonic() + STDIN_WAIT
+    while len(data) <= INPUT_LIMIT:
+        if not select.select([fd], [], [], max(end - time.monotonic(), 0.0))[0]:
+            return data, _whole(data)
+        chunk = os.read(fd, INPUT_LIMIT + 1 - len(data))
+        if not chunk or _whole(data := data + chunk):
+            break
+    return data, True
+
+
+def _whole(data: bytes) -> bool:
+    if not data.rstrip().endswith(b"}"):
+        return False
+    try:
+        return isinstance(orjson.loads(data), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def run(hook: str, data: bytes, who: Who | None, open_mailbox: Callable[[], Mailbox],
@@ -161,47 +213,75 @@ def session_start(mb: Mailbox, who: Who, event: dict[str, Any],
                            hint=f"give --budget {DEFAULT_BUDGET} or less than {CAP}")
     # startup, resume and clear start an epoch; compact continues the current one.
     start = event.get("source") != "compact"
-    brief = mb.agent(who.name).boot(budget=budget, start_epoch=start)
+    agent = mb.agent(who.name)
+    note = ""
+    try:
+        brief = agent.boot(budget=budget, start_epoch=start)
+    except Exception as exc:  # the brief matters more than the epoch (run/epoch planted...)
+        if not start:
+            raise
+        brief = agent.boot(budget=budget, start_epoch=False)
+        why = line(str(exc), 200) if isinstance(exc, MailboxError) else line(repr(exc), 200)
+        note = (f"mailbox hook session-start: could not start a new epoch ({why}); the "
+                "brief is of the current one")
     surfacing.record(mb, who.name, brief.shown_mail(), "brief", unread=True)
-    return Answer(stdout=context("SessionStart", brief.to_text()))
+    return Answer(stdout=context("SessionStart", brief.to_text()), stderr=note)
 
 
 # -- prompt and wait: new mail ----------------------------------------------------------------
 
 
 def prompt(mb: Mailbox, who: Who, event: dict[str, Any]) -> Answer:
-    new = _news(mb, who.name, "prompt")
-    if not new:
-        return Answer()
-    return Answer(stdout=context("UserPromptSubmit", news_line(mb, who, new)))
+    new, note = _news(mb, who.name, "prompt")
+    text = news_line(mb, who, new) if new else ""
+    if not text:
+        return Answer(stderr=note)
+    return Answer(stdout=context("UserPromptSubmit", text), stderr=note)
 
 
-def _news(mb: Mailbox, name: str, via: str) -> list[str]:
+def _news(mb: Mailbox, name: str, via: str) -> tuple[list[str], str]:
     """The unread, unclaimed ids not surfaced yet in this epoch, recorded as surfaced
-    ``via`` this hook. The epoch's surfaced set keeps what is still in the inbox (unread
-    or claimed), so mail given back after it was shown is not announced again; with
-    nothing new, the record is not even rewritten."""
+    ``via`` this hook, and a line for stderr when the record could not be written. The
+    epoch's surfaced set keeps what is still in the inbox (unread or claimed), so mail
+    given back after it was shown is not announced again; with nothing new, the record
+    is not even rewritten. A record that cannot be written costs a repeated notice,
+    never the notice itself."""
     epoch = mb.epoch(name)
     state = HookState(mb.root, name)
     inbox = mb.inbox(name)
     unread = set(inbox.ids())
-    before = state.surfaced(epoch) or set()
-    new = unread - before
-    if not new:
-        return []
-    surfacing.record(mb, name, new, via)
-    kept = before if before <= unread else before & unread.union(inbox.ids(State.CLAIMED))
-    state.set_surfaced(epoch, kept | new)
-    return sorted(new)
+    if unread <= (state.surfaced(epoch) or set()):
+        return [], ""  # the path of nearly every prompt: no lock, no write
+    with state.locked():  # another hook may be announcing the same mail right now
+        before = state.surfaced(epoch) or set()
+        new = unread - before
+        if not new:
+            return [], ""
+        surfacing.record(mb, name, new, via)
+        kept = before if before <= unread else before & unread.union(inbox.ids(State.CLAIMED))
+        try:
+            state.set_surfaced(epoch, kept | new)
+        except MailboxError as exc:
+            return sorted(new), (f"mailbox hook {via}: could not record what it surfaced "
+                                 f"({line(str(exc), 200)}): it will announce it again")
+    return sorted(new), ""
 
 
 def news_line(mb: Mailbox, who: Who, ids: list[str]) -> str:
-    """"2 new: 1 urgent from alice — mailbox next": how many, the pressing ones and from whom."""
+    """"2 new: 1 urgent from alice — mailbox next": how many, the pressing ones and from whom.
+
+    Of the first :data:`DETAIL` ids, those that no longer read as a message are not counted
+    (claimed since the scan, or a file planted in ``new/`` that is no message, which a
+    listing skips too); "" when nothing is left to announce.
+    """
     msgs = [m for m in (_peek(mb, who.name, i) for i in ids[:DETAIL]) if m is not None]
+    count = len(msgs) + len(ids[DETAIL:])
+    if not count:
+        return ""
     pressing = [(p, [m for m in msgs if m.priority == p]) for p in ("urgent", "high")]
     parts = [f"{len(group)} {p} from {_senders(group)}" for p, group in pressing if group]
-    head = f"{len(ids)} new" + (f": {', '.join(parts)}" if parts else
-                                f" from {_senders(msgs)}" if msgs else "")
+    head = f"{count} new" + (f": {', '.join(parts)}" if parts else
+                             f" from {_senders(msgs)}" if msgs else "")
     return f"{head} — {who.command('next')}"
 
 
@@ -220,23 +300,36 @@ def _senders(msgs: list[Message]) -> str:
 
 def wait(mb: Mailbox, who: Who, event: dict[str, Any], timeout: float = DEFAULT_WAIT) -> Answer:
     """Exit 2 with a doorbell when new mail is there (now, or when the watcher wakes), 0 at
-    the timeout or once a newer waiter of the same agent has started."""
+    the timeout, once a newer waiter of the same agent has started, or once a new epoch
+    began (the session that started it ended: its doorbell would ring for nobody, and the
+    mail it took as surfaced would never be announced to the new session)."""
     from .watch import Watcher  # only here: the prompt path never loads watchdog
 
+    if not math.isfinite(timeout):  # nan would wait for ever, inf overflows the clock
+        raise InvalidInput(f"a timeout of {timeout} seconds is no timeout",
+                           hint=f"give --timeout {DEFAULT_WAIT:g} or another number of seconds")
     state = HookState(mb.root, who.name)
+    epoch = mb.epoch(who.name)  # before the token is seen: the waiter is of this epoch
     token = f"{os.getpid()}.{time.time_ns()}"
     state.update(waiter=token)
     deadline = time.monotonic() + max(timeout, 0.0)
     with Watcher(mb.inbox(who.name).new) as watcher:
-        while state.load().get("waiter") == token:
-            new = _news(mb, who.name, "wait")
-            if new:
-                return Answer(stderr=news_line(mb, who, new), code=2)
+        while state.load().get("waiter") == token and _epoch_now(mb, who.name) == epoch:
+            new = _news(mb, who.name, "wait")[0]
+            text = news_line(mb, who, new) if new else ""
+            if text:
+                return Answer(stderr=text, code=2)
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             watcher.wait(left)
     return Answer()
+
+
+def _epoch_now(mb: Mailbox, name: str) -> int | None:
+    """The epoch in ``run/epoch`` now (:meth:`Mailbox.epoch` is read once per process)."""
+    record = mb.epoch_record(name)
+    return None if record is None else int(record["epoch"])
 
 
 # -- stop -------------------------------------------------------------------------------------

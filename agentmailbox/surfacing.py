@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from .errors import MailboxError
 from .hooks_state import HookState
 from .message import day_of, stamp_of
 
@@ -60,7 +61,10 @@ def record(mb: Mailbox, agent: str, ids: Iterable[str], via: str, *,
         mb.root.journal.record("surface", agent=agent, epoch=epoch,
                                ids=shown[start:start + CHUNK], via=via)
     if unread:
-        HookState(mb.root, agent).add_surfaced(epoch, shown)
+        try:
+            HookState(mb.root, agent).add_surfaced(epoch, shown)
+        except MailboxError:
+            pass  # hooks.json cannot be written (a folder planted there, a full disk)
 
 
 def first_surfaced(mb: Mailbox, agent: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:

@@ -39,10 +39,13 @@ def _answer(c: Ctx, name: str, agent: str | None, **options: Any) -> NoReturn:
     from .. import hooks
 
     answer = hooks.answer(name, agent, lambda: c.mb, **options)
-    if answer.stdout:
-        click.echo(answer.stdout)
-    if answer.stderr:
-        click.echo(answer.stderr, err=True)
+    try:
+        if answer.stdout:
+            click.echo(answer.stdout)
+        if answer.stderr:
+            click.echo(answer.stderr, err=True)
+    except BrokenPipeError:
+        pass  # the reader went away: the exit code still says what the hook did (click: 1)
     raise SystemExit(answer.code)
 
 
