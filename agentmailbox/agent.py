@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from . import boot as boot_mod
+from .errors import InvalidInput
 from .handoff import Handoff, HandoffStore, Waiting, plausible
 from .inbox import Inbox
 from .memory import Memory, MemoryEvent, WorkingState, agent_lock
@@ -30,7 +31,11 @@ from .threads import ThreadDone
 if TYPE_CHECKING:
     from .mailbox import Mailbox
 
-__all__ = ["Agent"]
+__all__ = ["MAX_EPOCH", "Agent"]
+
+MAX_EPOCH = 2**63 - 1
+"""The largest instance epoch: a run/epoch file at it (planted, or hand-edited) cannot
+start another, and says so rather than writing a number readers cannot hold."""
 
 
 class Agent:
@@ -93,6 +98,11 @@ class Agent:
         root = self.mailbox.root
         with agent_lock(root, self.name, "epoch"):
             current = self._epoch_record() or {"epoch": 0, "at": None}
+            if int(current["epoch"]) >= MAX_EPOCH:
+                raise InvalidInput(f"the instance epoch of {self.name} is at its largest "
+                                   f"({current['epoch']}): no new one can start",
+                                   hint=f"move {self.mailbox.epoch_path(self.name)} aside; the "
+                                        "next boot starts at epoch 1")
             previous = _stamp(current.get("at"))
             # After the last boot and the newest handoff, even if the wall clock stepped
             # back: the next boot tells "a handoff was written since" by comparing stamps.

@@ -206,10 +206,6 @@ def test_an_epoch_that_cannot_be_started_never_costs_the_brief(what: str, hook: 
     assert 1 == len(result.err.splitlines()) and "could not start a new epoch" in result.err
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="agent.py _start_epoch writes epoch + 1 with orjson, which cannot "
-                          "encode 2**64: a TypeError, not a MailboxError saying the epoch is "
-                          "at its end (owned by agent.py)")
 def test_boot_at_the_last_epoch_says_why_it_cannot_start_another(mb: Mailbox) -> None:
     """`mailbox boot` of an agent whose run/epoch is at the largest number says so as an
     error of the bus, not a crash."""
