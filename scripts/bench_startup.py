@@ -37,6 +37,7 @@ def commands() -> dict[str, list[str]]:
     mailbox = mailbox_command()
     return {
         BARE: [sys.executable, "-c", "pass"],
+        "python -c 'import orjson'": [sys.executable, "-c", "import orjson"],
         "python -c 'import click, orjson'": [sys.executable, "-c", "import click, orjson"],
         "mailbox --help": [*mailbox, "--help"],
         "mailbox inbox bob": [*mailbox, "inbox", "bob"],
