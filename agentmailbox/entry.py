@@ -95,7 +95,7 @@ def _answer(name: str, options: dict[str, Any]) -> int:
 
     root = options.pop("root", None)  # None: $MAILBOX_ROOT, else the nearest root
     agent = options.pop("agent", None)
-    got = answer(name, agent, lambda: Mailbox.open(root), **options)
+    got = answer(name, agent, lambda: Mailbox.open(root), root=root, **options)
     try:  # as click.echo: a stream closed at start (None) is skipped, a reader gone ends it
         if got.stdout and sys.stdout is not None:
             sys.stdout.write(got.stdout + "\n")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import select
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from .fs import parse_object
 from .hooks_state import Ended, HookState
 from .inbox import State
 from .message import stamp_of
-from .names import AGENT_ENV
+from .names import AGENT_ENV, ROOT_ENV
 from .render import line
 
 if TYPE_CHECKING:
@@ -86,10 +87,14 @@ class Who:
     name: str
     by_env: bool = True
     """Whether $MAILBOX_AGENT names it (then a command needs no --agent)."""
+    root: str | None = None
+    """The root, when the hook was given it by --root rather than $MAILBOX_ROOT (then a
+    command names it too: the model's shell has only the harness's environment)."""
 
     def command(self, verb: str, rest: str = "") -> str:
-        """``mailbox VERB [--agent NAME] REST``: a command the agent can paste."""
+        """``mailbox VERB [--agent NAME] [--root PATH] REST``: a command the agent can paste."""
         flag = "" if self.by_env else f" --agent {self.name}"
+        flag += "" if self.root is None else f" --root {shlex.quote(self.root)}"
         return f"mailbox {verb}{flag}" + (f" {rest}" if rest else "")
 
 
@@ -97,12 +102,13 @@ Handler = Callable[..., Answer]
 
 
 def answer(hook: str, agent: str | None, open_mailbox: Callable[[], Mailbox],
-           **options: Any) -> Answer:
+           root: str | None = None, **options: Any) -> Answer:
     """Run ``hook`` as the command does: the event from stdin (:func:`read_event`; none
     from a terminal), the agent from ``agent`` (the --agent option) or
-    ``$MAILBOX_AGENT``. Never raises."""
+    ``$MAILBOX_AGENT``; ``root`` is the root the command was given, if any. Never raises."""
     name = agent or os.environ.get(AGENT_ENV) or None
-    who = None if name is None else Who(name, os.environ.get(AGENT_ENV) == name)
+    named_root = root if root and root != os.environ.get(ROOT_ENV) else None
+    who = None if name is None else Who(name, os.environ.get(AGENT_ENV) == name, named_root)
     note = ""
     try:
         stdin = sys.stdin

@@ -115,15 +115,16 @@ def hook_commands(events: Events, agent: str | None, root: Path | None = None
     """The command line of each hook (by the harness's event) for ``agent`` (None: whichever
     agent ``$MAILBOX_AGENT`` names in the harness's environment, so the command carries no
     identity and a session started without one surfaces nothing); ``root`` goes in as
-    ``$MAILBOX_ROOT`` when the hook would not find it from the project by itself.
+    ``--root PATH`` when the hook would not find it from the project by itself.
 
     The agent is given as ``--agent NAME``, not as ``MAILBOX_AGENT=NAME`` before the
     command: the model's own shell does not inherit what one hook's command line sets, so
     the hook must know the variable is not there, and show the model commands that carry
-    ``--agent NAME`` (a hook whose ``$MAILBOX_AGENT`` names its agent shows them without)."""
-    env = "" if root is None else f"MAILBOX_ROOT={shlex.quote(str(root))} "
+    ``--agent NAME`` (a hook whose ``$MAILBOX_AGENT`` names its agent shows them without);
+    the root likewise, as ``--root PATH``."""
     who = "" if agent is None else f" --agent {shlex.quote(names.check_agent(agent))}"
-    return {event: f"{env}mailbox hook {hook}{who}" for event, hook, _ in events}
+    who += "" if root is None else f" --root {shlex.quote(str(root))}"
+    return {event: f"mailbox hook {hook}{who}" for event, hook, _ in events}
 
 
 def found_from(project: Path) -> Path | None:

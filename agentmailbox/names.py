@@ -12,6 +12,7 @@ from .errors import InvalidInput, InvalidName
 __all__ = [
     "AGENT_ENV",
     "MAX_NAME",
+    "ROOT_ENV",
     "address_shape",
     "agent_shape",
     "as_text",
@@ -41,6 +42,8 @@ MAX_NAME = 64
 AGENT_ENV = "MAILBOX_AGENT"
 """The environment variable whose value names the acting agent (of every command that
 acts as one, and of the hooks)."""
+ROOT_ENV = "MAILBOX_ROOT"
+"""The environment variable that names the root (when no --root is given)."""
 
 # Every pattern of a name, an id or an address is declared here and nowhere else
 # (tests/test_names.py greps the package for their character classes).

@@ -267,13 +267,19 @@ def test_an_unregistered_agent_is_refused_with_a_hint(cli: Cli, project: Path) -
 
 def test_the_root_goes_into_the_command_when_not_found_from_the_project(
         cli: Cli, mb: Mailbox, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """A project outside the root's tree gets MAILBOX_ROOT in each command, shell-quoted."""
+    """A project outside the root's tree gets --root in each command, shell-quoted, and the
+    commands the hook shows the model carry it too (the model's shell would not find the
+    root either)."""
     folder = tmp_path_factory.mktemp("other place")
     setup(cli, folder)
     written = orjson.loads(settings_file(folder).read_bytes())
     root = shlex.quote(str(mb.path))
-    assert [f"MAILBOX_ROOT={root} mailbox hook prompt --agent bob"] == commands_of(
+    assert [f"mailbox hook prompt --agent bob --root {root}"] == commands_of(
         written, "UserPromptSubmit")
+    mb.send("alice", "bob", subject="plan v1", body="x")
+    done = run_written(folder, "UserPromptSubmit", {})
+    line = orjson.loads(done.stdout)["hookSpecificOutput"]["additionalContext"]
+    assert line.endswith(f"— mailbox next --agent bob --root {root}")
 
 
 def test_the_written_session_start_command_runs(cli: Cli, mb: Mailbox,
@@ -305,7 +311,7 @@ def test_commands_shown_by_a_written_hook_work_in_the_models_shell(
     done = run_written(folder, "UserPromptSubmit", env)
     assert (0, b"") == (done.returncode, done.stderr)
     line = orjson.loads(done.stdout)["hookSpecificOutput"]["additionalContext"]
-    assert line.endswith(f"— {shown}")
+    assert line.endswith(f"— {shown} --root {shlex.quote(str(mb.path))}")  # a project elsewhere
 
 
 # -- several agents in one project -----------------------------------------------------------

@@ -38,7 +38,7 @@ def _answer(c: Ctx, name: str, agent: str | None, **options: Any) -> NoReturn:
     """Run hook ``name`` on stdin, print its answer and exit with its code."""
     from .. import hooks
 
-    answer = hooks.answer(name, agent, lambda: c.mb, **options)
+    answer = hooks.answer(name, agent, lambda: c.mb, root=c.root, **options)
     try:
         if answer.stdout:
             click.echo(answer.stdout)

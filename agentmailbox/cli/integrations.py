@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from ..integrations import Harness, Plan
 
 NOTE = """\b
-Each hook's command carries MAILBOX_AGENT=NAME (none under --agent-from-env), and
-MAILBOX_ROOT=PATH when a hook run in the project would not find the root by itself. The
+Each hook's command carries --agent NAME (none under --agent-from-env), and --root PATH
+when a hook run in the project would not find the root by itself. The
 user's own hooks and settings are kept; running it twice changes nothing. Setting an agent
 up where the hooks act as another is refused (exit 6) (docs/INTEGRATIONS.md)."""
 
