@@ -335,7 +335,7 @@ class Mailbox:
             return None  # None, or a wrong type that encode() refuses, naming the field
         names.check_id(reply_to)
         try:
-            return _writable_thread(self.inbox(sender).get(reply_to))
+            return writable_thread(self.inbox(sender).get(reply_to))
         except MessageNotFound:
             return reply_to
 
@@ -448,7 +448,7 @@ class Mailbox:
         msg = self._compose(reader, (original.sender,), f"{state}: {original.subject}"[:200],
                             {"of": original.id, "state": state, "by": reader,
                              "epoch": self.epoch(reader)},
-                            kind="receipt", thread=_writable_thread(original),
+                            kind="receipt", thread=writable_thread(original),
                             reply_to=original.id,
                             epoch=self.epoch(reader))
         self.root.journal.record("send", id=msg.id, **{"from": reader}, to=list(msg.to),
@@ -552,8 +552,8 @@ def _remote_deliveries(states: dict[str, tuple[str | None, dict[str, int]]]
     return out
 
 
-def _writable_thread(msg: Message) -> str:
-    """The thread an answer to ``msg`` joins: its own, if a writer may give that name
+def writable_thread(msg: Message) -> str:
+    """The thread an answer to ``msg`` (a reply, a receipt, a notice) joins: its own, if a writer may give that name
     (readers accept any string, which an older writer may have sent), else ``msg``'s id."""
     return msg.thread if names.is_thread(msg.thread) else msg.id
 

@@ -61,6 +61,20 @@ def test_unknown_role_goes_to_dead_and_the_sender_is_told(team: Mailbox, sup: Su
     assert team.spool.find(msg.id) is None
 
 
+def test_a_notice_about_mail_with_a_free_form_thread_joins_its_id(team: Mailbox,
+                                                                   sup: Supervisor) -> None:
+    """Routed mail an older writer spooled with any string as its thread still gets its
+    notice, in the thread of its id (a name every reader and the thread markers accept)."""
+    from agentmailbox.message import Message, encode
+
+    old = Message(id=team.root.clock.new_id(), sender="alice", to=("@tester",), subject="q",
+                  thread="Release 42")
+    team.spool.deliver(old.id, encode(old, team.config.max_message_bytes))
+    sup.run_once()
+    [notice] = [m for m in team.inbox("alice").list() if m.kind == "notice"]
+    assert (notice.body["of"], notice.thread) == (old.id, old.id)
+
+
 def test_partly_unroutable_mail_reaches_the_rest_and_buries_a_copy(team: Mailbox,
                                                                   sup: Supervisor) -> None:
     """A group with an unknown member still reaches bob and carol; the gap is reported."""

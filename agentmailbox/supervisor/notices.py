@@ -17,7 +17,7 @@ import logging
 import time
 
 from ..errors import DiskFull, MailboxError
-from ..mailbox import Mailbox
+from ..mailbox import Mailbox, writable_thread
 from ..message import Message, encode, iso, stamp_of
 
 __all__ = ["NOTICE_SENDER", "Notices", "notice_id"]
@@ -60,7 +60,7 @@ class Notices:
             body["agent"] = agent
         notice = Message(id=nid, sender=NOTICE_SENDER, to=(msg.sender,),
                          subject=f"{what}: {msg.subject}"[:200], kind="notice",
-                         thread=msg.thread, reply_to=msg.id, ts=iso(time.time_ns()),
+                         thread=writable_thread(msg), reply_to=msg.id, ts=iso(time.time_ns()),
                          body=body)
         data = encode(notice, self._mb.config.max_message_bytes)
         try:
