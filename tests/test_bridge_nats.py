@@ -331,7 +331,9 @@ def test_poison_and_hostile_remote_mail_goes_to_dead_once_and_good_mail_flows(
     ]
     receiver = bridges(hosts, server.url)[1]
     with running(receiver):
-        wait_for(lambda: bridge_status(two.root)["running"], 20, "the bridge to run")
+        # the consumer's info is in the status once the stream and the consumer exist
+        wait_for(lambda: bridge_status(two.root)["consumer"] is not None, 20,
+                 "the bridge to set the stream up")
         asyncio.run(_publish_raw(server.url, [*poison, ("mail.gpu1.msg.bob.build1", good)]))
         wait_for(lambda: len(two.inbox("bob").list()) == 1, 20, "the good message")
         wait_for(lambda: len(two.dead.list()) == len(poison), 20, "every poison in dead/")
