@@ -25,6 +25,7 @@ Layers, lowest first (a module imports only from those before it)::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .errors import MailboxError
 from .registry import AgentInfo, Registry
@@ -99,9 +100,14 @@ class Directory:
             if isinstance(target, str) and target != address:
                 self._expand(target, sender, found, problems, depth + 1)
 
+    @cached_property
+    def everyone(self) -> dict[str, AgentInfo]:
+        """The agents of this root, then those of other hosts (whose keys name a host)."""
+        return {**self.agents, **self.remote}
+
     def _members(self, address: str, sender: str, problems: list[Unroutable]) -> list[str]:
         kind, name = address[:1], address[1:]
-        everyone = {**self.agents, **self.remote}  # local first; remote keys name a host
+        everyone = self.everyone
         if address == "*":
             return [a for a in everyone if a != sender]
         if kind == "@":
