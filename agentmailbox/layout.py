@@ -118,6 +118,7 @@ TREE: tuple[Entry, ...] = (
     _d("bridge/receipts", "bridge", "what the remote recipients of mail sent here reported"),
     _f("bridge/receipts/<id>.json", "on demand", "sender, subject, to, and each remote state"),
     _f("bridge/status.json", "on demand", "what the running bridge last saw"),
+    _f("bridge/agents.json", "on demand", "the agents of other hosts, as the bucket said (§25.6)"),
 )
 
 _PLACEHOLDER = re.compile(r"<([a-z-]+)>")
@@ -445,6 +446,11 @@ class Paths:
     @property
     def bridge_status(self) -> Path:
         return self.path / "bridge" / "status.json"
+
+    @property
+    def bridge_agents(self) -> Path:
+        """``bridge/agents.json``: the agents of other hosts (PROTOCOL.md §25.6)."""
+        return self.path / "bridge" / "agents.json"
 
     @property
     def staging_folders(self) -> tuple[Path, ...]:

@@ -7,6 +7,11 @@ snapshot of the registered agents and the routing rules of mailbox.json.
 (``{"@oncall": ["bob", "+ops"]}``), expanded recursively. Only ``*`` leaves the
 sender out; a sender that has the role, topic or group gets its own copy.
 
+Agents of other hosts (``remote``: ``agent@host`` -> role, groups, topics, as the
+bridge learned them, :mod:`agentmailbox.bridge.peers`) are reached by ``@role``,
+``#topic``, ``+group`` (their own ``groups``), ``*`` and their ``agent@host``, after
+the local agents. Their keys always name a host, so none stands for a local agent.
+
 Layers, lowest first (a module imports only from those before it)::
 
     addresses   what ``to`` may name (checked at send time), what it reached (status)
@@ -20,6 +25,7 @@ Layers, lowest first (a module imports only from those before it)::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .errors import MailboxError
 from .registry import AgentInfo, Registry
@@ -59,16 +65,19 @@ class Directory:
     agents: dict[str, AgentInfo]
     groups: dict[str, list[str]] = field(default_factory=dict)
     routes: dict[str, list[str]] = field(default_factory=dict)
+    remote: dict[str, AgentInfo] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, registry: Registry, config: Config) -> Directory:
+    def load(cls, registry: Registry, config: Config,
+             remote: dict[str, AgentInfo] | None = None) -> Directory:
         agents = {}
         for name in registry.list_names():
             try:
                 agents[name] = registry.get(name)
             except MailboxError:
                 agents[name] = AgentInfo(name)  # unreadable agent.json: reachable by name only
-        return cls(agents, dict(config.groups or {}), dict(config.routes or {}))
+        return cls(agents, dict(config.groups or {}), dict(config.routes or {}),
+                   {a: info for a, info in (remote or {}).items() if "@" in a})
 
     def expand(self, address: str, sender: str) -> Expansion:
         """Expand ``address`` (routed or an agent name) into registered agents."""
@@ -91,17 +100,23 @@ class Directory:
             if isinstance(target, str) and target != address:
                 self._expand(target, sender, found, problems, depth + 1)
 
+    @cached_property
+    def everyone(self) -> dict[str, AgentInfo]:
+        """The agents of this root, then those of other hosts (whose keys name a host)."""
+        return {**self.agents, **self.remote}
+
     def _members(self, address: str, sender: str, problems: list[Unroutable]) -> list[str]:
         kind, name = address[:1], address[1:]
+        everyone = self.everyone
         if address == "*":
-            return [a for a in self.agents if a != sender]
+            return [a for a in everyone if a != sender]
         if kind == "@":
-            return [a for a, info in self.agents.items() if info.role == name]
+            return [a for a, info in everyone.items() if info.role == name]
         if kind == "#":
-            return [a for a, info in self.agents.items() if name in info.topics]
+            return [a for a, info in everyone.items() if name in info.topics]
         if kind == "+":
             return self._group(name, problems)
-        if address in self.agents:
+        if address in everyone:
             return [address]
         problems.append(Unroutable(address, f"no agent named {address!r}"))
         return []
@@ -115,6 +130,7 @@ class Directory:
                 problems.append(Unroutable(f"+{name}",
                                            f"unknown agent {member!r} in group +{name}"))
         members += [a for a, info in self.agents.items() if name in info.groups]
+        members += [a for a, info in self.remote.items() if name in info.groups]
         return members
 
     def _nobody(self, address: str) -> str:

@@ -24,7 +24,9 @@ import pytest
 from bridge_harness import Bridge, NatsServer, free_port, running, wait_for
 
 from agentmailbox import Mailbox, State
+from agentmailbox.bridge.peers import load_peers
 from agentmailbox.bridge.status import bridge_status
+from agentmailbox.supervisor import Supervisor
 
 MESSAGES = int(os.environ.get("BRIDGE_MESSAGES", "600"))
 
@@ -99,6 +101,49 @@ def test_mail_crosses_hosts_both_ways_and_the_reply_and_receipts_come_back(
                 if m.kind == "receipt"]
     assert [("bob@gpu1", "read", sent.id), ("bob@gpu1", "done", sent.id)] == sorted(
         receipts, key=lambda r: r[1] != "read")
+
+
+async def _put_agent(url: str, key: str, value: bytes) -> None:
+    """Put one entry into the agents' bucket by hand, as any host's client could."""
+    import nats
+
+    from agentmailbox.bridge.peers import BUCKET
+
+    client = await nats.connect(url)
+    try:
+        await (await client.jetstream().key_value(BUCKET)).put(key, value)
+    finally:
+        await client.close()
+
+
+def test_a_routed_send_reaches_the_coder_of_another_host_once(
+        hosts: tuple[Mailbox, Mailbox], server: NatsServer) -> None:
+    """Each bridge learns the other host's agents from the bucket; alice's @coder on build1,
+    routed by build1's supervisor, reaches gpu1's coder once, and status on build1 follows
+    it; an entry with a hostile name put into the bucket reaches nobody."""
+    one, two = hosts
+    two.add_agent("coder", role="coder")
+    with running(*bridges(hosts, server.url)) as (here, _):
+        wait_for(lambda: "coder@gpu1" in load_peers(one.root), 20, "build1 to learn coder@gpu1")
+        asyncio.run(_put_agent(server.url, "lab9.Evil", b'{"role": "coder"}'))
+        wait_for(lambda: ["alice@build1", "carol@build1"] == list(load_peers(two.root)), 20,
+                 "gpu1 to learn build1's agents")
+        wait_for(lambda: '"key":"lab9.Evil"' in here.log.read_text(), 20,
+                 "build1 to refuse lab9.Evil")
+        msg = one.send("alice", "@coder", subject="build", body="go")
+        with Supervisor(one, backoff=(0, 0)) as sup:
+            sup.run_once()
+        wait_for(lambda: holds(two, "coder", [msg.id]), 20, "gpu1's coder to get the mail")
+        wait_for(lambda: one.status(msg.id).recipients[-1].state is State.NEW, 20,
+                 "the delivered receipt")
+        status = one.status(msg.id).to_dict()
+        got = two.inbox("coder").get(msg.id)
+    assert ([msg.id], [], "alice@build1") == (two.inbox("coder").ids(), two.inbox("bob").ids(),
+                                              got.sender)
+    assert [("coder@gpu1", "delivered")] == [(r["agent"], r["state"])
+                                              for r in status["recipients"]]
+    assert ["bob@gpu1", "coder@gpu1"] == list(load_peers(one.root))
+    assert (2, []) == (bridge_status(one.root)["remote_agents"], one.dead.list())
 
 
 def test_sends_succeed_while_nats_is_down_and_the_spool_drains_when_it_returns(
@@ -286,7 +331,9 @@ def test_poison_and_hostile_remote_mail_goes_to_dead_once_and_good_mail_flows(
     ]
     receiver = bridges(hosts, server.url)[1]
     with running(receiver):
-        wait_for(lambda: bridge_status(two.root)["running"], 20, "the bridge to run")
+        # the consumer's info is in the status once the stream and the consumer exist
+        wait_for(lambda: bridge_status(two.root)["consumer"] is not None, 20,
+                 "the bridge to set the stream up")
         asyncio.run(_publish_raw(server.url, [*poison, ("mail.gpu1.msg.bob.build1", good)]))
         wait_for(lambda: len(two.inbox("bob").list()) == 1, 20, "the good message")
         wait_for(lambda: len(two.dead.list()) == len(poison), 20, "every poison in dead/")
@@ -308,7 +355,11 @@ def host_permissions(host: str) -> str:
                f"{api}.CONSUMER.CREATE.MAILBOX.bridge-{host}.mail.{host}.>",
                f"{api}.CONSUMER.INFO.MAILBOX.bridge-{host}",
                f"{api}.CONSUMER.MSG.NEXT.MAILBOX.bridge-{host}",
-               f"$JS.ACK.MAILBOX.bridge-{host}.>"]
+               f"$JS.ACK.MAILBOX.bridge-{host}.>",
+               f"$KV.mailbox-agents.{host}.*", f"{api}.STREAM.INFO.KV_mailbox-agents",
+               f"{api}.STREAM.CREATE.KV_mailbox-agents",
+               f"{api}.CONSUMER.CREATE.KV_mailbox-agents",
+               f"{api}.CONSUMER.INFO.KV_mailbox-agents.*", "$JS.FC.KV_mailbox-agents.>"]
     return (f'{{user: {host}, password: "pw-{host}", permissions: {{'
             f'publish: {{allow: {orjson.dumps(publish).decode()}}}, '
             f'subscribe: {{allow: ["_INBOX_{host}.>"]}}}}}}')
@@ -332,7 +383,8 @@ async def _try_as(url: str, user: str, subject: str, data: bytes) -> str:
 def test_each_host_publishes_only_as_itself_and_reads_only_its_own_mail(
         hosts: tuple[Mailbox, Mailbox], tmp_path: Path) -> None:
     """With a NATS user per host and the permissions docs/BRIDGE.md lists, mail flows both
-    ways, and gpu1's credentials can neither pass for build1 nor read build1's consumer."""
+    ways and each host learns the other's agents, and gpu1's credentials can neither pass
+    for build1 (mail or agents) nor read build1's consumer."""
     one, two = hosts
     conf = tmp_path / "server.conf"
     conf.write_text("authorization { users = [ " + ", ".join(
@@ -354,12 +406,20 @@ def test_each_host_publishes_only_as_itself_and_reads_only_its_own_mail(
                                         _message(["bob@gpu1"])))
             steal = asyncio.run(_try_as(srv.url, "gpu1",
                                         "$JS.API.CONSUMER.MSG.NEXT.MAILBOX.bridge-build1", b"1"))
+            wait_for(lambda: ["bob@gpu1"] == list(load_peers(one.root))
+                     and ["alice@build1", "carol@build1"] == list(load_peers(two.root)), 30,
+                     "each host to learn the other's agents")
+            pose = asyncio.run(_try_as(srv.url, "gpu1", "$KV.mailbox-agents.build1.mallory",
+                                       b'{"role": "coder"}'))
     finally:
         srv.kill()
     assert ["there"] == [m.body for m in two.inbox("bob").list()]
     print(own, spoof, steal)
     assert own.startswith("stored"), own
     assert not spoof.startswith("stored") and not steal.startswith("stored"), (spoof, steal)
+    assert not pose.startswith("stored"), pose
+    logs = pair[0].log.read_text() + pair[1].log.read_text()
+    assert "permissions violation" not in logs
 
 
 async def _stream_leader(urls: list[str]) -> str | None:

@@ -45,6 +45,7 @@ class BridgeConfig:
     poll_seconds: float = 0.01
     receipt_seconds: float = 1.0
     status_seconds: float = 2.0
+    agents_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         names.check_host(self.host)

@@ -1,4 +1,4 @@
-"""The bridge daemon: one NATS connection, four loops.
+"""The bridge daemon: one NATS connection, five loops.
 
 - **outbound** (:mod:`.publish`): publish ``bridge/out/`` in id order; a copy moves to
   ``bridge/sent/`` only after JetStream's acknowledgement.
@@ -7,6 +7,9 @@
   acknowledge it; terminate what can never be delivered once it is in ``dead/``.
 - **receipts** (:mod:`.consume`): send back delivered / read / done of the remote mail
   delivered here.
+- **agents** (:mod:`.announce`): put this root's agents into the KV bucket
+  ``mailbox-agents`` and cache the other hosts' in ``bridge/agents.json``, which the
+  supervisor expands routed addresses over.
 - **status**: write ``bridge/status.json`` for ``mailbox bridge status``.
 
 SIGTERM sets the stop event; each loop finishes the message in hand, the acks are
@@ -34,6 +37,7 @@ from ..logs import get_logger
 from ..message import iso
 from ..root import Root
 from . import connect
+from .announce import Announcer
 from .config import STREAM, BridgeConfig
 from .consume import Consumer
 from .crash import CrashPoints
@@ -62,6 +66,7 @@ class Bridge:
         inbound = Inbound(root, config.host)
         self.publisher = Publisher(root, config, inbound, self.counts, crash)
         self.consumer = Consumer(root, config, inbound, self.counts, crash, self.counters)
+        self.announcer = Announcer(root, config)
         self.consumer_info: dict[str, int] | None = None
         self.server_version: str | None = None
         self.started_at = time.time_ns()
@@ -84,6 +89,7 @@ class Bridge:
             "outbound": lambda: self.publisher.run(js, stop),
             "inbound": lambda: self.consumer.run(client, js, stop),
             "receipts": lambda: self.consumer.send_receipts(js, stop),
+            "agents": lambda: self.announcer.run(js, stop),
             "status": lambda: self._status(js, stop)}
         try:
             # A loop that fails for a bug ends them all (the TaskGroup cancels the others)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import layout, names
-from ..addresses import localize
+from ..addresses import is_routed, localize
 from ..dead import DeadLetters
 from ..errors import InboxFull, InvalidInput, MailboxError
 from ..fs import staging_name
@@ -141,7 +141,9 @@ class Inbound:
             raise Refused(f"malformed message from {route.origin}: {exc}") from exc
         if not names.agent_shape(msg.sender):
             raise Refused(f"sender {msg.sender[:80]!r} of host {route.origin} names a host")
-        if f"{agent}@{self.here}" not in msg.to:
+        if f"{agent}@{self.here}" not in msg.to and not any(map(is_routed, msg.to)):
+            # A routed address (@coder) was expanded by the sending host's supervisor over
+            # the agents this host put in the bucket: the subject names the agent it chose.
             raise Refused(f"message {msg.id} is not addressed to {agent}@{self.here}")
         if not self._registry.exists(agent):
             raise Refused(f"no agent named {agent!r} on host {self.here!r}")

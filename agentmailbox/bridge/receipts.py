@@ -52,16 +52,23 @@ class Receipts:
         self._paths = root.paths
 
     def start(self, msg: Message, remotes: list[Remote]) -> None:
-        """Record a message sent to remote agents (once: a retry keeps the first record)."""
+        """Record a message sent to remote agents. The first writer (the sender, or the
+        supervisor for the agents a routed address reached) creates the record; a later
+        one adds the recipients it does not list yet, and a retry changes nothing."""
         record = {"v": 1, "id": msg.id, "from": msg.sender, "subject": msg.subject,
                   "to": list(msg.to), "thread": msg.thread, "receipt": msg.receipt,
                   "recipients": {str(r): None for r in remotes}}
         staged = self._disk.stage(self._paths.bridge_tmp, orjson.dumps(record),
                                   staging_name(msg.id))
         try:
-            self._disk.publish(staged, self._paths.receipt(msg.id))
+            created = self._disk.publish(staged, self._paths.receipt(msg.id))
         finally:
             self._disk.unlink(staged)
+        known = None if created else self.load(msg.id)
+        if known is not None and any(str(r) not in known["recipients"] for r in remotes):
+            known["recipients"].update({str(r): None for r in remotes
+                                        if str(r) not in known["recipients"]})
+            self._disk.replace(self._paths.receipt(msg.id), orjson.dumps(known))
 
     def load(self, msg_id: str) -> dict[str, Any] | None:
         """The record of ``msg_id``, or None if there is none or it is not one."""

@@ -5,7 +5,8 @@ connection, server version, reconnects, last acknowledgement, the consumer's pen
 redelivered counts, and what it moved. :func:`bridge_status` adds what the disk says at
 this moment (outbound spool depth and the age of its oldest copy, copies kept in
 ``sent/``, remote mail whose receipts are still to go back), so the command works with
-no bridge running and never connects to NATS itself.
+no bridge running and never connects to NATS itself; ``remote_agents`` counts the agents
+of other hosts in ``bridge/agents.json``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .. import names
 from ..errors import MailboxError
 from ..root import Root
 from .outbox import Outbox
+from .peers import load_peers
 from .receipts import Tracker
 
 __all__ = ["STALE_SECONDS", "bridge_status", "write_status"]
@@ -75,7 +77,7 @@ def bridge_status(root: Root) -> dict[str, Any]:
         "pid": last.get("pid") if type(last.get("pid")) is int else None,
         "updated_at": _text(last.get("updated_at")),
         "spool_depth": depth, "spool_oldest_age_seconds": oldest,
-        "sent_kept": sent, "tracked": tracked,
+        "sent_kept": sent, "tracked": tracked, "remote_agents": len(load_peers(root)),
         "connected": last.get("connected") is True and _alive(last),
         "server_version": _text(last.get("server_version")),
         "reconnects": last.get("reconnects") if type(last.get("reconnects")) is int else 0,

@@ -108,6 +108,7 @@ def _text(s: dict[str, Any]) -> str:
         f"{consumer.get('num_redelivered', '-')} redelivered",
         f"last ack   {s['last_ack_at'] or '-'}",
         f"receipts   {s['tracked']} remote messages still tracked",
+        f"agents     {s['remote_agents']} of other hosts known (bridge/agents.json)",
         *(f"problem    {p}" for p in s["problems"]),
     ]
     return "\n".join(lines)

@@ -157,7 +157,8 @@ SHAPES: dict[str, Shape] = {
                  "(characters/4); serving, stdout carries the MCP protocol alone"),
     "bridge status": Shape(False, obj(
         host=opt(STR), running=BOOL, pid=opt(INT), updated_at=opt(STR), spool_depth=INT,
-        spool_oldest_age_seconds=opt(NUM), sent_kept=INT, tracked=INT, connected=BOOL,
+        spool_oldest_age_seconds=opt(NUM), sent_kept=INT, tracked=INT, remote_agents=INT,
+        connected=BOOL,
         server_version=opt(STR), reconnects=INT, last_ack_at=opt(STR), last_error=opt(STR),
         consumer=opt(obj(num_pending=INT, num_ack_pending=INT, num_redelivered=INT)),
         counts={"type": "object", "additionalProperties": INT}, problems=arr(STR)),

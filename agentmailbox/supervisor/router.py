@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..addresses import is_remote, is_routed
+from ..addresses import Remote, is_remote, is_routed, parse_remote
+from ..bridge.outbox import Outbox
+from ..bridge.peers import load_peers
+from ..bridge.receipts import Receipts
 from ..errors import AgentNotFound, DiskFull, MailboxError
 from ..fs import Foreign, Moved, faults, same_file
 from ..inbox import State
@@ -54,7 +57,8 @@ class Router:
     def directory(self) -> Directory:
         """Who is registered and the routing rules, read once per pass."""
         if self._directory is None:
-            self._directory = Directory.load(self._mb.registry, self._mb.config)
+            self._directory = Directory.load(self._mb.registry, self._mb.config,
+                                             load_peers(self._mb.root))
         return self._directory
 
     def admit(self, name: str, report: Pass) -> None:
@@ -111,23 +115,59 @@ class Router:
         outcome = Outcome()
         self._count_direct(msg, outcome)
         pick = msg.headers.get("pick") == "one"
+        remote: list[Remote] = []
         for address in msg.to:
             if is_remote(address):
                 continue  # another host's agent: its copy is in bridge/out/ (docs/BRIDGE.md)
             expansion = self.directory.expand(address, msg.sender)
             outcome.unroutable += expansion.unroutable
             if pick and is_routed(address) and expansion.agents:
-                self._pick(address, expansion.agents, msg, data, outcome, progress)
+                self._pick_here(address, expansion.agents, msg, data, outcome, progress)
                 continue
             for agent in expansion.agents:
-                if not self._offer(agent, address, msg, data, outcome, progress):
+                if is_remote(agent):
+                    outcome.hold(address, agent)
+                    if (found := parse_remote(agent)) not in remote:
+                        remote.append(found)
+                elif not self._offer(agent, address, msg, data, outcome, progress):
                     self._unsettled(agent, address, outcome, progress)
+        if remote:
+            self._post_remote(msg, data, remote)
         if progress.changed:
             self._ledger.save(progress)
         if outcome.waiting:
             self._settler.defer(path, msg, outcome, report)
         else:
             self._settler.finish(path, msg, data, outcome, report)
+
+    def _post_remote(self, msg: Message, data: bytes, remote: list[Remote]) -> None:
+        """The copies for the agents of other hosts that routed addresses reached, into the
+        bridge's outbound spool, as a send to ``agent@host`` posts them (PROTOCOL.md §25.1).
+
+        Once per agent: one the receipts record lists was posted before (by the sender,
+        or by an earlier routing of this message). The copy is posted before the record
+        names it, so a crash in between posts it again (``EEXIST``: the same copy).
+        """
+        receipts = Receipts(self._mb.root)
+        record = receipts.load(msg.id)
+        posted = record["recipients"] if record is not None else {}
+        new = [r for r in remote if str(r) not in posted]
+        if new:
+            Outbox(self._mb.root).post(msg.id, data, new)
+            receipts.start(msg, new)
+
+    def _pick_here(self, address: str, agents: tuple[str, ...], msg: Message, data: bytes,
+                   outcome: Outcome, progress: Progress) -> None:
+        """``pick: one`` picks an agent of this host: only for those does the supervisor
+        know liveness, capacity and room (heartbeats, quotas). An address that reaches
+        agents of other hosts only is unroutable under ``pick: one``."""
+        local = tuple(a for a in agents if not is_remote(a))
+        if local:
+            self._pick(address, local, msg, data, outcome, progress)
+            return
+        outcome.unroutable.append(Unroutable(address, f"pick: one picks an agent of this "
+                                                      f"host; {address} reaches only agents "
+                                                      f"of other hosts ({', '.join(agents)})"))
 
     def _count_direct(self, msg: Message, outcome: Outcome) -> None:
         """Agents named in ``to`` got their copy from the sender before it posted the
