@@ -256,7 +256,8 @@ class Tools:
             raise NotFound(f"no mail of {self.agent} in thread {thread!r}",
                            hint="a thread id is a message id, or the name given at send")
         marker = self.mb.threads.done(thread)
-        state = (f"done by {line(marker.by or '?')} at {marker.at}" if marker else "open")
+        state = (f"done by {line(marker.by or '?')} at {line(marker.at)}" if marker
+                 else "open")
         parts = [f"thread {line(thread)}: {state}, {len(shown)} message(s)"]
         for msg in shown:
             parts += ["", _header_line(msg) + f" to {line(', '.join(msg.to))}",
@@ -359,7 +360,8 @@ def _seen(presence: Presence, agent: str) -> str | None:
 
 def _header_line(msg: Message) -> str:
     flag = {"urgent": " [urgent]", "high": " [high]"}.get(str(msg.priority), "")
-    return f"{msg.id}  {msg.ts}  from {line(msg.sender)}{flag}: {line(msg.subject)}"
+    # Each field a planted file may fill (readers accept any string) goes through line().
+    return f"{msg.id}  {line(msg.ts)}  from {line(msg.sender)}{flag}: {line(msg.subject)}"
 
 
 def _header(msg: Message, state: str) -> Header:
