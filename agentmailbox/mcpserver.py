@@ -31,11 +31,14 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 from mcp.types import (
+    CallToolResult,
     EmptyResult,
     SubscribeRequestParams,
+    TextContent,
     ToolAnnotations,
     UnsubscribeRequestParams,
 )
+from pydantic import BaseModel
 
 from . import __version__
 from .errors import AgentNotFound, MailboxError, NotFound
@@ -44,7 +47,7 @@ from .mcptools import NAMES, Tools
 from .names import AGENT_ENV
 
 __all__ = ["AGENT_ENV", "BUDGET", "INBOX_URI", "NAME", "THREAD_URI", "build", "identity",
-           "instructions", "tool_list", "tokens"]
+           "instructions", "json_text", "tool_list", "tokens"]
 
 NAME = "mailbox"
 """The server's name: Claude Code shows its tools to the model as ``mcp__mailbox__send``."""
@@ -124,16 +127,39 @@ def build(mb: Mailbox, agent: str, *, notify: bool = True) -> MCPServer[Any]:
     return server
 
 
-def _as_tool(method: Callable[..., Any]) -> Callable[..., Any]:
+def _as_tool(method: Callable[..., BaseModel]) -> Callable[..., Any]:
     """``method`` as the SDK calls it: on the event loop (the library's calls take
-    milliseconds), a library error as a ToolError with its message and hint."""
+    milliseconds), a library error as a ToolError with its message and hint, a result as
+    its structured content and that content as escaped JSON text (:func:`json_text`)."""
     @functools.wraps(method)
-    async def tool(*args: Any, **kwargs: Any) -> Any:
+    async def tool(*args: Any, **kwargs: Any) -> CallToolResult:
         try:
-            return method(*args, **kwargs)
+            result = method(*args, **kwargs)
         except MailboxError as exc:
             raise ToolError(_text(exc)) from exc
+        data = result.model_dump(mode="json")
+        return CallToolResult(content=[TextContent(type="text", text=json_text(data))],
+                              structured_content=data)
     return tool
+
+
+def json_text(data: Any) -> str:
+    """``data`` as the indented JSON text a model reads, every character that is not
+    printable (the C1 controls, DEL, bidirectional overrides, ...) written as a ``\\u``
+    escape: JSON escapes only those below U+0020, and mail text comes from any writer.
+    Parsed, the text is ``data`` again."""
+    text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
+    if text.replace("\n", "").isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\n" else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def _as_resource(method: Callable[..., str]) -> Callable[..., Any]:
