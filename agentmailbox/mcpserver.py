@@ -20,6 +20,8 @@ logs go to stderr.
 from __future__ import annotations
 
 import functools
+import types
+import typing
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,6 +31,7 @@ import anyio.to_thread
 import orjson
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 from mcp.types import (
     CallToolResult,
@@ -120,11 +123,35 @@ def build(mb: Mailbox, agent: str, *, notify: bool = True) -> MCPServer[Any]:
     for name in NAMES:
         server.add_tool(_as_tool(getattr(tools, name)), name=name,
                         annotations=ANNOTATIONS[name], structured_output=True)
+        registered = server._tool_manager.get_tool(name)
+        assert registered is not None
+        registered.fn_metadata = Verbatim(**{field: getattr(registered.fn_metadata, field)
+                                             for field in FuncMetadata.model_fields})
     server.resource(INBOX_URI, name="inbox", mime_type="text/plain",
                     description="Headers of your unread mail")(_as_resource(tools.inbox_text))
     server.resource(THREAD_URI, name="thread", mime_type="text/plain",
                     description="A thread's messages as text")(_as_resource(tools.thread_text))
     return server
+
+
+class Verbatim(FuncMetadata):
+    """The SDK's argument handling, but a string given for an optional text argument (a
+    thread, a reply's subject, a key) stays that string: the SDK would parse ``"null"`` as
+    JSON (no thread, so a new one) and ``'["draft"]'`` into a list it then refuses. Lists
+    given as JSON text for a list argument are still parsed."""
+
+    def pre_parse_json(self, data: dict[str, Any]) -> dict[str, Any]:
+        parsed = super().pre_parse_json(data)
+        fields = self.arg_model.model_fields
+        return {key: data[key] if key in fields and _optional_text(fields[key].annotation)
+                else value for key, value in parsed.items()}
+
+
+def _optional_text(annotation: Any) -> bool:
+    """``str | None``, the ``str`` perhaps ``Annotated`` with constraints."""
+    members = typing.get_args(annotation)
+    return (typing.get_origin(annotation) in (typing.Union, types.UnionType)
+            and {getattr(m, "__origin__", m) for m in members} == {str, type(None)})
 
 
 def _as_tool(method: Callable[..., BaseModel]) -> Callable[..., Any]:

@@ -272,6 +272,7 @@ def test_planted_text_in_tool_results_is_json_and_forges_no_field(mb: Mailbox) -
 @pytest.mark.parametrize(("tool", "args", "says"), [
     ("send", {"to": ["bob"], "subject": 7}, "subject"),
     ("send", {"to": "bob", "subject": "s"}, "to"),
+    ("send", {"to": ["bob"], "subject": "s", "thread": "[1]"}, "not a thread name"),
     ("send", {"to": ["bob"], "subject": "s", "thread": "../../etc"}, "not a thread name"),
     ("send", {"to": ["bob"], "subject": "s", "thread": "a/b"}, "not a thread name"),
     ("send", {"to": ["bob"], "subject": "s", "reply_to": "../x"}, "invalid message id"),
@@ -360,3 +361,21 @@ def test_claimed_mail_stays_claimed_when_read_without_claim(mb: Mailbox) -> None
     mb.inbox("bob").claim(msg.id)
     out = ok(call(mb, "bob", "read", id=msg.id))["message"]
     assert "claimed" == out["state"] and [msg.id] == mb.inbox("bob").ids(State.CLAIMED)
+
+
+@pytest.mark.parametrize("subject", ["null", '["draft"]', '{"a": 1}'])
+def test_a_thread_or_reply_subject_that_reads_as_json_is_kept_as_written(
+        subject: str, mb: Mailbox) -> None:
+    """thread "null" is the thread named null, and a reply's subject '["draft"]' is that
+    text: optional text arguments are never parsed as JSON."""
+    sent = ok(call(mb, "alice", "send", to=["bob"], subject="s", thread="null"))
+    assert "null" == sent["thread"] == mb.inbox("bob").get(sent["id"]).thread
+    answer = ok(call(mb, "bob", "reply", id=sent["id"], body="b", subject=subject,
+                     key=subject))
+    assert subject == mb.inbox("alice").get(answer["id"]).subject
+
+
+def test_recipients_given_as_json_text_are_still_a_list(mb: Mailbox) -> None:
+    """A client that sends the list of recipients as JSON text still reaches them."""
+    out = ok(call(mb, "alice", "send", to='["bob"]', subject="s"))
+    assert ["bob"] == out["to"]
