@@ -177,13 +177,14 @@ class Tools:
         """One message in full (default: your oldest unread). claim=true also claims it:
         it is yours until you mark it done."""
         self._refresh()
+        id = id or None  # "" is what some clients send for "not given", as status takes it
         box = self.mb.inbox(self.agent)
         if claim:
             msg = box.claim(id)
             if msg is None and id is not None:
                 raise box.unclaimable(id) or Conflict(f"{id} could not be claimed")
         else:
-            msg = box.get(id) if id else next(iter(box.list()), None)
+            msg = box.get(id) if id is not None else next(iter(box.list()), None)
         if msg is None:
             return ReadResult(message=None)
         surfacing.record(self.mb, self.agent, [msg.id], "mcp", unread=not claim)

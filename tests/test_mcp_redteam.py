@@ -379,3 +379,12 @@ def test_recipients_given_as_json_text_are_still_a_list(mb: Mailbox) -> None:
     """A client that sends the list of recipients as JSON text still reaches them."""
     out = ok(call(mb, "alice", "send", to='["bob"]', subject="s"))
     assert ["bob"] == out["to"]
+
+
+def test_an_empty_id_means_no_id_for_a_peek_and_a_claim_alike(mb: Mailbox) -> None:
+    """read id="" is the oldest unread message whether it claims or not, as status id=""
+    is the team: an empty optional argument is an argument not given."""
+    msg = mb.send("alice", "bob", "one")
+    peeked, claimed = calls(mb, "bob", ("read", {"id": ""}), ("read", {"id": "", "claim": True}))
+    assert msg.id == ok(peeked)["message"]["id"] == ok(claimed)["message"]["id"]
+    assert [msg.id] == mb.inbox("bob").ids(State.CLAIMED)
