@@ -267,14 +267,18 @@ class Tools:
         return "\n".join(parts) + "\n"
 
     def _own_copy(self, event: dict[str, Any]) -> Message | None:
-        """The message of a send event, if this agent received it or sent it."""
+        """The message of a send event, if this agent received it or sent it. The event
+        only says where to look: a copy in another inbox counts if the message itself
+        names this agent as its sender (a journal line is no proof)."""
         msg_id = str(event.get("id"))
         holders = [self.agent] if event.get("from") != self.agent else \
             [self.agent, *self.mb.registry.list_names()]
         for name in dict.fromkeys(holders):
             box = self.mb.inbox(name)
             if box.state_of(msg_id) is not State.ABSENT:
-                return box.get(msg_id)
+                msg = box.get(msg_id)
+                if name == self.agent or msg.sender == self.agent:
+                    return msg
         return None
 
     # -- the shared send path ----------------------------------------------------------------

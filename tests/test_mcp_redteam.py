@@ -136,6 +136,20 @@ def test_a_handoff_is_written_for_the_servers_agent_only(team: Mailbox) -> None:
     assert "bob's next step" in team.agent("bob").boot().to_text()
 
 
+@pytest.mark.keeps_thread("the SDK reads a template resource on an AnyIO worker thread, "
+                          "which may still be stopping when the test ends")
+def test_a_journal_line_naming_bob_as_sender_does_not_show_him_others_mail(
+        team: Mailbox) -> None:
+    """The thread resource shows bob mail of others' inboxes only if bob sent it: a
+    planted send event claiming he did is not enough."""
+    theirs = team.send("carol", "alice", "private", "secret", thread="t-1")
+    ok(call(team, "bob", "send", to=["alice"], subject="mine", thread="t-1"))
+    team.root.journal.record("send", id=theirs.id, thread="t-1", **{"from": "bob"})
+    team.root.journal.flush()
+    text = resource(team, "bob", "mailbox://thread/t-1")
+    assert "mine" in text and "secret" not in text and theirs.id not in text
+
+
 # -- read-only tools ---------------------------------------------------------------------------
 
 
