@@ -166,10 +166,11 @@ class Tools:
         Changes no mail."""
         self._refresh()
         box = self.mb.inbox(self.agent)
-        unread = box.list()[:limit]
+        mail = box.list()  # what a read can be handed: a bad file is neither listed nor counted
+        unread = mail[:limit]
         held = box.list(State.CLAIMED)[:limit] if claimed else []
         surfacing.record(self.mb, self.agent, [m.id for m in unread], "mcp", unread=True)
-        return InboxPage(unread=box.count(), claimed=box.count(State.CLAIMED),
+        return InboxPage(unread=len(mail), claimed=box.count(State.CLAIMED),
                          mail=[_header(m, "unread") for m in unread]
                          + [_header(m, "claimed") for m in held])
 

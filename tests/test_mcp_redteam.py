@@ -168,12 +168,15 @@ def test_boot_without_start_changes_no_mail_even_with_claims_and_bad_files(
 
 
 def test_listing_and_peeking_leave_planted_bad_files_alone(mb: Mailbox) -> None:
-    """inbox and read without claim skip a malformed file; neither moves it."""
+    """inbox and read without claim skip a malformed file (nor is it counted as unread
+    mail: the count is what a read can be handed, as the inbox resource says); neither
+    moves it."""
     good = mb.send("alice", "bob", "good")
     (mb.inbox("bob").new / "01796000000000000000-0123456789abcdef.json").write_bytes(b"{x")
     before = tree(mb.path)
     listed, peeked = calls(mb, "bob", ("inbox", {}), ("read", {}))
     assert [good.id] == [m["id"] for m in ok(listed)["mail"]]
+    assert 1 == ok(listed)["unread"]
     assert good.id == ok(peeked)["message"]["id"]
     assert before == tree(mb.path)
 
