@@ -405,3 +405,23 @@ def test_an_empty_id_means_no_id_for_a_peek_and_a_claim_alike(mb: Mailbox) -> No
     peeked, claimed = calls(mb, "bob", ("read", {"id": ""}), ("read", {"id": "", "claim": True}))
     assert msg.id == ok(peeked)["message"]["id"] == ok(claimed)["message"]["id"]
     assert [msg.id] == mb.inbox("bob").ids(State.CLAIMED)
+
+
+def test_line_separators_in_planted_text_do_not_split_the_stdio_stream(mb: Mailbox) -> None:
+    """U+2028, NEL and the file separators a text reader may split lines at reach a real
+    client over stdio as the characters they were, each call answered."""
+    from mcp import StdioServerParameters
+
+    odd = "a\u2028b\x85c\x1cd\x1de\x1ef\u2029g"
+    msg = mb.send("alice", "bob", odd, odd)
+    env = {**python_env(), "MAILBOX_ROOT": str(mb.path), "MAILBOX_AGENT": "bob"}
+    params = StdioServerParameters(command=sys.executable, args=["-m", "agentmailbox", "mcp"],
+                                   env=env)
+
+    async def go() -> tuple[CallToolResult, CallToolResult]:
+        async with Client(params) as client:
+            return (await client.call_tool("inbox", {}),
+                    await client.call_tool("read", {"id": msg.id}))
+    with deadline(60):
+        listed, read = anyio.run(go)
+    assert odd == ok(listed)["mail"][0]["subject"] == ok(read)["message"]["body"]
