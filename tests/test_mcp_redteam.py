@@ -425,3 +425,18 @@ def test_line_separators_in_planted_text_do_not_split_the_stdio_stream(mb: Mailb
     with deadline(60):
         listed, read = anyio.run(go)
     assert odd == ok(listed)["mail"][0]["subject"] == ok(read)["message"]["body"]
+
+
+@pytest.mark.xfail(strict=True, reason="Mailbox._claim_key compares only the recipients of a "
+                   "reused key, so a different subject or body is taken as a retry "
+                   "(agentmailbox/mailbox.py)")
+def test_a_caller_key_reused_for_different_words_is_refused_not_a_duplicate(
+        mb: Mailbox) -> None:
+    """A key given again with another body is an error, so a reply with done=true that
+    reuses a key never finishes the original without answering it."""
+    msg = mb.send("alice", "bob", "plan")
+    first, reused = calls(mb, "bob", ("send", {"to": ["alice"], "subject": "a", "key": "k-1"}),
+                          ("reply", {"id": msg.id, "body": "done", "done": True, "key": "k-1"}))
+    ok(first)
+    assert reused.is_error
+    assert not mb.inbox("bob").is_done(msg.id)
