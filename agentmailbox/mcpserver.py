@@ -44,7 +44,7 @@ from mcp.types import (
 from pydantic import BaseModel
 
 from . import __version__
-from .errors import AgentNotFound, MailboxError, NotFound
+from .errors import AgentNotFound, InvalidInput, InvalidName, MailboxError, NotFound
 from .mailbox import Mailbox
 from .mcptools import NAMES, Tools
 from .names import AGENT_ENV
@@ -87,6 +87,7 @@ def identity(environ: Mapping[str, str], mb: Mailbox) -> str:
 
     Raises:
         NotFound: the variable is unset or names no registered agent.
+        InvalidInput: it holds no agent name at all (``Bob``, ``bob@host``, ``../x``).
     """
     name = environ.get(AGENT_ENV) or ""
     if not name:
@@ -95,6 +96,8 @@ def identity(environ: Mapping[str, str], mb: Mailbox) -> str:
                             "server (docs/INTEGRATIONS.md)")
     try:
         return mb.registry.require(name)
+    except InvalidName as exc:
+        raise InvalidInput(f"${AGENT_ENV} holds an {exc}", hint=exc.hint) from exc
     except AgentNotFound as exc:
         raise NotFound(f"${AGENT_ENV} names {name!r}, which is not registered here "
                        f"({mb.path})", hint=exc.hint) from exc

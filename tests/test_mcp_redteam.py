@@ -150,6 +150,18 @@ def test_a_journal_line_naming_bob_as_sender_does_not_show_him_others_mail(
     assert "mine" in text and "secret" not in text and theirs.id not in text
 
 
+@pytest.mark.parametrize("name", ["Bob", "bob ", "bob@gpu1", "../bob", "@coder"])
+def test_a_mailbox_agent_that_is_no_agent_name_is_refused_naming_the_variable(
+        name: str, mb: Mailbox) -> None:
+    """A near miss in $MAILBOX_AGENT never serves as anyone, and the refusal says which
+    setting to fix."""
+    from agentmailbox.errors import InvalidInput
+    from agentmailbox.mcpserver import identity
+
+    with pytest.raises(InvalidInput, match=r"^\$MAILBOX_AGENT holds an invalid agent name"):
+        identity({"MAILBOX_AGENT": name}, mb)
+
+
 # -- read-only tools ---------------------------------------------------------------------------
 
 
