@@ -48,6 +48,7 @@ from .errors import AgentNotFound, InvalidInput, InvalidName, MailboxError, NotF
 from .mailbox import Mailbox
 from .mcptools import NAMES, Tools
 from .names import AGENT_ENV
+from .render import line
 
 __all__ = ["AGENT_ENV", "BUDGET", "INBOX_URI", "NAME", "THREAD_URI", "build", "identity",
            "instructions", "json_text", "tool_list", "tokens"]
@@ -204,7 +205,8 @@ def _as_resource(method: Callable[..., str]) -> Callable[..., Any]:
 
 
 def _text(exc: MailboxError) -> str:
-    return f"{exc}" + (f" (hint: {exc.hint})" if exc.hint else "")
+    """The error and its hint on one escaped line: a message may quote what a file held."""
+    return line(f"{exc}" + (f" (hint: {exc.hint})" if exc.hint else ""), None)
 
 
 class Subscribers:

@@ -324,6 +324,18 @@ def test_malformed_arguments_are_error_results_and_the_server_goes_on(
     ok(after)
 
 
+def test_an_error_quoting_a_planted_file_is_one_escaped_line(mb: Mailbox) -> None:
+    """An error that quotes what a file on disk held (a key marker's recipients) reaches
+    the model escaped, on one line, as the CLI prints it."""
+    mb.send("bob", "alice", "x", key="k")
+    marker = mb.key_marker("bob", "k")
+    marker.write_bytes(orjson.dumps(orjson.loads(marker.read_bytes())
+                                    | {"to": ["carol\x1b[2J\nFAKE line"]}))
+    text = error_text(call(mb, "bob", "send", to=["alice"], subject="x", key="k"))
+    assert "first used for mail to carol" in text
+    assert not CONTROL.search(text) and "\n" not in text
+
+
 @pytest.mark.keeps_thread("the SDK reads a template resource on an AnyIO worker thread, "
                           "which may still be stopping when the test ends")
 @pytest.mark.parametrize("thread", ["..", "T-1", "x" * 100, "%2e%2e%2fagents"])
