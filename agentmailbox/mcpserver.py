@@ -20,6 +20,8 @@ logs go to stderr.
 from __future__ import annotations
 
 import functools
+import types
+import typing
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,22 +31,27 @@ import anyio.to_thread
 import orjson
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 from mcp.types import (
+    CallToolResult,
     EmptyResult,
     SubscribeRequestParams,
+    TextContent,
     ToolAnnotations,
     UnsubscribeRequestParams,
 )
+from pydantic import BaseModel
 
 from . import __version__
-from .errors import AgentNotFound, MailboxError, NotFound
+from .errors import AgentNotFound, InvalidInput, InvalidName, MailboxError, NotFound
 from .mailbox import Mailbox
 from .mcptools import NAMES, Tools
 from .names import AGENT_ENV
+from .render import line
 
 __all__ = ["AGENT_ENV", "BUDGET", "INBOX_URI", "NAME", "THREAD_URI", "build", "identity",
-           "instructions", "tool_list", "tokens"]
+           "instructions", "json_text", "tool_list", "tokens"]
 
 NAME = "mailbox"
 """The server's name: Claude Code shows its tools to the model as ``mcp__mailbox__send``."""
@@ -81,6 +88,7 @@ def identity(environ: Mapping[str, str], mb: Mailbox) -> str:
 
     Raises:
         NotFound: the variable is unset or names no registered agent.
+        InvalidInput: it holds no agent name at all (``Bob``, ``bob@host``, ``../x``).
     """
     name = environ.get(AGENT_ENV) or ""
     if not name:
@@ -89,6 +97,8 @@ def identity(environ: Mapping[str, str], mb: Mailbox) -> str:
                             "server (docs/INTEGRATIONS.md)")
     try:
         return mb.registry.require(name)
+    except InvalidName as exc:
+        raise InvalidInput(f"${AGENT_ENV} holds an {exc}", hint=exc.hint) from exc
     except AgentNotFound as exc:
         raise NotFound(f"${AGENT_ENV} names {name!r}, which is not registered here "
                        f"({mb.path})", hint=exc.hint) from exc
@@ -117,6 +127,10 @@ def build(mb: Mailbox, agent: str, *, notify: bool = True) -> MCPServer[Any]:
     for name in NAMES:
         server.add_tool(_as_tool(getattr(tools, name)), name=name,
                         annotations=ANNOTATIONS[name], structured_output=True)
+        registered = server._tool_manager.get_tool(name)
+        assert registered is not None
+        registered.fn_metadata = Verbatim(**{field: getattr(registered.fn_metadata, field)
+                                             for field in FuncMetadata.model_fields})
     server.resource(INBOX_URI, name="inbox", mime_type="text/plain",
                     description="Headers of your unread mail")(_as_resource(tools.inbox_text))
     server.resource(THREAD_URI, name="thread", mime_type="text/plain",
@@ -124,16 +138,59 @@ def build(mb: Mailbox, agent: str, *, notify: bool = True) -> MCPServer[Any]:
     return server
 
 
-def _as_tool(method: Callable[..., Any]) -> Callable[..., Any]:
+class Verbatim(FuncMetadata):
+    """The SDK's argument handling, but a string given for an optional text argument (a
+    thread, a reply's subject, a key) stays that string: the SDK would parse ``"null"`` as
+    JSON (no thread, so a new one) and ``'["draft"]'`` into a list it then refuses. Lists
+    given as JSON text for a list argument are still parsed."""
+
+    def pre_parse_json(self, data: dict[str, Any]) -> dict[str, Any]:
+        parsed = super().pre_parse_json(data)
+        fields = self.arg_model.model_fields
+        return {key: data[key] if key in fields and _optional_text(fields[key].annotation)
+                else value for key, value in parsed.items()}
+
+
+def _optional_text(annotation: Any) -> bool:
+    """``str | None``, the ``str`` perhaps ``Annotated`` with constraints."""
+    members = typing.get_args(annotation)
+    return (typing.get_origin(annotation) in (typing.Union, types.UnionType)
+            and {getattr(m, "__origin__", m) for m in members} == {str, type(None)})
+
+
+def _as_tool(method: Callable[..., BaseModel]) -> Callable[..., Any]:
     """``method`` as the SDK calls it: on the event loop (the library's calls take
-    milliseconds), a library error as a ToolError with its message and hint."""
+    milliseconds), a library error as a ToolError with its message and hint, a result as
+    its structured content and that content as escaped JSON text (:func:`json_text`)."""
     @functools.wraps(method)
-    async def tool(*args: Any, **kwargs: Any) -> Any:
+    async def tool(*args: Any, **kwargs: Any) -> CallToolResult:
         try:
-            return method(*args, **kwargs)
+            result = method(*args, **kwargs)
         except MailboxError as exc:
             raise ToolError(_text(exc)) from exc
+        data = result.model_dump(mode="json")
+        return CallToolResult(content=[TextContent(type="text", text=json_text(data))],
+                              structured_content=data)
     return tool
+
+
+def json_text(data: Any) -> str:
+    """``data`` as the indented JSON text a model reads, every character that is not
+    printable (the C1 controls, DEL, bidirectional overrides, ...) written as a ``\\u``
+    escape: JSON escapes only those below U+0020, and mail text comes from any writer.
+    Parsed, the text is ``data`` again."""
+    text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
+    if text.replace("\n", "").isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\n" else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def _as_resource(method: Callable[..., str]) -> Callable[..., Any]:
@@ -148,7 +205,8 @@ def _as_resource(method: Callable[..., str]) -> Callable[..., Any]:
 
 
 def _text(exc: MailboxError) -> str:
-    return f"{exc}" + (f" (hint: {exc.hint})" if exc.hint else "")
+    """The error and its hint on one escaped line: a message may quote what a file held."""
+    return line(f"{exc}" + (f" (hint: {exc.hint})" if exc.hint else ""), None)
 
 
 class Subscribers:

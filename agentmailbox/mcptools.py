@@ -166,10 +166,11 @@ class Tools:
         Changes no mail."""
         self._refresh()
         box = self.mb.inbox(self.agent)
-        unread = box.list()[:limit]
+        mail = box.list()  # what a read can be handed: a bad file is neither listed nor counted
+        unread = mail[:limit]
         held = box.list(State.CLAIMED)[:limit] if claimed else []
         surfacing.record(self.mb, self.agent, [m.id for m in unread], "mcp", unread=True)
-        return InboxPage(unread=box.count(), claimed=box.count(State.CLAIMED),
+        return InboxPage(unread=len(mail), claimed=box.count(State.CLAIMED),
                          mail=[_header(m, "unread") for m in unread]
                          + [_header(m, "claimed") for m in held])
 
@@ -177,13 +178,14 @@ class Tools:
         """One message in full (default: your oldest unread). claim=true also claims it:
         it is yours until you mark it done."""
         self._refresh()
+        id = id or None  # "" is what some clients send for "not given", as status takes it
         box = self.mb.inbox(self.agent)
         if claim:
             msg = box.claim(id)
             if msg is None and id is not None:
                 raise box.unclaimable(id) or Conflict(f"{id} could not be claimed")
         else:
-            msg = box.get(id) if id else next(iter(box.list()), None)
+            msg = box.get(id) if id is not None else next(iter(box.list()), None)
         if msg is None:
             return ReadResult(message=None)
         surfacing.record(self.mb, self.agent, [msg.id], "mcp", unread=not claim)
@@ -256,7 +258,8 @@ class Tools:
             raise NotFound(f"no mail of {self.agent} in thread {thread!r}",
                            hint="a thread id is a message id, or the name given at send")
         marker = self.mb.threads.done(thread)
-        state = (f"done by {line(marker.by or '?')} at {marker.at}" if marker else "open")
+        state = (f"done by {line(marker.by or '?')} at {line(marker.at)}" if marker
+                 else "open")
         parts = [f"thread {line(thread)}: {state}, {len(shown)} message(s)"]
         for msg in shown:
             parts += ["", _header_line(msg) + f" to {line(', '.join(msg.to))}",
@@ -265,14 +268,18 @@ class Tools:
         return "\n".join(parts) + "\n"
 
     def _own_copy(self, event: dict[str, Any]) -> Message | None:
-        """The message of a send event, if this agent received it or sent it."""
+        """The message of a send event, if this agent received it or sent it. The event
+        only says where to look: a copy in another inbox counts if the message itself
+        names this agent as its sender (a journal line is no proof)."""
         msg_id = str(event.get("id"))
         holders = [self.agent] if event.get("from") != self.agent else \
             [self.agent, *self.mb.registry.list_names()]
         for name in dict.fromkeys(holders):
             box = self.mb.inbox(name)
             if box.state_of(msg_id) is not State.ABSENT:
-                return box.get(msg_id)
+                msg = box.get(msg_id)
+                if name == self.agent or msg.sender == self.agent:
+                    return msg
         return None
 
     # -- the shared send path ----------------------------------------------------------------
@@ -359,7 +366,8 @@ def _seen(presence: Presence, agent: str) -> str | None:
 
 def _header_line(msg: Message) -> str:
     flag = {"urgent": " [urgent]", "high": " [high]"}.get(str(msg.priority), "")
-    return f"{msg.id}  {msg.ts}  from {line(msg.sender)}{flag}: {line(msg.subject)}"
+    # Each field a planted file may fill (readers accept any string) goes through line().
+    return f"{msg.id}  {line(msg.ts)}  from {line(msg.sender)}{flag}: {line(msg.subject)}"
 
 
 def _header(msg: Message, state: str) -> Header:
