@@ -553,8 +553,9 @@ def _remote_deliveries(states: dict[str, tuple[str | None, dict[str, int]]]
 
 
 def writable_thread(msg: Message) -> str:
-    """The thread an answer to ``msg`` (a reply, a receipt, a notice) joins: its own, if a writer may give that name
-    (readers accept any string, which an older writer may have sent), else ``msg``'s id."""
+    """The thread an answer to ``msg`` (a reply, a receipt, a notice) joins: its own, if a
+    writer may give that name (readers accept any string, which an older writer may have
+    sent), else ``msg``'s id."""
     return msg.thread if names.is_thread(msg.thread) else msg.id
 
 
