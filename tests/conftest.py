@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import re
 import sys
 import threading
 import time
@@ -155,3 +156,16 @@ def files_containing(top: Path, needle: bytes) -> list[str]:
             if not path.is_symlink() and path.is_file() and needle in path.read_bytes():
                 hits.append(str(path.relative_to(top)))
     return hits
+
+
+def mail_state(root: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file below the root (mtime, content) and every folder, except the records
+    surfacing writes: ``journal/`` and each agent's ``run/hooks.json`` (so not the mtime of
+    the ``run/`` that holds it)."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("journal") or re.fullmatch(r"agents/[^/]+/run/hooks\.json", rel):
+            continue
+        out[rel] = (path.stat().st_mtime_ns, path.read_bytes()) if path.is_file() else (0, b"/")
+    return out

@@ -3,11 +3,9 @@ errors, identity, idempotent sends, and read-only tools that leave mail state al
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -16,7 +14,7 @@ import pytest
 
 pytest.importorskip("mcp", reason="the mcp extra is not installed: pip install -e '.[mcp]'")
 
-from conftest import python_env
+from conftest import mail_state, python_env
 from mcp import Client
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import CallToolResult
@@ -62,19 +60,6 @@ def ok(result: CallToolResult) -> dict[str, Any]:
 def error_text(result: CallToolResult) -> str:
     assert result.is_error
     return " ".join(getattr(c, "text", "") for c in result.content)
-
-
-def mail_state(root: Path) -> dict[str, tuple[int, bytes]]:
-    """Every file below the root (mtime, content) and every folder, except the records
-    surfacing writes: ``journal/`` and each agent's ``run/hooks.json`` (so not the mtime of
-    the ``run/`` that holds it)."""
-    out = {}
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if rel.startswith("journal") or re.fullmatch(r"agents/[^/]+/run/hooks\.json", rel):
-            continue
-        out[rel] = (path.stat().st_mtime_ns, path.read_bytes()) if path.is_file() else (0, b"/")
-    return out
 
 
 # -- the tool list -----------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,7 +14,7 @@ import pytest
 
 pytest.importorskip("mcp", reason="the mcp extra is not installed: pip install -e '.[mcp]'")
 
-from conftest import deadline, python_env
+from conftest import deadline, mail_state, python_env
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult
@@ -65,17 +64,6 @@ def resource(mb: Mailbox, agent: str, uri: str) -> str:
     return out
 
 
-def tree(root: Path) -> dict[str, tuple[int, bytes]]:
-    """Every file and folder below the root but the surfacing records."""
-    out = {}
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if rel.startswith("journal") or re.fullmatch(r"agents/[^/]+/run/hooks\.json", rel):
-            continue
-        out[rel] = (path.stat().st_mtime_ns, path.read_bytes()) if path.is_file() else (0, b"/")
-    return out
-
-
 def plant(mb: Mailbox, agent: str, **fields: Any) -> str:
     """A message in ``agent``'s inbox whose fields were rewritten on disk (a writer that
     does not check what it writes): returns its id."""
@@ -103,12 +91,12 @@ def test_ids_of_another_inbox_are_refused_and_its_mail_is_untouched(
         tool: str, args: dict[str, Any], team: Mailbox) -> None:
     """bob's server cannot read, claim, finish or answer mail in alice's inbox by its id."""
     theirs = team.send("carol", "alice", "for alice", "secret")
-    before = tree(team.path / "agents" / "alice")
+    before = mail_state(team.path / "agents" / "alice")
     key = "ids" if tool == "done" else "id"
     text = error_text(call(team, "bob", tool, **args, **{key: [theirs.id] if tool == "done"
                                                          else theirs.id}))
     assert "not found in the inbox of bob" in text and "secret" not in text
-    assert before == tree(team.path / "agents" / "alice")
+    assert before == mail_state(team.path / "agents" / "alice")
     assert [theirs.id] == team.inbox("alice").ids()
 
 
@@ -116,9 +104,9 @@ def test_ids_of_another_inbox_are_refused_and_its_mail_is_untouched(
                    "finds the message missing (agentmailbox/inbox.py)")
 def test_a_refused_done_leaves_no_trace_in_the_inbox(mb: Mailbox) -> None:
     """done of an id that is not in the inbox is an error and changes nothing there."""
-    before = tree(mb.path)
+    before = mail_state(mb.path)
     error_text(call(mb, "bob", "done", ids=["01796000000000000000-0123456789abcdef"]))
-    assert before == tree(mb.path)
+    assert before == mail_state(mb.path)
 
 
 @pytest.mark.parametrize("smuggled", ["from", "sender", "agent", "as"])
@@ -170,22 +158,22 @@ def test_boot_without_start_changes_no_mail_even_with_claims_and_bad_files(
     held = mb.send("alice", "bob", "held")
     mb.inbox("bob").claim(held.id)
     (mb.inbox("bob").new / "garbage.json").write_bytes(b"{not json")
-    before = tree(mb.path)
+    before = mail_state(mb.path)
     out = ok(call(mb, "bob", "boot", start=False))
     assert 1 == out["epoch"] and held.id in out["brief"]
-    assert before == tree(mb.path)
+    assert before == mail_state(mb.path)
 
 
 def test_listing_and_peeking_leave_planted_bad_files_alone(mb: Mailbox) -> None:
     """inbox and read skip a malformed file, neither count it as unread nor move it."""
     good = mb.send("alice", "bob", "good")
     (mb.inbox("bob").new / "01796000000000000000-0123456789abcdef.json").write_bytes(b"{x")
-    before = tree(mb.path)
+    before = mail_state(mb.path)
     listed, peeked = calls(mb, "bob", ("inbox", {}), ("read", {}))
     assert [good.id] == [m["id"] for m in ok(listed)["mail"]]
     assert 1 == ok(listed)["unread"]
     assert good.id == ok(peeked)["message"]["id"]
-    assert before == tree(mb.path)
+    assert before == mail_state(mb.path)
 
 
 # -- what counts as the same send ----------------------------------------------------------------

@@ -208,6 +208,15 @@ def test_a_hostile_bucket_key_is_refused_as_a_local_name_is(key: str) -> None:
         parse_entry(key, {"role": "coder"}, HERE)
 
 
+@pytest.mark.parametrize("value", [b'{"role": "coder", "role": "admin"}', b"[" * 300 + b"]" * 300,
+                                   b'"coder"', b"{", b"{}" + b" " * 70_000])
+def test_a_bucket_value_is_read_as_every_json_object_of_the_root_is(value: bytes) -> None:
+    """A value with a repeated key, nested too deep, not an object, not JSON or too large
+    is refused, as the same document in a file of the root would be."""
+    with pytest.raises(InvalidInput):
+        parse_entry("gpu1.coder", value, HERE)
+
+
 def test_the_receiving_bridge_delivers_a_copy_a_routed_address_sent(tmp_path: Path) -> None:
     """On gpu1, a copy whose to is @coder, published for coder, is delivered to coder as
     from alice@build1 with to as written."""

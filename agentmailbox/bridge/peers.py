@@ -24,6 +24,7 @@ import orjson
 
 from .. import names
 from ..errors import InvalidInput, MailboxError
+from ..fs import parse_object
 from ..registry import AgentInfo
 from ..root import Root
 
@@ -67,9 +68,9 @@ def parse_entry(key: str, value: Any, here: str) -> tuple[str, AgentInfo]:
         if len(value) > _VALUE_LIMIT:
             raise InvalidInput(f"the value of {key!r} is over {_VALUE_LIMIT} bytes")
         try:
-            value = orjson.loads(value)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidInput(f"the value of {key!r} is not JSON: {exc}") from exc
+            value = parse_object(bytes(value))
+        except ValueError as exc:
+            raise InvalidInput(f"the value of {key!r} is {exc}") from exc
     if not isinstance(value, dict):
         raise InvalidInput(f"the value of {key!r} is not an object")
     fields = {k: value[k] for k in _FIELDS if value.get(k) is not None}
