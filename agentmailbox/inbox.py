@@ -438,9 +438,6 @@ class Inbox:
         day = day_of(msg_id)
         folder = f"{self._done_s}{day}"
         if day not in self._days:
-            if self._disk.lstat(self.cur / f"{msg_id}.json") is None:
-                # Nothing to settle: say why without making the day's shard for it.
-                return self._expect(msg_id, State.DONE)
             self._disk.ensure_dir(Path(folder))
             self._days.add(day)
         moved = self._settle(msg_id, f"{folder}/{msg_id}.json",
