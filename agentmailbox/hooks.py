@@ -185,8 +185,13 @@ def run(hook: str, data: bytes, who: Who | None, open_mailbox: Callable[[], Mail
         finally:
             mb.close()
     except Exception as exc:  # any at all: a hook never fails the user's session
-        text = line(str(exc), 300) if isinstance(exc, MailboxError) else line(repr(exc), 300)
-        return Answer(stderr=f"mailbox hook {hook}: {text} (ignored: the session goes on)")
+        return Answer(stderr=f"mailbox hook {hook}: {_why(exc, 300)} (ignored: the session "
+                             "goes on)")
+
+
+def _why(exc: Exception, limit: int) -> str:
+    """One line saying what went wrong: a bus error's message, else the exception's repr."""
+    return line(str(exc) if isinstance(exc, MailboxError) else repr(exc), limit)
 
 
 def parse_event(data: bytes) -> dict[str, Any]:
@@ -227,9 +232,8 @@ def session_start(mb: Mailbox, who: Who, event: dict[str, Any],
         if not start:
             raise
         brief = agent.boot(budget=budget, start_epoch=False)
-        why = line(str(exc), 200) if isinstance(exc, MailboxError) else line(repr(exc), 200)
-        note = (f"mailbox hook session-start: could not start a new epoch ({why}); the "
-                "brief is of the current one")
+        note = (f"mailbox hook session-start: could not start a new epoch "
+                f"({_why(exc, 200)}); the brief is of the current one")
     surfacing.record(mb, who.name, brief.shown_mail(), "brief", unread=True)
     return Answer(stdout=context("SessionStart", brief.to_text()), stderr=note)
 
@@ -309,7 +313,7 @@ def wait(mb: Mailbox, who: Who, event: dict[str, Any], timeout: float = DEFAULT_
     the timeout, once a newer waiter of the same agent has started, or once a new epoch
     began (the session that started it ended: its doorbell would ring for nobody, and the
     mail it took as surfaced would never be announced to the new session)."""
-    from .watch import Watcher  # only here: the prompt path never loads watchdog
+    from .watch import Doorbell  # only here: the prompt path never loads it (nor ctypes)
 
     if not math.isfinite(timeout):  # nan would wait for ever, inf overflows the clock
         raise InvalidInput(f"a timeout of {timeout} seconds is no timeout",
@@ -319,7 +323,8 @@ def wait(mb: Mailbox, who: Who, event: dict[str, Any], timeout: float = DEFAULT_
     token = f"{os.getpid()}.{time.time_ns()}"
     state.update(waiter=token)
     deadline = time.monotonic() + max(timeout, 0.0)
-    with Watcher(mb.inbox(who.name).new) as watcher:
+    with Doorbell(mb.inbox(who.name).new) as bell:
+        bell.open()  # watching before the first look: a delivery in between rings
         while state.load().get("waiter") == token and _epoch_now(mb, who.name) == epoch:
             new = _news(mb, who.name, "wait")[0]
             text = news_line(mb, who, new) if new else ""
@@ -328,7 +333,7 @@ def wait(mb: Mailbox, who: Who, event: dict[str, Any], timeout: float = DEFAULT_
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            watcher.wait(left)
+            bell.wait(left)
     return Answer()
 
 

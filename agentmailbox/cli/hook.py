@@ -65,7 +65,7 @@ def session_start(c: Ctx, budget: int, agent: str | None, as_json: bool) -> None
 @json_option
 @pass_ctx
 def prompt(c: Ctx, agent: str | None, as_json: bool) -> None:
-    """UserPromptSubmit: one line when unread mail changed since it last surfaced."""
+    """UserPromptSubmit: one line when unread mail is there not surfaced in this epoch."""
     _answer(c, "prompt", agent)
 
 
