@@ -14,7 +14,6 @@ repository, where ``.ci/run`` installs it (``npm install --prefix DIR
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,8 +22,8 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import ROOT
 from fake_anthropic import FakeAnthropic
+from npm_cli import cli_dir, cli_or_skip
 
 from agentmailbox import Mailbox
 
@@ -48,25 +47,13 @@ pytestmark = pytest.mark.slow
 
 def claude_dir() -> Path:
     """Where the CLI is installed (``npm install --prefix`` of that folder)."""
-    named = os.environ.get("MAILBOX_TEST_CLAUDE_DIR")
-    return Path(named) if named else ROOT / ".cache" / "claude-code"
+    return cli_dir("MAILBOX_TEST_CLAUDE_DIR", "claude-code")
 
 
 def claude_or_skip() -> Path:
     """The ``claude`` executable of the pinned version, or skip saying what is missing."""
-    package = claude_dir() / "node_modules" / "@anthropic-ai" / "claude-code"
-    exe = claude_dir() / "node_modules" / ".bin" / "claude"
-    if not exe.exists():
-        missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
-        pytest.skip(f"Claude Code CLI not installed in {claude_dir()}"
-                    + (f" ({' and '.join(missing)} not found)" if missing else "")
-                    + f": npm install --prefix {claude_dir()} "
-                    f"@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}")
-    found = orjson.loads((package / "package.json").read_bytes())["version"]
-    if found != CLAUDE_CODE_VERSION:
-        pytest.skip(f"{claude_dir()} holds Claude Code {found}, the test is pinned to "
-                    f"{CLAUDE_CODE_VERSION} (.ci/run installs it)")
-    return exe
+    return cli_or_skip(claude_dir(), "@anthropic-ai/claude-code", "claude", CLAUDE_CODE_VERSION,
+                       "Claude Code")
 
 
 @pytest.fixture

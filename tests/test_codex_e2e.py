@@ -17,7 +17,6 @@ repository, where ``.ci/run`` installs it (``npm install --prefix DIR
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,8 +25,8 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import ROOT
 from fake_openai import REPLY, FakeOpenAI
+from npm_cli import cli_dir, cli_or_skip
 
 from agentmailbox import Mailbox
 
@@ -50,24 +49,12 @@ pytestmark = pytest.mark.slow
 
 def codex_dir() -> Path:
     """Where the CLI is installed (``npm install --prefix`` of that folder)."""
-    named = os.environ.get("MAILBOX_TEST_CODEX_DIR")
-    return Path(named) if named else ROOT / ".cache" / "codex"
+    return cli_dir("MAILBOX_TEST_CODEX_DIR", "codex")
 
 
 def codex_or_skip() -> Path:
     """The ``codex`` executable of the pinned version, or skip saying what is missing."""
-    package = codex_dir() / "node_modules" / "@openai" / "codex"
-    exe = codex_dir() / "node_modules" / ".bin" / "codex"
-    if not exe.exists():
-        missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
-        pytest.skip(f"Codex CLI not installed in {codex_dir()}"
-                    + (f" ({' and '.join(missing)} not found)" if missing else "")
-                    + f": npm install --prefix {codex_dir()} @openai/codex@{CODEX_VERSION}")
-    found = orjson.loads((package / "package.json").read_bytes())["version"]
-    if found != CODEX_VERSION:
-        pytest.skip(f"{codex_dir()} holds Codex {found}, the test is pinned to "
-                    f"{CODEX_VERSION} (.ci/run installs it)")
-    return exe
+    return cli_or_skip(codex_dir(), "@openai/codex", "codex", CODEX_VERSION, "Codex")
 
 
 @pytest.fixture
