@@ -129,9 +129,7 @@ class Directory:
             else:
                 problems.append(Unroutable(f"+{name}",
                                            f"unknown agent {member!r} in group +{name}"))
-        members += [a for a, info in self.agents.items() if name in info.groups]
-        members += [a for a, info in self.remote.items() if name in info.groups]
-        return members
+        return members + [a for a, info in self.everyone.items() if name in info.groups]
 
     def _nobody(self, address: str) -> str:
         if address == "*":

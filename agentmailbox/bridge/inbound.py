@@ -109,7 +109,7 @@ class Inbound:
                 for the message again later: backpressure, not a dead letter).
         """
         try:
-            agent, msg = self._local_copy(route, data)
+            agent, msg, encoded = self._local_copy(route, data)
         except Refused as exc:
             self.bury(data, str(exc), route)
             return Outcome.DEAD, str(exc)
@@ -117,8 +117,7 @@ class Inbound:
         fill = self._quotas.full(inbox)
         if fill is not None and inbox.state_of(msg.id) is State.ABSENT:
             raise InboxFull(fill.agent, fill.unread, fill.quota)
-        stored = inbox.deliver(msg.id, encode(msg, self._root.config.max_message_bytes),
-                               fresh=False)
+        stored = inbox.deliver(msg.id, encoded, fresh=False)
         if stored:
             self._quotas.delivered(agent)
         try:
@@ -127,8 +126,9 @@ class Inbound:
             log.warning("not tracked", id=msg.id, agent=agent, error=str(exc)[:200])
         return (Outcome.DELIVERED if stored else Outcome.HELD), msg.id
 
-    def _local_copy(self, route: Route, data: bytes) -> tuple[str, Message]:
-        """(local agent, the message as this host stores it), or :class:`Refused`."""
+    def _local_copy(self, route: Route, data: bytes) -> tuple[str, Message, bytes]:
+        """(local agent, the message as this host stores it, its encoding), or
+        :class:`Refused`."""
         limit = self._root.config.max_message_bytes
         agent = route.agent
         if agent is None:
@@ -150,10 +150,9 @@ class Inbound:
         local = msg.evolve(sender=f"{msg.sender}@{route.origin}", receipt=False,
                            to=localize(msg.to, route.origin, self.here))
         try:
-            encode(local, limit)
+            return agent, local, encode(local, limit)
         except InvalidInput as exc:
             raise Refused(f"message {msg.id} cannot be stored here: {exc}") from exc
-        return agent, local
 
     def bury_path(self, path: Path, reason: str) -> str | None:
         """Quarantine a file of ``bridge/`` that is not what its folder holds."""

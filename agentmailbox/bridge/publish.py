@@ -14,6 +14,7 @@ import time
 from nats.js import JetStreamContext
 
 from .. import names
+from ..backoff import Backoff
 from ..fs import Foreign
 from ..logs import get_logger
 from ..root import Root
@@ -24,6 +25,9 @@ from .inbound import Inbound
 from .outbox import Outbox
 
 __all__ = ["SWEEP_SECONDS", "Publisher"]
+
+_RETRY = Backoff(0.4, 5.0)
+"""The pause after a pass that failed: 0.4 s, doubling up to 5 s."""
 
 log = get_logger("agentmailbox.bridge")
 
@@ -54,7 +58,7 @@ class Publisher:
                 self.outbox.sweep_sent(self.config.grace_seconds)
                 next_sweep = time.monotonic() + SWEEP_SECONDS
             await connect.sleep(stop, self.config.poll_seconds if ok
-                                else min(5.0, 0.2 * 2 ** min(failures, 5)))
+                                else _RETRY.pause(failures))
 
     async def _pass(self, js: JetStreamContext, stop: asyncio.Event) -> bool:
         """Publish what waits, oldest first; False at the first copy that failed."""
