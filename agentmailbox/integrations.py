@@ -133,6 +133,11 @@ def found_from(project: Path) -> Path | None:
     return nearest_root(project)
 
 
+def _given_root(project: Path, root: Path | None) -> Path | None:
+    """``root``, when a command run in ``project`` would not find it by itself; else None."""
+    return None if root is None or _same(found_from(project), root) else root
+
+
 def is_ours(handler: Any) -> bool:
     """Whether a hook handler is one this module writes (any agent, any root)."""
     return (isinstance(handler, dict) and handler.get("type") == "command"
@@ -300,7 +305,7 @@ def plan(harness: Harness, project: Path, agent: str | None, root: Path | None, 
     else:
         _refuse_takeover(harness, path, settings, who)
         _refuse_second_file(harness, project, path)
-        given = None if root is None or _same(found_from(project), root) else root
+        given = _given_root(project, root)
         new = merged(settings, harness.events, hook_commands(harness.events, who, given))
     if new == settings:
         return Plan(path, before, before or b"", new, mode, changed=False)
@@ -467,7 +472,7 @@ def mcp_plan(project: Path, agent: str | None, root: Path | None, *, undo: bool 
         new = {k: v for k, v in settings.items() if k != "mcpServers"}
         new |= {"mcpServers": rest} if rest else {}
     else:
-        given = None if root is None or _same(found_from(project), root) else root
+        given = _given_root(project, root)
         new = {**settings, "mcpServers": {**servers, MCP_SERVER: mcp_entry(agent, given)}}
     return _replanned(Plan(path, before, before or b"", settings, mode, changed=False), new)
 
@@ -547,7 +552,7 @@ def codex_mcp_plan(project: Path, agent: str | None, root: Path | None, *,
             raise AlreadyExists(f"{path} defines an mcp_servers.{MCP_SERVER} of its own",
                                 path=str(path), hint="remove it, or keep it and set the "
                                                      "agent in its env by hand")
-        given = None if root is None or _same(found_from(project), root) else root
+        given = _given_root(project, root)
         new = (rest + "\n" if rest else "") + codex_mcp_table(agent, given)
     changed = new != text and not (before is None and not new)
     return Plan(path, before, new.encode() if changed else before or b"", _toml(new, path),

@@ -77,9 +77,11 @@ def test_without_a_registered_agent_it_refuses_to_start_with_one_line(
     assert 1 == len(done.stderr.splitlines()) and done.stderr.startswith(says), done.stderr
 
 
-def test_the_agent_option_is_refused_for_serving(mb: Mailbox) -> None:
-    """Only the environment names the server's agent, so a client's config is the truth."""
-    done = subprocess.run([sys.executable, "-m", "agentmailbox", "--agent", "bob", "mcp"],
+@pytest.mark.parametrize("argv", [["--agent", "bob", "mcp"], ["mcp", "--agent", "bob"]])
+def test_the_agent_option_is_refused_for_serving(argv: list[str], mb: Mailbox) -> None:
+    """Only the environment names the server's agent, so a client's config is the truth:
+    --agent before or after the command is refused, never silently ignored."""
+    done = subprocess.run([sys.executable, "-m", "agentmailbox", *argv],
                           capture_output=True, text=True, env=environment(mb, "alice"),
                           timeout=60, stdin=subprocess.DEVNULL)
     assert 5 == done.returncode and "not --agent" in done.stderr

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import AgentNotFound
-from ._base import Ctx, acting, emit, fail, json_option, pass_ctx
+from ._base import Ctx, acting, emit, json_option, pass_ctx
 
 if TYPE_CHECKING:
     from ..integrations import Harness, Plan
@@ -115,7 +114,7 @@ def _set_up(c: Ctx, harness: str, agent: str | None, project: Path, *, dry_run: 
 
     _no_agent_with_from_env(from_env)
     from_env = from_env and not undo
-    name = None if undo or from_env else _registered(c, acting(agent, c.agent))
+    name = None if undo or from_env else c.mb.registry.require(acting(agent, c.agent))
     root = None if undo else c.mb.path
     h = integrations.HARNESSES[harness]
     p = integrations.plan(h, project, name, root, undo=undo, local=local, from_env=from_env)
@@ -144,16 +143,6 @@ def _with_mcp(h: Harness, p: Plan, project: Path, agent: str | None, root: Path 
     if h is CODEX:
         return p, codex_mcp_plan(project, agent, root, undo=undo)
     return mcp_approved(p, undo=undo), mcp_plan(project, agent, root, undo=undo)
-
-
-def _registered(c: Ctx, name: str) -> str:
-    """``name``, valid and registered in the root."""
-    from ..names import check_agent
-
-    check_agent(name)
-    if not c.mb.registry.exists(name):
-        fail(AgentNotFound(name))
-    return name
 
 
 def _shape(p: Plan, agent: str | None, dry_run: bool, undo: bool, written: bool

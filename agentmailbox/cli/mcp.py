@@ -41,8 +41,10 @@ def mcp(c: Ctx, show_tools: bool, agent: str | None, as_json: bool) -> None:
     Identity comes from $MAILBOX_AGENT only, never from a tool's argument; the root is
     found as every command finds it. Stdout carries the protocol alone; logs go to stderr.
     """
+    named = c.agent is not None or (click.get_current_context().get_parameter_source("agent")
+                                    is click.core.ParameterSource.COMMANDLINE)
     try:
-        mb, name = _open(c, agent if show_tools else None)
+        mb, name = _open(c, agent if show_tools else None, named)
     except MailboxError as exc:
         click.echo(f"mailbox mcp: {exc}" + (f" ({exc.hint})" if exc.hint else ""), err=True)
         raise SystemExit(exc.exit_code) from exc
@@ -58,10 +60,11 @@ def mcp(c: Ctx, show_tools: bool, agent: str | None, as_json: bool) -> None:
         mb.close()
 
 
-def _open(c: Ctx, listing_as: str | None) -> tuple[Mailbox, str]:
+def _open(c: Ctx, listing_as: str | None, named: bool) -> tuple[Mailbox, str]:
     """The root and the agent, or the error that keeps the server from starting. The
-    server's agent comes from the environment only; ``--tools`` may name one."""
-    if c.agent is not None and listing_as is None:
+    server's agent comes from the environment only (``named``: --agent was given, before
+    or after the command); ``--tools`` may name one."""
+    if named and listing_as is None:
         raise InvalidInput("mailbox mcp serves as $MAILBOX_AGENT only, not --agent",
                            hint="set MAILBOX_AGENT=NAME in the client's configuration")
     try:
