@@ -239,10 +239,19 @@ class Inbox:
         path = folder / layout.message_file(msg_id)
         try:
             data, st = self._disk.read(path, self._root.config.max_message_bytes)
-            if st.st_nlink > 1 and not self._is_own_staging(msg_id, st, path):
-                return None
+        except (FileNotFoundError, Foreign):
+            return None
+        return self._readable(msg_id, data, st, path)
+
+    def _readable(self, msg_id: str, data: bytes, st: os.stat_result, path: Path | str
+                  ) -> Message | None:
+        """The message ``data`` read at ``path`` holds, or None for a hard link from
+        elsewhere or a file that is not ``msg_id``'s message."""
+        if st.st_nlink > 1 and not self._is_own_staging(msg_id, st, path):
+            return None
+        try:
             return decode(data, expected_id=msg_id)
-        except (FileNotFoundError, Foreign, Malformed):
+        except Malformed:
             return None
 
     # -- claim ---------------------------------------------------------------------------------
@@ -495,22 +504,16 @@ class Inbox:
         ``"receipt"``, followed by ``:false`` (how every writer of ours spells no
         receipt), has no other field of that name at any depth: it asks for none.
         """
+        path = f"{folder}/{msg_id}.json"
         try:
-            data, st = self._disk.read(f"{folder}/{msg_id}.json",
-                                       self._root.config.max_message_bytes)
+            data, st = self._disk.read(path, self._root.config.max_message_bytes)
         except (FileNotFoundError, Foreign):
             return None
         if b"\\" not in data and (data.count(b'"receipt"') == 0 or (
                 data.count(b'"receipt"') == 1 and b'"receipt":false' in data)):
             return None
-        path = f"{folder}/{msg_id}.json"
-        if st.st_nlink > 1 and not self._is_own_staging(msg_id, st, path):
-            return None
-        try:
-            msg = decode(data, expected_id=msg_id)
-        except Malformed:
-            return None
-        return msg if msg.receipt else None
+        msg = self._readable(msg_id, data, st, path)
+        return msg if msg is not None and msg.receipt else None
 
     def release(self, msg: Message | str, reason: str = "released") -> bool:
         """Give a claimed message back to ``new/``. False if it was not claimed.

@@ -477,7 +477,8 @@ class Mailbox:
                else spooled[1] if spooled is not None else None)
         from .bridge.receipts import Receipts  # here: the send path does not need it
 
-        remote = Receipts(self.root).load(msg_id)  # mail to other hosts (docs/BRIDGE.md)
+        receipts = Receipts(self.root)
+        remote = receipts.load(msg_id)  # mail to other hosts (docs/BRIDGE.md)
         if msg is None and not dead and remote is None:
             raise MessageNotFound(msg_id, "any inbox, the spool, the bridge or dead/")
         from_, subject, to = ((msg.sender, msg.subject, msg.to) if msg is not None
@@ -491,7 +492,7 @@ class Mailbox:
         recipients += [n for n in holders if n not in recipients]
         deliveries = [self._delivery(n, found[n], events) for n in recipients]
         if remote is not None:
-            deliveries += _remote_deliveries(Receipts(self.root).states(remote))
+            deliveries += _remote_deliveries(receipts.states(remote))
         return Status(msg_id, from_ or "", subject, tuple(deliveries),
                       routed=expansion_of(events), spool=spooled[0] if spooled else None,
                       dead=dead)
