@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import bench_startup
+import bench_targets
 from bench_contestants import CONTESTANTS, POLICIES, Contestant, RedisStreams
 from bench_redis import redis_server
 from bench_report import Entry, markdown, record
@@ -213,7 +214,8 @@ def meta(args: argparse.Namespace, sizes: Sizes, reps: int, seconds: float,
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": args.quick, "reps": reps,
         "fsync_w3_w6": args.fsync, "sizes": vars(sizes), "seconds": round(seconds, 1),
-        "scratch": args.scratch, "load_before": load_before,
+        "scratch": args.scratch, "scratch_fs": bench_targets.filesystem_of(args.scratch),
+        "load_before": load_before,
         "python": platform.python_version(), "platform": platform.platform(),
         "cpus": len(os.sched_getaffinity(0)), "commit": git_commit(),
     }
@@ -272,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     startup = bench_startup.measure() if args.only is None else []
     seconds = time.perf_counter() - began
     print(markdown(entries))
+    results = record(entries, meta(args, sizes, reps, seconds, load_before))
+    fs_type = results["meta"]["scratch_fs"]
+    verdicts = bench_targets.judge(results["results"], fs_type)
+    print("\n" + bench_targets.markdown(verdicts, fs_type))
     if startup:
         print("\n" + bench_startup.markdown(startup))
     print(f"\n{'quick' if args.quick else 'full'} run, {reps} reps, {seconds:.0f} s, "
@@ -279,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{load_before[0]} before / {os.getloadavg()[0]:.2f} after")
     out = args.out or (None if args.quick else DEFAULT_OUT)
     if out is not None:
-        write_json(out, {**record(entries, meta(args, sizes, reps, seconds, load_before)),
+        write_json(out, {**results, "targets": [vars(v) for v in verdicts],
                          "startup": startup})
     return 1 if any(e.errors for e in entries) else 0
 
