@@ -337,17 +337,23 @@ def wait_for_mail(directory: Path, timeout: float | None,
     ``bell`` to keep it between waits (closing an inotify descriptor waits for the
     kernel's grace period, ~10 ms here); without one, a bell is made for this call.
     """
+    if bell is not None and bell.take():
+        try:
+            # A bell kept open since an earlier wait is armed already: the scan after
+            # its clear() is the only one needed (the first wait scans before opening).
+            if not bell.is_open() and has_mail(directory, disk):
+                return True
+            if timeout is not None and timeout <= 0:
+                return has_mail(directory, disk)
+            return _wait_with(bell, directory, timeout, rescan_interval, disk)
+        finally:
+            bell.give_back()
     if has_mail(directory, disk):
         return True
     if timeout is not None and timeout <= 0:
         return False
-    if bell is None or not bell.take():
-        with Doorbell(directory, rescan_interval) as own:
-            return _wait_with(own, directory, timeout, rescan_interval, disk)
-    try:
-        return _wait_with(bell, directory, timeout, rescan_interval, disk)
-    finally:
-        bell.give_back()
+    with Doorbell(directory, rescan_interval) as own:
+        return _wait_with(own, directory, timeout, rescan_interval, disk)
 
 
 def _wait_with(bell: Doorbell, directory: Path, timeout: float | None,
@@ -384,6 +390,7 @@ class Doorbell:
         self._pid = 0
         self._refused = False
         self._closer: weakref.finalize[[int], Doorbell] | None = None
+        self._poller: select.poll | None = None
         self._busy = threading.Lock()
 
     def __enter__(self) -> Doorbell:
@@ -399,9 +406,13 @@ class Doorbell:
     def give_back(self) -> None:
         self._busy.release()
 
+    def is_open(self) -> bool:
+        """Whether this process watches already (a forked child must open its own)."""
+        return self._pid == pid() and self.fd >= 0
+
     def open(self) -> None:
         """Watch from now on (again after a fork: a child must not read its parent's)."""
-        if self._pid == pid() and self.fd >= 0:
+        if self.is_open():
             return
         self.close()
         self._pid = pid()
@@ -415,6 +426,8 @@ class Doorbell:
             return
         self.fd = fd
         self._closer = weakref.finalize(self, os.close, fd)
+        self._poller = select.poll()  # not select(): a descriptor past 1023 is out of its range
+        self._poller.register(fd, select.POLLIN)
 
     def _refuse(self) -> None:
         import ctypes  # loaded already, by libc_function
@@ -439,17 +452,16 @@ class Doorbell:
     def wait(self, timeout: float | None) -> None:
         """Until the bell rings or ``timeout`` passes (None: the rescan interval)."""
         timeout = self.rescan_interval if timeout is None else max(timeout, 0.0)
-        if self.fd < 0:
+        if self._poller is None or self.fd < 0:
             time.sleep(timeout)
             return
-        poller = select.poll()  # not select(): a descriptor past 1023 is out of its range
-        poller.register(self.fd, select.POLLIN)
-        if poller.poll(math.ceil(timeout * 1000)):
+        if self._poller.poll(math.ceil(timeout * 1000)):
             self.clear()
 
     def close(self) -> None:
         """Close the descriptor (the next wait opens another)."""
         closer, self._closer, self.fd, self._pid = self._closer, None, -1, 0
+        self._poller = None
         if closer is not None:
             closer()
 

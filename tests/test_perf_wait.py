@@ -129,3 +129,35 @@ def test_wait_works_with_a_descriptor_past_1023(
         mb.close()
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_kept_bell_lists_new_once_before_sleeping_and_still_sees_mail_sent_in_between(
+        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a reader's wait() has armed its descriptor, the next wait lists new/ once before
+    it sleeps and once when woken, and returns at once for mail that came while the
+    reader was busy."""
+    inbox = mb.inbox("bob")
+    timer = _send_soon(mb)
+    with deadline(30):
+        assert inbox.wait(timeout=60) is True  # arms the bell
+    timer.join()
+    msg = inbox.claim()
+    assert msg is not None and inbox.done(msg)
+    mb.send("alice", "bob", subject="while busy")  # rings a bell nobody waits on yet
+    with deadline(30):
+        assert inbox.wait(timeout=60) is True
+    msg = inbox.claim()
+    assert msg is not None and msg.subject == "while busy" and inbox.done(msg)
+    assert inbox.wait(timeout=0) is False
+    real, listed = watch.has_mail, []
+
+    def counting(directory: Any, disk: Any = None) -> bool:
+        listed.append(directory)
+        return real(directory, disk)
+
+    monkeypatch.setattr(watch, "has_mail", counting)
+    timer = _send_soon(mb)
+    with deadline(30):
+        assert inbox.wait(timeout=60) is True
+    timer.join()
+    assert 2 == len(listed)
