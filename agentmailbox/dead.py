@@ -15,7 +15,7 @@ from __future__ import annotations
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,12 +105,18 @@ class DeadLetters:
         """Give a dead letter whose reason file was lost a reason again (doctor)."""
         self._write_reason(dead_id, "reason lost (quarantine interrupted)", origin="?", name="?")
 
-    def list(self) -> list[DeadLetter]:
-        """Every dead letter, oldest first."""
+    def list(self, *, described: bool = True) -> list[DeadLetter]:
+        """Every dead letter, oldest first.
+
+        Args:
+            described: Also read each letter's content for its sender and subject;
+                False reads the reason files alone (what a search by message id or a
+                purge needs).
+        """
         ids = sorted(e.name.removesuffix(REASON_SUFFIX)
                      for e in self._root.disk.scan(self.directory)
                      if e.name.endswith(REASON_SUFFIX))
-        return [d for d in map(self._load, ids) if d is not None]
+        return [d for d in (self._load(i, described=described) for i in ids) if d is not None]
 
     def __iter__(self) -> Iterator[DeadLetter]:
         return iter(self.list())
@@ -132,7 +138,8 @@ class DeadLetters:
         one per recipient it could not reach)."""
         if not is_id(msg_id):
             return ()
-        return tuple(d for d in self.list() if d.msg_id == msg_id)
+        return tuple(self._described(d) for d in self.list(described=False)
+                     if d.msg_id == msg_id)
 
     def content(self, either_id: str, limit: int) -> bytes:
         """The quarantined bytes, if it is a regular file with one name (never follows a
@@ -206,7 +213,7 @@ class DeadLetters:
     def retry_name(dead_id: str) -> str:
         return f".{dead_id}.retry"
 
-    def _load(self, dead_id: str) -> DeadLetter | None:
+    def _load(self, dead_id: str, *, described: bool = True) -> DeadLetter | None:
         if not is_id(dead_id):
             return None
         try:
@@ -217,10 +224,14 @@ class DeadLetters:
         core = {k: obj.pop(k, "") for k in ("id", "reason", "origin", "name", "at")}
         name = str(core["name"])
         recorded = obj.get("msg_id")  # kept in extra too, where readers found it first
-        sender, subject = self._about(dead_id)
-        return DeadLetter(dead_id, str(core["reason"]), str(core["origin"]), name,
-                          str(core["at"]), obj, msg_id=_message_id(recorded, name),
-                          subject=subject, sender=sender)
+        letter = DeadLetter(dead_id, str(core["reason"]), str(core["origin"]), name,
+                            str(core["at"]), obj, msg_id=_message_id(recorded, name))
+        return self._described(letter) if described else letter
+
+    def _described(self, letter: DeadLetter) -> DeadLetter:
+        """``letter`` with the sender and subject its content gives."""
+        sender, subject = self._about(letter.id)
+        return replace(letter, subject=subject, sender=sender)
 
     def _about(self, dead_id: str) -> tuple[str | None, str | None]:
         """(``from``, ``subject``) of a letter whose content is a JSON object, else Nones.
@@ -331,7 +342,7 @@ def purge_dead_letters(mb: Mailbox, older_than_days: float | None = None,
     """
     cutoff = (now_ns or time.time_ns()) - int((older_than_days or 0) * 86400e9)
     removed = []
-    for letter in mb.dead.list():
+    for letter in mb.dead.list(described=False):
         if (older_than_days is None or stamp_of(letter.id) < cutoff) \
                 and mb.dead.remove(letter.id):  # False: a retry or a purge beat us to it
             removed.append(letter.id)

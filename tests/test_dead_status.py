@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from agentmailbox import Mailbox, MessageNotFound
@@ -85,3 +87,26 @@ def test_retry_by_message_id_puts_the_letter_back(mb: Mailbox) -> None:
     mb.dead.bury(mb.inbox("bob").new / f"{msg.id}.json", "test quarantine", agent="bob")
     done = retry_dead_letter(mb, msg.id)
     assert (done.stored, mb.dead.list(), mb.inbox("bob").count()) == (True, [], 1)
+
+
+def test_status_reads_the_content_of_that_messages_dead_letters_only(
+        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`status ID` with many dead letters of other mail reads only the reason files of
+    those, and the content of the letters of ID (for its sender and subject)."""
+    import agentmailbox.dead as dead_module
+
+    for subject in ("other 1", "other 2", "other 3", "this one"):
+        msg = mb.send("alice", "bob", subject=subject)
+        path = mb.inbox("bob").path_of(msg.id)
+        assert path is not None
+        mb.dead.bury(path[1], "planted for the test", agent="bob")
+    read: list[str] = []
+    real = dead_module.DeadLetters._about
+
+    def about(self: Any, dead_id: str) -> Any:
+        read.append(dead_id)
+        return real(self, dead_id)
+
+    monkeypatch.setattr(dead_module.DeadLetters, "_about", about)
+    (letter,) = mb.dead.of_message(msg.id)
+    assert (letter.subject, letter.sender, read) == ("this one", "alice", [letter.id])
