@@ -117,6 +117,7 @@ TREE: tuple[Entry, ...] = (
        "the last receipt sent: <id>.<agent>@<host>.json (local agent, sender's host)"),
     _d("bridge/receipts", "bridge", "what the remote recipients of mail sent here reported"),
     _f("bridge/receipts/<id>.json", "on demand", "sender, subject, to, and each remote state"),
+    _f("bridge/receipts.lock", "on demand", "the lock of every change to a receipts record"),
     _f("bridge/status.json", "on demand", "what the running bridge last saw"),
     _f("bridge/agents.json", "on demand", "the agents of other hosts, as the bucket said (§25.6)"),
 )
@@ -428,6 +429,11 @@ class Paths:
     @property
     def bridge_receipts(self) -> Path:
         return self.path / "bridge" / "receipts"
+
+    @property
+    def receipts_lock(self) -> Path:
+        """``bridge/receipts.lock``: held while a receipts record is read and replaced."""
+        return self.path / "bridge" / "receipts.lock"
 
     def outbound(self, name: str) -> Path:
         """``bridge/out/<id>.<agent>@<host>.json`` (a name names.outbound_parts accepts)."""

@@ -264,3 +264,46 @@ def test_a_remote_receipt_message_has_one_id_however_often_it_is_made() -> None:
     assert (made[0], ("alice",), "t1", "receipt") == (made[1], made[0].to, made[0].thread,
                                                       made[0].kind)
     assert made[0].id != receipt_message(record, "bob@gpu1", "done", 1796000000000000001).id
+
+
+_ADDER = """
+import sys
+from agentmailbox import Mailbox
+from agentmailbox.addresses import Remote
+from agentmailbox.bridge.receipts import Receipts
+mb = Mailbox.open(sys.argv[1])
+receipts = Receipts(mb.root)
+record = receipts.load(sys.argv[2])
+from agentmailbox.message import Message
+sent = Message(id=record["id"], sender=record["from"], to=tuple(record["to"]), subject="",
+               body=None, thread=record["thread"])
+for n in range(int(sys.argv[3])):  # as the supervisor adds the agents a routed address reached
+    receipts.start(sent, [Remote(f"r{n}", "gpu2")])
+"""
+
+_APPLIER = """
+import sys
+from agentmailbox import Mailbox
+from agentmailbox.bridge.receipts import Receipts
+mb = Mailbox.open(sys.argv[1])
+receipts = Receipts(mb.root)
+for n, state in enumerate(("delivered", "read", "done")):
+    for agent in range(int(sys.argv[3])):
+        receipts.apply(sys.argv[2], f"a{agent}@gpu1", state, 1796000000000000000 + n)
+"""
+
+
+def test_receipts_applied_while_recipients_are_added_are_all_kept(mb: Mailbox) -> None:
+    """A bridge applying states while a supervisor adds remote recipients to the same
+    message (two processes changing one receipts record) loses neither's changes."""
+    msg = mb.send("alice", [f"a{n}@gpu1" for n in range(20)], body="x")
+    added, applied = 150, 20
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(mb.path), msg.id, str(count)],
+                              env=python_env())
+             for code, count in ((_ADDER, added), (_APPLIER, applied))]
+    assert [0, 0] == [p.wait(timeout=120) for p in procs]
+    record = Receipts(mb.root).load(msg.id)
+    assert record is not None
+    states = Receipts(mb.root).states(record)
+    assert {f"r{n}@gpu2" for n in range(added)} <= set(states)
+    assert all(states[f"a{n}@gpu1"][0] == "done" for n in range(applied))

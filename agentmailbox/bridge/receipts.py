@@ -19,7 +19,9 @@ receipt published twice, or out of order, changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -27,6 +29,7 @@ import orjson
 from .. import layout, names
 from ..addresses import Remote
 from ..fs import staging_name
+from ..locks import held
 from ..message import Message, iso
 from ..root import Root
 
@@ -36,6 +39,8 @@ STATES = ("delivered", "read", "done")
 """The receipt states, in the order a copy moves through them."""
 
 _LIMIT = 1 << 20
+LOCK_SECONDS = 10.0
+"""How long a change to a receipts record waits for another one to finish."""
 
 
 def rank(state: str | None) -> int:
@@ -64,11 +69,25 @@ class Receipts:
             created = self._disk.publish(staged, self._paths.receipt(msg.id))
         finally:
             self._disk.unlink(staged)
-        known = None if created else self.load(msg.id)
-        if known is not None and any(str(r) not in known["recipients"] for r in remotes):
-            known["recipients"].update({str(r): None for r in remotes
-                                        if str(r) not in known["recipients"]})
-            self._disk.replace(self._paths.receipt(msg.id), orjson.dumps(known))
+        if created:
+            return
+        with self._changing():
+            known = self.load(msg.id)
+            if known is not None and any(str(r) not in known["recipients"] for r in remotes):
+                known["recipients"].update({str(r): None for r in remotes
+                                            if str(r) not in known["recipients"]})
+                self._disk.replace(self._paths.receipt(msg.id), orjson.dumps(known))
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Hold ``bridge/receipts.lock`` while a record is read and replaced: the sending
+        supervisor (adding recipients) and the bridge (applying states) both change
+        records, and neither may lose what the other wrote."""
+        with held(self._paths.receipts_lock, self._disk, timeout=LOCK_SECONDS,
+                  message="another process has been changing a receipts record for "
+                          f"{LOCK_SECONDS:.0f} s",
+                  hint="a supervisor or bridge of this root may be stuck; try again"):
+            yield
 
     def load(self, msg_id: str) -> dict[str, Any] | None:
         """The record of ``msg_id``, or None if there is none or it is not one."""
@@ -83,18 +102,19 @@ class Receipts:
     def apply(self, msg_id: str, address: str, state: str, at: int) -> dict[str, Any] | None:
         """Record that ``address`` reached ``state``; the record as changed, or None if
         this changes nothing."""
-        record = self.load(msg_id)
-        if record is None or address not in record["recipients"]:
-            return None
-        known = record["recipients"][address]
-        known = known if isinstance(known, dict) else {}
-        if rank(known.get("state")) >= rank(state):
-            return None
-        times = known.get("times")
-        times = dict(times) if isinstance(times, dict) else {}
-        record["recipients"][address] = {"state": state, "times": {**times, state: at}}
-        self._disk.replace(self._paths.receipt(msg_id), orjson.dumps(record))
-        return record
+        with self._changing():
+            record = self.load(msg_id)
+            if record is None or address not in record["recipients"]:
+                return None
+            known = record["recipients"][address]
+            known = known if isinstance(known, dict) else {}
+            if rank(known.get("state")) >= rank(state):
+                return None
+            times = known.get("times")
+            times = dict(times) if isinstance(times, dict) else {}
+            record["recipients"][address] = {"state": state, "times": {**times, state: at}}
+            self._disk.replace(self._paths.receipt(msg_id), orjson.dumps(record))
+            return record
 
     def states(self, record: dict[str, Any]) -> dict[str, tuple[str | None, dict[str, int]]]:
         """Remote recipient -> (last state or None, state -> when it was reported, in ns)."""
