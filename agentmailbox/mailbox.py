@@ -365,7 +365,9 @@ class Mailbox:
         so delivery completes instead of being skipped or doubled.
         """
         folder, marker = self.root.paths.agent(msg.sender).keys, self.key_marker(msg.sender, key)
-        record = orjson.dumps({"key": key, "id": msg.id, "to": list(msg.to), "at": msg.ts})
+        digest = words_digest(msg)
+        record = orjson.dumps({"key": key, "id": msg.id, "to": list(msg.to), "at": msg.ts,
+                               "digest": digest})
         if len(record) > self.config.max_message_bytes:  # what load_key_marker admits
             raise MessageTooLarge(len(record), self.config.max_message_bytes)
         staged = self.root.disk.stage(folder, record)
@@ -390,6 +392,12 @@ class Mailbox:
             raise Conflict(f"key {key!r} was first used for mail to {', '.join(earlier['to'])}; "
                            f"this send is to {', '.join(msg.to)}",
                            hint="a retry must name the same recipients; use a new key for "
+                                "different mail")
+        known = earlier.get("digest")
+        if isinstance(known, str) and known.startswith(DIGEST_SCHEME) and known != digest:
+            raise Conflict(f"key {key!r} was first used for other mail (another subject, "
+                           "body, kind, thread, reply, priority, expiry, receipt or headers)",
+                           hint="a retry must send the same message; use a new key for "
                                 "different mail")
         first = replace(msg, id=earlier["id"], ts=earlier.get("at") or msg.ts,
                         thread=msg.thread if msg.thread != msg.id else earlier["id"])
@@ -518,8 +526,26 @@ class Mailbox:
             done_at=iso(dones[-1]["t"]) if dones and state is State.DONE else None)
 
 
+DIGEST_SCHEME = "am1:"
+"""The prefix of the key-marker digests this library writes (PROTOCOL.md §9.7)."""
+
+
+def words_digest(msg: Message) -> str:
+    """What a caller chose for ``msg``, as one digest: a retry under the same key sends the
+    same words; the id, time, epoch and a thread defaulted to the id do not count."""
+    import hashlib  # here: only a send with a key needs it
+
+    words = {"to": sorted(msg.to), "subject": msg.subject, "body": msg.body, "kind": msg.kind,
+             "thread": None if msg.thread == msg.id else msg.thread, "reply_to": msg.reply_to,
+             "priority": str(msg.priority), "expires_at": msg.expires_at,
+             "receipt": msg.receipt, "headers": msg.headers}
+    encoded = orjson.dumps(words, option=orjson.OPT_SORT_KEYS)
+    return DIGEST_SCHEME + hashlib.sha256(encoded).hexdigest()
+
+
 def load_key_marker(path: Path, disk: Disk, limit: int) -> dict[str, Any]:
-    """Read an idempotency-key marker (``{"key", "id", "to", "at"}``, PROTOCOL.md §9.7).
+    """Read an idempotency-key marker (``{"key", "id", "to", "at", "digest"}``, PROTOCOL.md
+    §9.7; markers of older writers have no digest).
 
     ``limit`` is the root's ``max_message_bytes``: a marker names the recipients of one
     message, and the writer refuses one larger than that.

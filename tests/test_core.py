@@ -295,6 +295,33 @@ def test_same_key_to_other_recipients_is_a_conflict(mb: Mailbox) -> None:
     assert mb.inbox("carol").count() == 0
 
 
+def test_same_key_for_other_words_is_a_conflict_and_a_true_retry_is_not(mb: Mailbox) -> None:
+    """Reusing a key for another subject or body is refused (it is not a retry); the same
+    words again, even from a later instance of the sender, are the retry and store one."""
+    from agentmailbox import Conflict
+
+    first = mb.send("alice", "bob", subject="task 7", body={"n": 7}, key="count:7", epoch=1)
+    with pytest.raises(Conflict, match="first used for other mail"):
+        mb.send("alice", "bob", subject="task 7", body={"n": 8}, key="count:7")
+    with pytest.raises(Conflict, match="first used for other mail"):
+        mb.send("alice", "bob", subject="task 8", body={"n": 7}, key="count:7")
+    again = mb.send("alice", "bob", subject="task 7", body={"n": 7}, key="count:7", epoch=2)
+    assert (again.id, mb.inbox("bob").ids()) == (first.id, [first.id])
+
+
+def test_a_key_marker_without_a_digest_still_compares_the_recipients(mb: Mailbox) -> None:
+    """A marker an older writer (or a shell) made records no digest: a retry under its key
+    is judged by its recipients alone, as before."""
+    import orjson
+
+    first = mb.send("alice", "bob", subject="task 7", key="count:7")
+    marker = mb.key_marker("alice", "count:7")
+    record = orjson.loads(marker.read_bytes())
+    del record["digest"]
+    marker.write_bytes(orjson.dumps(record))
+    assert first.id == mb.send("alice", "bob", subject="other words", key="count:7").id
+
+
 def test_done_mail_can_be_listed(mb: Mailbox) -> None:
     """ids/list/count with State.DONE read done/, not the claimed folder."""
     first, second = mb.send("alice", "bob"), mb.send("alice", "bob")

@@ -423,9 +423,6 @@ def test_line_separators_in_planted_text_do_not_split_the_stdio_stream(mb: Mailb
     assert odd == ok(listed)["mail"][0]["subject"] == ok(read)["message"]["body"]
 
 
-@pytest.mark.xfail(strict=True, reason="Mailbox._claim_key compares only the recipients of a "
-                   "reused key, so a different subject or body is taken as a retry "
-                   "(agentmailbox/mailbox.py)")
 def test_a_caller_key_reused_for_different_words_is_refused_not_a_duplicate(
         mb: Mailbox) -> None:
     """A caller key reused with other words is an error, never a reply that finishes unsent."""
