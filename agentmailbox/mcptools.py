@@ -333,16 +333,9 @@ class Tools:
 
     def _notices(self, msg: Message) -> list[str]:
         """What the sender should know: recipients offline, routed mail waiting."""
-        direct = [a for a in msg.to if not is_routed(a)]
-        notices = [f"queued: {beat.agent} offline since {iso(beat.at)} (its last heartbeat); "
-                   "the mail waits in its inbox" for beat in Presence(self.mb.root).offline(direct)]
-        if len(direct) < len(msg.to):
-            from .supervisor import running_supervisor
+        from .notices import after_send
 
-            if running_supervisor(self.mb) is None:
-                notices.append("routed mail waits in the spool until a supervisor runs "
-                               "(mailbox supervise)")
-        return notices
+        return after_send(self.mb, msg).lines()
 
     def _refresh(self) -> None:
         """Read the agent's epoch again: a hook in another process may have started one."""

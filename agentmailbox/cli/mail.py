@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .. import render
-from ..addresses import is_routed
 from ..errors import InvalidInput, MessageTooLarge
 from ..inbox import Inbox, State
 from ..message import Message, iso, reply_subject
 
 if TYPE_CHECKING:
-    from ..presence import Heartbeat
+    pass
 from ._base import (
     EXIT_EMPTY,
     IDENTITY,
@@ -85,33 +84,20 @@ def send(c: Ctx, sender: str | None, to: tuple[str, ...], subject: str, body: st
                     reply_to=reply_to, priority=priority, expires_at=expires, receipt=receipt,
                     key=key, pick=pick)
     _report_sent(c, msg, as_json, msg.id)
-    if any(map(is_routed, msg.to)) and _no_supervisor(c):
-        click.echo("mailbox: no supervisor is running: routed mail waits in the spool until "
-                   "one does (mailbox supervise)", err=True)
 
 
 def _report_sent(c: Ctx, msg: Message, as_json: bool, text: str, **fields: Any) -> None:
     """Print a sent message (``fields`` added to its JSON), and tell the sender on stderr
-    which of the agents it named went offline (a stale heartbeat): it waits for them."""
-    offline = _offline(c, msg)
+    which of the agents it named went offline (a stale heartbeat: it waits for them) and
+    whether routed mail waits for a supervisor."""
+    from ..notices import after_send  # only after the message is stored
+
+    notices = after_send(c.mb, msg)
     emit({"id": msg.id, "to": list(msg.to), "thread": msg.thread, **fields,
-          "offline": [{"agent": b.agent, "since": iso(b.at)} for b in offline]}, as_json, text)
-    for beat in offline:
-        click.echo(f"mailbox: queued: {beat.agent} offline since {iso(beat.at)} (its last "
-                   "heartbeat); the mail waits in its inbox", err=True)
-
-
-def _offline(c: Ctx, msg: Message) -> list[Heartbeat]:
-    """The agents named in ``to`` whose heartbeat went stale."""
-    from ..presence import Presence  # only after the message is stored
-
-    return Presence(c.mb.root).offline(a for a in msg.to if not is_routed(a))
-
-
-def _no_supervisor(c: Ctx) -> bool:
-    from ..supervisor import running_supervisor  # only routed mail asks; a direct send never
-
-    return running_supervisor(c.mb) is None
+          "offline": [{"agent": b.agent, "since": iso(b.at)} for b in notices.offline]},
+         as_json, text)
+    for line in notices.lines():
+        click.echo(f"mailbox: {line}", err=True)
 
 
 def _body_text(body: str | None, body_file: Any, limit: int) -> str:
