@@ -380,7 +380,9 @@ class Doorbell:
     :meth:`close`, or when the bell is collected.
     """
 
-    _MASK = 0x100 | 0x80 | 0x01000000 | 0x02000000  # CREATE, MOVED_TO, ONLYDIR, DONT_FOLLOW
+    # <sys/inotify.h>, spelled here so that a wait never imports watchdog's inotify module
+    _IN_MOVED_TO, _IN_CREATE, _IN_ONLYDIR, _IN_DONT_FOLLOW = 0x80, 0x100, 0x01000000, 0x02000000
+    _MASK = _IN_CREATE | _IN_MOVED_TO | _IN_ONLYDIR | _IN_DONT_FOLLOW
     _FLAGS = os.O_NONBLOCK | os.O_CLOEXEC  # IN_NONBLOCK, IN_CLOEXEC
 
     def __init__(self, directory: Path, rescan_interval: float = RESCAN_SECONDS) -> None:
