@@ -20,6 +20,12 @@ every "moved from" event for up to 0.5 s while it looks for the matching "moved 
 watch asks the kernel for arrivals only (``IN_CREATE | IN_MOVED_TO``): no "moved from"
 event is ever read, nothing waits, and wake-ups stay in the millisecond range.
 
+One inbox's own loops (``Inbox.wait()``, ``Inbox.watch()``, ``claim_next()``) wait on a
+:class:`Doorbell` instead: one inotify descriptor read on the waiting thread, kept by the
+inbox between calls, with the same rules (armed before the scan, the rescan interval as
+the net) and no thread between a delivery and the reader. :class:`Watcher` serves what
+watches many folders (the supervisor, ``tail``, ``watch --exec``).
+
 When the kernel refuses an inotify instance or watch (``max_user_instances`` or
 ``max_user_watches`` used up), the watcher runs on its periodic rescan alone and says
 so once in the log: slower wake-ups, nothing missed.
@@ -470,25 +476,44 @@ class Doorbell:
 
 def watch_inbox(inbox: Inbox, root: Root, *, stop: threading.Event | None = None,
                 timeout: float | None = None, heartbeat: bool = True,
-                rescan_interval: float = RESCAN_SECONDS) -> Iterator[Message]:
-    """Claim and yield messages as they arrive; see :meth:`Inbox.watch`."""
+                rescan_interval: float = RESCAN_SECONDS,
+                bell: Doorbell | None = None) -> Iterator[Message]:
+    """Claim and yield messages as they arrive; see :meth:`Inbox.watch`.
+
+    Waits on a :class:`Doorbell` read on this thread (``bell`` if it is free, the
+    inbox's own kept between calls, else one of this loop's): a delivery wakes the loop
+    with no watchdog thread in between. The bell is armed before every scan, so an
+    arrival after a scan rings the next wait; a claim that finds nothing is the truth.
+    """
+    if bell is not None and bell.take():
+        try:
+            yield from _watch_with(bell, inbox, root, stop, timeout, heartbeat, rescan_interval)
+        finally:
+            bell.give_back()
+        return
+    with Doorbell(inbox.new, rescan_interval) as own:
+        yield from _watch_with(own, inbox, root, stop, timeout, heartbeat, rescan_interval)
+
+
+def _watch_with(bell: Doorbell, inbox: Inbox, root: Root, stop: threading.Event | None,
+                timeout: float | None, heartbeat: bool, rescan_interval: float
+                ) -> Iterator[Message]:
     pulse = Pulse(root, inbox.agent) if heartbeat else None
-    with Watcher(inbox.new, rescan_interval=rescan_interval) as watcher:
-        idle_since = time.monotonic()
-        while not (stop is not None and stop.is_set()):
-            if pulse is not None:
-                pulse.beat_if_due()
-            msg = inbox.claim()
-            if msg is not None:
-                yield msg
-                idle_since = time.monotonic()
-                continue
-            left = None if timeout is None else idle_since + timeout - time.monotonic()
-            if left is not None and left <= 0:
-                return
-            watcher.wait(soonest(left, rescan_interval,
-                                   pulse.due_in() if pulse else None,
-                                   STOP_CHECK_SECONDS if stop is not None else None))
+    bell.open()
+    idle_since = time.monotonic()
+    while not (stop is not None and stop.is_set()):
+        if pulse is not None:
+            pulse.beat_if_due()
+        msg = inbox.claim()
+        if msg is not None:
+            yield msg
+            idle_since = time.monotonic()
+            continue
+        left = None if timeout is None else idle_since + timeout - time.monotonic()
+        if left is not None and left <= 0:
+            return
+        bell.wait(soonest(left, rescan_interval, pulse.due_in() if pulse else None,
+                          STOP_CHECK_SECONDS if stop is not None else None))
 
 
 def arrivals(inbox: Inbox, *, once: bool = False, timeout: float | None = None,

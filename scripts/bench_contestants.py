@@ -760,7 +760,7 @@ class AgentMailbox(Contestant):
                  f"claim + done, 1 day-folder fsync, 1 journal write",
         "never": "no fsync",
     }
-    wake = "inbox.watch() (watchdog inotify)"
+    wake = "inbox.watch() (one inotify descriptor read on the reader's thread)"
     router = "Supervisor process"
     sender, reader = "alice", "bob"
 
