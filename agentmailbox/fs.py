@@ -79,9 +79,10 @@ POINTS: dict[str, str] = {
     "stage.written": "a staging file is written in full but not yet fsynced or linked",
     "send.staged": "the message is staged (written, fsynced) in <inbox>/tmp/; "
                    "new/ does not hold it",
-    "send.published": "the message is linked into new/ (delivered); its staging name "
-                      "in tmp/ is still there",
-    "send.unlinked": "delivered and its staging name removed; new/ not yet fsynced",
+    "send.published": "the message is renamed into new/ (delivered); tmp/ no longer "
+                      "holds it; new/ not yet fsynced",
+    "publish.linked": "without renameat2's flag: a staged file is linked to its "
+                      "destination; its staging name is still there",
     "send.key_marked": "the idempotency-key marker names the message id; "
                        "no inbox holds the message yet",
     "settle.held": "the claimer's copy of X is under its own hold name in cur/; "
@@ -399,6 +400,40 @@ class Disk:
         except OSError as exc:
             raise from_oserror(exc, "publish", str(dest)) from exc
         return True
+
+    def place(self, staged: str, dest: str) -> bool:
+        """Move the file ``staged`` (from :meth:`stage`) to ``dest``, never replacing it:
+        one ``renameat2(RENAME_NOREPLACE)``, so ``dest`` never shares an inode with a
+        staging name. True if ``dest`` now holds it; False if ``dest`` exists (nothing new
+        is stored: the staged file is removed). The staged name is gone either way.
+
+        On a filesystem without the flag, ``link`` then ``unlink`` of the staged name
+        (exclusive as well, PROTOCOL.md §9.1), never a look at ``dest`` and a rename.
+
+        Raises:
+            StorageError: the staged file or the folder of ``dest`` is gone; the staged
+                file is removed.
+        """
+        self.guard(staged)
+        self.guard(dest)
+        result = _rename_noreplace(os.fsencode(staged), os.fsencode(dest))
+        if result == 0:
+            return True
+        if result in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            return self._place_by_link(staged, dest)
+        self.unlink(staged)
+        if result == errno.EEXIST:
+            return False
+        raise from_oserror(OSError(result, os.strerror(result), dest), "publish", dest)
+
+    def _place_by_link(self, staged: str, dest: str) -> bool:
+        try:
+            linked = self.publish(staged, dest)
+            if linked:
+                faults.hit("publish.linked")
+        finally:
+            self.unlink(staged)
+        return linked
 
     def replace(self, path: Path, data: bytes) -> None:
         """Atomically replace ``path`` with ``data`` (state files, views): write, fsync, rename."""
