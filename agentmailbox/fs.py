@@ -81,8 +81,8 @@ POINTS: dict[str, str] = {
                    "new/ does not hold it",
     "send.published": "the message is renamed into new/ (delivered); tmp/ no longer "
                       "holds it; new/ not yet fsynced",
-    "publish.linked": "without renameat2's flag: a staged file is linked to its "
-                      "destination; its staging name is still there",
+    "publish.linked": "a staged file is linked to its destination (no RENAME_NOREPLACE "
+                      "here, or a process's first publish); its staging name is still there",
     "send.key_marked": "the idempotency-key marker names the message id; "
                        "no inbox holds the message yet",
     "settle.held": "the claimer's copy of X is under its own hold name in cur/; "
@@ -202,6 +202,23 @@ def staging_suffix() -> str:
 _monotonic = time.monotonic
 TRUST_SECONDS = 1.0
 """How long a folder found real (not a link) is trusted before it is looked at again."""
+
+
+class _Publishes:
+    """Whether :meth:`Disk.place` renames yet: renameat2 is reached through ctypes, whose
+    import (2 to 3 ms) costs a one-shot ``mailbox send`` more than its whole send
+    (docs/PERFORMANCE.md, "Startup"). So a process's first publish links and unlinks
+    unless ctypes is loaded already (by a claim); from its second on it renames."""
+
+    rename = False
+    linked = False
+
+    @classmethod
+    def may_rename(cls) -> bool:
+        if "ctypes" in sys.modules or cls.linked:
+            cls.rename = True
+        cls.linked = True
+        return cls.rename
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,7 +425,8 @@ class Disk:
         is stored: the staged file is removed). The staged name is gone either way.
 
         On a filesystem without the flag, ``link`` then ``unlink`` of the staged name
-        (exclusive as well, PROTOCOL.md §9.1), never a look at ``dest`` and a rename.
+        (exclusive as well, PROTOCOL.md §9.1), never a look at ``dest`` and a rename; and
+        so is a process's first publish while ctypes is not loaded (see :class:`_Publishes`).
 
         Raises:
             StorageError: the staged file or the folder of ``dest`` is gone; the staged
@@ -416,6 +434,8 @@ class Disk:
         """
         self.guard(staged)
         self.guard(dest)
+        if not _Publishes.rename and not _Publishes.may_rename():
+            return self._place_by_link(staged, dest)
         result = _rename_noreplace(os.fsencode(staged), os.fsencode(dest))
         if result == 0:
             return True

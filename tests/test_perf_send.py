@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -138,3 +139,21 @@ def test_a_second_delivery_of_an_id_in_new_stores_nothing_and_leaves_no_staging_
     again = inbox.deliver(msg.id, (inbox.new / f"{msg.id}.json").read_bytes())
     assert (False, first, []) == (again, (inbox.new / f"{msg.id}.json").stat().st_ino,
                                   os.listdir(inbox.tmp))
+
+
+def test_a_process_without_ctypes_links_its_first_publish_and_renames_the_next(
+        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-shot send never loads ctypes (its import costs more than the send); a producer
+    that goes on sending renames from its second publish on."""
+    mb.send("alice", "bob")
+    monkeypatch.setattr(Journal, "record", lambda self, *a, **k: None)  # counted elsewhere
+    monkeypatch.setattr(fs._Publishes, "rename", False)
+    monkeypatch.setattr(fs._Publishes, "linked", False)
+    monkeypatch.delitem(sys.modules, "ctypes")  # as in a process that never claimed
+    calls = _count_syscalls(monkeypatch)
+    mb.send("alice", "bob", subject="first")
+    first = dict(calls)
+    calls.clear()
+    mb.send("alice", "bob", subject="second")
+    assert ({"open": 1, "write": 1, "close": 1, "link": 1, "unlink": 1},
+            {"open": 1, "write": 1, "close": 1, "renameat2": 1}) == (first, dict(calls))
