@@ -5,9 +5,9 @@
 call. ``-DFIXED`` (the three changes that tests/model/README.md describes) is the code
 as it is; the retried send publishes by ``renameat2(RENAME_NOREPLACE)`` as the library
 does, or with ``-DSEND_LINK`` by ``link`` then ``unlink``, as shell writers and the
-library on a filesystem without the flag do (both are checked). SPIN searches every interleaving of two claimers,
-a sweeper, a doctor and a resend, any of them dying at any step, for a copy
-deleted, the id lost (in dead/ only), done twice, or left in two places after
+library on a filesystem without the flag do (both are checked). SPIN searches every
+interleaving of two claimers, a sweeper, a doctor and a resend, any of them dying at any
+step, for a copy deleted, the id lost (in dead/ only), done twice, or left in two places after
 ``doctor --repair``. ``inbox_v1.pml`` is the link-then-unlink claim that version 2
 replaced: SPIN must find its lost message, which shows the check finds this class
 of bug.
