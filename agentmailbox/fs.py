@@ -191,7 +191,7 @@ def hidden_name() -> str:
 
 def staging_name(msg_id: str) -> str:
     """``<id>.<pid>.<6 hex>``: starts with the id, so a reader can find it by prefix."""
-    return f"{msg_id}.{staging_suffix()}"
+    return f"{msg_id}.{_Pid.value}.{random.getrandbits(24):06x}"  # staging_suffix(), inline
 
 
 def staging_suffix() -> str:
@@ -399,9 +399,11 @@ class Disk:
 
     def _fill(self, fd: int, data: bytes, sync: bool) -> None:
         self.share(fd)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        written = os.write(fd, data)
+        if written < len(data):  # short (a signal, a disk nearly full): write the rest
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(fd, view):]
         faults.hit("stage.written")
         if sync:
             os.fsync(fd)

@@ -16,7 +16,7 @@ import agentmailbox.fs as fs
 from agentmailbox import Mailbox
 from agentmailbox.fs import Disk, faults
 from agentmailbox.journal import Journal
-from agentmailbox.message import Clock
+from agentmailbox.message import Clock, Message, encode, encode_composed
 
 SYSCALLS = ("open", "write", "close", "fsync", "fstat", "lstat", "link", "unlink", "rename",
             "replace", "fchmod")
@@ -157,3 +157,29 @@ def test_a_process_without_ctypes_links_its_first_publish_and_renames_the_next(
     mb.send("alice", "bob", subject="second")
     assert ({"open": 1, "write": 1, "close": 1, "link": 1, "unlink": 1},
             {"open": 1, "write": 1, "close": 1, "renameat2": 1}) == (first, dict(calls))
+
+
+ODD_FIELDS: list[dict[str, Any]] = [
+    {}, {"subject": 3}, {"subject": None}, {"kind": b"x"}, {"thread": 7}, {"reply_to": []},
+    {"ts": 1}, {"headers": None}, {"headers": {"a": 1}}, {"headers": [("a", "b")]},
+    {"priority": "soon"}, {"priority": "high"}, {"priority": 2}, {"receipt": 1},
+    {"receipt": None}, {"epoch": True}, {"epoch": 2.0}, {"epoch": 3},
+    {"expires_at": "2030-01-01T00:00:00Z"}, {"expires_at": "tomorrow"}, {"body": {1: 2}},
+    {"subject": "\ud800"}, {"body": "x" * 5000},
+]
+
+
+@pytest.mark.parametrize("fields", ODD_FIELDS, ids=repr)
+def test_the_send_paths_check_refuses_and_accepts_what_the_full_check_does(
+        fields: dict[str, Any]) -> None:
+    """What send skips checking is only what it made itself: any field a caller gives is
+    accepted, or refused with the same error, as by the reader's whole schema."""
+    msg = Message(id=Clock().new_id(), sender="alice", to=("bob", "@coder"), **fields)
+
+    def outcome(write: Callable[[Message, int], bytes]) -> object:
+        try:
+            return write(msg, 4096)
+        except Exception as exc:  # the error itself is compared
+            return type(exc), str(exc)
+
+    assert outcome(encode) == outcome(encode_composed)
