@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -103,17 +103,21 @@ class Clock:
 
 class _Entropy:
     """64-bit random suffixes from ``os.urandom``, read 64 at a time (one system call for
-    64 ids, not one each) and kept as hex text, taken 16 digits at a time; emptied in a
-    forked child, which must never reuse its parent's bytes."""
+    64 ids, not one each) and kept as 16-digit hex texts; emptied in a forked child,
+    which must never reuse its parent's bytes. ``list.pop`` is atomic, so no two
+    threads ever take the same one (two that find it empty both refill: bytes read
+    and not used are dropped, never reused)."""
 
-    pool = ""
-    taken = 0
-    lock = threading.Lock()
+    pool: ClassVar[list[str]] = []
 
     @classmethod
     def forget(cls) -> None:
-        cls.pool, cls.taken = "", 0
-        cls.lock = threading.Lock()
+        cls.pool = []
+
+    @classmethod
+    def refill(cls) -> None:
+        text = os.urandom(512).hex()
+        cls.pool = [text[i:i + 16] for i in range(0, len(text), 16)]
 
 
 os.register_at_fork(after_in_child=_Entropy.forget)
@@ -121,12 +125,11 @@ os.register_at_fork(after_in_child=_Entropy.forget)
 
 def _random_hex() -> str:
     """16 hex digits of 64 bits from the cryptographic source (PROTOCOL.md §0.2 step 4)."""
-    with _Entropy.lock:
-        start = _Entropy.taken
-        if start >= len(_Entropy.pool):
-            _Entropy.pool, start = os.urandom(512).hex(), 0
-        _Entropy.taken = start + 16
-        return _Entropy.pool[start:start + 16]
+    while True:
+        try:
+            return _Entropy.pool.pop()
+        except IndexError:
+            _Entropy.refill()
 
 
 def stamp_of(msg_id: str) -> int:
