@@ -430,11 +430,14 @@ class Disk:
         (exclusive as well, PROTOCOL.md §9.1), never a look at ``dest`` and a rename; and
         so is a process's first publish while ctypes is not loaded (see :class:`_Publishes`).
 
+        Only ``dest`` is guarded: ``staged`` is a name :meth:`stage` made in a folder it
+        guarded (one guard per folder per delivery), and a rename from it writes nothing
+        outside the root.
+
         Raises:
             StorageError: the staged file or the folder of ``dest`` is gone; the staged
                 file is removed.
         """
-        self.guard(staged)
         self.guard(dest)
         if not _Publishes.rename and not _Publishes.may_rename():
             return self._place_by_link(staged, dest)
