@@ -301,7 +301,8 @@ def _given_fields_plain(obj: dict[str, Any]) -> bool:
         if value is not None and type(value) is not str:
             return False
     headers, epoch = obj["headers"], obj.get("epoch")
-    return (type(headers) is dict and all(type(v) is str for v in headers.values())
+    return (type(headers) is dict
+            and (not headers or all(type(v) is str for v in headers.values()))
             and type(obj["priority"]) is str and obj["priority"] in _PRIORITIES
             and obj["expires_at"] is None and type(obj["receipt"]) is bool
             and (epoch is None or type(epoch) is int))
