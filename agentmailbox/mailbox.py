@@ -329,7 +329,7 @@ class Mailbox:
                  headers: dict[str, str] | None = None, epoch: int | None = None) -> Message:
         msg_id = self.root.clock.new_id()
         if thread is None:
-            thread = self._thread_of(reply_to, sender) or msg_id
+            thread = msg_id if reply_to is None else self._thread_of(reply_to, sender) or msg_id
         elif isinstance(thread, str):  # another type: encode() refuses it, naming it
             names.check_thread(thread)
         return Message(id=msg_id, sender=sender, to=to, subject=str(subject), body=body,
