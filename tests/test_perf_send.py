@@ -183,3 +183,17 @@ def test_the_send_paths_check_refuses_and_accepts_what_the_full_check_does(
             return type(exc), str(exc)
 
     assert outcome(encode) == outcome(encode_composed)
+
+
+def test_a_batch_publishes_each_staged_file_with_one_rename(
+        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mailbox.batch() moves each staged file into new/ when it commits: no link, no
+    unlink, and tmp/ is left empty."""
+    mb.send("alice", "bob")
+    calls = _count_syscalls(monkeypatch)
+    with mb.batch():
+        sent = [mb.send("alice", "bob", subject=str(n)).id for n in range(3)]
+    inbox = mb.inbox("bob")
+    assert ((3, 0, 0), [], True) == (
+        (calls["renameat2"], calls["link"], calls["unlink"]), os.listdir(inbox.tmp),
+        set(sent) <= set(inbox.ids()))
