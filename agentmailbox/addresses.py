@@ -29,7 +29,7 @@ from . import names
 from .errors import InvalidInput
 
 __all__ = ["ROUTED", "Remote", "check_address", "expansion_of", "is_remote", "is_routed",
-           "localize", "parse_remote", "split_addresses", "split_remote"]
+           "localize", "parse_remote", "split_addresses", "split_recipients", "split_remote"]
 
 ROUTED = ("@", "#", "+", "*")
 
@@ -111,6 +111,32 @@ def split_addresses(to: Iterable[str]) -> tuple[list[str], list[str]]:
         elif names.check_agent(address) not in direct:
             direct.append(address)
     return direct, routed
+
+
+def split_recipients(to: list[str]) -> tuple[list[str], list[str], list[Remote]]:
+    """Split ``to`` into (agent names, routed addresses, remote agents), each validated,
+    duplicates dropped: :func:`split_remote`, then :func:`split_addresses` of the rest.
+
+    The common case, agent names only, checks each name once; anything else takes both
+    passes, which raise the same errors in the same order.
+    """
+    direct: list[str] = []
+    for address in to:
+        if type(address) is not str or address[:1] in ROUTED or "@" in address:
+            return _split_all(to)
+        try:
+            names.check_agent(address)
+        except InvalidInput:
+            return _split_all(to)  # says what is wrong with the first bad address
+        if address not in direct:
+            direct.append(address)
+    return direct, [], []
+
+
+def _split_all(to: list[str]) -> tuple[list[str], list[str], list[Remote]]:
+    local, remote = split_remote(to)
+    direct, routed = split_addresses(local)
+    return direct, routed, remote
 
 
 def expansion_of(events: Iterable[dict[str, Any]]) -> dict[str, tuple[str, ...]]:

@@ -79,9 +79,10 @@ POINTS: dict[str, str] = {
     "stage.written": "a staging file is written in full but not yet fsynced or linked",
     "send.staged": "the message is staged (written, fsynced) in <inbox>/tmp/; "
                    "new/ does not hold it",
-    "send.published": "the message is linked into new/ (delivered); its staging name "
-                      "in tmp/ is still there",
-    "send.unlinked": "delivered and its staging name removed; new/ not yet fsynced",
+    "send.published": "the message is renamed into new/ (delivered); tmp/ no longer "
+                      "holds it; new/ not yet fsynced",
+    "publish.linked": "a staged file is linked to its destination (no RENAME_NOREPLACE "
+                      "here, or a process's first publish); its staging name is still there",
     "send.key_marked": "the idempotency-key marker names the message id; "
                        "no inbox holds the message yet",
     "settle.held": "the claimer's copy of X is under its own hold name in cur/; "
@@ -190,7 +191,7 @@ def hidden_name() -> str:
 
 def staging_name(msg_id: str) -> str:
     """``<id>.<pid>.<6 hex>``: starts with the id, so a reader can find it by prefix."""
-    return f"{msg_id}.{staging_suffix()}"
+    return f"{msg_id}.{_Pid.value}.{random.getrandbits(24):06x}"  # staging_suffix(), inline
 
 
 def staging_suffix() -> str:
@@ -201,6 +202,23 @@ def staging_suffix() -> str:
 _monotonic = time.monotonic
 TRUST_SECONDS = 1.0
 """How long a folder found real (not a link) is trusted before it is looked at again."""
+
+
+class _Publishes:
+    """Whether :meth:`Disk.place` renames yet: renameat2 is reached through ctypes, whose
+    import (2 to 3 ms) costs a one-shot ``mailbox send`` more than its whole send
+    (docs/PERFORMANCE.md, "Startup"). So a process's first publish links and unlinks
+    unless ctypes is loaded already (by a claim); from its second on it renames."""
+
+    rename = False
+    linked = False
+
+    @classmethod
+    def may_rename(cls) -> bool:
+        if "ctypes" in sys.modules or cls.linked:
+            cls.rename = True
+        cls.linked = True
+        return cls.rename
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,9 +399,11 @@ class Disk:
 
     def _fill(self, fd: int, data: bytes, sync: bool) -> None:
         self.share(fd)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        written = os.write(fd, data)
+        if written < len(data):  # short (a signal, a disk nearly full): write the rest
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(fd, view):]
         faults.hit("stage.written")
         if sync:
             os.fsync(fd)
@@ -399,6 +419,46 @@ class Disk:
         except OSError as exc:
             raise from_oserror(exc, "publish", str(dest)) from exc
         return True
+
+    def place(self, staged: str, dest: str) -> bool:
+        """Move the file ``staged`` (from :meth:`stage`) to ``dest``, never replacing it:
+        one ``renameat2(RENAME_NOREPLACE)``, so ``dest`` never shares an inode with a
+        staging name. True if ``dest`` now holds it; False if ``dest`` exists (nothing new
+        is stored: the staged file is removed). The staged name is gone either way.
+
+        On a filesystem without the flag, ``link`` then ``unlink`` of the staged name
+        (exclusive as well, PROTOCOL.md §9.1), never a look at ``dest`` and a rename; and
+        so is a process's first publish while ctypes is not loaded (see :class:`_Publishes`).
+
+        Only ``dest`` is guarded: ``staged`` is a name :meth:`stage` made in a folder it
+        guarded (one guard per folder per delivery), and a rename from it writes nothing
+        outside the root.
+
+        Raises:
+            StorageError: the staged file or the folder of ``dest`` is gone; the staged
+                file is removed.
+        """
+        self.guard(dest)
+        if not _Publishes.rename and not _Publishes.may_rename():
+            return self._place_by_link(staged, dest)
+        result = _rename_noreplace(os.fsencode(staged), os.fsencode(dest))
+        if result == 0:
+            return True
+        if result in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            return self._place_by_link(staged, dest)
+        self.unlink(staged)
+        if result == errno.EEXIST:
+            return False
+        raise from_oserror(OSError(result, os.strerror(result), dest), "publish", dest)
+
+    def _place_by_link(self, staged: str, dest: str) -> bool:
+        try:
+            linked = self.publish(staged, dest)
+            if linked:
+                faults.hit("publish.linked")
+        finally:
+            self.unlink(staged)
+        return linked
 
     def replace(self, path: Path, data: bytes) -> None:
         """Atomically replace ``path`` with ``data`` (state files, views): write, fsync, rename."""

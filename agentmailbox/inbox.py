@@ -140,8 +140,9 @@ class Inbox:
     def deliver(self, msg_id: str, data: bytes, *, fresh: bool = False) -> bool:
         """Store one encoded message; False if this inbox already holds ``msg_id``.
 
-        Exclusive create in ``tmp/``, write, fsync (policy), link into ``new/``
-        (EEXIST = already delivered), unlink the tmp name, fsync ``new/`` (policy).
+        Exclusive create in ``tmp/``, write, fsync (policy), then one rename that never
+        replaces into ``new/`` (EEXIST = already delivered: the staged file is removed),
+        fsync ``new/`` (policy). PROTOCOL.md §9.1.
 
         Args:
             fresh: The id was minted by this send and never used before, so no inbox
@@ -151,21 +152,16 @@ class Inbox:
             return False
         staged = self._disk.stage(self._tmp_s, data, staging_name(msg_id))
         faults.hit("send.staged")
-        try:
-            published = self._disk.publish(staged, f"{self._new_s}{msg_id}.json")
-            faults.hit("send.published")
-        finally:
-            self._disk.unlink(staged)
+        published = self._disk.place(staged, f"{self._new_s}{msg_id}.json")
         if published:
-            faults.hit("send.unlinked")
+            faults.hit("send.published")
             self._disk.fsync_dir(self.new)
         return published
 
     def publish_staged(self, staged: str, msg_id: str) -> bool:
-        """Second half of a batched delivery: link an already-synced staged file."""
-        published = self._disk.publish(staged, f"{self._new_s}{msg_id}.json")
-        self._disk.unlink(staged)
-        return published
+        """Second half of a batched delivery: move an already-synced staged file into
+        ``new/`` (False, the staged file removed, if ``new/`` holds ``msg_id`` already)."""
+        return self._disk.place(staged, f"{self._new_s}{msg_id}.json")
 
     def stage(self, msg_id: str, data: bytes, *, fresh: bool = False) -> str | None:
         """First half of a batched delivery: stage without fsync; None if already held."""

@@ -9,12 +9,12 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
 from . import layout, names
-from .addresses import Remote, expansion_of, split_addresses, split_remote
+from .addresses import Remote, expansion_of, split_recipients
 from .dead import DeadLetter, DeadLetters
 from .errors import (
     AlreadyExists,
@@ -27,7 +27,7 @@ from .errors import (
 )
 from .fs import Disk, FolderSyncs, Fsync, faults
 from .inbox import Inbox, State
-from .message import Message, Priority, day_of, encode, iso, parse_expiry
+from .message import Message, Priority, day_of, encode, encode_composed, iso, parse_expiry
 from .quotas import Quotas
 from .registry import AgentInfo, Registry
 from .root import DIRNAME, MODES, Config, Root, find_root
@@ -253,12 +253,14 @@ class Mailbox:
             InboxFull: a named agent's inbox holds its quota of unread mail.
         """
         written, direct, routed, remote = self._recipients(to)
-        self.registry.require(names.check_agent(sender))
+        self.registry.require(sender)  # checks the name (once: a registration seen is trusted)
         msg = self._compose(sender, written, subject, body, kind=kind,
                             thread=thread, reply_to=reply_to, priority=priority,
                             expires_at=parse_expiry(expires_at), receipt=receipt,
                             headers=_pick_header(headers or {}, pick, routed), epoch=epoch)
-        data = encode(msg, self.config.max_message_bytes)  # the reader's schema, before any write
+        # The reader's schema, before any write, of what the caller gave (the id, sender
+        # and recipients were minted or checked just now).
+        data = encode_composed(msg, self.config.max_message_bytes)
         if msg.thread != msg.id:
             self._warn_if_thread_done(msg.thread)
         inboxes = [self.inbox(name) for name in direct]
@@ -271,7 +273,8 @@ class Mailbox:
                                  subject=msg.subject[:80], kind=msg.kind, thread=msg.thread,
                                  reply_to=msg.reply_to)
         for inbox in inboxes:
-            if self._deliver(inbox, msg.id, data, fresh=fresh):
+            if (inbox.deliver(msg.id, data, fresh=fresh) if self._batch is None
+                    else self._deliver(inbox, msg.id, data, fresh=fresh)):
                 self.quotas.delivered(inbox.agent)
         if routed:
             self._deliver(self.spool, msg.id, data)
@@ -305,28 +308,36 @@ class Mailbox:
         names must be registered."""
         if isinstance(to, str):
             wanted = [to]
-        elif isinstance(to, Iterable) and not isinstance(to, bytes | dict):
+        elif type(to) is list or type(to) is tuple or (
+                isinstance(to, Iterable) and not isinstance(to, bytes | dict)):
             wanted = list(to)
         else:
             raise InvalidInput(f"recipients must be a name or a list of names, not "
                                f"{type(to).__name__}")
         if not wanted:
             raise InvalidInput("no recipients", hint="name at least one agent with --to")
-        local, remote = split_remote(wanted)
-        direct, routed = split_addresses(local)
+        direct, routed, remote = split_recipients(wanted)
         for name in direct:
             self.registry.require(name)
-        return tuple(dict.fromkeys(wanted)), direct, routed, remote
+        written = tuple(direct) if len(direct) == len(wanted) else tuple(dict.fromkeys(wanted))
+        return written, direct, routed, remote
 
-    def _compose(self, sender: str, to: tuple[str, ...], subject: str, body: Any,
-                 **fields: Any) -> Message:
+    def _compose(self, sender: str, to: tuple[str, ...], subject: str, body: Any, *,
+                 kind: str = "message", thread: str | None = None,
+                 reply_to: str | None = None, priority: Priority | str = Priority.NORMAL,
+                 expires_at: str | None = None, receipt: bool = False,
+                 headers: dict[str, str] | None = None, epoch: int | None = None) -> Message:
         msg_id = self.root.clock.new_id()
-        if fields.get("thread") is None:
-            fields["thread"] = self._thread_of(fields.get("reply_to"), sender) or msg_id
-        elif isinstance(fields["thread"], str):  # another type: encode() refuses it, naming it
-            names.check_thread(fields["thread"])
+        if thread is None:
+            thread = msg_id if reply_to is None else self._thread_of(reply_to, sender) or msg_id
+        elif isinstance(thread, str):  # another type: encode() refuses it, naming it
+            names.check_thread(thread)
         return Message(id=msg_id, sender=sender, to=to, subject=str(subject), body=body,
-                       ts=iso(time.time_ns()), **fields)
+                       kind=kind, thread=thread, reply_to=reply_to,
+                       priority=cast(Priority, priority),  # Message turns a str into one
+                       expires_at=expires_at, receipt=receipt,
+                       headers={} if headers is None else headers, ts=iso(time.time_ns()),
+                       epoch=epoch)
 
     def _thread_of(self, reply_to: str | None, sender: str) -> str | None:
         """A reply joins the thread of what it answers (if the replier still has it and

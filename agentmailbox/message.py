@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -30,7 +30,7 @@ from .errors import InvalidInput, MessageTooLarge
 from .fs import check_unique_keys
 
 __all__ = ["FORMAT_VERSION", "Clock", "Malformed", "Message", "Priority", "decode", "encode",
-           "parse_expiry", "parse_time", "reply_subject"]
+           "encode_composed", "parse_expiry", "parse_time", "reply_subject"]
 
 FORMAT_VERSION = 1
 MAX_FUTURE_NS = 60 * 10**9  # stamps read from others further ahead than this do not move our clock
@@ -96,21 +96,28 @@ class Clock:
 
     def new_id(self, after: int = 0) -> str:
         """A fresh message id whose stamp is larger than ``after`` (see :meth:`stamp`)."""
-        return f"{self.stamp(after):020d}-{_random_hex()}"
+        with self._lock:  # stamp(), inline: every send mints one
+            self._last = last = max(self._wall(), self._last + 1)
+        return f"{last if last > after else after + 1:020d}-{_random_hex()}"
 
 
 class _Entropy:
     """64-bit random suffixes from ``os.urandom``, read 64 at a time (one system call for
-    64 ids, not one each); emptied in a forked child, which must never reuse its
-    parent's bytes."""
+    64 ids, not one each) and kept as 16-digit hex texts; emptied in a forked child,
+    which must never reuse its parent's bytes. ``list.pop`` is atomic, so no two
+    threads ever take the same one (two that find it empty both refill: bytes read
+    and not used are dropped, never reused)."""
 
-    pool = b""
-    lock = threading.Lock()
+    pool: ClassVar[list[str]] = []
 
     @classmethod
     def forget(cls) -> None:
-        cls.pool = b""
-        cls.lock = threading.Lock()
+        cls.pool = []
+
+    @classmethod
+    def refill(cls) -> None:
+        text = os.urandom(512).hex()
+        cls.pool = [text[i:i + 16] for i in range(0, len(text), 16)]
 
 
 os.register_at_fork(after_in_child=_Entropy.forget)
@@ -118,11 +125,11 @@ os.register_at_fork(after_in_child=_Entropy.forget)
 
 def _random_hex() -> str:
     """16 hex digits of 64 bits from the cryptographic source (PROTOCOL.md §0.2 step 4)."""
-    with _Entropy.lock:
-        if not _Entropy.pool:
-            _Entropy.pool = os.urandom(512)
-        taken, _Entropy.pool = _Entropy.pool[:8], _Entropy.pool[8:]
-    return taken.hex()
+    while True:
+        try:
+            return _Entropy.pool.pop()
+        except IndexError:
+            _Entropy.refill()
 
 
 def stamp_of(msg_id: str) -> int:
@@ -143,13 +150,19 @@ def _day_name(day_number: int) -> str:
 def iso(ns: int) -> str:
     """RFC 3339 UTC with microseconds (truncated) for a nanosecond timestamp."""
     seconds, fraction = divmod(ns, 1_000_000_000)
+    last = _last_second[0]  # one read: another thread may replace it meanwhile
+    if seconds == last[0]:  # every send stamps one: mostly in the second of the last
+        return f"{last[1]}.{fraction // 1000:06d}Z"
     if 0 <= seconds < _YEAR_10000:
-        return f"{_iso_second(seconds)}.{fraction // 1000:06d}Z"
+        text = _iso_second(seconds)
+        _last_second[0] = (seconds, text)
+        return f"{text}.{fraction // 1000:06d}Z"
     return datetime.fromtimestamp(seconds, UTC).replace(microsecond=fraction // 1000).isoformat(
         timespec="microseconds").replace("+00:00", "Z")
 
 
 _YEAR_10000 = 253_402_300_800
+_last_second: list[tuple[int, str]] = [(-1, "")]  # the last whole second iso() wrote, as text
 
 
 @functools.lru_cache(maxsize=16)
@@ -234,6 +247,31 @@ def encode(msg: Message, limit: int) -> bytes:
         MessageTooLarge: the encoding is over ``limit`` bytes.
     """
     obj = msg.to_dict()
+    _check_schema(obj)
+    return _dump(obj, limit)
+
+
+def encode_composed(msg: Message, limit: int) -> bytes:
+    """:func:`encode` for a message whose id, sender and recipients its writer made or
+    checked itself (``Mailbox.send``: a minted id, names that passed :mod:`names`): the
+    fields a caller gave are checked by the reader's rules, the others are not looked
+    at again.
+
+    What passes :func:`_given_fields_plain` passes the reader's fast check too; anything
+    else is checked as :func:`encode` checks it, so exactly the same messages are
+    accepted, with the same errors.
+
+    Raises:
+        InvalidInput: as :func:`encode`.
+        MessageTooLarge: as :func:`encode`.
+    """
+    obj = msg.to_dict()
+    if not _given_fields_plain(obj):
+        _check_schema(obj)
+    return _dump(obj, limit)
+
+
+def _check_schema(obj: dict[str, Any]) -> None:
     try:
         _check_version(obj)
         if _plain_fields(obj) is None:
@@ -241,6 +279,9 @@ def encode(msg: Message, limit: int) -> bytes:
     except Malformed as exc:
         raise InvalidInput(f"invalid message: {exc.reason}",
                            hint="docs/PROTOCOL.md §7.1 gives the type of every field") from exc
+
+
+def _dump(obj: dict[str, Any], limit: int) -> bytes:
     try:
         data = orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
     except TypeError as exc:
@@ -248,6 +289,23 @@ def encode(msg: Message, limit: int) -> bytes:
     if len(data) > limit:
         raise MessageTooLarge(len(data), limit)
     return data
+
+
+def _given_fields_plain(obj: dict[str, Any]) -> bool:
+    """The fields a caller of ``send`` gives, as :meth:`Message.to_dict` lays them out,
+    each of the exact type :func:`_plain_fields` requires: a subset of what it accepts
+    (no ``expires_at``, whose form the slower check parses). False sends the message
+    through the whole check."""
+    for key in _TEXT_FIELDS:
+        value = obj[key]
+        if value is not None and type(value) is not str:
+            return False
+    headers, epoch = obj["headers"], obj.get("epoch")
+    return (type(headers) is dict
+            and (not headers or all(type(v) is str for v in headers.values()))
+            and type(obj["priority"]) is str and obj["priority"] in _PRIORITIES
+            and obj["expires_at"] is None and type(obj["receipt"]) is bool
+            and (epoch is None or type(epoch) is int))
 
 
 def _unencodable(obj: dict[str, Any], exc: TypeError) -> InvalidInput:

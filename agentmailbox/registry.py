@@ -140,9 +140,9 @@ class Registry:
         folder guard trusts a folder it found real (every send checks both agents: two
         ``lstat`` each, otherwise). Nothing unregisters an agent but a hand in the root.
         """
+        if type(name) is str and self._seen.get(name, 0.0) > time.monotonic():
+            return True  # only a name names.check_agent passed is ever remembered
         name = names.check_agent(name)
-        if self._seen.get(name, 0.0) > time.monotonic():
-            return True
         base = self._prefix + name
         st = self._root.disk.lstat(base)
         registered = (st is not None and stat.S_ISDIR(st.st_mode)

@@ -399,7 +399,7 @@ class ProtocolFloor(Floor):
     The gap between this and `floor` is what the protocol's extra steps cost; the gap
     between this and `agentmailbox` is the library's own Python. Per send: 2 lstat per
     agent (registered?), a journal line, exclusive create of a staging name, write,
-    (fsync), link into new/, unlink the staging name, (fsync new/). Per receive: the
+    (fsync), rename-no-replace into new/ (renameat2), (fsync new/). Per receive: the
     two-scan refill, a rename-no-replace claim (renameat2), lstat of done/<day>/X, open,
     fstat, lease (futimens to now), read, parse + re-encode check, journal line,
     rename-no-replace into done/<day>/, (fsync the day folder), journal line.
@@ -408,7 +408,7 @@ class ProtocolFloor(Floor):
     name = "floor-protocol"
     policies: ClassVar[dict[str, str]] = {
         "always": "as agentmailbox: fsync file + new/ on send, done/<day>/ on done",
-        "batch": f"as agentmailbox: {BATCH_SIZE} staged, 1 syncfs, links, 1 new/ fsync; "
+        "batch": f"as agentmailbox: {BATCH_SIZE} staged, 1 syncfs, renames, 1 new/ fsync; "
                  f"drain: {BATCH_SIZE} done, 1 day-folder fsync, 1 journal write",
         "never": "no fsync",
     }
@@ -470,8 +470,8 @@ class ProtocolFloor(Floor):
         return name
 
     def _publish(self, name: str) -> None:
-        os.link(f"{self.tmp}/{name}", f"{self.new}/{name}")
-        os.unlink(f"{self.tmp}/{name}")
+        if _rename_noreplace(f"{self.tmp}/{name}".encode(), f"{self.new}/{name}".encode()):
+            raise OSError(f"{name}: could not publish into new/")
 
     def _receive(self, sync: bool) -> dict[str, Any] | None:
         """Claim by rename-no-replace, check, lease, read, journal, settle into done/<day>/."""
@@ -743,8 +743,8 @@ class AgentMailbox(Contestant):
     """agentmailbox, used through its public API, with the protocol's full checks.
 
     send: `mb.send("alice", ["bob"], subject, body=payload)`: both agents' registration
-    checked, a `send` journal line, exclusive create in tmp/, (fsync), link into new/,
-    unlink the staging name, (fsync new/). The payload travels as the message body
+    checked, a `send` journal line, exclusive create in tmp/, (fsync), rename-no-replace
+    into new/ (renameat2), (fsync new/). The payload travels as the message body
     inside the library's envelope (about 750 bytes on disk instead of 500).
     receive: `inbox.claim()` (two-scan refill, rename-no-replace claim, done check, lease,
     read with schema check, `claim` journal line), then `inbox.done()` (rename into
@@ -756,7 +756,7 @@ class AgentMailbox(Contestant):
     name = "agentmailbox"
     policies: ClassVar[dict[str, str]] = {
         "always": "fsync file + new/ on send, done/<day>/ on done",
-        "batch": f"mb.batch() per {BATCH_SIZE}: 1 syncfs, links, 1 new/ fsync; drain: "
+        "batch": f"mb.batch() per {BATCH_SIZE}: 1 syncfs, renames, 1 new/ fsync; drain: "
                  f"claim + done, 1 day-folder fsync, 1 journal write",
         "never": "no fsync",
     }

@@ -86,11 +86,11 @@ def _no_folder_guard() -> list[Patch]:
     return [(fs.Disk, "guard", lambda self, path: None)]
 
 
-def _rename_publish() -> list[Patch]:
-    def publish(self: fs.Disk, staged: str, dest: str) -> bool:
-        os.rename(staged, dest)  # the caller's unlink of the staging name then finds nothing
+def _plain_rename_publish() -> list[Patch]:
+    def place(self: fs.Disk, staged: str, dest: str) -> bool:
+        os.rename(staged, dest)  # replaces: a measurement only, never the protocol
         return True
-    return [(fs.Disk, "publish", publish)]
+    return [(fs.Disk, "place", place)]
 
 
 STEPS: dict[str, Callable[[], list[Patch]]] = {
@@ -102,7 +102,7 @@ STEPS: dict[str, Callable[[], list[Patch]]] = {
     "second scan per refill": _one_scan,
     "renameat2 (ctypes) instead of os.rename for claim/done": _plain_rename_moves,
     "folder guard (lstat each folder, trusted 1 s)": _no_folder_guard,
-    "link + unlink publish instead of rename": _rename_publish,
+    "renameat2 (ctypes) instead of os.rename for publish": _plain_rename_publish,
 }
 
 

@@ -31,7 +31,7 @@ from agentmailbox.message import Malformed, decode
 
 KILLS = 200
 MAX_DELAY = 0.030  # seconds a sender runs before SIGKILL
-SEND_FAULTS = ("stage.written", "send.staged", "send.published", "send.unlinked")
+SEND_FAULTS = ("stage.written", "send.staged", "send.published")
 FAULT_EVERY = 4  # one iteration in four dies at a fault point instead of by SIGKILL
 FAULT_EXIT = 77  # the exit status of a process that died at a fault point
 SEED = int(os.environ.get("CRASH_SEED", "20260101"))

@@ -2,10 +2,12 @@
 
 ``inbox_v2.pml`` restates the claim, release, lease expiry, done, retried send and
 ``doctor --repair`` of agentmailbox/inbox.py and doctor.py, system call by system
-call. By default it is the code as it is; ``-DFIXED`` adds the three changes that
-tests/model/README.md describes. SPIN searches every interleaving of two claimers,
-a sweeper, a doctor and a resend, any of them dying at any step, for a copy
-deleted, the id lost (in dead/ only), done twice, or left in two places after
+call. ``-DFIXED`` (the three changes that tests/model/README.md describes) is the code
+as it is; the retried send publishes by ``renameat2(RENAME_NOREPLACE)`` as the library
+does, or with ``-DSEND_LINK`` by ``link`` then ``unlink``, as shell writers and the
+library on a filesystem without the flag do (both are checked). SPIN searches every
+interleaving of two claimers, a sweeper, a doctor and a resend, any of them dying at any
+step, for a copy deleted, the id lost (in dead/ only), done twice, or left in two places after
 ``doctor --repair``. ``inbox_v1.pml`` is the link-then-unlink claim that version 2
 replaced: SPIN must find its lost message, which shows the check finds this class
 of bug.
@@ -138,25 +140,29 @@ def verify(model: str, workdir: Path, *flags: str, long: bool = False, bfs: bool
 
 
 @needs_spin
+@pytest.mark.parametrize("sender", [(), ("-DSEND_LINK",)], ids=["rename-send", "link-send"])
 def test_claim_protocol_with_the_three_fixes_keeps_every_message_in_one_place(
-        tmp_path: Path) -> None:
-    """The code's configuration (the three fixes of tests/model/README.md, in the code now):
-    no interleaving deletes, loses or doubles X."""
-    search = verify("inbox_v2.pml", tmp_path, "-DFIXED", long=True)
+        tmp_path: Path, sender: tuple[str, ...]) -> None:
+    """The code's configuration (the three fixes of tests/model/README.md, in the code now),
+    beside a sender that renames (the library) or links then unlinks (a shell): no
+    interleaving deletes, loses or doubles X."""
+    search = verify("inbox_v2.pml", tmp_path, "-DFIXED", *sender, long=True)
     assert 0 == search.errors, f"{search.broken()}:\n{search.output}"
     assert search.complete, search.output
 
 
 @needs_spin
 @pytest.mark.parametrize(("flags", "bfs", "broken"), [
-    (("-DBURY_ONLY_OPENED", "-DDOCTOR_CUR_FIRST"), True, "(a) never deleted"),
-    (("-DHALF_CLAIM_V1_ONLY", "-DDOCTOR_CUR_FIRST"), False, "(b) never lost"),
+    (("-DBURY_ONLY_OPENED", "-DDOCTOR_CUR_FIRST", "-DSEND_LINK"), True, "(a) never deleted"),
+    (("-DHALF_CLAIM_V1_ONLY", "-DDOCTOR_CUR_FIRST", "-DSEND_LINK"), False, "(b) never lost"),
     (("-DBURY_ONLY_OPENED", "-DHALF_CLAIM_V1_ONLY"), True, "(c) in one place"),
     (("-DFIXED", "-DSWEEP_ANY_LINKS"), True, "(b) never lost"),
 ], ids=["half-claim-repair", "bury-by-name", "doctor-order", "sweep-any-links"])
 def test_model_check_finds_what_each_fix_prevents(
         tmp_path: Path, flags: tuple[str, ...], bfs: bool, broken: str) -> None:
-    """Each fix is needed: without it (or without the sweeper's link test) SPIN finds a trail."""
+    """Each fix is needed: without it (or without the sweeper's link test) SPIN finds a trail.
+    The first two need a sender that links (a shell writer): its staging name is the
+    second link they misread."""
     search = verify("inbox_v2.pml", tmp_path, *flags, bfs=bfs)
     assert 1 <= search.errors
     assert broken == search.broken()
@@ -246,7 +252,8 @@ def _held(inbox: Inbox, msg_id: str) -> list[State]:
 
 @dataclass(frozen=True)
 class Send:
-    """One delivery of ``msg_id`` into bob's inbox, step by step (PROTOCOL.md §9.1)."""
+    """One delivery of ``msg_id`` into bob's inbox, step by step, as a writer that links
+    then unlinks does (PROTOCOL.md §9.1 step 3 by ``link``, the shell recipe of §22)."""
 
     mb: Mailbox
     msg_id: str

@@ -21,7 +21,9 @@
  *   lease expiry        Inbox.requeue_expired: lstat cur/X: one link (and the lease
  *                       ran out): settle(cur/X, new/X), however much later
  *   retried send        Inbox.deliver: lstat cur/X, lstat done/X (either: stop);
- *                       stage tmp/S; link(tmp/S, new/X); unlink tmp/S
+ *                       stage tmp/S; renameat2(tmp/S, new/X, RENAME_NOREPLACE)
+ *                       (EEXIST: unlink tmp/S); -DSEND_LINK: link(tmp/S, new/X),
+ *                       then unlink tmp/S, as a shell writer does (PROTOCOL.md §22)
  *   doctor --repair     _Doctor._agent, in its order:
  *     _tmp_dir          unlink tmp/S (published: at any age; unpublished: once stale)
  *     _new              _check_file(new/X): open and fstat; a second link that is
@@ -94,6 +96,9 @@
  *   -DDOCTORS=2           two doctors --repair beside the others
  *   -DEND_AFTER_CLAIM     check (c) after doctor --repair and the next claim
  *   -DSWEEP_ANY_LINKS     the sweeper releases a claim whatever its link count
+ *   -DSEND_LINK           the retried send publishes by link, then unlink (shell
+ *                         writers, and the library without RENAME_NOREPLACE): tmp/S
+ *                         and new/X are one inode in between
  *   -DINITIAL=1|2         start from X unread (1) or a half-claim (2) only
  */
 
@@ -414,6 +419,27 @@ stop:
     skip
 }
 
+/* Inbox.deliver's publish: Disk.place, one renameat2(tmp/S, new/X, RENAME_NOREPLACE);
+   -DSEND_LINK: link(tmp/S, new/X), then unlink tmp/S (a shell writer, §22, or the
+   library on a filesystem without the flag) */
+inline publish() {
+#ifdef SEND_LINK
+    if
+    :: atomic { nm[TMP] != 0 && nm[NEW] == 0 -> nm[NEW] = nm[TMP]; published[2] = true }
+    :: nm[TMP] != 0 && nm[NEW] != 0             /* EEXIST: not published */
+    :: nm[TMP] == 0                             /* ENOENT: the doctor removed it */
+    fi;
+    nm[TMP] = 0                                 /* unlink tmp/S (whatever happened) */
+#else
+    if
+    :: atomic { nm[TMP] != 0 && nm[NEW] == 0 ->
+                nm[NEW] = nm[TMP]; nm[TMP] = 0; published[2] = true }
+    :: nm[TMP] != 0 && nm[NEW] != 0 -> nm[TMP] = 0  /* EEXIST: unlink tmp/S */
+    :: nm[TMP] == 0                             /* ENOENT: the doctor removed it */
+    fi
+#endif
+}
+
 proctype resend() {
     if
     :: nm[CUR] != 0                             /* lstat cur/X: held, stop */
@@ -422,12 +448,7 @@ proctype resend() {
         :: nm[DONE] != 0                        /* lstat done/X: held, stop */
         :: nm[DONE] == 0 ->
             nm[TMP] = 2;                        /* stage tmp/S */
-            if                                  /* link(tmp/S, new/X) */
-            :: atomic { nm[TMP] != 0 && nm[NEW] == 0 -> nm[NEW] = nm[TMP]; published[2] = true }
-            :: nm[TMP] != 0 && nm[NEW] != 0     /* EEXIST: not published */
-            :: nm[TMP] == 0                     /* ENOENT: the doctor removed it */
-            fi;
-            nm[TMP] = 0                         /* unlink tmp/S (whatever happened) */
+            publish()
         fi
     fi
 }
