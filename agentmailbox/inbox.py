@@ -27,7 +27,7 @@ from . import layout, names
 from .dead import DeadLetters
 from .errors import Conflict, InvalidInput, MailboxError, MessageNotFound
 from .fs import FolderSyncs, Foreign, Moved, faults, read_open, same_file, staging_name
-from .message import Malformed, Message, day_of, decode, iso
+from .message import Malformed, Message, day_of, decode, iso, stamp_of
 from .root import Root
 
 if TYPE_CHECKING:
@@ -120,10 +120,11 @@ class Inbox:
             f"{d}/" for d in (self.tmp, self.new, self.cur, self.done_dir))
         self._queue: list[str] = []  # names from the last scan, newest first (pop() = oldest)
         self._seen: set[str] = set()  # every message name the last scan met
-        self._days: set[str] = set()
+        self._days: set[str] = set()  # the day folders of done/ this handle made sure of
         # What this handle claimed and has not finished: the message if it asks for a
-        # receipt, else None (so done(id) needs no read to know).
-        self._claims: dict[str, Message | None] = {}
+        # receipt, else None (so done(id) needs no read to know), and its path in done/
+        # (built once, by the claim's done check).
+        self._claims: dict[str, tuple[Message | None, str]] = {}
         self._bell: Doorbell | None = None  # what wait() waits on, kept between calls
         # The last lease sweep of this handle (wall clock, ns) and the earliest time a claim
         # in cur/ can have run out since (see _sweep_if_due).
@@ -318,9 +319,11 @@ class Inbox:
 
     def _scan_new(self) -> set[str]:
         found = set()
+        seen = self._seen  # names the last scan found well formed already
         for entry in self._disk.scan(self.new):
-            if names.is_message_file(entry.name):
-                found.add(entry.name)
+            name = entry.name
+            if name in seen or names.is_message_file(name):
+                found.add(name)
             else:
                 self._dead.bury(Path(entry.path), "foreign file name in new/ "
                                 "(not <id>.json)", agent=self.agent)
@@ -347,10 +350,10 @@ class Inbox:
         msg = self._load_claimed(dest, msg_id, before)
         if msg is None:
             return None
-        self._root.clock.observe(msg.stamp)
+        self._root.clock.observe(stamp_of(msg_id))
         epoch = self._epoch()
         self._root.journal.record("claim", agent=self.agent, id=msg_id, epoch=epoch)
-        self._remember(msg)
+        self._remember(msg, done)
         if msg.receipt and self._notify:
             self._tell(msg, "read")
         return msg
@@ -440,7 +443,7 @@ class Inbox:
         except Malformed as exc:
             self._dead.bury(path, exc.reason, agent=self.agent)
             return None
-        if msg.expired():
+        if msg.expires_at is not None and msg.expired():
             self._dead.bury(path, "expired", agent=self.agent, expires_at=msg.expires_at)
             return None
         return msg
@@ -468,15 +471,19 @@ class Inbox:
 
     def done(self, msg: Message | str) -> bool:
         """Mark a claimed message done (its DONE marker). False if it already was."""
-        msg_id = _id_of(msg)
-        claimed = self._claims.pop(msg_id, _UNKNOWN)
-        day = day_of(msg_id)
-        folder = f"{self._done_s}{day}"
-        if day not in self._days:
+        given = msg.id if isinstance(msg, Message) else msg
+        # Every id this handle remembers was checked when it was claimed.
+        known = self._claims.pop(given, None) if type(given) is str else None
+        if known is None:
+            msg_id = _id_of(msg)
+            claimed, dest = _UNKNOWN, self._done_path(msg_id)
+        else:
+            msg_id, (claimed, dest) = given, known
+        folder = dest.rpartition("/")[0]
+        if folder not in self._days:
             self._disk.ensure_dir(Path(folder))
-            self._days.add(day)
-        moved = self._settle(msg_id, f"{folder}/{msg_id}.json",
-                             "duplicate delivery of a message already done")
+            self._days.add(folder)
+        moved = self._settle(msg_id, dest, "duplicate delivery of a message already done")
         if moved is Moved.GONE:
             return self._expect(msg_id, State.DONE)
         if moved is Moved.OCCUPIED:
@@ -514,12 +521,14 @@ class Inbox:
             return MessageNotFound(msg_id, f"the inbox of {self.agent}")
         return None
 
-    def _remember(self, msg: Message) -> None:
-        """Note a claim of this handle (bounded: a claim someone else finished is forgotten
-        in time), so that ``done(id)`` knows without a read whether a receipt is asked."""
-        if len(self._claims) >= _CLAIMS_REMEMBERED:
-            del self._claims[next(iter(self._claims))]
-        self._claims[msg.id] = msg if msg.receipt else None
+    def _remember(self, msg: Message, done: str) -> None:
+        """Note a claim of this handle and its path in ``done/`` (bounded: a claim someone
+        else finished is forgotten in time), so that ``done(id)`` knows without a read
+        whether a receipt is asked."""
+        claims = self._claims
+        if len(claims) >= _CLAIMS_REMEMBERED:
+            del claims[next(iter(claims))]
+        claims[msg.id] = (msg if msg.receipt else None, done)
 
     def _asks_receipt(self, folder: str, msg_id: str) -> Message | None:
         """The finished message at ``folder`` if it asks for a receipt (a claim this handle
