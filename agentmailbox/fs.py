@@ -239,12 +239,13 @@ class Disk:
 
     def _guard_both(self, src: StrPath, dest: StrPath) -> None:
         """:meth:`guard` of the two names of a move, with one reading of the clock."""
-        now = _monotonic()
-        trusted = self._trusted
-        for path in (src, dest):
-            text = path if type(path) is str else os.fspath(path)
-            if trusted.get(text.rpartition("/")[0], 0.0) <= now:  # as guard() does
-                self._check_folders(os.path.dirname(text))
+        now, trusted = _monotonic(), self._trusted
+        src = src if type(src) is str else os.fspath(src)
+        dest = dest if type(dest) is str else os.fspath(dest)
+        if trusted.get(src.rpartition("/")[0], 0.0) <= now:  # as guard() does
+            self._check_folders(os.path.dirname(src))
+        if trusted.get(dest.rpartition("/")[0], 0.0) <= now:
+            self._check_folders(os.path.dirname(dest))
 
     def _check_folders(self, folder: str) -> None:
         base = self.base

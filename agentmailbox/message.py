@@ -314,7 +314,9 @@ _ID_SHAPE = names.id_shape
 _ANY_ADDRESS = names.address_shape
 
 
-_SLOT_SETTERS = tuple(getattr(Message, f.name).__set__ for f in dataclass_fields(Message))
+(_SET_ID, _SET_SENDER, _SET_TO, _SET_SUBJECT, _SET_BODY, _SET_KIND, _SET_THREAD, _SET_REPLY_TO,
+ _SET_PRIORITY, _SET_EXPIRES_AT, _SET_RECEIPT, _SET_HEADERS, _SET_TS, _SET_EPOCH) = (
+    getattr(Message, f.name).__set__ for f in dataclass_fields(Message))
 _new = object.__new__
 
 
@@ -323,9 +325,23 @@ def _built(fields: tuple[Any, ...]) -> Message:
     returns, set slot by slot: the dataclass ``__init__`` of a frozen class sets each field
     through ``object.__setattr__``, which costs more than the whole schema check (and its
     ``__post_init__`` has nothing to do: the priority is a Priority already)."""
+    (msg_id, sender, to, subject, body, kind, thread, reply_to, priority, expires_at, receipt,
+     headers, ts, epoch) = fields
     msg = _new(Message)
-    for set_field, value in zip(_SLOT_SETTERS, fields, strict=True):
-        set_field(msg, value)
+    _SET_ID(msg, msg_id)
+    _SET_SENDER(msg, sender)
+    _SET_TO(msg, to)
+    _SET_SUBJECT(msg, subject)
+    _SET_BODY(msg, body)
+    _SET_KIND(msg, kind)
+    _SET_THREAD(msg, thread)
+    _SET_REPLY_TO(msg, reply_to)
+    _SET_PRIORITY(msg, priority)
+    _SET_EXPIRES_AT(msg, expires_at)
+    _SET_RECEIPT(msg, receipt)
+    _SET_HEADERS(msg, headers)
+    _SET_TS(msg, ts)
+    _SET_EPOCH(msg, epoch)
     return msg
 
 
