@@ -289,16 +289,17 @@ class Inbox:
         if msg_id is not None:
             return self._take(f"{names.check_id(msg_id)}.json")
         for _ in range(2):
-            if not self._queue:
-                self._refill()
+            if not self._queue and not self._refill():
+                return None  # new/ is empty: scanning it again at once finds nothing more
             while self._queue:
                 msg = self._take(self._queue.pop())
                 if msg is not None:
                     return msg
         return None
 
-    def _refill(self) -> None:
-        """Queue the names in ``new/`` that are safe to take in id order.
+    def _refill(self) -> bool:
+        """Queue the names in ``new/`` that are safe to take in id order; False if the last
+        scan found ``new/`` empty.
 
         A directory listing is not a snapshot: a file linked while the scan runs can
         be missed while a later one from the same sender is met. So a name is taken
@@ -315,7 +316,8 @@ class Inbox:
             # (and no set difference copies a backlog of 100,000 names once more).
             self._queue = sorted((n for n in current if n < limit), reverse=True)
             if self._queue or not fresh:
-                return
+                break
+        return bool(current)
 
     def _scan_new(self) -> set[str]:
         found = set()

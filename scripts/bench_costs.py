@@ -70,9 +70,10 @@ def _no_schema_check() -> list[Patch]:
 
 
 def _one_scan() -> list[Patch]:
-    def refill(self: inbox.Inbox) -> None:
+    def refill(self: inbox.Inbox) -> bool:
         self._sweep_if_due()
         self._queue = sorted(self._scan_new(), reverse=True)
+        return bool(self._queue)
     return [(inbox.Inbox, "_refill", refill)]
 
 

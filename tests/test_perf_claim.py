@@ -202,3 +202,23 @@ def test_a_claim_of_a_file_with_a_future_mtime_starts_its_lease_now(
     ends = inbox.lease_end(sent.id)
     assert 1 == len(set_on)
     assert ends is not None and ends <= after + _lease_ns(mb)
+
+
+def test_a_claim_of_an_empty_inbox_lists_new_once(
+        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader polling an empty inbox pays one listing of ``new/`` per claim, and still gets
+    the mail that arrives next."""
+    inbox = mb.inbox("bob")
+    listed: list[str] = []
+    scan = Disk.scan
+
+    def counting(disk: Disk, path: str | os.PathLike[str]) -> Iterator[os.DirEntry[str]]:
+        listed.append(os.fspath(path))
+        return scan(disk, path)
+
+    monkeypatch.setattr(Disk, "scan", counting)
+    assert inbox.claim() is None
+    assert [str(inbox.new)] == [p for p in listed if p.startswith(str(inbox.new))]
+    sent = mb.send("alice", "bob")
+    got = inbox.claim()
+    assert got is not None and got.id == sent.id
