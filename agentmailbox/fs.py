@@ -248,13 +248,22 @@ class Disk:
         """
         if not self.base:
             return
-        # The hot paths pass strings: slicing at the last "/" is several times cheaper
+        # The hot paths pass strings: cutting at the last "/" is several times cheaper
         # than os.path.dirname (one guard per file operation, several per message).
         text = path if type(path) is str else os.fspath(path)
-        folder = text[:max(text.rfind("/"), 0)]
-        if self._trusted.get(folder, 0.0) > _monotonic():
+        if self._trusted.get(text.rpartition("/")[0], 0.0) > _monotonic():
             return
         self._check_folders(os.path.dirname(text))
+
+    def _guard_both(self, src: StrPath, dest: StrPath) -> None:
+        """:meth:`guard` of the two names of a move, with one reading of the clock."""
+        now, trusted = _monotonic(), self._trusted
+        src = src if type(src) is str else os.fspath(src)
+        dest = dest if type(dest) is str else os.fspath(dest)
+        if trusted.get(src.rpartition("/")[0], 0.0) <= now:  # as guard() does
+            self._check_folders(os.path.dirname(src))
+        if trusted.get(dest.rpartition("/")[0], 0.0) <= now:
+            self._check_folders(os.path.dirname(dest))
 
     def _check_folders(self, folder: str) -> None:
         base = self.base
@@ -539,9 +548,11 @@ class Disk:
         never followed. On a filesystem without the flag, a look at ``dest`` followed by
         a plain ``rename`` stands in (documented in PROTOCOL.md: not exclusive there).
         """
-        self.guard(src)
-        self.guard(dest)
-        result = _rename_noreplace(os.fsencode(src), os.fsencode(dest))
+        if self.base:
+            self._guard_both(src, dest)
+        result = _rename_noreplace(
+            src.encode(_FS_ENCODING, _FS_ERRORS) if type(src) is str else os.fsencode(src),
+            dest.encode(_FS_ENCODING, _FS_ERRORS) if type(dest) is str else os.fsencode(dest))
         if result == 0:
             return Moved.MOVED
         if result == errno.EEXIST:
@@ -761,10 +772,10 @@ class FolderSyncs:
 
     def fsync_dir(self, path: StrPath) -> None:
         """Make the names in ``path`` durable now, or at the end of the batch."""
-        if self.pending is None:
-            self.disk.fsync_dir(path)
-        else:
+        if self.pending is not None:
             self.pending.add(os.fspath(path))
+        elif self.disk.fsync is not Fsync.NEVER:
+            self.disk.sync_dir(path)
 
     def flush(self) -> None:
         """Sync every folder noted since :meth:`defer`, once each; stop deferring."""
@@ -902,22 +913,25 @@ def libc_function(name: str) -> Any:
     Looked up on first use, not at import (loading ctypes costs every command that never
     renames or syncs, ``mailbox inbox``, more than its own work), and through the
     process's own symbols (``CDLL(None)``) rather than ``ctypes.util.find_library``,
-    which starts an ``ldconfig -p`` child on every first lookup."""
+    which starts an ``ldconfig -p`` child on every first lookup.
+
+    No ``argtypes`` are declared: converting declared arguments costs a third of each
+    call, and ctypes passes a Python int as a C ``int`` (refusing one that does not fit)
+    and ``bytes`` as ``char *``, which is what the callers give (typed: see
+    :func:`_rename_noreplace`); the result is a C ``int``."""
     import ctypes
 
     try:
-        function = getattr(ctypes.CDLL(None, use_errno=True), name)
+        return getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError, TypeError):
         return None
-    if name == "renameat2":
-        function.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                             ctypes.c_uint)
-        function.restype = ctypes.c_int
-    return function
 
 
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
+# What os.fsencode encodes a str path with: Disk.move encodes its plain strings itself,
+# without the Python-level checks that cost as much as the encoding.
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 def _rename_noreplace(src: bytes, dest: bytes) -> int:

@@ -4,7 +4,7 @@
 
     inbox/tmp/      staging; never read, never watched
     inbox/new/      delivered, unread            <id>.json
-    inbox/cur/      claimed, not done; mtime = when the lease began
+    inbox/cur/      claimed, not done; the newer of mtime and ctime = when the lease began
     inbox/done/<YYYY-MM-DD>/   done, sharded by the message's own date
 
 Which folder a file sits in *is* its state. "Is id X here?" is three ``stat`` calls
@@ -27,13 +27,13 @@ from . import layout, names
 from .dead import DeadLetters
 from .errors import Conflict, InvalidInput, MailboxError, MessageNotFound
 from .fs import FolderSyncs, Foreign, Moved, faults, read_open, same_file, staging_name
-from .message import Malformed, Message, day_of, decode, iso
+from .message import Malformed, Message, day_of, decode, iso, stamp_of
 from .root import Root
 
 if TYPE_CHECKING:
     from .watch import Doorbell
 
-__all__ = ["HOLD_PREFIX", "Inbox", "State", "hold_id", "lease_start"]
+__all__ = ["HOLD_PREFIX", "Inbox", "State", "hold_id", "lease_set_by_rename", "lease_start"]
 
 _UNKNOWN = object()  # done(id) of a claim this handle did not make
 _CLAIMS_REMEMBERED = 4096
@@ -41,6 +41,15 @@ _CLAIMS_REMEMBERED = 4096
 
 _CLOCK_TICK_NS = 10_000_000
 """How far a file time set by the kernel (its coarse clock) may lag ``time.time_ns()``."""
+
+_CLAIM_CTIME_NS = 100_000_000
+"""How far from the moment taken just before a claiming rename the claimed file's ctime may
+be for that ctime to count as the start of the lease (see :func:`lease_set_by_rename`).
+
+Ten times the coarse clock's tick at ``HZ=100`` (the kernel stamps files from a clock that
+lags ``time.time_ns()`` by up to a tick; Linux 6.18 on ext4 and tmpfs measured no lag at
+all), and one six-thousandth of the default lease: a claim whose rename started its lease
+holds it for at least ``lease_seconds`` less this."""
 
 Notify = Callable[[Message, str, str], None]
 
@@ -64,6 +73,20 @@ def lease_start(st: os.stat_result, now: int, lease_ns: int) -> int:
     """
     horizon = now + lease_ns
     return max((t for t in (st.st_mtime_ns, st.st_ctime_ns) if t <= horizon), default=0)
+
+
+def lease_set_by_rename(st: os.stat_result, before: int) -> bool:
+    """Whether the claiming rename itself started the lease of the claim ``st`` is of.
+
+    Linux filesystems (ext4, xfs, btrfs, tmpfs) set the ctime on a rename, so a claim's
+    ctime is the claim: within :data:`_CLAIM_CTIME_NS` of ``before``, a moment taken
+    just before the rename, and no older than its mtime, it is then what
+    :func:`lease_start` counts from, as it would after setting the times. POSIX lets a
+    rename leave the ctime alone: then it is the delivery's (older), and the claimer sets
+    the times (PROTOCOL.md §9.2 step 3).
+    """
+    ctime = st.st_ctime_ns
+    return st.st_mtime_ns <= ctime and -_CLAIM_CTIME_NS <= ctime - before <= _CLAIM_CTIME_NS
 
 
 class State(enum.StrEnum):
@@ -97,10 +120,11 @@ class Inbox:
             f"{d}/" for d in (self.tmp, self.new, self.cur, self.done_dir))
         self._queue: list[str] = []  # names from the last scan, newest first (pop() = oldest)
         self._seen: set[str] = set()  # every message name the last scan met
-        self._days: set[str] = set()
+        self._days: set[str] = set()  # the day folders of done/ this handle made sure of
         # What this handle claimed and has not finished: the message if it asks for a
-        # receipt, else None (so done(id) needs no read to know).
-        self._claims: dict[str, Message | None] = {}
+        # receipt, else None (so done(id) needs no read to know), and its path in done/
+        # (built once, by the claim's done check).
+        self._claims: dict[str, tuple[Message | None, str]] = {}
         self._bell: Doorbell | None = None  # what wait() waits on, kept between calls
         # The last lease sweep of this handle (wall clock, ns) and the earliest time a claim
         # in cur/ can have run out since (see _sweep_if_due).
@@ -261,16 +285,17 @@ class Inbox:
         if msg_id is not None:
             return self._take(f"{names.check_id(msg_id)}.json")
         for _ in range(2):
-            if not self._queue:
-                self._refill()
+            if not self._queue and not self._refill():
+                return None  # new/ is empty: scanning it again at once finds nothing more
             while self._queue:
                 msg = self._take(self._queue.pop())
                 if msg is not None:
                     return msg
         return None
 
-    def _refill(self) -> None:
-        """Queue the names in ``new/`` that are safe to take in id order.
+    def _refill(self) -> bool:
+        """Queue the names in ``new/`` that are safe to take in id order; False if the last
+        scan found ``new/`` empty.
 
         A directory listing is not a snapshot: a file linked while the scan runs can
         be missed while a later one from the same sender is met. So a name is taken
@@ -287,13 +312,16 @@ class Inbox:
             # (and no set difference copies a backlog of 100,000 names once more).
             self._queue = sorted((n for n in current if n < limit), reverse=True)
             if self._queue or not fresh:
-                return
+                break
+        return bool(current)
 
     def _scan_new(self) -> set[str]:
         found = set()
+        seen = self._seen  # names the last scan found well formed already
         for entry in self._disk.scan(self.new):
-            if names.is_message_file(entry.name):
-                found.add(entry.name)
+            name = entry.name
+            if name in seen or names.is_message_file(name):
+                found.add(name)
             else:
                 self._dead.bury(Path(entry.path), "foreign file name in new/ "
                                 "(not <id>.json)", agent=self.agent)
@@ -308,6 +336,7 @@ class Inbox:
         (then it is the unread copy). Nothing here ever acts on a file it did not move.
         """
         src, dest = self._new_s + name, self._cur_s + name
+        before = time.time_ns()
         if self._disk.move(src, dest) is not Moved.MOVED:
             return None
         faults.hit("claim.moved")
@@ -316,13 +345,13 @@ class Inbox:
         if self._disk.lstat(done) is not None:
             self._settle(msg_id, done, "duplicate delivery of a message already done")
             return None
-        msg = self._load_claimed(dest, msg_id)
+        msg = self._load_claimed(dest, msg_id, before)
         if msg is None:
             return None
-        self._root.clock.observe(msg.stamp)
+        self._root.clock.observe(stamp_of(msg_id))
         epoch = self._epoch()
         self._root.journal.record("claim", agent=self.agent, id=msg_id, epoch=epoch)
-        self._remember(msg)
+        self._remember(msg, done)
         if msg.receipt and self._notify:
             self._tell(msg, "read")
         return msg
@@ -372,13 +401,14 @@ class Inbox:
         return self.settle_hold(ours, f"{self._new_s}{msg_id}.json",
                                 "duplicate delivery of a message already unread")
 
-    def _load_claimed(self, path: str, msg_id: str) -> Message | None:
+    def _load_claimed(self, path: str, msg_id: str, before: int) -> Message | None:
         """Start the lease of the claim at ``path``, then read and check the message.
 
         One open file serves every step: its ``fstat`` shows a second link (a file
         planted from elsewhere, quarantined *before* the lease is set, since setting
-        it would change the modification time of that other file too), the lease is
-        set on it, and it is read.
+        it would change the modification time of that other file too) and whether the
+        claiming rename (made just after ``before``) already started the lease; if not,
+        the lease is set on it; and it is read.
         """
         limit = self._root.config.max_message_bytes
         try:
@@ -397,7 +427,8 @@ class Inbox:
                     self._dead.bury(path, "hard link to a file elsewhere (not written "
                                     "through tmp/)", agent=self.agent)
                 return None
-            self._disk.touch_open(fd, path)  # the lease starts now
+            if not lease_set_by_rename(st, before):
+                self._disk.touch_open(fd, path)  # the lease starts now
             faults.hit("claim.taken")
             data = read_open(fd, st, limit)
         except Foreign as exc:
@@ -410,7 +441,7 @@ class Inbox:
         except Malformed as exc:
             self._dead.bury(path, exc.reason, agent=self.agent)
             return None
-        if msg.expired():
+        if msg.expires_at is not None and msg.expired():
             self._dead.bury(path, "expired", agent=self.agent, expires_at=msg.expires_at)
             return None
         return msg
@@ -438,15 +469,19 @@ class Inbox:
 
     def done(self, msg: Message | str) -> bool:
         """Mark a claimed message done (its DONE marker). False if it already was."""
-        msg_id = _id_of(msg)
-        claimed = self._claims.pop(msg_id, _UNKNOWN)
-        day = day_of(msg_id)
-        folder = f"{self._done_s}{day}"
-        if day not in self._days:
+        given = msg.id if isinstance(msg, Message) else msg
+        # Every id this handle remembers was checked when it was claimed.
+        known = self._claims.pop(given, None) if type(given) is str else None
+        if known is None:
+            msg_id = _id_of(msg)
+            claimed, dest = _UNKNOWN, self._done_path(msg_id)
+        else:
+            msg_id, (claimed, dest) = given, known
+        folder = dest.rpartition("/")[0]
+        if folder not in self._days:
             self._disk.ensure_dir(Path(folder))
-            self._days.add(day)
-        moved = self._settle(msg_id, f"{folder}/{msg_id}.json",
-                             "duplicate delivery of a message already done")
+            self._days.add(folder)
+        moved = self._settle(msg_id, dest, "duplicate delivery of a message already done")
         if moved is Moved.GONE:
             return self._expect(msg_id, State.DONE)
         if moved is Moved.OCCUPIED:
@@ -484,12 +519,14 @@ class Inbox:
             return MessageNotFound(msg_id, f"the inbox of {self.agent}")
         return None
 
-    def _remember(self, msg: Message) -> None:
-        """Note a claim of this handle (bounded: a claim someone else finished is forgotten
-        in time), so that ``done(id)`` knows without a read whether a receipt is asked."""
-        if len(self._claims) >= _CLAIMS_REMEMBERED:
-            del self._claims[next(iter(self._claims))]
-        self._claims[msg.id] = msg if msg.receipt else None
+    def _remember(self, msg: Message, done: str) -> None:
+        """Note a claim of this handle and its path in ``done/`` (bounded: a claim someone
+        else finished is forgotten in time), so that ``done(id)`` knows without a read
+        whether a receipt is asked."""
+        claims = self._claims
+        if len(claims) >= _CLAIMS_REMEMBERED:
+            del claims[next(iter(claims))]
+        claims[msg.id] = (msg if msg.receipt else None, done)
 
     def _asks_receipt(self, folder: str, msg_id: str) -> Message | None:
         """The finished message at ``folder`` if it asks for a receipt (a claim this handle

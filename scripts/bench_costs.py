@@ -54,7 +54,11 @@ def _no_lease() -> list[Patch]:
 
 
 def _no_done_check() -> list[Patch]:
-    return [(inbox.Inbox, "_done_path", lambda self, msg_id: "")]  # lstat("") fails at once
+    lstat = fs.Disk.lstat
+
+    def not_done(self: fs.Disk, path: fs.StrPath) -> os.stat_result | None:
+        return None if "/done/" in os.fspath(path) else lstat(self, path)
+    return [(fs.Disk, "lstat", not_done)]
 
 
 def _no_schema_check() -> list[Patch]:
@@ -66,9 +70,10 @@ def _no_schema_check() -> list[Patch]:
 
 
 def _one_scan() -> list[Patch]:
-    def refill(self: inbox.Inbox) -> None:
+    def refill(self: inbox.Inbox) -> bool:
         self._sweep_if_due()
         self._queue = sorted(self._scan_new(), reverse=True)
+        return bool(self._queue)
     return [(inbox.Inbox, "_refill", refill)]
 
 

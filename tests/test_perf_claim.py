@@ -1,4 +1,5 @@
-"""The claim path stays O(1) in the claims in flight, and expired leases still come back."""
+"""The claim path stays O(1) in the claims in flight, sets the lease only where the claiming
+rename did not, and expired leases still come back."""
 
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ class _Clock:
 
 
 LEASE_NS = 60 * 10**9
+SLACK_NS = 100_000_000  # how far a claim's ctime may stand from the claim (PROTOCOL.md §9.2)
 
 
 @pytest.fixture
@@ -122,3 +124,101 @@ def test_a_wall_clock_stepped_back_sweeps_at_once(
     clock.now -= 2 * LEASE_NS
     again = reader.claim()
     assert again is not None and again.id == msg_id
+
+
+def _lease_ns(mb: Mailbox) -> int:
+    return int(mb.config.lease_seconds * 1e9)
+
+
+def _counting_leases(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The descriptors whose times a claim sets, from now on."""
+    set_on: list[int] = []
+    touch_open = Disk.touch_open
+
+    def counting(fd: int, path: str | os.PathLike[str]) -> None:
+        set_on.append(fd)
+        touch_open(fd, path)
+
+    monkeypatch.setattr(Disk, "touch_open", staticmethod(counting))
+    return set_on
+
+
+def _renames_keep_the_ctime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on a claimer sees what a rename that leaves the ctime alone (as POSIX
+    allows) leaves: the ctime of the delivery, here its mtime."""
+    open_regular = Disk.open_regular
+
+    def as_delivered(disk: Disk, path: str | os.PathLike[str], limit: int
+                     ) -> tuple[int, os.stat_result]:
+        fd, st = open_regular(disk, path, limit)
+        fields = {k: getattr(st, k) for k in dir(st) if k.startswith("st_")}
+        fields["st_ctime_ns"] = st.st_mtime_ns
+        return fd, os.stat_result(tuple(st), fields)
+
+    monkeypatch.setattr(Disk, "open_regular", as_delivered)
+
+
+def test_a_claim_whose_rename_started_the_lease_sets_no_times(
+        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a filesystem whose rename sets the ctime (Linux), claiming costs no futimens: the
+    claim's ctime is its lease start, and the lease runs a full lease from the claim."""
+    sent = mb.send("alice", "bob")
+    inbox = mb.inbox("bob")
+    set_on = _counting_leases(monkeypatch)
+    before = time.time_ns()
+    got = inbox.claim()
+    assert got is not None and got.id == sent.id
+    ends = inbox.lease_end(sent.id)
+    assert ends is not None and ends >= before + _lease_ns(mb) - SLACK_NS
+    assert [] == set_on
+
+
+def test_a_claim_whose_rename_left_the_ctime_still_starts_its_lease(
+        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a rename leaves the ctime alone, the claimer sets the times itself: a message
+    delivered long ago is not released to a second reader as soon as it is claimed."""
+    sent = mb.send("alice", "bob")
+    inbox = mb.inbox("bob")
+    os.utime(inbox.new / f"{sent.id}.json", ns=(10**9, 10**9))  # delivered long ago
+    _renames_keep_the_ctime(monkeypatch)
+    set_on = _counting_leases(monkeypatch)
+    before = time.time_ns()
+    assert inbox.claim() is not None
+    assert 1 == len(set_on)
+    assert (inbox.cur / f"{sent.id}.json").stat().st_mtime_ns >= before - SLACK_NS
+
+
+def test_a_claim_of_a_file_with_a_future_mtime_starts_its_lease_now(
+        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delivered file whose mtime stands ahead (planted, or a clock stepped back) does not
+    hold its claim longer: the claimer sets its times, and the lease counts from the claim."""
+    sent = mb.send("alice", "bob")
+    inbox = mb.inbox("bob")
+    ahead = time.time_ns() + _lease_ns(mb) // 2
+    os.utime(inbox.new / f"{sent.id}.json", ns=(ahead, ahead))
+    set_on = _counting_leases(monkeypatch)
+    assert inbox.claim() is not None
+    after = time.time_ns()
+    ends = inbox.lease_end(sent.id)
+    assert 1 == len(set_on)
+    assert ends is not None and ends <= after + _lease_ns(mb)
+
+
+def test_a_claim_of_an_empty_inbox_lists_new_once(
+        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader polling an empty inbox pays one listing of ``new/`` per claim, and still gets
+    the mail that arrives next."""
+    inbox = mb.inbox("bob")
+    listed: list[str] = []
+    scan = Disk.scan
+
+    def counting(disk: Disk, path: str | os.PathLike[str]) -> Iterator[os.DirEntry[str]]:
+        listed.append(os.fspath(path))
+        return scan(disk, path)
+
+    monkeypatch.setattr(Disk, "scan", counting)
+    assert inbox.claim() is None
+    assert [str(inbox.new)] == [p for p in listed if p.startswith(str(inbox.new))]
+    sent = mb.send("alice", "bob")
+    got = inbox.claim()
+    assert got is not None and got.id == sent.id
