@@ -403,6 +403,8 @@ def _built(fields: tuple[Any, ...]) -> Message:
     return msg
 
 
+_TEXT_FIELDS = ("subject", "kind", "thread", "reply_to", "ts")
+"""The optional text fields of a message (a string, or null for the default)."""
 _TEXT_TYPES = frozenset({str, type(None)})
 """The JSON types of an optional text field (a string, or null for the default)."""
 _SHAPED_SENDERS: set[str] = set()
