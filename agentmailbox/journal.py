@@ -21,7 +21,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,9 @@ DELAY = 0.010
 spread thin); 10 ms is far below what a person or ``tail -f`` (0.2 s) can see, and
 bounds what a crash takes from the record."""
 GROUP_LIMIT = 64 << 10
-"""The most bytes one write carries (a longer line goes alone): far under
-:data:`LINE_LIMIT` and the pipe-sized writes a reader of a growing file expects."""
+"""The most bytes one write carries, and held at once (a longer line goes alone): it
+bounds the memory held and what a crash can take, and keeps a write far under the bounds
+readers stream with (:data:`LINE_LIMIT`)."""
 IDLE = 1.0
 """Seconds the flusher thread waits for another burst before it ends."""
 
@@ -64,7 +65,7 @@ class Journal:
         self._disk = disk
         self._fd: int | None = None
         self._day = -1
-        self._held: list[tuple[int, bytes]] | None = None
+        self._held: _Lines | None = None
         _JOURNALS.add(self)
 
     def record(self, event: str, **fields: Any) -> None:
@@ -78,25 +79,25 @@ class Journal:
         line = orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE)
         held = self._held
         if held is not None:
-            held.append((now, line))
+            held.add(self, now // _DAY_NS, line)
             return
-        _PENDING.add(self, now, line)
+        _PENDING.add(self, now // _DAY_NS, line)
 
     def hold(self) -> None:
         """Keep the lines recorded from now on until :meth:`flush` (``Mailbox.batch()``):
         written together at the batch's end; a crash inside it loses them (detail, never
         mail)."""
         if self._held is None:
-            self._held = []
+            self._held = _Lines()
 
     def flush(self) -> None:
         """Write the lines held since :meth:`hold` now (after what this process held
         before them), and stop holding."""
         held, self._held = self._held, None
-        if held:
-            _PENDING.write_now(self, held)
+        if held is not None and held.size:
+            _PENDING.write_now(held)
 
-    def append(self, day: int, lines: bytes) -> None:
+    def append(self, day: int, lines: bytes | bytearray) -> None:
         """Write whole lines to the file of ``day`` (days since the epoch) with one
         append; best effort. Called with the process's journal lock held."""
         try:
@@ -115,7 +116,7 @@ class Journal:
 
     def close(self) -> None:
         """Write every line this process holds, then close the day file."""
-        with _PENDING.cond:
+        with _PENDING.lock:
             _PENDING.write_all()
             self._close()
 
@@ -127,7 +128,7 @@ class Journal:
     def forget_held(self) -> None:
         """Drop the lines of a batch a parent process began (after a fork)."""
         if self._held is not None:
-            self._held = []
+            self._held = _Lines()
 
     def days(self) -> list[str]:
         """Journal days present, oldest first."""
@@ -167,7 +168,7 @@ class _Pending:
     """The lines this process recorded and has not written, across all its journals, in
     record order; and the flusher thread that writes them :data:`DELAY` after the first.
 
-    One lock (``cond``) guards the lines and every journal write of the process, so the
+    One lock guards the lines and every journal write of the process, so the
     lines of one root leave in the order they were recorded, whichever object wrote them.
     """
 
@@ -175,49 +176,51 @@ class _Pending:
         self._reset()
 
     def _reset(self) -> None:
-        self.cond = threading.Condition(threading.Lock())
-        self.lines: list[tuple[Journal, int, bytes]] = []
-        self.size = 0
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)  # ``with self.lock``: no Python frames
+        self.lines = _Lines()
         self.due = 0.0
         self.last_write = -DELAY
         self.flusher: threading.Thread | None = None
         self.clock: Callable[[], float] = time.monotonic
 
-    def add(self, journal: Journal, now: int, line: bytes) -> None:
+    def add(self, journal: Journal, day: int, line: bytes) -> None:
         """Write ``line`` at once if nothing was written for :data:`DELAY`, else hold it."""
         tick = self.clock()
-        with self.cond:
-            if not self.lines and tick - self.last_write >= DELAY:
+        with self.lock:
+            lines = self.lines
+            if not lines.size and tick - self.last_write >= DELAY:
                 self.last_write = tick
-                journal.append(now // _DAY_NS, line)
+                journal.append(day, line)
                 return
-            self.lines.append((journal, now, line))
-            self.size += len(line)
-            if self.size >= GROUP_LIMIT:
+            first = not lines.size
+            lines.add(journal, day, line)
+            if lines.size >= GROUP_LIMIT:
                 self.write_all()
-            elif len(self.lines) == 1:
+            elif first:
                 self.due = tick + DELAY
                 self._wake()
 
-    def write_now(self, journal: Journal, held: list[tuple[int, bytes]]) -> None:
+    def write_now(self, held: _Lines) -> None:
         """Write what is held, then ``held`` (a batch's lines), without waiting."""
-        with self.cond:
-            self.lines.extend((journal, now, line) for now, line in held)
+        with self.lock:
+            for journal, day, run in held.runs:
+                self.lines.add(journal, day, run)
             self.write_all()
 
     def flush(self) -> None:
         """Write every held line now (before a read; at exit)."""
-        with self.cond:
+        with self.lock:
             self.write_all()
 
     def write_all(self) -> None:
         """Write every held line (the lock is held)."""
-        if not self.lines:
+        if not self.lines.size:
             return
-        lines, self.lines, self.size = self.lines, [], 0
+        lines, self.lines = self.lines, _Lines()
         self.last_write = self.clock()
-        for journal, day, group in _groups(lines):
-            journal.append(day, group)
+        for journal, day, run in lines.runs:
+            journal.append(day, run)
 
     def _wake(self) -> None:
         if self.flusher is not None:
@@ -234,10 +237,10 @@ class _Pending:
         """Write each burst :data:`DELAY` after its first line; end after :data:`IDLE`
         without one, or when :meth:`stop` says so."""
         me = threading.current_thread()
-        with self.cond:
+        with self.lock:
             while self.flusher is me:
-                if not self.lines:
-                    if not self.cond.wait(IDLE) and not self.lines:
+                if not self.lines.size:
+                    if not self.cond.wait(IDLE) and not self.lines.size:
                         self.flusher = None
                     continue
                 left = self.due - self.clock()
@@ -249,7 +252,7 @@ class _Pending:
     def stop(self) -> None:
         """Write every held line and end the flusher thread (it starts again when needed);
         the next line is written at once, as in a process that just started."""
-        with self.cond:
+        with self.lock:
             self.write_all()
             self.last_write = -DELAY
             thread, self.flusher = self.flusher, None
@@ -264,25 +267,28 @@ class _Pending:
             journal.forget_held()
 
 
-def _groups(lines: Iterable[tuple[Journal, int, bytes]]) -> Iterator[tuple[Journal, int, bytes]]:
-    """Consecutive lines bound for one day file, joined up to :data:`GROUP_LIMIT` bytes:
-    (a journal of that folder, the day, the bytes)."""
-    run: list[bytes] = []
-    size = 0
-    owner: Journal | None = None
-    day = -1
-    for journal, now, line in lines:
-        if owner is not None and (now // _DAY_NS != day or size + len(line) > GROUP_LIMIT
-                                  or (journal is not owner
-                                      and journal.directory != owner.directory)):
-            yield owner, day, b"".join(run)
-            run, size, owner = [], 0, None
-        if owner is None:
-            owner, day = journal, now // _DAY_NS
-        run.append(line)
-        size += len(line)
-    if owner is not None:
-        yield owner, day, b"".join(run)
+class _Lines:
+    """Whole lines in record order, joined into runs bound for one day file of one
+    folder, each at most :data:`GROUP_LIMIT` bytes (a longer line alone): one write each.
+
+    Lines are copied into the run (a ``bytearray``): keeping ``orjson``'s own ``bytes``
+    alive makes each later ``dumps`` several times slower."""
+
+    __slots__ = ("runs", "size")
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[Journal, int, bytearray]] = []
+        self.size = 0
+
+    def add(self, journal: Journal, day: int, lines: bytes | bytearray) -> None:
+        self.size += len(lines)
+        if self.runs:
+            last, last_day, run = self.runs[-1]
+            if (last_day == day and len(run) + len(lines) <= GROUP_LIMIT
+                    and (last is journal or last.directory == journal.directory)):
+                run += lines
+                return
+        self.runs.append((journal, day, bytearray(lines)))
 
 
 def settle() -> None:
