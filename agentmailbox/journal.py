@@ -189,15 +189,15 @@ class _Pending:
         tick = self.clock()
         with self.lock:
             lines = self.lines
-            if not lines.size and tick - self.last_write >= DELAY:
+            if lines.size:  # a burst: the flusher knows
+                lines.add(journal, day, line)
+                if lines.size >= GROUP_LIMIT:
+                    self.write_all()
+            elif tick - self.last_write >= DELAY:
                 self.last_write = tick
                 journal.append(day, line)
-                return
-            first = not lines.size
-            lines.add(journal, day, line)
-            if lines.size >= GROUP_LIMIT:
-                self.write_all()
-            elif first:
+            else:
+                lines.add(journal, day, line)
                 self.due = tick + DELAY
                 self._wake()
 
