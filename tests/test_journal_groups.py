@@ -230,3 +230,16 @@ def test_a_killed_sender_loses_only_its_last_journal_lines(mb: Mailbox) -> None:
                 stream.close()
     live.wait(timeout=60)
     assert signal.SIGKILL == -victim.returncode
+
+
+def test_the_flusher_ends_itself_once_the_burst_is_over(
+        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that sent a burst and went quiet keeps no journal thread, and lost no line."""
+    monkeypatch.setattr(journal, "IDLE", 0.05)
+    sent = [mb.send("alice", "bob", f"n{i}").id for i in range(50)]
+    flusher = journal._PENDING.flusher
+    if flusher is not None:  # the burst was slower than DELAY per line: nothing held
+        flusher.join(timeout=30)
+        assert not flusher.is_alive()
+    assert journal._PENDING.flusher is None
+    assert sent == [e["id"] for e in _events(mb.path, "send")]
