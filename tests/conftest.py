@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agentmailbox import Mailbox
+from agentmailbox import Mailbox, journal
 from agentmailbox.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +48,7 @@ def guard(request: pytest.FixtureRequest) -> Iterator[None]:
     before = set(threading.enumerate())
     yield
     gc.collect()  # an unclosed file caught in a reference cycle warns now, in this test
+    journal.settle()  # the journal's flusher ends with the burst that started it
     if request.node.get_closest_marker("keeps_thread") is None:
         leaked = _leaked_threads(before)
         assert not leaked, f"threads left running: {leaked}"

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from conftest import python_env
 
-from agentmailbox import Mailbox, State
+from agentmailbox import Mailbox, State, journal
 from agentmailbox.presence import Liveness, Presence
 from agentmailbox.watch import Watcher
 
@@ -220,6 +220,7 @@ def test_leaving_the_watch_loop_early_stops_its_threads(mb: Mailbox) -> None:
     before = threading.active_count()
     for _ in mb.inbox("bob").watch():
         break
+    journal.settle()  # the journal's flusher (the claim's line) is not the watcher's
     assert threading.active_count() == before
 
 
