@@ -676,11 +676,9 @@ class Inbox:
         Returns:
             True when unread mail is present, False if ``timeout`` passed first.
         """
-        from .watch import Doorbell, wait_for_mail
+        from .watch import wait_for_mail
 
-        if self._bell is None:
-            self._bell = Doorbell(self.new)
-        return wait_for_mail(self.new, timeout, disk=self._disk, bell=self._bell)
+        return wait_for_mail(self.new, timeout, disk=self._disk, bell=self._kept_bell())
 
     def close(self) -> None:
         """Close what :meth:`wait` keeps between calls (one inotify descriptor)."""
@@ -692,7 +690,7 @@ class Inbox:
         """Claim the oldest unread message, waiting for one to arrive if there is none.
 
         Mail already there is claimed without starting a watch; otherwise it waits on
-        the watcher (as :meth:`watch` does: woken by the arrival, never polling).
+        the handle's doorbell (as :meth:`watch` does: woken by the arrival, never polling).
 
         Args:
             timeout: Seconds to wait at most; None waits for ever, 0 not at all.
@@ -705,7 +703,7 @@ class Inbox:
         msg = self.claim()
         if msg is not None or (timeout is not None and timeout <= 0):
             return msg
-        # watch() is a generator: closing it stops the watcher's threads at once.
+        # watch() is a generator: closing it gives the doorbell back at once.
         waiting = cast(Generator[Message, None, None],
                        self.watch(stop=stop, timeout=timeout, heartbeat=False))
         try:
@@ -731,11 +729,21 @@ class Inbox:
             timeout: Ends the loop after this many seconds without a message.
             heartbeat: Record this agent's presence every ``heartbeat_seconds / 3``.
 
-        The watcher's threads stop when the loop ends or the generator is closed.
+        It waits on the inotify descriptor :meth:`wait` keeps (no thread), so a loop of
+        :meth:`claim_next` opens one for all its calls; :meth:`close` closes it.
         """
         from .watch import watch_inbox
 
-        return watch_inbox(self, self._root, stop=stop, timeout=timeout, heartbeat=heartbeat)
+        return watch_inbox(self, self._root, stop=stop, timeout=timeout, heartbeat=heartbeat,
+                           bell=self._kept_bell())
+
+    def _kept_bell(self) -> Doorbell:
+        """The doorbell this handle keeps between waits (made on first use)."""
+        from .watch import Doorbell
+
+        if self._bell is None:
+            self._bell = Doorbell(self.new)
+        return self._bell
 
 
 def _id_of(msg: Message | str) -> str:

@@ -161,3 +161,37 @@ def test_a_kept_bell_lists_new_once_before_sleeping_and_still_sees_mail_sent_in_
         assert inbox.wait(timeout=60) is True
     timer.join()
     assert 2 == len(listed)
+
+
+def test_a_loop_of_claim_next_keeps_one_inotify_descriptor_and_no_thread(
+        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """claim_next() and watch() wait on the handle's one inotify descriptor, as wait()
+    does: a loop of them opens one for all its calls and starts no watcher thread."""
+    real = watch.libc_function
+    made: list[int] = []
+
+    def counting(name: str) -> Any:
+        function = real(name)
+        if name != "inotify_init1":
+            return function
+
+        def init(flags: int) -> int:
+            fd: int = function(flags)
+            made.append(fd)
+            return fd
+
+        return init
+
+    def refuse(self: Watcher) -> Watcher:
+        raise AssertionError("claim_next() started a watchdog observer")
+
+    monkeypatch.setattr(watch, "libc_function", counting)
+    monkeypatch.setattr(Watcher, "start", refuse)
+    inbox = mb.inbox("bob")
+    for _ in range(3):
+        timer = _send_soon(mb)
+        with deadline(30):
+            msg = inbox.claim_next(timeout=60)
+        timer.join()
+        assert msg is not None and inbox.done(msg)
+    assert 1 == len(made)
