@@ -122,7 +122,8 @@ def resend(root: str, sender: str, agent: str, stop: str, seed: str) -> None:
     with Mailbox.open(root) as mb:
         keys = int(mb.config.extra.get("test_keys", 0))
         while not os.path.exists(stop) and keys:
-            mb.send(sender, agent, subject="again", key=f"key-{rng.randrange(keys)}")
+            n = rng.randrange(keys)  # the retry sends the first send's words
+            mb.send(sender, agent, subject=str(n), key=f"key-{n}")
             sent += 1
             time.sleep(_IDLE_SLEEP)
     _print({"sent": sent})
