@@ -62,10 +62,8 @@ def test_wait_without_inotify_instances_still_wakes_on_its_rescan(
     timer.join()
 
 
-def test_a_loop_of_waits_keeps_one_inotify_descriptor(
-        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A reader looping over wait() and claim() opens one inotify descriptor for all its
-    waits (closing one waits for the kernel), and Mailbox.close() closes it."""
+def _count_inotify_instances(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The inotify descriptors opened from now on (the list grows as they are made)."""
     real = watch.libc_function
     made: list[int] = []
 
@@ -82,6 +80,14 @@ def test_a_loop_of_waits_keeps_one_inotify_descriptor(
         return init
 
     monkeypatch.setattr(watch, "libc_function", counting)
+    return made
+
+
+def test_a_loop_of_waits_keeps_one_inotify_descriptor(
+        mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader looping over wait() and claim() opens one inotify descriptor for all its
+    waits (closing one waits for the kernel), and Mailbox.close() closes it."""
+    made = _count_inotify_instances(monkeypatch)
     inbox = mb.inbox("bob")
     for _ in range(3):
         timer = _send_soon(mb)
@@ -167,25 +173,10 @@ def test_a_loop_of_claim_next_keeps_one_inotify_descriptor_and_no_thread(
         mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
     """claim_next() and watch() wait on the handle's one inotify descriptor, as wait()
     does: a loop of them opens one for all its calls and starts no watcher thread."""
-    real = watch.libc_function
-    made: list[int] = []
-
-    def counting(name: str) -> Any:
-        function = real(name)
-        if name != "inotify_init1":
-            return function
-
-        def init(flags: int) -> int:
-            fd: int = function(flags)
-            made.append(fd)
-            return fd
-
-        return init
-
+    made = _count_inotify_instances(monkeypatch)
     def refuse(self: Watcher) -> Watcher:
         raise AssertionError("claim_next() started a watchdog observer")
 
-    monkeypatch.setattr(watch, "libc_function", counting)
     monkeypatch.setattr(Watcher, "start", refuse)
     inbox = mb.inbox("bob")
     for _ in range(3):
