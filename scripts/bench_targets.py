@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
+
 from bench_report import fmt
 
 AGENTMAILBOX, WAIT, FLOOR, DIRQ, REDIS = (
