@@ -191,7 +191,7 @@ def hidden_name() -> str:
 
 def staging_name(msg_id: str) -> str:
     """``<id>.<pid>.<6 hex>``: starts with the id, so a reader can find it by prefix."""
-    return f"{msg_id}.{_Pid.value}.{random.getrandbits(24):06x}"  # staging_suffix(), inline
+    return f"{msg_id}.{staging_suffix()}"
 
 
 def staging_suffix() -> str:
@@ -250,20 +250,13 @@ class Disk:
             return
         # The hot paths pass strings: cutting at the last "/" is several times cheaper
         # than os.path.dirname (one guard per file operation, several per message).
-        text = path if type(path) is str else os.fspath(path)
-        if self._trusted.get(text.rpartition("/")[0], 0.0) > _monotonic():
-            return
-        self._check_folders(os.path.dirname(text))
+        self._guard_at(path, _monotonic())
 
-    def _guard_both(self, src: StrPath, dest: StrPath) -> None:
-        """:meth:`guard` of the two names of a move, with one reading of the clock."""
-        now, trusted = _monotonic(), self._trusted
-        src = src if type(src) is str else os.fspath(src)
-        dest = dest if type(dest) is str else os.fspath(dest)
-        if trusted.get(src.rpartition("/")[0], 0.0) <= now:  # as guard() does
-            self._check_folders(os.path.dirname(src))
-        if trusted.get(dest.rpartition("/")[0], 0.0) <= now:
-            self._check_folders(os.path.dirname(dest))
+    def _guard_at(self, path: StrPath, now: float) -> None:
+        """:meth:`guard` with the clock read already (a move guards two names with one)."""
+        text = path if type(path) is str else os.fspath(path)
+        if self._trusted.get(text.rpartition("/")[0], 0.0) <= now:
+            self._check_folders(os.path.dirname(text))
 
     def _check_folders(self, folder: str) -> None:
         base = self.base
@@ -450,7 +443,7 @@ class Disk:
         self.guard(dest)
         if not _Publishes.rename and not _Publishes.may_rename():
             return self._place_by_link(staged, dest)
-        result = _rename_noreplace(os.fsencode(staged), os.fsencode(dest))
+        result = _rename_noreplace(_encoded(staged), _encoded(dest))
         if result == 0:
             return True
         if result in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
@@ -549,10 +542,10 @@ class Disk:
         a plain ``rename`` stands in (documented in PROTOCOL.md: not exclusive there).
         """
         if self.base:
-            self._guard_both(src, dest)
-        result = _rename_noreplace(
-            src.encode(_FS_ENCODING, _FS_ERRORS) if type(src) is str else os.fsencode(src),
-            dest.encode(_FS_ENCODING, _FS_ERRORS) if type(dest) is str else os.fsencode(dest))
+            now = _monotonic()
+            self._guard_at(src, now)
+            self._guard_at(dest, now)
+        result = _rename_noreplace(_encoded(src), _encoded(dest))
         if result == 0:
             return Moved.MOVED
         if result == errno.EEXIST:
@@ -932,6 +925,11 @@ _RENAME_NOREPLACE = 1
 # What os.fsencode encodes a str path with: Disk.move encodes its plain strings itself,
 # without the Python-level checks that cost as much as the encoding.
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+
+
+def _encoded(path: StrPath) -> bytes:
+    """``os.fsencode(path)``, a plain ``str`` encoded directly (the renames' hot path)."""
+    return path.encode(_FS_ENCODING, _FS_ERRORS) if type(path) is str else os.fsencode(path)
 
 
 def _rename_noreplace(src: bytes, dest: bytes) -> int:

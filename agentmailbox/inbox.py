@@ -441,7 +441,7 @@ class Inbox:
         except Malformed as exc:
             self._dead.bury(path, exc.reason, agent=self.agent)
             return None
-        if msg.expires_at is not None and msg.expired():
+        if msg.expired():
             self._dead.bury(path, "expired", agent=self.agent, expires_at=msg.expires_at)
             return None
         return msg

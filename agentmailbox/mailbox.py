@@ -273,8 +273,7 @@ class Mailbox:
                                  subject=msg.subject[:80], kind=msg.kind, thread=msg.thread,
                                  reply_to=msg.reply_to)
         for inbox in inboxes:
-            if (inbox.deliver(msg.id, data, fresh=fresh) if self._batch is None
-                    else self._deliver(inbox, msg.id, data, fresh=fresh)):
+            if self._deliver(inbox, msg.id, data, fresh=fresh):
                 self.quotas.delivered(inbox.agent)
         if routed:
             self._deliver(self.spool, msg.id, data)
@@ -308,8 +307,7 @@ class Mailbox:
         names must be registered."""
         if isinstance(to, str):
             wanted = [to]
-        elif type(to) is list or type(to) is tuple or (
-                isinstance(to, Iterable) and not isinstance(to, bytes | dict)):
+        elif isinstance(to, Iterable) and not isinstance(to, bytes | dict):
             wanted = list(to)
         else:
             raise InvalidInput(f"recipients must be a name or a list of names, not "

@@ -98,9 +98,7 @@ class Clock:
 
     def new_id(self, after: int = 0) -> str:
         """A fresh message id whose stamp is larger than ``after`` (see :meth:`stamp`)."""
-        with self._lock:  # stamp(), inline: every send mints one
-            self._last = last = max(self._wall(), self._last + 1)
-        return f"{last if last > after else after + 1:020d}-{_random_hex()}"
+        return f"{self.stamp(after):020d}-{_random_hex()}"
 
 
 class _Entropy:
@@ -152,19 +150,13 @@ def _day_name(day_number: int) -> str:
 def iso(ns: int) -> str:
     """RFC 3339 UTC with microseconds (truncated) for a nanosecond timestamp."""
     seconds, fraction = divmod(ns, 1_000_000_000)
-    last = _last_second[0]  # one read: another thread may replace it meanwhile
-    if seconds == last[0]:  # every send stamps one: mostly in the second of the last
-        return f"{last[1]}.{fraction // 1000:06d}Z"
     if 0 <= seconds < _YEAR_10000:
-        text = _iso_second(seconds)
-        _last_second[0] = (seconds, text)
-        return f"{text}.{fraction // 1000:06d}Z"
+        return f"{_iso_second(seconds)}.{fraction // 1000:06d}Z"
     return datetime.fromtimestamp(seconds, UTC).replace(microsecond=fraction // 1000).isoformat(
         timespec="microseconds").replace("+00:00", "Z")
 
 
 _YEAR_10000 = 253_402_300_800
-_last_second: list[tuple[int, str]] = [(-1, "")]  # the last whole second iso() wrote, as text
 
 
 @functools.lru_cache(maxsize=16)

@@ -8,6 +8,7 @@ import fcntl
 import os
 import resource
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -62,24 +63,34 @@ def test_wait_without_inotify_instances_still_wakes_on_its_rescan(
     timer.join()
 
 
-def _count_inotify_instances(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The inotify descriptors opened from now on (the list grows as they are made)."""
+def _on_inotify_init(monkeypatch: pytest.MonkeyPatch, then: Callable[[int], int]) -> None:
+    """Pass every inotify descriptor opened from now on through ``then`` (which returns the
+    descriptor the caller gets)."""
     real = watch.libc_function
-    made: list[int] = []
 
-    def counting(name: str) -> Any:
+    def wrapped(name: str) -> Any:
         function = real(name)
         if name != "inotify_init1":
             return function
 
         def init(flags: int) -> int:
             fd: int = function(flags)
-            made.append(fd)
-            return fd
+            return then(fd)
 
         return init
 
-    monkeypatch.setattr(watch, "libc_function", counting)
+    monkeypatch.setattr(watch, "libc_function", wrapped)
+
+
+def _count_inotify_instances(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The inotify descriptors opened from now on (the list grows as they are made)."""
+    made: list[int] = []
+
+    def note(fd: int) -> int:
+        made.append(fd)
+        return fd
+
+    _on_inotify_init(monkeypatch, note)
     return made
 
 
@@ -106,27 +117,17 @@ def test_wait_works_with_a_descriptor_past_1023(
         mb: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
     """A long-running process with many files open still waits for mail (select() cannot
     watch a descriptor past 1023)."""
-    real = watch.libc_function
-
-    def high(name: str) -> Any:
-        function = real(name)
-        if name != "inotify_init1":
-            return function
-
-        def init(flags: int) -> int:
-            fd: int = function(flags)
-            moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 1100)
-            os.close(fd)
-            return moved
-
-        return init
+    def high(fd: int) -> int:
+        moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 1100)
+        os.close(fd)
+        return moved
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 2048:
         pytest.skip("the hard limit of open files is below 2048")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
     try:
-        monkeypatch.setattr(watch, "libc_function", high)
+        _on_inotify_init(monkeypatch, high)
         assert mb.inbox("bob").wait(timeout=0.1) is False
         timer = _send_soon(mb)
         with deadline(30):
