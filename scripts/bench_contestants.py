@@ -25,6 +25,7 @@ from agentmailbox.fs import _rename_noreplace  # the very renameat2 call the lib
 POLICIES = ("always", "batch", "never")
 BATCH_SIZE = 100
 POLL_S = 0.05
+JOURNAL_GROUP_S = 0.010  # as agentmailbox.journal.DELAY
 GROUP = ("g1", "g2", "g3")
 FILE_MODE = 0o644
 MAILDIR_KEY = re.compile(r"^(\d+)\.M(\d+)P(\d+)Q(\d+)")
@@ -397,12 +398,16 @@ class ProtocolFloor(Floor):
     """agentmailbox's system calls, in its order, with no library code around them.
 
     The gap between this and `floor` is what the protocol's extra steps cost; the gap
-    between this and `agentmailbox` is the library's own Python. Per send: 2 lstat per
-    agent (registered?), a journal line, exclusive create of a staging name, write,
-    (fsync), rename-no-replace into new/ (renameat2), (fsync new/). Per receive: the
-    two-scan refill, a rename-no-replace claim (renameat2), lstat of done/<day>/X, open,
-    fstat, lease (futimens to now), read, parse + re-encode check, journal line,
-    rename-no-replace into done/<day>/, (fsync the day folder), journal line.
+    between this and `agentmailbox` is the library's own Python. Per send: a journal
+    line, exclusive create of a staging name, write, (fsync), rename-no-replace into
+    new/ (renameat2), (fsync new/); registration is checked once per name, as the
+    library's cache does, so no stat per send. Per receive: the two-scan refill, a
+    rename-no-replace claim (renameat2), lstat of done/<day>/X, open, fstat (the
+    claiming rename set the ctime, which starts the lease: no futimens), read, parse +
+    re-encode check, a journal line, rename-no-replace into done/<day>/, (fsync the day
+    folder), a journal line. Journal lines are held and written in one append once
+    JOURNAL_GROUP_S has passed since the first, or at a chunk's end (the library writes
+    a burst's lines DELAY after its first: journal.py).
     """
 
     name = "floor-protocol"
@@ -430,40 +435,58 @@ class ProtocolFloor(Floor):
         self.day = f"{self.done}/day"
         self.registered = [f"{self.root}/agents/{a}{leaf}" for a in self.agents
                            for leaf in ("", "/agent.json")]
+        for path in self.registered:  # once, as the library's registry cache does
+            os.lstat(path)
         self.journal = os.open(f"{self.root}/journal/day.jsonl",
                                os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self.seen: frozenset[str] = frozenset()
-        self.held: list[bytes] | None = None
+        self.held: list[bytes] = []
+        self.held_since = 0.0
 
     def close(self) -> None:
-        """Close the journal."""
+        """Write the held journal lines; close the journal."""
+        self._write_held()
         os.close(self.journal)
         super().close()
 
     def _note(self, event: str, name: str) -> None:
         line = orjson.dumps({"t": time.time_ns(), "ev": event, "id": name},
                             option=orjson.OPT_APPEND_NEWLINE)
-        if self.held is None:
-            os.write(self.journal, line)
-        else:
-            self.held.append(line)
+        now = time.monotonic()
+        if not self.held:
+            self.held_since = now
+        self.held.append(line)
+        if self.fsync != "batch" and now - self.held_since >= JOURNAL_GROUP_S:
+            self._write_held()
+
+    def _write_held(self) -> None:
+        held, self.held = self.held, []
+        if held:
+            os.write(self.journal, b"".join(held))
+
+    def send_many(self, msgs: list[dict[str, Any]]) -> None:
+        """Send, then write the lines still held (a chunk's end)."""
+        super().send_many(msgs)
+        self._write_held()
+
+    def send_batch(self, msgs: list[dict[str, Any]]) -> None:
+        """Under batch, as `mb.batch()`: the journal lines go out in one write at the end."""
+        super().send_batch(msgs)
+        if self.fsync == "batch":
+            self._write_held()
 
     def drain(self, n: int) -> list[dict[str, Any]]:
-        """Under batch, as `mb.batch()`: the journal lines go out in one write at the end."""
-        if self.fsync == "batch":
-            self.held = []
-        return super().drain(n)
+        """Receive, then write the lines still held (a chunk's end; under batch, as
+        `mb.batch()`, the only write)."""
+        got = super().drain(n)
+        self._write_held()
+        return got
 
     def _end_drain(self, any_done: bool) -> None:
         if any_done:
             fsync_dir(self.day)
-        held, self.held = self.held, None
-        if held:
-            os.write(self.journal, b"".join(held))
 
     def _stage(self, msg: dict[str, Any], sync: bool) -> str:
-        for path in self.registered:
-            os.lstat(path)
         name = self._new_name()
         self._note("send", name)
         write_file(f"{self.tmp}/{name}", orjson.dumps(msg), sync=sync)
@@ -485,7 +508,6 @@ class ProtocolFloor(Floor):
         fd = os.open(f"{self.cur}/{name}", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             size = os.fstat(fd).st_size
-            os.utime(fd)
             data = os.read(fd, size + 1)
         finally:
             os.close(fd)
