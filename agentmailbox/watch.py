@@ -390,6 +390,8 @@ class Doorbell:
     _IN_MOVED_TO, _IN_CREATE, _IN_ONLYDIR, _IN_DONT_FOLLOW = 0x80, 0x100, 0x01000000, 0x02000000
     _MASK = _IN_CREATE | _IN_MOVED_TO | _IN_ONLYDIR | _IN_DONT_FOLLOW
     _FLAGS = os.O_NONBLOCK | os.O_CLOEXEC  # IN_NONBLOCK, IN_CLOEXEC
+    _READ_SIZE = 65536
+    _EVENT_MAX = 16 + 255 + 1  # struct inotify_event, NAME_MAX, the name's NUL
 
     def __init__(self, directory: Path, rescan_interval: float = RESCAN_SECONDS) -> None:
         self.directory = directory
@@ -451,10 +453,14 @@ class Doorbell:
                     "rescan alone", os.strerror(code), self.directory, self.rescan_interval)
 
     def clear(self) -> None:
-        """Forget what rang so far (without waiting)."""
+        """Forget what rang so far (without waiting).
+
+        A read returns every queued event that fits: one that leaves room for another
+        event emptied the queue, so a wake-up costs one read, not a second that fails.
+        """
         if self.fd >= 0:
             with contextlib.suppress(BlockingIOError):
-                while os.read(self.fd, 65536):
+                while len(os.read(self.fd, self._READ_SIZE)) > self._READ_SIZE - self._EVENT_MAX:
                     pass
 
     def wait(self, timeout: float | None) -> None:

@@ -9,6 +9,7 @@ import os
 import resource
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -187,3 +188,19 @@ def test_a_loop_of_claim_next_keeps_one_inotify_descriptor_and_no_thread(
         timer.join()
         assert msg is not None and inbox.done(msg)
     assert 1 == len(made)
+
+
+def test_a_bell_cleared_after_more_arrivals_than_one_read_holds_rings_again_only_for_new_ones(
+        tmp_path: Path) -> None:
+    """Clearing a doorbell forgets every arrival so far, even more than one read returns,
+    and the next arrival rings it again."""
+    folder = tmp_path / "new"
+    folder.mkdir()
+    with watch.Doorbell(folder) as bell:
+        bell.open()
+        for i in range(3000):  # ~60 bytes of event each: about three reads' worth
+            (folder / f"{i:040d}.json").touch()
+        bell.clear()
+        assert bell._poller is not None and not bell._poller.poll(0)
+        (folder / "one-more.json").touch()
+        assert bell._poller.poll(0)
