@@ -95,10 +95,7 @@ class DeadLetters:
         disk = self._root.disk
         reason_path = self._paths.dead_reason(dead_id)
         staged = disk.stage(self.directory, orjson.dumps(record, option=orjson.OPT_INDENT_2))
-        try:
-            disk.publish(staged, reason_path)
-        finally:
-            disk.unlink(staged)
+        disk.place(staged, str(reason_path))
         return reason_path
 
     def restore_reason(self, dead_id: str) -> None:

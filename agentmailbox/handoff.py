@@ -217,9 +217,10 @@ class HandoffStore:
         staged = disk.stage(self.directory, data, sync=True)
         try:
             faults.hit("handoff.staged")
-            disk.publish(staged, self._paths.handoff(msg_id))
-        finally:
+        except BaseException:
             disk.unlink(staged)
+            raise
+        disk.place(staged, str(self._paths.handoff(msg_id)))
         disk.sync_dir(self.directory)
         self._root.journal.record("handoff", agent=self.agent, id=msg_id, epoch=epoch)
         return self._from_message(msg)

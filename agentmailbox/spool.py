@@ -67,11 +67,9 @@ class Spool:
         return self._disk.stage(self.tmp, data, staging_name(names.check_id(msg_id)), sync=sync)
 
     def publish_staged(self, staged: str, msg_id: str) -> bool:
-        """Second half: link the staged file into ``spool/new`` (EEXIST = already posted)."""
-        try:
-            return self._disk.publish(staged, self.new / layout.message_file(msg_id))
-        finally:
-            self._disk.unlink(staged)
+        """Second half: move the staged file into ``spool/new`` without replacing (False,
+        the staged file removed, if it is already posted)."""
+        return self._disk.place(staged, f"{self.new}/{layout.message_file(msg_id)}")
 
     def names(self, folder: Path) -> list[str]:
         """Message file names in one spool folder, oldest first."""

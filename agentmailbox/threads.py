@@ -64,10 +64,7 @@ class Threads:
         disk = self._root.disk
         disk.ensure_dir(self.directory)
         staged = disk.stage(self.directory, data)
-        try:
-            created = disk.publish(staged, self.marker_path(thread))
-        finally:
-            disk.unlink(staged)
+        created = disk.place(staged, str(self.marker_path(thread)))
         if created:
             disk.fsync_dir(self.directory)
             self._root.journal.record("thread.done", thread=thread, agent=by, note=note[:200])

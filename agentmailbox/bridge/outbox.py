@@ -52,10 +52,7 @@ class Outbox:
         for remote in remotes:
             name = layout.outbound_file(names.check_id(msg_id), remote.agent, remote.host)
             staged = self._disk.stage(tmp, data, staging_name(msg_id))
-            try:
-                posted += self._disk.publish(staged, out + name)
-            finally:
-                self._disk.unlink(staged)
+            posted += self._disk.place(staged, out + name)
         if posted:
             self._disk.fsync_dir(self._paths.bridge_out)
         return posted

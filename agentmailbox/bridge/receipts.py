@@ -65,10 +65,7 @@ class Receipts:
                   "recipients": {str(r): None for r in remotes}}
         staged = self._disk.stage(self._paths.bridge_tmp, orjson.dumps(record),
                                   staging_name(msg.id))
-        try:
-            created = self._disk.publish(staged, self._paths.receipt(msg.id))
-        finally:
-            self._disk.unlink(staged)
+        created = self._disk.place(staged, str(self._paths.receipt(msg.id)))
         if created:
             return
         with self._changing():
@@ -163,10 +160,7 @@ class Tracker:
         name = layout.outbound_file(msg_id, agent, origin)
         staged = self._disk.stage(self._paths.bridge_tmp, orjson.dumps({"state": None}),
                                   staging_name(msg_id))
-        try:
-            created = self._disk.publish(staged, self._paths.tracked(name))
-        finally:
-            self._disk.unlink(staged)
+        created = self._disk.place(staged, str(self._paths.tracked(name)))
         if created and self._known is not None:
             self._known[(msg_id, agent, origin)] = None
 
