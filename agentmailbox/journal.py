@@ -74,6 +74,11 @@ class Journal:
         Written at once, or with the lines after it within :data:`DELAY` (module
         docstring); between :meth:`hold` and :meth:`flush` (a batch) kept until the
         flush."""
+        self.record_fields(event, fields)
+
+    def record_fields(self, event: str, fields: dict[str, Any]) -> None:
+        """:meth:`record` of fields in a dict (one the caller built: no keyword
+        arguments to pack, as on the send path, which records every message)."""
         now = time.time_ns()
         entry = {"t": now, "ev": event, "pid": pid(), **fields}
         line = orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE)
@@ -186,14 +191,15 @@ class _Pending:
 
     def add(self, journal: Journal, day: int, line: bytes) -> None:
         """Write ``line`` at once if nothing was written for :data:`DELAY`, else hold it."""
-        tick = self.clock()
         with self.lock:
             lines = self.lines
-            if lines.size:  # a burst: the flusher knows
+            if lines.size:  # a burst: the flusher knows (and needs no clock reading)
                 lines.add(journal, day, line)
                 if lines.size >= GROUP_LIMIT:
                     self.write_all()
-            elif tick - self.last_write >= DELAY:
+                return
+            tick = self.clock()
+            if tick - self.last_write >= DELAY:
                 self.last_write = tick
                 journal.append(day, line)
             else:

@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -27,7 +27,7 @@ from .errors import (
 )
 from .fs import Disk, FolderSyncs, Fsync, faults
 from .inbox import Inbox, State
-from .message import Message, Priority, day_of, encode, encode_composed, iso, parse_expiry
+from .message import Message, Priority, composed, day_of, encode, iso, parse_expiry
 from .quotas import Quotas
 from .registry import AgentInfo, Registry
 from .root import DIRNAME, MODES, Config, Root, find_root
@@ -254,13 +254,13 @@ class Mailbox:
         """
         written, direct, routed, remote = self._recipients(to)
         self.registry.require(sender)  # checks the name (once: a registration seen is trusted)
-        msg = self._compose(sender, written, subject, body, kind=kind,
-                            thread=thread, reply_to=reply_to, priority=priority,
-                            expires_at=parse_expiry(expires_at), receipt=receipt,
-                            headers=_pick_header(headers or {}, pick, routed), epoch=epoch)
         # The reader's schema, before any write, of what the caller gave (the id, sender
         # and recipients were minted or checked just now).
-        data = encode_composed(msg, self.config.max_message_bytes)
+        msg, data = self._compose(sender, written, subject, body, kind=kind,
+                                  thread=thread, reply_to=reply_to, priority=priority,
+                                  expires_at=parse_expiry(expires_at), receipt=receipt,
+                                  headers=_pick_header(headers or {}, pick, routed),
+                                  epoch=epoch)
         if msg.thread != msg.id:
             self._warn_if_thread_done(msg.thread)
         inboxes = [self.inbox(name) for name in direct]
@@ -269,9 +269,7 @@ class Mailbox:
         if key is not None:
             msg, data = self._claim_key(msg, data, names.check_key(key))
         fresh = msg.id == minted  # an id minted just now: no inbox can hold it yet
-        self.root.journal.record("send", id=msg.id, **{"from": sender}, to=list(msg.to),
-                                 subject=msg.subject[:80], kind=msg.kind, thread=msg.thread,
-                                 reply_to=msg.reply_to)
+        self._record_send(msg)
         for inbox in inboxes:
             if self._deliver(inbox, msg.id, data, fresh=fresh):
                 self.quotas.delivered(inbox.agent)
@@ -324,18 +322,26 @@ class Mailbox:
                  kind: str = "message", thread: str | None = None,
                  reply_to: str | None = None, priority: Priority | str = Priority.NORMAL,
                  expires_at: str | None = None, receipt: bool = False,
-                 headers: dict[str, str] | None = None, epoch: int | None = None) -> Message:
+                 headers: dict[str, str] | None = None, epoch: int | None = None
+                 ) -> tuple[Message, bytes]:
+        """A new message and its bytes, checked by the reader's schema (the id minted
+        here, the sender and recipients checked by the caller)."""
         msg_id = self.root.clock.new_id()
         if thread is None:
             thread = msg_id if reply_to is None else self._thread_of(reply_to, sender) or msg_id
         elif isinstance(thread, str):  # another type: encode() refuses it, naming it
             names.check_thread(thread)
-        return Message(id=msg_id, sender=sender, to=to, subject=str(subject), body=body,
-                       kind=kind, thread=thread, reply_to=reply_to,
-                       priority=cast(Priority, priority),  # Message turns a str into one
-                       expires_at=expires_at, receipt=receipt,
-                       headers={} if headers is None else headers, ts=iso(time.time_ns()),
-                       epoch=epoch)
+        return composed(msg_id, sender, to, str(subject), body, kind=kind, thread=thread,
+                        reply_to=reply_to, priority=priority, expires_at=expires_at,
+                        receipt=receipt, headers={} if headers is None else headers,
+                        ts=iso(time.time_ns()), epoch=epoch,
+                        limit=self.config.max_message_bytes)
+
+    def _record_send(self, msg: Message) -> None:
+        """The journal's ``send`` line of ``msg`` (PROTOCOL.md §12)."""
+        self.root.journal.record_fields("send", {
+            "id": msg.id, "from": msg.sender, "to": list(msg.to), "subject": msg.subject[:80],
+            "kind": msg.kind, "thread": msg.thread, "reply_to": msg.reply_to})
 
     def _thread_of(self, reply_to: str | None, sender: str) -> str | None:
         """A reply joins the thread of what it answers (if the replier still has it and
@@ -462,17 +468,15 @@ class Mailbox:
         faults.hit("receipt.pending")
         # Straight into the sender's inbox: a receipt is not new work, so quotas and
         # the done-thread warning do not apply (a full inbox must not fail a claim).
-        msg = self._compose(reader, (original.sender,), f"{state}: {original.subject}"[:200],
-                            {"of": original.id, "state": state, "by": reader,
-                             "epoch": self.epoch(reader)},
-                            kind="receipt", thread=writable_thread(original),
-                            reply_to=original.id,
-                            epoch=self.epoch(reader))
-        self.root.journal.record("send", id=msg.id, **{"from": reader}, to=list(msg.to),
-                                 subject=msg.subject[:80], kind=msg.kind, thread=msg.thread,
-                                 reply_to=msg.reply_to)
-        self.inbox(original.sender).deliver(msg.id, encode(msg, self.config.max_message_bytes),
-                                            fresh=True)
+        msg, data = self._compose(reader, (original.sender,),
+                                  f"{state}: {original.subject}"[:200],
+                                  {"of": original.id, "state": state, "by": reader,
+                                   "epoch": self.epoch(reader)},
+                                  kind="receipt", thread=writable_thread(original),
+                                  reply_to=original.id,
+                                  epoch=self.epoch(reader))
+        self._record_send(msg)
+        self.inbox(original.sender).deliver(msg.id, data, fresh=True)
 
     # -- where is my mail -----------------------------------------------------------------------
 

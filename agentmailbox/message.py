@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import orjson
 
@@ -32,7 +32,7 @@ from .errors import InvalidInput, MessageTooLarge
 from .fs import check_unique_keys
 
 __all__ = ["FORMAT_VERSION", "Clock", "Malformed", "Message", "Priority", "decode", "encode",
-           "encode_composed", "parse_expiry", "parse_time", "reply_subject"]
+           "composed", "encode_composed", "parse_expiry", "parse_time", "reply_subject"]
 
 FORMAT_VERSION = 1
 MAX_FUTURE_NS = 60 * 10**9  # stamps read from others further ahead than this do not move our clock
@@ -98,7 +98,7 @@ class Clock:
 
     def new_id(self, after: int = 0) -> str:
         """A fresh message id whose stamp is larger than ``after`` (see :meth:`stamp`)."""
-        return f"{self.stamp(after):020d}-{_random_hex()}"
+        return str(self.stamp(after)).zfill(20) + "-" + _random_hex()
 
 
 class _Entropy:
@@ -263,6 +263,43 @@ def encode_composed(msg: Message, limit: int) -> bytes:
     if not _given_fields_plain(obj):
         _check_schema(obj)
     return _dump(obj, limit)
+
+
+def composed(msg_id: str, sender: str, to: tuple[str, ...], subject: str, body: Any, *,
+             kind: str, thread: str, reply_to: str | None, priority: Priority | str,
+             expires_at: str | None, receipt: bool, headers: dict[str, str], ts: str,
+             epoch: int | None, limit: int) -> tuple[Message, bytes]:
+    """The :class:`Message` of these fields and its bytes, for a message its writer just
+    composed (``Mailbox.send``: a minted id, names that passed :mod:`names`): what
+    ``Message(...)`` and :func:`encode_composed` give, with the same checks and errors.
+
+    In the common case (what passes :func:`_given_fields_plain`) the on-disk object is
+    laid out once, and the message is set slot by slot from the very values it holds,
+    as :func:`decode` builds one; anything else goes through ``Message(...)`` and
+    :func:`encode_composed`.
+
+    Raises:
+        InvalidInput: as :func:`encode`.
+        MessageTooLarge: as :func:`encode`.
+    """
+    given = str(priority) if isinstance(priority, str) else priority  # as to_dict() says it
+    obj: dict[str, Any] = {
+        "v": FORMAT_VERSION, "id": msg_id, "ts": ts, "from": sender, "to": list(to),
+        "subject": subject, "kind": kind, "thread": thread or msg_id, "reply_to": reply_to,
+        "priority": given, "expires_at": expires_at, "receipt": receipt,
+        "headers": headers, "body": body,
+    }
+    if epoch is not None:
+        obj["epoch"] = epoch
+    if type(to) is tuple and _given_fields_plain(obj):
+        msg = _built((msg_id, sender, to, subject, body, kind, thread, reply_to,
+                      _PRIORITIES[given], expires_at, receipt, headers, ts, epoch))
+        return msg, _dump(obj, limit)
+    msg = Message(id=msg_id, sender=sender, to=to, subject=subject, body=body, kind=kind,
+                  thread=thread, reply_to=reply_to,
+                  priority=cast(Priority, priority),  # Message turns a str into one
+                  expires_at=expires_at, receipt=receipt, headers=headers, ts=ts, epoch=epoch)
+    return msg, encode_composed(msg, limit)
 
 
 def _check_schema(obj: dict[str, Any]) -> None:

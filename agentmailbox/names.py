@@ -103,7 +103,12 @@ def check_agent(name: str) -> str:
     """Return ``name`` if it is a valid agent name, else raise :class:`InvalidName`.
 
     Valid: 1 to 64 characters of ``a-z 0-9 _ -``, starting with a letter or digit.
+    A name found valid is remembered (a set look-up instead of a pattern match: mail
+    names the same few agents over and over; at most :data:`_KNOWN_LIMIT`, then it
+    starts afresh).
     """
+    if type(name) is str and name in _KNOWN_AGENTS:
+        return name
     if not isinstance(name, str) or not _AGENT.fullmatch(name):
         hint = "use 1-64 characters of a-z, 0-9, '_' and '-', starting with a letter or digit"
         if isinstance(name, str) and name.lower() != name and _AGENT.fullmatch(name.lower()):
@@ -112,7 +117,15 @@ def check_agent(name: str) -> str:
     if name in _RESERVED:
         raise InvalidName(f"agent name {name!r} is reserved", name=name,
                           hint="'*' addresses everyone; pick another name")
+    if type(name) is str:  # a str subclass may compare equal to what it is not
+        if len(_KNOWN_AGENTS) >= _KNOWN_LIMIT:
+            _KNOWN_AGENTS.clear()
+        _KNOWN_AGENTS.add(name)
     return name
+
+
+_KNOWN_AGENTS: set[str] = set()
+_KNOWN_LIMIT = 4096
 
 
 def check_host(host: str) -> str:

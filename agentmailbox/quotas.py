@@ -29,10 +29,13 @@ class Fill:
 
 @dataclass(slots=True)
 class _Gauge:
+    """What is known of one inbox, and until when (``time.monotonic_ns`` deadlines: a
+    send in a burst compares one clock reading with them, and computes nothing)."""
+
     quota: int = 0
-    quota_at: int = 0
+    quota_until: int = 0
     unread: int = 0
-    counted_at: int = 0
+    recount_at: int = 0
 
 
 class Quotas:
@@ -57,10 +60,12 @@ class Quotas:
 
     def quota(self, agent: str) -> int:
         """The max unread of ``agent`` (0: unlimited), cached briefly."""
-        gauge = self._gauge(agent)
-        now = time.monotonic_ns()
-        if not gauge.quota_at or now - gauge.quota_at > self.QUOTA_TTL_SECONDS * 1e9:
-            gauge.quota, gauge.quota_at = self._read_quota(agent), now
+        return self._quota_of(self._gauge(agent), agent, time.monotonic_ns())
+
+    def _quota_of(self, gauge: _Gauge, agent: str, now: int) -> int:
+        if now >= gauge.quota_until:
+            gauge.quota = self._read_quota(agent)
+            gauge.quota_until = now + int(self.QUOTA_TTL_SECONDS * 1e9)
         return gauge.quota
 
     def _read_quota(self, agent: str) -> int:
@@ -72,13 +77,15 @@ class Quotas:
 
     def full(self, inbox: Inbox) -> Fill | None:
         """The fill of ``inbox`` if it holds its quota of unread mail, else None."""
-        quota = self.quota(inbox.agent)
+        agent = inbox.agent
+        gauge = self._gauges.get(agent) or self._gauge(agent)
+        now = time.monotonic_ns()
+        quota = gauge.quota if now < gauge.quota_until else self._quota_of(gauge, agent, now)
         if quota <= 0:
             return None
-        gauge = self._gauge(inbox.agent)
-        now = time.monotonic_ns()
-        if now - gauge.counted_at > self.RECOUNT_SECONDS * 1e9 or gauge.unread >= quota:
-            gauge.unread, gauge.counted_at = inbox.count(), now
+        if now >= gauge.recount_at or gauge.unread >= quota:
+            gauge.unread = inbox.count()
+            gauge.recount_at = now + int(self.RECOUNT_SECONDS * 1e9)
         if gauge.unread >= quota:
             return Fill(inbox.agent, gauge.unread, quota)
         return None

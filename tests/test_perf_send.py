@@ -16,7 +16,7 @@ import agentmailbox.fs as fs
 from agentmailbox import Mailbox
 from agentmailbox.fs import Disk, faults
 from agentmailbox.journal import Journal
-from agentmailbox.message import Clock, Message, encode, encode_composed
+from agentmailbox.message import Clock, Message, Priority, composed, encode, encode_composed
 
 SYSCALLS = ("open", "write", "close", "fsync", "fstat", "lstat", "link", "unlink", "rename",
             "replace", "fchmod")
@@ -91,7 +91,7 @@ def test_a_send_at_fsync_never_is_four_system_calls_beside_its_journal_line(
     """A send of one message to one agent creates, writes and closes its file in tmp/ and
     moves it into new/ with one rename: no link, no unlink, no look at any folder."""
     mb.send("alice", "bob")  # the registrations and folders are looked at once
-    monkeypatch.setattr(Journal, "record", lambda self, *a, **k: None)  # counted elsewhere
+    monkeypatch.setattr(Journal, "record_fields", lambda self, *a: None)  # counted elsewhere
     calls = _count_syscalls(monkeypatch)
     mb.send("alice", "bob", subject="counted", body={"n": 1})
     assert {"open": 1, "write": 1, "close": 1, "renameat2": 1} == dict(calls)
@@ -146,7 +146,7 @@ def test_a_process_without_ctypes_links_its_first_publish_and_renames_the_next(
     """A one-shot send never loads ctypes (its import costs more than the send); a producer
     that goes on sending renames from its second publish on."""
     mb.send("alice", "bob")
-    monkeypatch.setattr(Journal, "record", lambda self, *a, **k: None)  # counted elsewhere
+    monkeypatch.setattr(Journal, "record_fields", lambda self, *a: None)  # counted elsewhere
     monkeypatch.setattr(fs._Publishes, "rename", False)
     monkeypatch.setattr(fs._Publishes, "linked", False)
     monkeypatch.delitem(sys.modules, "ctypes")  # as in a process that never claimed
@@ -183,6 +183,59 @@ def test_the_send_paths_check_refuses_and_accepts_what_the_full_check_does(
             return type(exc), str(exc)
 
     assert outcome(encode) == outcome(encode_composed)
+
+
+@pytest.mark.parametrize("fields", ODD_FIELDS, ids=repr)
+def test_a_composed_message_is_the_message_and_bytes_the_general_path_makes(
+        fields: dict[str, Any]) -> None:
+    """message.composed, which lays out a new message once and sets its slots, gives the
+    Message that Message(...) gives and the bytes that encode() writes, or the same
+    error."""
+    given: dict[str, Any] = {
+        "subject": "", "body": None, "kind": "message", "thread": "", "reply_to": None,
+        "priority": Priority.NORMAL, "expires_at": None, "receipt": False, "headers": {},
+        "ts": "", "epoch": None, **fields}
+    msg_id = Clock().new_id()
+
+    def general() -> object:
+        try:
+            msg = Message(id=msg_id, sender="alice", to=("bob", "@coder"), **given)
+            return msg, encode(msg, 4096)
+        except Exception as exc:  # the error itself is compared
+            return type(exc), str(exc)
+
+    def fast() -> object:
+        try:
+            return composed(msg_id, "alice", ("bob", "@coder"), limit=4096, **given)
+        except Exception as exc:
+            return type(exc), str(exc)
+
+    ours, theirs = fast(), general()
+    assert theirs == ours
+    if isinstance(ours, tuple) and isinstance(ours[0], Message):
+        assert type(ours[0].priority) is Priority
+
+
+def test_a_name_found_valid_once_never_lets_an_invalid_one_through() -> None:
+    """The agent names check_agent remembers are only ones it accepted: a look-alike (a
+    str subclass, another case, a reserved name) is still checked, and the memory is
+    bounded."""
+    from agentmailbox import names
+    from agentmailbox.errors import InvalidName
+
+    class Sly(str):
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        __hash__ = str.__hash__
+
+    names.check_agent("bob")
+    for bad in ("Bob", "all", Sly("bob!"), "bob\n", ""):
+        with pytest.raises(InvalidName):
+            names.check_agent(bad)
+    for n in range(names._KNOWN_LIMIT + 10):
+        names.check_agent(f"agent-{n}")
+    assert len(names._KNOWN_AGENTS) <= names._KNOWN_LIMIT
 
 
 def test_a_batch_publishes_each_staged_file_with_one_rename(
