@@ -386,10 +386,7 @@ class Mailbox:
         if len(record) > self.config.max_message_bytes:  # what load_key_marker admits
             raise MessageTooLarge(len(record), self.config.max_message_bytes)
         staged = self.root.disk.stage(folder, record)
-        try:
-            created = self.root.disk.publish(staged, marker)
-        finally:
-            self.root.disk.unlink(staged)
+        created = self.root.disk.place(staged, str(marker))
         faults.hit("send.key_marked")
         if created:
             self.root.disk.fsync_dir(folder)

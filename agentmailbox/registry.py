@@ -206,10 +206,7 @@ class Registry:
         agent = self._root.paths.agent(name)
         base = agent.path
         staged = self._root.disk.stage(base, data)
-        try:
-            created = self._root.disk.publish(staged, agent.identity)
-        finally:
-            self._root.disk.unlink(staged)
+        created = self._root.disk.place(staged, str(agent.identity))
         if created:
             self._root.disk.fsync_dir(base)
         return created
