@@ -26,7 +26,18 @@ from typing import TYPE_CHECKING, cast
 from . import layout, names
 from .dead import DeadLetters
 from .errors import Conflict, InvalidInput, MailboxError, MessageNotFound
-from .fs import FolderSyncs, Foreign, Moved, faults, read_open, same_file, staging_name
+from .fs import (
+    GONE,
+    MOVED,
+    OCCUPIED,
+    FolderSyncs,
+    Foreign,
+    Moved,
+    faults,
+    read_open,
+    same_file,
+    staging_name,
+)
 from .message import Malformed, Message, day_of, decode, iso, stamp_of
 from .root import Root
 
@@ -337,7 +348,7 @@ class Inbox:
         """
         src, dest = self._new_s + name, self._cur_s + name
         before = time.time_ns()
-        if self._disk.move(src, dest) is not Moved.MOVED:
+        if self._disk.move(src, dest) is not MOVED:
             return None
         faults.hit("claim.moved")
         msg_id = name[:-5]
@@ -371,11 +382,11 @@ class Inbox:
         """
         cur = f"{self._cur_s}{msg_id}.json"
         moved = self._disk.move(cur, dest)
-        if moved is not Moved.OCCUPIED:
+        if moved is not OCCUPIED:
             return moved
         hold = f"{self._cur_s}{HOLD_PREFIX}{staging_name(msg_id)}"
-        if self._disk.move(cur, hold) is not Moved.MOVED:
-            return Moved.GONE
+        if self._disk.move(cur, hold) is not MOVED:
+            return GONE
         faults.hit("settle.held")
         return self.settle_hold(hold, dest, duplicate)
 
@@ -383,7 +394,7 @@ class Inbox:
         """Second half of :meth:`_settle`, for a copy under a hold name (``doctor`` finishes
         the holds of a process that died with :meth:`recover_hold`)."""
         moved = self._disk.move(hold, dest)
-        if moved is Moved.OCCUPIED:
+        if moved is OCCUPIED:
             self._dead.bury(hold, duplicate, recorded_name=os.path.basename(dest),
                             agent=self.agent)
         return moved
@@ -396,8 +407,8 @@ class Inbox:
         if msg_id is None:
             raise InvalidInput(f"not a hold name: {names.as_text(name)}")
         ours = f"{self._cur_s}{HOLD_PREFIX}{staging_name(msg_id)}"
-        if self._disk.move(self._cur_s + name, ours) is not Moved.MOVED:
-            return Moved.GONE
+        if self._disk.move(self._cur_s + name, ours) is not MOVED:
+            return GONE
         return self.settle_hold(ours, f"{self._new_s}{msg_id}.json",
                                 "duplicate delivery of a message already unread")
 
@@ -482,9 +493,9 @@ class Inbox:
             self._disk.ensure_dir(Path(folder))
             self._days.add(folder)
         moved = self._settle(msg_id, dest, "duplicate delivery of a message already done")
-        if moved is Moved.GONE:
+        if moved is GONE:
             return self._expect(msg_id, State.DONE)
-        if moved is Moved.OCCUPIED:
+        if moved is OCCUPIED:
             return False  # another copy was done already; ours went to dead/
         faults.hit("done.moved")
         self._syncs.fsync_dir(folder)
@@ -558,7 +569,7 @@ class Inbox:
         self._claims.pop(msg_id, None)
         moved = self._settle(msg_id, f"{self._new_s}{msg_id}.json",
                              "duplicate delivery of a message already unread")
-        if moved is Moved.GONE:
+        if moved is GONE:
             return self._expect(msg_id, State.NEW)
         faults.hit("release.moved")
         self._root.journal.record("release", agent=self.agent, id=msg_id, reason=reason)
