@@ -542,7 +542,7 @@ class Disk:
 
     # -- moving ------------------------------------------------------------------------
 
-    def move(self, src: StrPath, dest: StrPath) -> Moved:
+    def move(self, src: StrPath, dest: StrPath, new_folder: bool = False) -> Moved:
         """Rename ``src`` to ``dest`` without ever replacing ``dest``: one atomic step.
 
         ``renameat2(RENAME_NOREPLACE)``: of several callers moving one name, exactly one
@@ -550,6 +550,10 @@ class Disk:
         as another name of the same file) and nothing moved. Links are moved as links,
         never followed. On a filesystem without the flag, a look at ``dest`` followed by
         a plain ``rename`` stands in (documented in PROTOCOL.md: not exclusive there).
+
+        A folder of ``dest`` that does not exist is a :class:`StorageError`, unless
+        ``new_folder`` says it may not exist yet: then it is ``GONE`` as well, and the
+        caller looks which of the two names was missing.
         """
         if self.base:
             now = _monotonic()
@@ -561,6 +565,8 @@ class Disk:
         if result == errno.EEXIST:
             return OCCUPIED
         if result == errno.ENOENT:
+            if new_folder:
+                return GONE
             parent = os.path.dirname(os.fspath(dest))
             if parent and self.lstat(parent) is None:
                 raise from_oserror(OSError(result, os.strerror(result), parent),

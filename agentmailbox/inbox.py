@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["HOLD_PREFIX", "Inbox", "State", "hold_id", "lease_set_by_rename", "lease_start"]
 
 _UNKNOWN = object()  # done(id) of a claim this handle did not make
+_DONE_BEFORE = "duplicate delivery of a message already done"
 _CLAIMS_REMEMBERED = 4096
 """How many unfinished claims a handle remembers (see :meth:`Inbox._remember`)."""
 
@@ -354,7 +355,7 @@ class Inbox:
         msg_id = name[:-5]
         done = self._done_path(msg_id)
         if self._disk.lstat(done) is not None:
-            self._settle(msg_id, done, "duplicate delivery of a message already done")
+            self._settle(msg_id, done, _DONE_BEFORE)
             return None
         msg = self._load_claimed(dest, msg_id, before)
         if msg is None:
@@ -367,7 +368,8 @@ class Inbox:
             self._tell(msg, "read")
         return msg
 
-    def _settle(self, msg_id: str, dest: str, duplicate: str) -> Moved:
+    def _settle(self, msg_id: str, dest: str, duplicate: str, new_folder: bool = False
+                ) -> Moved:
         """Move the claim ``cur/<msg_id>.json`` to ``dest`` (``done/`` or ``new/``).
 
         If ``dest`` is held by another copy of the id, ours is the redundant one: it is
@@ -378,10 +380,11 @@ class Inbox:
         process may change (see PROTOCOL.md §9.3: settling a claim).
 
         Returns ``MOVED`` (ours is at ``dest``), ``GONE`` (no longer ours: another reader
-        released, finished or settled it) or ``OCCUPIED`` (ours was quarantined).
+        released, finished or settled it; with ``new_folder``, or the folder of ``dest``
+        does not exist) or ``OCCUPIED`` (ours was quarantined).
         """
         cur = f"{self._cur_s}{msg_id}.json"
-        moved = self._disk.move(cur, dest)
+        moved = self._disk.move(cur, dest, new_folder)
         if moved is not OCCUPIED:
             return moved
         hold = f"{self._cur_s}{HOLD_PREFIX}{staging_name(msg_id)}"
@@ -479,7 +482,11 @@ class Inbox:
     # -- done / release / lease ---------------------------------------------------------------
 
     def done(self, msg: Message | str) -> bool:
-        """Mark a claimed message done (its DONE marker). False if it already was."""
+        """Mark a claimed message done (its DONE marker). False if it already was.
+
+        The day folder of ``done/`` is created only for a claim there to move into it: a
+        done of an id that is not claimed (unread, done already, or not here) creates none.
+        """
         given = msg.id if isinstance(msg, Message) else msg
         # Every id this handle remembers was checked when it was claimed.
         known = self._claims.pop(given, None) if type(given) is str else None
@@ -489,10 +496,14 @@ class Inbox:
         else:
             msg_id, (claimed, dest) = given, known
         folder = dest.rpartition("/")[0]
-        if folder not in self._days:
-            self._disk.ensure_dir(Path(folder))
-            self._days.add(folder)
-        moved = self._settle(msg_id, dest, "duplicate delivery of a message already done")
+        if folder in self._days:
+            moved = self._settle(msg_id, dest, _DONE_BEFORE)
+        else:
+            moved = self._settle(msg_id, dest, _DONE_BEFORE, True)
+            if moved is GONE and self._day_folder_for(folder, msg_id):
+                moved = self._settle(msg_id, dest, _DONE_BEFORE)
+            if moved is not GONE:
+                self._days.add(folder)
         if moved is GONE:
             return self._expect(msg_id, State.DONE)
         if moved is OCCUPIED:
@@ -506,6 +517,21 @@ class Inbox:
                         if claimed is not _UNKNOWN else self._asks_receipt(folder, msg_id))
             if isinstance(finished, Message) and finished.receipt:
                 self._tell(finished, "done")
+        return True
+
+    def _day_folder_for(self, folder: str, msg_id: str) -> bool:
+        """After a done found nothing to move into a day folder of ``done/`` this handle has
+        not seen: make sure ``folder`` exists for the claim ``cur/<msg_id>.json``, creating
+        it only while that claim is there (a done of an id not claimed leaves no trace).
+
+        False if the folder is missing and there is no claim to move into it; True when
+        moving again may succeed (the folder exists, or it was missing when the move
+        failed and someone made it since).
+        """
+        if self._disk.lstat(folder) is None:
+            if self._disk.lstat(f"{self._cur_s}{msg_id}.json") is None:
+                return False
+            self._disk.ensure_dir(Path(folder))
         return True
 
     def finish(self, msg_id: str) -> None:

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from agentmailbox import Mailbox
+from agentmailbox import Mailbox, State
 from agentmailbox.fs import Disk
 
 
@@ -31,12 +31,13 @@ def test_claiming_new_mail_looks_at_no_claim_in_flight_until_one_may_run_out(
     flight."""
     other = _claims_in_flight(mb, 5)
     inbox = mb.inbox("bob")
+    in_flight = {str(inbox.cur / f"{msg_id}.json") for msg_id in inbox.ids(State.CLAIMED)}
     assert inbox.claim() is None  # the first refill sweeps once and sees five fresh leases
     looked: list[str] = []
     lstat = Disk.lstat
 
     def counting(disk: Disk, path: str | Path) -> object:
-        if f"{inbox.cur}/" in str(path):
+        if os.fspath(path) in in_flight:
             looked.append(str(path))
         return lstat(disk, path)
 
