@@ -38,7 +38,7 @@ from .fs import (
     same_file,
     staging_name,
 )
-from .message import Malformed, Message, day_of, decode, iso, stamp_of
+from .message import Malformed, Message, day_of, day_span, decode, iso, stamp_of
 from .root import Root
 
 if TYPE_CHECKING:
@@ -133,10 +133,13 @@ class Inbox:
         self._queue: list[str] = []  # names from the last scan, newest first (pop() = oldest)
         self._seen: set[str] = set()  # every message name the last scan met
         self._days: set[str] = set()  # the day folders of done/ this handle made sure of
+        # The ids of the day folder of done/ last built, from first to end, and its path:
+        # mail comes in id order, so most ids fall in the same day as the one before.
+        self._span = ("", "", "")
         # What this handle claimed and has not finished: the message if it asks for a
         # receipt, else None (so done(id) needs no read to know), and its path in done/
-        # (built once, by the claim's done check).
-        self._claims: dict[str, tuple[Message | None, str]] = {}
+        # and that path's folder (built once, by the claim's done check).
+        self._claims: dict[str, tuple[Message | None, str, str]] = {}
         self._bell: Doorbell | None = None  # what wait() waits on, kept between calls
         # The last lease sweep of this handle (wall clock, ns) and the earliest time a claim
         # in cur/ can have run out since (see _sweep_if_due).
@@ -149,7 +152,18 @@ class Inbox:
     # -- where is it ----------------------------------------------------------------------
 
     def _done_path(self, msg_id: str) -> str:
-        return f"{self._done_s}{day_of(msg_id)}/{msg_id}.json"
+        return f"{self._done_folder(msg_id)}/{msg_id}.json"
+
+    def _done_folder(self, msg_id: str) -> str:
+        """The day folder of ``done/`` a checked ``msg_id`` goes to (two string comparisons
+        while the ids stay in one day)."""
+        first, end, folder = self._span
+        if first <= msg_id < end:
+            return folder
+        day, first, end = day_span(msg_id)
+        folder = f"{self._done_s}{day}"
+        self._span = (first, end, folder)
+        return folder
 
     def _places(self, msg_id: str) -> tuple[tuple[State, str], ...]:
         name = f"{names.check_id(msg_id)}.json"
@@ -353,7 +367,8 @@ class Inbox:
             return None
         faults.hit("claim.moved")
         msg_id = name[:-5]
-        done = self._done_path(msg_id)
+        folder = self._done_folder(msg_id)
+        done = f"{folder}/{name}"
         if self._disk.lstat(done) is not None:
             self._settle(msg_id, done, _DONE_BEFORE)
             return None
@@ -363,7 +378,7 @@ class Inbox:
         self._root.clock.observe(stamp_of(msg_id))
         epoch = self._epoch()
         self._root.journal.record("claim", agent=self.agent, id=msg_id, epoch=epoch)
-        self._remember(msg, done)
+        self._remember(msg, done, folder)
         if msg.receipt and self._notify:
             self._tell(msg, "read")
         return msg
@@ -492,10 +507,10 @@ class Inbox:
         known = self._claims.pop(given, None) if type(given) is str else None
         if known is None:
             msg_id = _id_of(msg)
-            claimed, dest = _UNKNOWN, self._done_path(msg_id)
+            claimed, folder = _UNKNOWN, self._done_folder(msg_id)
+            dest = f"{folder}/{msg_id}.json"
         else:
-            msg_id, (claimed, dest) = given, known
-        folder = dest.rpartition("/")[0]
+            msg_id, (claimed, dest, folder) = given, known
         if folder in self._days:
             moved = self._settle(msg_id, dest, _DONE_BEFORE)
         else:
@@ -556,14 +571,14 @@ class Inbox:
             return MessageNotFound(msg_id, f"the inbox of {self.agent}")
         return None
 
-    def _remember(self, msg: Message, done: str) -> None:
-        """Note a claim of this handle and its path in ``done/`` (bounded: a claim someone
-        else finished is forgotten in time), so that ``done(id)`` knows without a read
-        whether a receipt is asked."""
+    def _remember(self, msg: Message, done: str, folder: str) -> None:
+        """Note a claim of this handle, its path in ``done/`` and that path's folder
+        (bounded: a claim someone else finished is forgotten in time), so that ``done(id)``
+        knows without a read whether a receipt is asked."""
         claims = self._claims
         if len(claims) >= _CLAIMS_REMEMBERED:
             del claims[next(iter(claims))]
-        claims[msg.id] = (msg if msg.receipt else None, done)
+        claims[msg.id] = (msg if msg.receipt else None, done, folder)
 
     def _asks_receipt(self, folder: str, msg_id: str) -> Message | None:
         """The finished message at ``folder`` if it asks for a receipt (a claim this handle

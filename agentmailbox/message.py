@@ -139,7 +139,18 @@ def stamp_of(msg_id: str) -> int:
 
 def day_of(msg_id: str) -> str:
     """UTC date of an id's stamp, ``YYYY-MM-DD``: the shard of ``done/`` it lives in."""
-    return _day_name(int(msg_id[:20]) // 86_400_000_000_000)
+    return _day_name(int(msg_id[:20]) // _DAY_NS)
+
+
+def day_span(msg_id: str) -> tuple[str, str, str]:
+    """The day of an id (as :func:`day_of`) and the ids that share it: ``(day, first, end)``,
+    where every id ``i`` with ``first <= i < end`` (compared as strings: an id's stamp is 20
+    zero-padded digits) has that day, and no other id does."""
+    day = int(msg_id[:20]) // _DAY_NS
+    return _day_name(day), f"{day * _DAY_NS:020d}", f"{(day + 1) * _DAY_NS:020d}"
+
+
+_DAY_NS = 86_400_000_000_000
 
 
 @functools.lru_cache(maxsize=64)
