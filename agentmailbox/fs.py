@@ -356,6 +356,17 @@ class Disk:
         finally:
             os.close(fd)
 
+    def names(self, path: StrPath) -> list[str]:
+        """The names in folder ``path`` (unsorted), as :meth:`scan` finds them but without
+        an entry object per name (a claim's refill lists ``new/`` twice)."""
+        self.check_folder(path)
+        try:
+            return os.listdir(path)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise from_oserror(exc, "list", str(path)) from exc
+
     def scan(self, path: StrPath) -> Iterator[os.DirEntry[str]]:
         """Entries of folder ``path`` (unsorted); a missing folder is empty, a link where
         it should be is refused (:meth:`guard`)."""

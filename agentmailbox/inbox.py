@@ -342,15 +342,15 @@ class Inbox:
         return bool(current)
 
     def _scan_new(self) -> set[str]:
-        found = set()
         seen = self._seen  # names the last scan found well formed already
-        for entry in self._disk.scan(self.new):
-            name = entry.name
-            if name in seen or names.is_message_file(name):
-                found.add(name)
-            else:
-                self._dead.bury(Path(entry.path), "foreign file name in new/ "
-                                "(not <id>.json)", agent=self.agent)
+        is_message = names.is_message_file
+        listed = self._disk.names(self.new)
+        found = {name for name in listed if name in seen or is_message(name)}
+        if len(found) < len(listed):  # a listing names each file once
+            for name in listed:
+                if name not in found:
+                    self._dead.bury(Path(self._new_s + name), "foreign file name in new/ "
+                                    "(not <id>.json)", agent=self.agent)
         return found
 
     def _take(self, name: str) -> Message | None:

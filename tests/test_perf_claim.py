@@ -211,13 +211,18 @@ def test_a_claim_of_an_empty_inbox_lists_new_once(
     the mail that arrives next."""
     inbox = mb.inbox("bob")
     listed: list[str] = []
-    scan = Disk.scan
+    scan, list_names = Disk.scan, Disk.names
 
     def counting(disk: Disk, path: str | os.PathLike[str]) -> Iterator[os.DirEntry[str]]:
         listed.append(os.fspath(path))
         return scan(disk, path)
 
+    def counting_names(disk: Disk, path: str | os.PathLike[str]) -> list[str]:
+        listed.append(os.fspath(path))
+        return list_names(disk, path)
+
     monkeypatch.setattr(Disk, "scan", counting)
+    monkeypatch.setattr(Disk, "names", counting_names)
     assert inbox.claim() is None
     assert [str(inbox.new)] == [p for p in listed if p.startswith(str(inbox.new))]
     sent = mb.send("alice", "bob")
