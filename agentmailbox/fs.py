@@ -570,7 +570,10 @@ class Disk:
             now = _monotonic()
             self._guard_at(src, now)
             self._guard_at(dest, now)
-        result = _rename_noreplace(_encoded(src), _encoded(dest))
+        # _encoded, inlined for the plain strings of the claim and done paths.
+        result = _rename_noreplace(
+            src.encode(_FS_ENCODING, _FS_ERRORS) if type(src) is str else os.fsencode(src),
+            dest.encode(_FS_ENCODING, _FS_ERRORS) if type(dest) is str else os.fsencode(dest))
         if result == 0:
             return MOVED
         if result == errno.EEXIST:
