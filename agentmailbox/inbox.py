@@ -310,6 +310,10 @@ class Inbox:
         """
         if msg_id is not None:
             return self._take(f"{names.check_id(msg_id)}.json")
+        if self._queue:  # the usual case: the first step of the loop below, without the loop
+            msg = self._take(self._queue.pop())
+            if msg is not None:
+                return msg
         for _ in range(2):
             if not self._queue and not self._refill():
                 return None  # new/ is empty: scanning it again at once finds nothing more
