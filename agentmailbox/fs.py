@@ -27,10 +27,10 @@ from .errors import DiskFull, InvalidInput, StorageError, from_oserror
 
 StrPath = str | os.PathLike[str]
 
-__all__ = ["POINTS", "TRUST_SECONDS", "Disk", "FolderSyncs", "Foreign", "Fsync", "Moved",
-           "check_unique_keys", "dump_object", "faults", "hidden_name", "kind_of",
-           "libc_function", "parse_object", "pid", "read_open", "refused", "same_file",
-           "staging_name", "staging_suffix"]
+__all__ = ["GONE", "MOVED", "NEVER", "OCCUPIED", "POINTS", "TRUST_SECONDS", "Disk",
+           "FolderSyncs", "Foreign", "Fsync", "Moved", "check_unique_keys", "dump_object",
+           "faults", "hidden_name", "kind_of", "libc_function", "parse_object", "pid",
+           "read_open", "read_rest", "refused", "same_file", "staging_name", "staging_suffix"]
 
 _CHUNK = 1 << 20  # how much of a log one read takes
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -52,12 +52,22 @@ class Fsync(enum.StrEnum):
     NEVER = "never"    # no fsync: for tests and tmpfs
 
 
+NEVER = Fsync.NEVER
+"""``Fsync.NEVER`` as a plain name (see :data:`MOVED`)."""
+
+
 class Moved(enum.Enum):
     """What a rename that never replaces found (:meth:`Disk.move`)."""
 
     MOVED = "moved"        # the name moved: the caller now owns the file under its new name
     GONE = "gone"          # the source name was gone (someone else moved it first)
     OCCUPIED = "occupied"  # the destination name exists (another file, or another name of it)
+
+
+MOVED, GONE, OCCUPIED = Moved.MOVED, Moved.GONE, Moved.OCCUPIED
+"""The outcomes of :meth:`Disk.move` as plain names, for the paths that run per message: on
+Python 3.11 every ``Moved.X`` goes through the enum class's ``__getattr__``, which costs
+ten times a global look-up (about 550 instructions against 50)."""
 
 
 class Foreign(Exception):
@@ -332,7 +342,7 @@ class Disk:
 
     def fsync_dir(self, path: StrPath) -> None:
         """Make the names in directory ``path`` durable (unless the policy is ``never``)."""
-        if self.fsync is not Fsync.NEVER:
+        if self.fsync is not NEVER:
             self.sync_dir(path)
 
     def sync_dir(self, path: StrPath) -> None:
@@ -345,6 +355,17 @@ class Disk:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def names(self, path: StrPath) -> list[str]:
+        """The names in folder ``path`` (unsorted), as :meth:`scan` finds them but without
+        an entry object per name (a claim's refill lists ``new/`` twice)."""
+        self.check_folder(path)
+        try:
+            return os.listdir(path)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise from_oserror(exc, "list", str(path)) from exc
 
     def scan(self, path: StrPath) -> Iterator[os.DirEntry[str]]:
         """Entries of folder ``path`` (unsorted); a missing folder is empty, a link where
@@ -532,7 +553,7 @@ class Disk:
 
     # -- moving ------------------------------------------------------------------------
 
-    def move(self, src: StrPath, dest: StrPath) -> Moved:
+    def move(self, src: StrPath, dest: StrPath, new_folder: bool = False) -> Moved:
         """Rename ``src`` to ``dest`` without ever replacing ``dest``: one atomic step.
 
         ``renameat2(RENAME_NOREPLACE)``: of several callers moving one name, exactly one
@@ -540,22 +561,31 @@ class Disk:
         as another name of the same file) and nothing moved. Links are moved as links,
         never followed. On a filesystem without the flag, a look at ``dest`` followed by
         a plain ``rename`` stands in (documented in PROTOCOL.md: not exclusive there).
+
+        A folder of ``dest`` that does not exist is a :class:`StorageError`, unless
+        ``new_folder`` says it may not exist yet: then it is ``GONE`` as well, and the
+        caller looks which of the two names was missing.
         """
         if self.base:
             now = _monotonic()
             self._guard_at(src, now)
             self._guard_at(dest, now)
-        result = _rename_noreplace(_encoded(src), _encoded(dest))
+        # _encoded, inlined for the plain strings of the claim and done paths.
+        result = _rename_noreplace(
+            src.encode(_FS_ENCODING, _FS_ERRORS) if type(src) is str else os.fsencode(src),
+            dest.encode(_FS_ENCODING, _FS_ERRORS) if type(dest) is str else os.fsencode(dest))
         if result == 0:
-            return Moved.MOVED
+            return MOVED
         if result == errno.EEXIST:
-            return Moved.OCCUPIED
+            return OCCUPIED
         if result == errno.ENOENT:
+            if new_folder:
+                return GONE
             parent = os.path.dirname(os.fspath(dest))
             if parent and self.lstat(parent) is None:
                 raise from_oserror(OSError(result, os.strerror(result), parent),
                                    "rename into", parent)
-            return Moved.GONE
+            return GONE
         if result in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
             return self._move_without_flag(src, dest)
         raise from_oserror(OSError(result, os.strerror(result), os.fspath(src)), "rename",
@@ -563,14 +593,14 @@ class Disk:
 
     def _move_without_flag(self, src: StrPath, dest: StrPath) -> Moved:
         if self.lstat(dest) is not None:
-            return Moved.OCCUPIED
+            return OCCUPIED
         try:
             os.rename(src, dest)
         except FileNotFoundError:
-            return Moved.GONE
+            return GONE
         except OSError as exc:
             raise from_oserror(exc, "rename", str(src)) from exc
-        return Moved.MOVED
+        return MOVED
 
     def overwrite(self, src: StrPath, dest: StrPath) -> bool:
         """Rename ``src`` over ``dest``, replacing it: only where one process owns both
@@ -592,9 +622,9 @@ class Disk:
         """Move ``src`` to a ``dest`` that nobody else uses (never replacing). False if
         ``src`` is gone; an existing ``dest`` is a :class:`StorageError`."""
         moved = self.move(src, dest)
-        if moved is Moved.OCCUPIED:
+        if moved is OCCUPIED:
             raise StorageError(f"could not rename {src}: {dest} already exists", path=str(dest))
-        return moved is Moved.MOVED
+        return moved is MOVED
 
     def unlink(self, path: StrPath) -> bool:
         """Remove ``path``; False if it was already gone."""
@@ -767,7 +797,7 @@ class FolderSyncs:
         """Make the names in ``path`` durable now, or at the end of the batch."""
         if self.pending is not None:
             self.pending.add(os.fspath(path))
-        elif self.disk.fsync is not Fsync.NEVER:
+        elif self.disk.fsync is not NEVER:
             self.disk.sync_dir(path)
 
     def flush(self) -> None:
@@ -862,6 +892,16 @@ def _read_all(fd: int, size: int, limit: int) -> bytes:
     first = os.read(fd, size + 1)
     if len(first) <= size:
         return first  # the usual case: one read, the whole file
+    return read_rest(fd, first, size, limit)
+
+
+def read_rest(fd: int, first: bytes, size: int, limit: int) -> bytes:
+    """The content of a file of ``size`` bytes (its ``fstat``) whose first
+    ``os.read(fd, size + 1)`` returned ``first``, more than ``size`` bytes: it grew since,
+    and is read on to its end, never past ``limit`` (:class:`Foreign` then).
+
+    A caller on a hot path makes that first read itself and calls this only when it
+    came back longer than ``size`` (the usual read is the whole file, in one call)."""
     chunks = [first]
     total = len(first)
     while total > size:  # grew since fstat: keep reading, but never past the limit

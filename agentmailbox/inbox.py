@@ -26,8 +26,19 @@ from typing import TYPE_CHECKING, cast
 from . import layout, names
 from .dead import DeadLetters
 from .errors import Conflict, InvalidInput, MailboxError, MessageNotFound
-from .fs import FolderSyncs, Foreign, Moved, faults, read_open, same_file, staging_name
-from .message import Malformed, Message, day_of, decode, iso, stamp_of
+from .fs import (
+    GONE,
+    MOVED,
+    OCCUPIED,
+    FolderSyncs,
+    Foreign,
+    Moved,
+    faults,
+    read_rest,
+    same_file,
+    staging_name,
+)
+from .message import Malformed, Message, day_of, day_span, decode, iso, stamp_of
 from .root import Root
 
 if TYPE_CHECKING:
@@ -36,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["HOLD_PREFIX", "Inbox", "State", "hold_id", "lease_set_by_rename", "lease_start"]
 
 _UNKNOWN = object()  # done(id) of a claim this handle did not make
+_DONE_BEFORE = "duplicate delivery of a message already done"
 _CLAIMS_REMEMBERED = 4096
 """How many unfinished claims a handle remembers (see :meth:`Inbox._remember`)."""
 
@@ -121,10 +133,13 @@ class Inbox:
         self._queue: list[str] = []  # names from the last scan, newest first (pop() = oldest)
         self._seen: set[str] = set()  # every message name the last scan met
         self._days: set[str] = set()  # the day folders of done/ this handle made sure of
+        # The ids of the day folder of done/ last built, from first to end, and its path:
+        # mail comes in id order, so most ids fall in the same day as the one before.
+        self._span = ("", "", "")
         # What this handle claimed and has not finished: the message if it asks for a
         # receipt, else None (so done(id) needs no read to know), and its path in done/
-        # (built once, by the claim's done check).
-        self._claims: dict[str, tuple[Message | None, str]] = {}
+        # and that path's folder (built once, by the claim's done check).
+        self._claims: dict[str, tuple[Message | None, str, str]] = {}
         self._bell: Doorbell | None = None  # what wait() waits on, kept between calls
         # The last lease sweep of this handle (wall clock, ns) and the earliest time a claim
         # in cur/ can have run out since (see _sweep_if_due).
@@ -137,7 +152,18 @@ class Inbox:
     # -- where is it ----------------------------------------------------------------------
 
     def _done_path(self, msg_id: str) -> str:
-        return f"{self._done_s}{day_of(msg_id)}/{msg_id}.json"
+        return f"{self._done_folder(msg_id)}/{msg_id}.json"
+
+    def _done_folder(self, msg_id: str) -> str:
+        """The day folder of ``done/`` a checked ``msg_id`` goes to (two string comparisons
+        while the ids stay in one day)."""
+        first, end, folder = self._span
+        if first <= msg_id < end:
+            return folder
+        day, first, end = day_span(msg_id)
+        folder = f"{self._done_s}{day}"
+        self._span = (first, end, folder)
+        return folder
 
     def _places(self, msg_id: str) -> tuple[tuple[State, str], ...]:
         name = f"{names.check_id(msg_id)}.json"
@@ -284,6 +310,10 @@ class Inbox:
         """
         if msg_id is not None:
             return self._take(f"{names.check_id(msg_id)}.json")
+        if self._queue:  # the usual case: the first step of the loop below, without the loop
+            msg = self._take(self._queue.pop())
+            if msg is not None:
+                return msg
         for _ in range(2):
             if not self._queue and not self._refill():
                 return None  # new/ is empty: scanning it again at once finds nothing more
@@ -316,15 +346,15 @@ class Inbox:
         return bool(current)
 
     def _scan_new(self) -> set[str]:
-        found = set()
         seen = self._seen  # names the last scan found well formed already
-        for entry in self._disk.scan(self.new):
-            name = entry.name
-            if name in seen or names.is_message_file(name):
-                found.add(name)
-            else:
-                self._dead.bury(Path(entry.path), "foreign file name in new/ "
-                                "(not <id>.json)", agent=self.agent)
+        is_message = names.is_message_file
+        listed = self._disk.names(self.new)
+        found = {name for name in listed if name in seen or is_message(name)}
+        if len(found) < len(listed):  # a listing names each file once
+            for name in listed:
+                if name not in found:
+                    self._dead.bury(Path(self._new_s + name), "foreign file name in new/ "
+                                    "(not <id>.json)", agent=self.agent)
         return found
 
     def _take(self, name: str) -> Message | None:
@@ -337,13 +367,14 @@ class Inbox:
         """
         src, dest = self._new_s + name, self._cur_s + name
         before = time.time_ns()
-        if self._disk.move(src, dest) is not Moved.MOVED:
+        if self._disk.move(src, dest) is not MOVED:
             return None
         faults.hit("claim.moved")
         msg_id = name[:-5]
-        done = self._done_path(msg_id)
+        folder = self._done_folder(msg_id)
+        done = f"{folder}/{name}"
         if self._disk.lstat(done) is not None:
-            self._settle(msg_id, done, "duplicate delivery of a message already done")
+            self._settle(msg_id, done, _DONE_BEFORE)
             return None
         msg = self._load_claimed(dest, msg_id, before)
         if msg is None:
@@ -351,12 +382,13 @@ class Inbox:
         self._root.clock.observe(stamp_of(msg_id))
         epoch = self._epoch()
         self._root.journal.record("claim", agent=self.agent, id=msg_id, epoch=epoch)
-        self._remember(msg, done)
+        self._remember(msg, done, folder)
         if msg.receipt and self._notify:
             self._tell(msg, "read")
         return msg
 
-    def _settle(self, msg_id: str, dest: str, duplicate: str) -> Moved:
+    def _settle(self, msg_id: str, dest: str, duplicate: str, new_folder: bool = False
+                ) -> Moved:
         """Move the claim ``cur/<msg_id>.json`` to ``dest`` (``done/`` or ``new/``).
 
         If ``dest`` is held by another copy of the id, ours is the redundant one: it is
@@ -367,15 +399,16 @@ class Inbox:
         process may change (see PROTOCOL.md §9.3: settling a claim).
 
         Returns ``MOVED`` (ours is at ``dest``), ``GONE`` (no longer ours: another reader
-        released, finished or settled it) or ``OCCUPIED`` (ours was quarantined).
+        released, finished or settled it; with ``new_folder``, or the folder of ``dest``
+        does not exist) or ``OCCUPIED`` (ours was quarantined).
         """
         cur = f"{self._cur_s}{msg_id}.json"
-        moved = self._disk.move(cur, dest)
-        if moved is not Moved.OCCUPIED:
+        moved = self._disk.move(cur, dest, new_folder)
+        if moved is not OCCUPIED:
             return moved
         hold = f"{self._cur_s}{HOLD_PREFIX}{staging_name(msg_id)}"
-        if self._disk.move(cur, hold) is not Moved.MOVED:
-            return Moved.GONE
+        if self._disk.move(cur, hold) is not MOVED:
+            return GONE
         faults.hit("settle.held")
         return self.settle_hold(hold, dest, duplicate)
 
@@ -383,7 +416,7 @@ class Inbox:
         """Second half of :meth:`_settle`, for a copy under a hold name (``doctor`` finishes
         the holds of a process that died with :meth:`recover_hold`)."""
         moved = self._disk.move(hold, dest)
-        if moved is Moved.OCCUPIED:
+        if moved is OCCUPIED:
             self._dead.bury(hold, duplicate, recorded_name=os.path.basename(dest),
                             agent=self.agent)
         return moved
@@ -396,8 +429,8 @@ class Inbox:
         if msg_id is None:
             raise InvalidInput(f"not a hold name: {names.as_text(name)}")
         ours = f"{self._cur_s}{HOLD_PREFIX}{staging_name(msg_id)}"
-        if self._disk.move(self._cur_s + name, ours) is not Moved.MOVED:
-            return Moved.GONE
+        if self._disk.move(self._cur_s + name, ours) is not MOVED:
+            return GONE
         return self.settle_hold(ours, f"{self._new_s}{msg_id}.json",
                                 "duplicate delivery of a message already unread")
 
@@ -430,7 +463,10 @@ class Inbox:
             if not lease_set_by_rename(st, before):
                 self._disk.touch_open(fd, path)  # the lease starts now
             faults.hit("claim.taken")
-            data = read_open(fd, st, limit)
+            size = st.st_size
+            data = os.read(fd, size + 1)  # read_open, inlined: one call reads the whole file
+            if len(data) > size:
+                data = read_rest(fd, data, size, limit)
         except Foreign as exc:
             self._dead.bury(path, exc.reason, agent=self.agent)
             return None
@@ -468,23 +504,31 @@ class Inbox:
     # -- done / release / lease ---------------------------------------------------------------
 
     def done(self, msg: Message | str) -> bool:
-        """Mark a claimed message done (its DONE marker). False if it already was."""
+        """Mark a claimed message done (its DONE marker). False if it already was.
+
+        The day folder of ``done/`` is created only for a claim there to move into it: a
+        done of an id that is not claimed (unread, done already, or not here) creates none.
+        """
         given = msg.id if isinstance(msg, Message) else msg
         # Every id this handle remembers was checked when it was claimed.
         known = self._claims.pop(given, None) if type(given) is str else None
         if known is None:
             msg_id = _id_of(msg)
-            claimed, dest = _UNKNOWN, self._done_path(msg_id)
+            claimed, folder = _UNKNOWN, self._done_folder(msg_id)
+            dest = f"{folder}/{msg_id}.json"
         else:
-            msg_id, (claimed, dest) = given, known
-        folder = dest.rpartition("/")[0]
-        if folder not in self._days:
-            self._disk.ensure_dir(Path(folder))
-            self._days.add(folder)
-        moved = self._settle(msg_id, dest, "duplicate delivery of a message already done")
-        if moved is Moved.GONE:
+            msg_id, (claimed, dest, folder) = given, known
+        if folder in self._days:
+            moved = self._settle(msg_id, dest, _DONE_BEFORE)
+        else:
+            moved = self._settle(msg_id, dest, _DONE_BEFORE, True)
+            if moved is GONE and self._day_folder_for(folder, msg_id):
+                moved = self._settle(msg_id, dest, _DONE_BEFORE)
+            if moved is not GONE:
+                self._days.add(folder)
+        if moved is GONE:
             return self._expect(msg_id, State.DONE)
-        if moved is Moved.OCCUPIED:
+        if moved is OCCUPIED:
             return False  # another copy was done already; ours went to dead/
         faults.hit("done.moved")
         self._syncs.fsync_dir(folder)
@@ -495,6 +539,21 @@ class Inbox:
                         if claimed is not _UNKNOWN else self._asks_receipt(folder, msg_id))
             if isinstance(finished, Message) and finished.receipt:
                 self._tell(finished, "done")
+        return True
+
+    def _day_folder_for(self, folder: str, msg_id: str) -> bool:
+        """After a done found nothing to move into a day folder of ``done/`` this handle has
+        not seen: make sure ``folder`` exists for the claim ``cur/<msg_id>.json``, creating
+        it only while that claim is there (a done of an id not claimed leaves no trace).
+
+        False if the folder is missing and there is no claim to move into it; True when
+        moving again may succeed (the folder exists, or it was missing when the move
+        failed and someone made it since).
+        """
+        if self._disk.lstat(folder) is None:
+            if self._disk.lstat(f"{self._cur_s}{msg_id}.json") is None:
+                return False
+            self._disk.ensure_dir(Path(folder))
         return True
 
     def finish(self, msg_id: str) -> None:
@@ -519,14 +578,14 @@ class Inbox:
             return MessageNotFound(msg_id, f"the inbox of {self.agent}")
         return None
 
-    def _remember(self, msg: Message, done: str) -> None:
-        """Note a claim of this handle and its path in ``done/`` (bounded: a claim someone
-        else finished is forgotten in time), so that ``done(id)`` knows without a read
-        whether a receipt is asked."""
+    def _remember(self, msg: Message, done: str, folder: str) -> None:
+        """Note a claim of this handle, its path in ``done/`` and that path's folder
+        (bounded: a claim someone else finished is forgotten in time), so that ``done(id)``
+        knows without a read whether a receipt is asked."""
         claims = self._claims
         if len(claims) >= _CLAIMS_REMEMBERED:
             del claims[next(iter(claims))]
-        claims[msg.id] = (msg if msg.receipt else None, done)
+        claims[msg.id] = (msg if msg.receipt else None, done, folder)
 
     def _asks_receipt(self, folder: str, msg_id: str) -> Message | None:
         """The finished message at ``folder`` if it asks for a receipt (a claim this handle
@@ -558,7 +617,7 @@ class Inbox:
         self._claims.pop(msg_id, None)
         moved = self._settle(msg_id, f"{self._new_s}{msg_id}.json",
                              "duplicate delivery of a message already unread")
-        if moved is Moved.GONE:
+        if moved is GONE:
             return self._expect(msg_id, State.NEW)
         faults.hit("release.moved")
         self._root.journal.record("release", agent=self.agent, id=msg_id, reason=reason)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import operator
 import os
 import re
 import threading
@@ -139,7 +140,18 @@ def stamp_of(msg_id: str) -> int:
 
 def day_of(msg_id: str) -> str:
     """UTC date of an id's stamp, ``YYYY-MM-DD``: the shard of ``done/`` it lives in."""
-    return _day_name(int(msg_id[:20]) // 86_400_000_000_000)
+    return _day_name(int(msg_id[:20]) // _DAY_NS)
+
+
+def day_span(msg_id: str) -> tuple[str, str, str]:
+    """The day of an id (as :func:`day_of`) and the ids that share it: ``(day, first, end)``,
+    where every id ``i`` with ``first <= i < end`` (compared as strings: an id's stamp is 20
+    zero-padded digits) has that day, and no other id does."""
+    day = int(msg_id[:20]) // _DAY_NS
+    return _day_name(day), f"{day * _DAY_NS:020d}", f"{(day + 1) * _DAY_NS:020d}"
+
+
+_DAY_NS = 86_400_000_000_000
 
 
 @functools.lru_cache(maxsize=64)
@@ -453,13 +465,25 @@ def _shaped(text: str, shape: Callable[[str], object], known: set[str]) -> bool:
     return True
 
 
+_WRITTEN = ("id", "from", "to", "subject", "kind", "thread", "reply_to", "ts", "headers",
+            "priority", "receipt", "expires_at")
+"""The fields :meth:`Message.to_dict` always writes (``v`` is checked apart; ``body`` and
+``epoch`` are read apart, ``epoch`` being written only when set)."""
+_written = operator.itemgetter(*_WRITTEN)
+
+
 def _plain_fields(obj: dict[str, Any]) -> tuple[Any, ...] | None:
     """The fields of a message in the common case, as :class:`Message` takes them in
     order, or None: every field present has the exact JSON type it must have, names and
     addresses are well formed, and there is no ``expires_at``. A writer's check stops here
     (it needs no Message built)."""
-    get = obj.get
-    msg_id, sender, to = get("id"), get("from"), get("to")
+    try:
+        (msg_id, sender, to, subject, kind, thread, reply_to, ts, headers, priority, receipt,
+         expires_at) = _written(obj)
+    except KeyError:  # not written by us: a field left out has its default
+        get = obj.get
+        (msg_id, sender, to, subject, kind, thread, reply_to, ts, headers, priority, receipt,
+         expires_at) = (get(key) for key in _WRITTEN)
     if not (type(msg_id) is str and _ID_SHAPE(msg_id) and type(sender) is str
             and (sender in _SHAPED_SENDERS or _shaped(sender, _AGENT_NAME, _SHAPED_SENDERS))
             and type(to) is list and to):
@@ -468,12 +492,8 @@ def _plain_fields(obj: dict[str, Any]) -> tuple[Any, ...] | None:
         if type(address) is not str or (address not in _SHAPED_ADDRESSES and not _shaped(
                 address, _ANY_ADDRESS, _SHAPED_ADDRESSES)):
             return None
-    subject, kind, thread, reply_to, ts = (get("subject"), get("kind"), get("thread"),
-                                           get("reply_to"), get("ts"))
     if not {type(subject), type(kind), type(thread), type(reply_to), type(ts)} <= _TEXT_TYPES:
         return None
-    headers, priority, receipt, epoch = (get("headers"), get("priority"), get("receipt"),
-                                         get("epoch"))
     if headers is None:
         headers = {}
     elif type(headers) is not dict or (headers and not all(
@@ -483,10 +503,11 @@ def _plain_fields(obj: dict[str, Any]) -> tuple[Any, ...] | None:
         priority = Priority.NORMAL
     elif type(priority) is not str or (priority := _PRIORITIES.get(priority)) is None:
         return None
-    if (get("expires_at") is not None or (receipt is not None and type(receipt) is not bool)
+    epoch = obj.get("epoch")
+    if (expires_at is not None or (receipt is not None and type(receipt) is not bool)
             or (epoch is not None and type(epoch) is not int)):
         return None
-    return (msg_id, sender, tuple(to), subject or "", get("body"),
+    return (msg_id, sender, tuple(to), subject or "", obj.get("body"),
             "message" if kind is None else kind, thread or msg_id, reply_to, priority, None,
             receipt or False, headers, ts or "", epoch)
 

@@ -382,7 +382,7 @@ def test_symlinked_folder_in_the_root_is_refused_not_followed(mb: Mailbox, tmp_p
     inbox = mb.inbox("bob")
     inbox.claim()
     os.symlink(outside, inbox.done_dir / day_of(msg.id))
-    with pytest.raises(StorageError, match="not a directory"):
+    with pytest.raises(StorageError, match="is a symbolic link where a folder of the root"):
         inbox.done(msg)
     assert list(outside.iterdir()) == []
     assert inbox.state_of(msg.id) is State.CLAIMED

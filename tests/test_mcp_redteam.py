@@ -100,8 +100,6 @@ def test_ids_of_another_inbox_are_refused_and_its_mail_is_untouched(
     assert [theirs.id] == team.inbox("alice").ids()
 
 
-@pytest.mark.xfail(strict=True, reason="Inbox.done creates today's done/ shard before it "
-                   "finds the message missing (agentmailbox/inbox.py)")
 def test_a_refused_done_leaves_no_trace_in_the_inbox(mb: Mailbox) -> None:
     """done of an id that is not in the inbox is an error and changes nothing there."""
     before = mail_state(mb.path)

@@ -205,11 +205,15 @@ class Trail:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.steps: list[Step] = []
         self.busy = False
-        scan, lstat, hit = Disk.scan, Disk.lstat, faults.hit
+        scan, list_names, lstat, hit = Disk.scan, Disk.names, Disk.lstat, faults.hit
 
         def scanned(disk: Disk, path: StrPath) -> Iterator[os.DirEntry[str]]:
             self.fire("scan", path)
             return scan(disk, path)
+
+        def listed(disk: Disk, path: StrPath) -> list[str]:
+            self.fire("scan", path)
+            return list_names(disk, path)
 
         def looked(disk: Disk, path: StrPath) -> os.stat_result | None:
             seen = lstat(disk, path)
@@ -221,6 +225,7 @@ class Trail:
             hit(name)
 
         monkeypatch.setattr(Disk, "scan", scanned)
+        monkeypatch.setattr(Disk, "names", listed)
         monkeypatch.setattr(Disk, "lstat", looked)
         monkeypatch.setattr(faults, "hit", point)
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from agentmailbox import Mailbox
+from agentmailbox import Mailbox, State
 from agentmailbox.fs import Disk
 
 
@@ -31,12 +31,13 @@ def test_claiming_new_mail_looks_at_no_claim_in_flight_until_one_may_run_out(
     flight."""
     other = _claims_in_flight(mb, 5)
     inbox = mb.inbox("bob")
+    in_flight = {str(inbox.cur / f"{msg_id}.json") for msg_id in inbox.ids(State.CLAIMED)}
     assert inbox.claim() is None  # the first refill sweeps once and sees five fresh leases
     looked: list[str] = []
     lstat = Disk.lstat
 
     def counting(disk: Disk, path: str | Path) -> object:
-        if f"{inbox.cur}/" in str(path):
+        if os.fspath(path) in in_flight:
             looked.append(str(path))
         return lstat(disk, path)
 
@@ -210,13 +211,18 @@ def test_a_claim_of_an_empty_inbox_lists_new_once(
     the mail that arrives next."""
     inbox = mb.inbox("bob")
     listed: list[str] = []
-    scan = Disk.scan
+    scan, list_names = Disk.scan, Disk.names
 
     def counting(disk: Disk, path: str | os.PathLike[str]) -> Iterator[os.DirEntry[str]]:
         listed.append(os.fspath(path))
         return scan(disk, path)
 
+    def counting_names(disk: Disk, path: str | os.PathLike[str]) -> list[str]:
+        listed.append(os.fspath(path))
+        return list_names(disk, path)
+
     monkeypatch.setattr(Disk, "scan", counting)
+    monkeypatch.setattr(Disk, "names", counting_names)
     assert inbox.claim() is None
     assert [str(inbox.new)] == [p for p in listed if p.startswith(str(inbox.new))]
     sent = mb.send("alice", "bob")

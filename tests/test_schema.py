@@ -19,6 +19,7 @@ from conftest import python_env
 
 from agentmailbox import InvalidInput, Mailbox
 from agentmailbox.cli import EXIT_INVALID, EXIT_OK
+from agentmailbox.message import day_of, day_span
 from agentmailbox.presence import Liveness, Presence
 from agentmailbox.routing import Directory
 from agentmailbox.supervisor import Supervisor
@@ -329,3 +330,19 @@ def test_handoff_file_that_is_not_utf8_is_a_clean_error(cli: Any, tmp_path: Path
     note.write_bytes(b"## Next\n- \xff\xfe the plan\n")
     out = cli("handoff", "bob", "--file", str(note))
     assert (EXIT_INVALID, True, False) == (out.code, "UTF-8" in out.err, "Traceback" in out.err)
+
+
+@pytest.mark.parametrize("stamp", [0, 1, 86_399_999_999_999, 86_400_000_000_000,
+                                   1_796_169_599_999_999_999, 1_796_169_600_000_000_000])
+def test_the_day_span_of_an_id_holds_exactly_the_ids_of_its_day(stamp: int) -> None:
+    """done/ finds an id's day folder by comparing it with the bounds of the last day seen,
+    so those bounds hold every id of that day and none of another."""
+    msg_id = f"{stamp:020d}-0123456789abcdef"
+    day, first, end = day_span(msg_id)
+    assert day == day_of(msg_id)
+    assert first <= msg_id < end
+    assert day_of(f"{first}-0000000000000000") == day
+    assert day_of(f"{int(end) - 1:020d}-ffffffffffffffff") == day
+    assert day_of(f"{end}-0000000000000000") != day
+    if int(first) > 0:
+        assert day_of(f"{int(first) - 1:020d}-ffffffffffffffff") != day
