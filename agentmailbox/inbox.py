@@ -380,8 +380,8 @@ class Inbox:
         if msg is None:
             return None
         self._root.clock.observe(stamp_of(msg_id))
-        epoch = self._epoch()
-        self._root.journal.record("claim", agent=self.agent, id=msg_id, epoch=epoch)
+        self._root.journal.record_fields("claim", {"agent": self.agent, "id": msg_id,
+                                                   "epoch": self._epoch()})
         self._remember(msg, done, folder)
         if msg.receipt and self._notify:
             self._tell(msg, "read")
@@ -532,7 +532,8 @@ class Inbox:
             return False  # another copy was done already; ours went to dead/
         faults.hit("done.moved")
         self._syncs.fsync_dir(folder)
-        self._root.journal.record("done", agent=self.agent, id=msg_id, epoch=self._epoch())
+        self._root.journal.record_fields("done", {"agent": self.agent, "id": msg_id,
+                                                  "epoch": self._epoch()})
         if self._notify:
             # Done by id (the CLI does this) must still honour a requested receipt.
             finished = (msg if isinstance(msg, Message) else claimed
