@@ -30,7 +30,7 @@ StrPath = str | os.PathLike[str]
 __all__ = ["GONE", "MOVED", "NEVER", "OCCUPIED", "POINTS", "TRUST_SECONDS", "Disk",
            "FolderSyncs", "Foreign", "Fsync", "Moved", "check_unique_keys", "dump_object",
            "faults", "hidden_name", "kind_of", "libc_function", "parse_object", "pid",
-           "read_open", "read_rest", "refused", "same_file", "staging_name", "staging_suffix"]
+           "read_open", "refused", "same_file", "staging_name", "staging_suffix"]
 
 _CHUNK = 1 << 20  # how much of a log one read takes
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -570,10 +570,7 @@ class Disk:
             now = _monotonic()
             self._guard_at(src, now)
             self._guard_at(dest, now)
-        # _encoded, inlined for the plain strings of the claim and done paths.
-        result = _rename_noreplace(
-            src.encode(_FS_ENCODING, _FS_ERRORS) if type(src) is str else os.fsencode(src),
-            dest.encode(_FS_ENCODING, _FS_ERRORS) if type(dest) is str else os.fsencode(dest))
+        result = _rename_noreplace(_encoded(src), _encoded(dest))
         if result == 0:
             return MOVED
         if result == errno.EEXIST:
@@ -892,16 +889,6 @@ def _read_all(fd: int, size: int, limit: int) -> bytes:
     first = os.read(fd, size + 1)
     if len(first) <= size:
         return first  # the usual case: one read, the whole file
-    return read_rest(fd, first, size, limit)
-
-
-def read_rest(fd: int, first: bytes, size: int, limit: int) -> bytes:
-    """The content of a file of ``size`` bytes (its ``fstat``) whose first
-    ``os.read(fd, size + 1)`` returned ``first``, more than ``size`` bytes: it grew since,
-    and is read on to its end, never past ``limit`` (:class:`Foreign` then).
-
-    A caller on a hot path makes that first read itself and calls this only when it
-    came back longer than ``size`` (the usual read is the whole file, in one call)."""
     chunks = [first]
     total = len(first)
     while total > size:  # grew since fstat: keep reading, but never past the limit

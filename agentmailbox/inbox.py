@@ -34,7 +34,7 @@ from .fs import (
     Foreign,
     Moved,
     faults,
-    read_rest,
+    read_open,
     same_file,
     staging_name,
 )
@@ -463,10 +463,7 @@ class Inbox:
             if not lease_set_by_rename(st, before):
                 self._disk.touch_open(fd, path)  # the lease starts now
             faults.hit("claim.taken")
-            size = st.st_size
-            data = os.read(fd, size + 1)  # read_open, inlined: one call reads the whole file
-            if len(data) > size:
-                data = read_rest(fd, data, size, limit)
+            data = read_open(fd, st, limit)
         except Foreign as exc:
             self._dead.bury(path, exc.reason, agent=self.agent)
             return None
