@@ -491,8 +491,11 @@ def test_a_bridge_whose_disk_fails_its_receipts_keeps_carrying_mail(
     sender, receiver = bridges(hosts, server.url)
     with running(sender, receiver):
         first = one.send("alice", "bob@gpu1", body="first").id
-        wait_for(lambda: holds(two, "bob", [first]), 20, "the first message")
         track = two.root.paths.bridge_track
+        # The copy is in bob's inbox a moment before the bridge tracks it: break the folder
+        # only once it holds the copy's record, or the copy is never tracked at all.
+        wait_for(lambda: holds(two, "bob", [first]) and any(track.glob(f"{first}.*.json")),
+                 20, "the first message, tracked")
         shutil.rmtree(track)
         track.write_bytes(b"not a folder")
         assert two.inbox("bob").claim(first) is not None  # a read receipt to send back
