@@ -228,7 +228,7 @@ class _Doctor:
             elif (self._check_file(inbox, path) and a is not None
                   and lease_start(a, now, lease_ns) < now - lease_ns):
                 self.note("lease-expired", path, "claimed past its lease",
-                          lambda i=entry.name[:-5]: inbox.release(i, "lease expired"))
+                          lambda i=entry.name[:-5]: inbox.release_expired([i], lease_ns))
 
     def _hold(self, inbox: Inbox, path: Path, now: int) -> None:
         """A copy a process moved to its hold name to settle it, and died holding."""

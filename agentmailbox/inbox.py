@@ -23,9 +23,9 @@ from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from . import layout, names
+from . import layout, locks, names
 from .dead import DeadLetters
-from .errors import Conflict, InvalidInput, MailboxError, MessageNotFound
+from .errors import Conflict, InvalidInput, LockTimeout, MailboxError, MessageNotFound
 from .fs import (
     GONE,
     MOVED,
@@ -64,6 +64,9 @@ all), and one six-thousandth of the default lease: a claim whose rename started 
 holds it for at least ``lease_seconds`` less this."""
 
 Notify = Callable[[Message, str, str], None]
+
+LEASE_LOCK_SECONDS = 10.0
+"""How long a release waits for another process's release or sweep of the same inbox."""
 
 HOLD_PREFIX = ".hold."
 """``cur/.hold.<id>.<pid>.<6 hex>``: a copy being settled by the one process that moved it there."""
@@ -125,6 +128,7 @@ class Inbox:
         self._notify = notify
         paths = root.paths.agent(agent)
         self.path = paths.inbox
+        self._lease_lock = paths.lock("lease")
         self.tmp, self.new, self.cur = paths.inbox_tmp, paths.inbox_new, paths.inbox_cur
         self.done_dir = paths.inbox_done
         # Plain strings on the hot paths: pathlib joins cost more than the syscalls.
@@ -610,8 +614,23 @@ class Inbox:
 
         If ``new/`` already holds another copy of the id, that copy is the unread one
         and this claim's copy is quarantined as a duplicate: either way the id is unread.
+        Made with the inbox's lease lock held (``run/lease.lock``), as every release is,
+        so a sweep that found a claim expired releases it before anyone can claim it
+        again; a release of an id that is not claimed changes nothing.
         """
         msg_id = _id_of(msg)
+        if self._disk.lstat(f"{self._cur_s}{msg_id}.json") is None:  # no lock file made
+            self._claims.pop(msg_id, None)
+            return self._expect(msg_id, State.NEW)
+        with locks.held(self._lease_lock, self._disk, timeout=LEASE_LOCK_SECONDS,
+                        message=f"{self.agent}: another process has been releasing claims "
+                                f"for {LEASE_LOCK_SECONDS:g} s",
+                        hint="retry; if it persists, find the process holding "
+                             f"{self._lease_lock}"):
+            return self._release(msg_id, reason)
+
+    def _release(self, msg_id: str, reason: str) -> bool:
+        """:meth:`release`, with the lease lock held."""
         self._claims.pop(msg_id, None)
         moved = self._settle(msg_id, f"{self._new_s}{msg_id}.json",
                              "duplicate delivery of a message already unread")
@@ -620,6 +639,42 @@ class Inbox:
         faults.hit("release.moved")
         self._root.journal.record("release", agent=self.agent, id=msg_id, reason=reason)
         return True
+
+    def release_expired(self, msg_ids: builtins.list[str], lease_ns: int
+                        ) -> tuple[builtins.list[str], int] | None:
+        """Release those of ``msg_ids`` whose claims have run out (a lease of ``lease_ns``),
+        each judged by a look at ``cur/<id>.json`` taken with the lease lock held:
+        (the ids released, one past the earliest end of a lease still running), or None
+        if another process holds the lock (it is releasing claims of this inbox now).
+
+        With the lock held no claim leaves ``cur/`` for ``new/`` but by this call, so the
+        claim found expired is the one released: a reader that claimed the message again
+        after an earlier look (another sweep released it meanwhile) keeps its claim.
+        """
+        try:
+            lock = locks.acquire(self._lease_lock, self._disk, timeout=0,
+                                 message="the lease lock is held", hint="")
+        except LockTimeout:
+            return None
+        try:
+            now = time.time_ns()
+            due = now + lease_ns
+            released = []
+            for msg_id in msg_ids:
+                st = self._disk.lstat(f"{self._cur_s}{msg_id}.json")
+                # A claim with a second link is no claim of ours: a version 1 half-claim
+                # (or a planted link), settled by doctor; releasing it would give it a
+                # name in dead/.
+                if st is None or st.st_nlink != 1:
+                    continue
+                ends = lease_start(st, now, lease_ns) + lease_ns
+                if ends >= now:
+                    due = min(due, ends + 1)
+                elif self._release(msg_id, "lease expired"):
+                    released.append(msg_id)
+            return released, due
+        finally:
+            lock.release()
 
     def renew(self, msg: Message | str) -> bool:
         """Extend the lease of a claimed message (start it again now). False if it is no
@@ -671,7 +726,7 @@ class Inbox:
         # No claim made from now on can run out before this (its rename sets its ctime
         # to now, give or take one tick of the kernel's coarse clock).
         due = now + lease_ns - _CLOCK_TICK_NS
-        expired = []
+        candidates = []
         for entry in self._disk.scan(self.cur):
             if not names.is_message_file(entry.name):
                 continue
@@ -681,12 +736,15 @@ class Inbox:
             ends = lease_start(st, now, lease_ns) + lease_ns
             if ends >= now:
                 due = min(due, ends + 1)
-            # A claim with a second link is no claim of ours: a version 1 half-claim (or a
-            # planted link), settled by doctor; releasing it would give it a name in dead/.
-            elif st.st_nlink == 1:
-                msg_id = entry.name[:-5]
-                if self.release(msg_id, reason="lease expired"):
-                    expired.append(msg_id)
+            elif st.st_nlink == 1:  # the rest: see release_expired
+                candidates.append(entry.name[:-5])
+        expired: builtins.list[str] = []
+        if candidates:
+            outcome = self.release_expired(candidates, lease_ns)
+            if outcome is None:
+                return []  # another process releases claims now; the next refill looks again
+            expired, running = outcome
+            due = min(due, running)
         if lease == root_lease:
             self._swept_at, self._sweep_due = now, due
         return expired

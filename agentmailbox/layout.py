@@ -71,6 +71,8 @@ TREE: tuple[Entry, ...] = (
     _f("agents/<agent>/run/state.lock", "on demand", "lock of state.json (§20.6)"),
     _f("agents/<agent>/run/epoch.lock", "on demand", "lock of the epoch (§20.6)"),
     _f("agents/<agent>/run/agent.lock", "on demand", "lock of agent.json edits (§20.6)"),
+    _f("agents/<agent>/run/lease.lock", "on demand",
+       "held by every release of a claim in the inbox (§9.3, §20.6)"),
     _f("agents/<agent>/run/hooks.json", "on demand",
        "what the hooks last surfaced, and how the last session ended (docs/INTEGRATIONS.md)"),
     _d("spool", "init", "routed mail (§16)"),
@@ -264,7 +266,7 @@ class AgentPaths:
         return self.run / "epoch"
 
     def lock(self, name: str) -> Path:
-        """``run/<name>.lock``: ``state``, ``epoch`` or ``agent``."""
+        """``run/<name>.lock``: ``state``, ``epoch``, ``agent`` or ``lease``."""
         return self.run / f"{name}.lock"
 
     @property

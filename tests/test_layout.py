@@ -18,7 +18,7 @@ SAMPLES = {"agent": "bob", "id": "01795443442123456789-9f86d081884c7d65", "day":
 ARGUMENTS = {"agent": "bob", "msg_id": SAMPLES["id"], "day": "2026-12-01", "month": "2026-12",
              "key": "a" * 40, "name": "notes/plan.md", "number": 1, "dead_id": "d1",
              "thread": "t1"}
-LOCKS = ("state", "epoch", "agent")
+LOCKS = ("state", "epoch", "agent", "lease")
 # Names made by the code that stages them (fs.staging_name, inbox.HOLD_PREFIX), not paths.
 STAGED = {"<id>.<pid>.<hex>", ".hold.<id>.<pid>.<hex>"}
 

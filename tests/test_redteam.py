@@ -216,8 +216,6 @@ def test_a_folder_swapped_for_a_link_after_a_send_is_never_followed(
 
 # -- the lease -----------------------------------------------------------------------------------
 
-@broke("Inbox.requeue_expired decides on an lstat of cur/X and then releases cur/X by name: a "
-       "claim another reader took in between (fresh lease) is given back and handed out again")
 def test_a_lease_sweep_never_releases_a_claim_taken_after_it_looked(tmp_path: Path) -> None:
     """A reader whose claim is a moment old keeps it, whatever a slower sweep decided earlier."""
     mb = Mailbox.init(tmp_path, fsync="never", lease_seconds=1.0)
@@ -227,16 +225,43 @@ def test_a_lease_sweep_never_releases_a_claim_taken_after_it_looked(tmp_path: Pa
     first, sweeper, other, reader = (Mailbox.open(mb.path).inbox("bob") for _ in range(4))
     assert first.claim() is not None
     time.sleep(1.2)  # the first reader's lease runs out
-    release = sweeper.release
+    release_expired = sweeper.release_expired
 
-    def looked_then_released(msg_id: str, reason: str = "released") -> bool:
-        other.requeue_expired()  # another sweep gives the expired claim back...
+    def looked_then_released(msg_ids: list[str], lease_ns: int) -> Any:
+        assert [msg.id] == msg_ids  # the sweep found the first reader's claim expired...
+        assert [msg.id] == other.requeue_expired()  # ...another sweep gives it back...
         assert reader.claim() is not None  # ...and a reader claims it afresh
-        return release(msg_id, reason)
+        return release_expired(msg_ids, lease_ns)
 
-    sweeper.release = looked_then_released  # type: ignore[method-assign]
-    sweeper.requeue_expired()
+    sweeper.release_expired = looked_then_released  # type: ignore[method-assign]
+    assert [] == sweeper.requeue_expired()
     assert (State.CLAIMED, True) == (reader.state_of(msg.id), reader.done(msg.id))
+
+
+def test_no_claim_leaves_for_new_while_another_process_releases(tmp_path: Path) -> None:
+    """While another process holds the inbox's lease lock (it is releasing claims), a sweep
+    gives nothing back and the claim stays claimed; once the lock is free, the next sweep
+    releases it."""
+    mb = Mailbox.init(tmp_path, fsync="never", lease_seconds=1.0)
+    mb.add_agent("alice")
+    mb.add_agent("bob")
+    msg = mb.send("alice", "bob", subject="once")
+    inbox = mb.inbox("bob")
+    assert inbox.claim() is not None
+    time.sleep(1.2)
+    lock = mb.root.paths.agent("bob").lock("lease")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+         str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and "held" == holder.stdout.readline().strip()
+        assert [] == Mailbox.open(mb.path).inbox("bob").requeue_expired()
+        assert State.CLAIMED is inbox.state_of(msg.id)
+    finally:
+        holder.communicate("")
+    assert [msg.id] == Mailbox.open(mb.path).inbox("bob").requeue_expired()
+    assert State.NEW is inbox.state_of(msg.id)
 
 
 # -- writers that accept what their readers refuse -----------------------------------------------
