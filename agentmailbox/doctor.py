@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import stat
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from . import layout, names
-from .fs import Disk, Foreign, same_file
+from .fs import Disk, Foreign, kind_of, same_file
 from .handoff import HandoffStore, plausible
 from .inbox import Inbox, hold_id, lease_start
 from .mailbox import Mailbox, load_key_marker
@@ -83,6 +84,7 @@ class _Doctor:
             self._future_stamps(name)
         self._heartbeats()
         self._thread_markers()
+        self._lock_files((self.paths.supervisor_lock, self.paths.receipts_lock))
         self._foreign_agents()
         self._dead()
         self._format()
@@ -134,9 +136,24 @@ class _Doctor:
         self._tmp_dir(agent.keys, pattern_ok=lambda n: not n.startswith("."))
         for folder in agent.staging_folders:
             self._hidden_staging(folder)
+        # Before cur/: a release there takes run/lease.lock.
+        self._lock_files(agent.lock(n) for n in layout.AGENT_LOCKS)
         self._cur(inbox)  # first: what it gives back to new/ is then checked against done/
         self._new(inbox)
         self._keys(agent.keys)
+
+    def _lock_files(self, paths: Iterable[Path]) -> None:
+        """A lock file that is not a regular file with one name (a link, FIFO, folder, hard
+        link) is one nobody can hold (``Disk.open_append`` refuses it), so whatever takes
+        that lock fails: quarantined as it is, never followed; the next taker makes a new
+        one. (A lock file is never deleted, but no one holds one of these.)"""
+        for path in paths:
+            st = self.disk.lstat(path)
+            if st is None or (stat.S_ISREG(st.st_mode) and st.st_nlink == 1):
+                continue
+            self.note("foreign", path, f"{kind_of(st)} where a lock file belongs (never "
+                      "followed)", self._bury(path, "not a lock file (a regular file with one "
+                                              "name) where a lock file belongs", None))
 
     def _tmp_dir(self, folder: Path, pattern_ok: Any = lambda n: False) -> None:
         now = time.time_ns()

@@ -192,6 +192,10 @@ IDENTITY = "agent.json"
 # Names given to these are already validated (names.check_*): nothing here checks them.
 
 
+AGENT_LOCKS = ("state", "epoch", "agent", "lease")
+"""The lock files of an agent's ``run/`` folder (PROTOCOL.md §20.6)."""
+
+
 class AgentPaths:
     """The folders and files of one agent: ``agents/<agent>/``."""
 

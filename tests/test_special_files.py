@@ -23,7 +23,7 @@ import orjson
 import pytest
 from conftest import ROOT, python_env
 
-from agentmailbox import AlreadyExists, InvalidInput, Mailbox, StorageError, doctor
+from agentmailbox import AlreadyExists, InvalidInput, Mailbox, State, StorageError, doctor
 from agentmailbox.fs import Disk
 from agentmailbox.journal import Journal
 from agentmailbox.supervisor import Supervisor
@@ -154,6 +154,36 @@ def test_supervisor_refuses_a_supervisor_lock_that_is_a_special_file(
     words = _plant(path, outside, kind)
     with pytest.raises(StorageError, match=f"{path}.* is {words}"), Supervisor(mb) as sup:
         sup.run_once()
+
+
+@pytest.mark.parametrize("kind", SPECIAL)
+def test_a_special_file_at_the_lease_lock_stops_releases_until_doctor_quarantines_it(
+        tmp_path: Path, outside: Path, no_hang: None, kind: str) -> None:
+    """A special file at run/lease.lock: a release and a sweep of an expired claim fail at
+    once with a clear error naming it and the claim stays claimed; ``doctor`` reports it,
+    ``doctor --repair`` quarantines it as it is (never followed) before it sweeps, and the
+    expired claim is released."""
+    mb = Mailbox.init(tmp_path / "root", fsync="never", lease_seconds=0.5)
+    mb.add_agent("alice")
+    mb.add_agent("bob")
+    msg = mb.send("alice", "bob", "hello", "body")
+    inbox = mb.inbox("bob")
+    assert inbox.claim() is not None
+    path = mb.root.paths.agent("bob").lock("lease")
+    words = _plant(path, outside, kind)
+    with pytest.raises(StorageError, match=f"{path}.* is {words}"):
+        inbox.release(msg.id)
+    time.sleep(0.6)  # the lease runs out
+    with pytest.raises(StorageError, match=f"{path}.* is {words}"):
+        Mailbox.open(mb.path).inbox("bob").requeue_expired()
+    assert State.CLAIMED is inbox.state_of(msg.id)
+    assert [("agents/bob/run/lease.lock", False)] == [
+        (f.path, f.repaired) for f in doctor.check(mb) if f.kind == "foreign"]
+    found = [(f.kind, f.repaired) for f in doctor.check(mb, repair=True)]
+    assert [("foreign", True), ("lease-expired", True)] == found
+    assert (State.NEW, ["agents/bob/run"], True) == (
+        inbox.state_of(msg.id), [d.origin for d in mb.dead.list()],
+        stat.S_ISREG(os.lstat(path).st_mode))  # a fresh lock file, made by the release
 
 
 def test_lock_files_still_exclude_a_second_holder(mb: Mailbox) -> None:
