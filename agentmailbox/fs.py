@@ -576,25 +576,30 @@ class Disk:
         if result == errno.EEXIST:
             return OCCUPIED
         if result == errno.ENOENT:
-            if new_folder:
-                return GONE
-            parent = os.path.dirname(os.fspath(dest))
-            if parent and self.lstat(parent) is None:
-                raise from_oserror(OSError(result, os.strerror(result), parent),
-                                   "rename into", parent)
-            return GONE
+            return self._gone(dest, new_folder)
         if result in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
-            return self._move_without_flag(src, dest)
+            return self._move_without_flag(src, dest, new_folder)
         raise from_oserror(OSError(result, os.strerror(result), os.fspath(src)), "rename",
                            os.fspath(src))
 
-    def _move_without_flag(self, src: StrPath, dest: StrPath) -> Moved:
+    def _gone(self, dest: StrPath, new_folder: bool) -> Moved:
+        """A rename that met ``ENOENT``: ``GONE``, or a :class:`StorageError` if the folder
+        of ``dest`` does not exist and ``new_folder`` does not allow that."""
+        if new_folder:
+            return GONE
+        parent = os.path.dirname(os.fspath(dest))
+        if parent and self.lstat(parent) is None:
+            raise from_oserror(OSError(errno.ENOENT, os.strerror(errno.ENOENT), parent),
+                               "rename into", parent)
+        return GONE
+
+    def _move_without_flag(self, src: StrPath, dest: StrPath, new_folder: bool) -> Moved:
         if self.lstat(dest) is not None:
             return OCCUPIED
         try:
             os.rename(src, dest)
         except FileNotFoundError:
-            return GONE
+            return self._gone(dest, new_folder)
         except OSError as exc:
             raise from_oserror(exc, "rename", str(src)) from exc
         return MOVED
