@@ -249,13 +249,16 @@ def prompt(mb: Mailbox, who: Who, event: dict[str, Any]) -> Answer:
     return Answer(stdout=context("UserPromptSubmit", text), stderr=note)
 
 
-def _news(mb: Mailbox, name: str, via: str) -> tuple[list[str], str]:
+def _news(mb: Mailbox, name: str, via: str,
+          current: Callable[[], bool] | None = None) -> tuple[list[str], str]:
     """The unread, unclaimed ids not surfaced yet in this epoch, recorded as surfaced
     ``via`` this hook, and a line for stderr when the record could not be written. The
     epoch's surfaced set keeps what is still in the inbox (unread or claimed), so mail
     given back after it was shown is not announced again; with nothing new, the record
     is not even rewritten. A record that cannot be written costs a repeated notice,
-    never the notice itself."""
+    never the notice itself. With ``current``, nothing is taken unless it still holds
+    under the lock: a waiter that a newer one or a new session replaced while it looked
+    leaves the mail to them."""
     epoch = mb.epoch(name)
     state = HookState(mb.root, name)
     inbox = mb.inbox(name)
@@ -265,7 +268,7 @@ def _news(mb: Mailbox, name: str, via: str) -> tuple[list[str], str]:
     with state.locked():  # another hook may be announcing the same mail right now
         before = state.surfaced(epoch) or set()
         new = unread - before
-        if not new:
+        if not new or (current is not None and not current()):
             return [], ""
         surfacing.record(mb, name, new, via)
         kept = before if before <= unread else before & unread.union(inbox.ids(State.CLAIMED))
@@ -323,10 +326,16 @@ def wait(mb: Mailbox, who: Who, event: dict[str, Any], timeout: float = DEFAULT_
     token = f"{os.getpid()}.{time.time_ns()}"
     state.update(waiter=token)
     deadline = time.monotonic() + max(timeout, 0.0)
+
+    def current() -> bool:
+        return state.load().get("waiter") == token and _epoch_now(mb, who.name) == epoch
+
     with Doorbell(mb.inbox(who.name).new) as bell:
         bell.open()  # watching before the first look: a delivery in between rings
-        while state.load().get("waiter") == token and _epoch_now(mb, who.name) == epoch:
-            new = _news(mb, who.name, "wait")[0]
+        while current():
+            # Asked again under the lock that a newer waiter takes to write its token: one
+            # that starts (or a session that begins) while this one looks gets the mail.
+            new = _news(mb, who.name, "wait", current)[0]
             text = news_line(mb, who, new) if new else ""
             if text:
                 return Answer(stderr=text, code=2)
