@@ -96,9 +96,13 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     (where / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
     (where / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
     (where / "test_inner.py").write_text(INNER)
+    # The guard is conftest.py and pyproject.toml alone: the plugins installed beside pytest
+    # (hypothesis, anyio) play no part in it, and loading them was most of this run's time
+    # (both packages assertion-rewritten at start-up, hypothesis imported whole at the end).
+    env = {**python_env(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "test_inner.py"],
-        cwd=where, env=python_env(), capture_output=True, text=True, timeout=300, check=False)
+        cwd=where, env=env, capture_output=True, text=True, timeout=300, check=False)
     found: dict[str, set[str]] = {}
     for outcome, name in re.findall(r"^(PASSED|FAILED|ERROR) test_inner\.py::(\w+)",
                                     proc.stdout, re.MULTILINE):
