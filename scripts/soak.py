@@ -75,12 +75,18 @@ def _last_seq(log: Path) -> int:
 
 
 def produce(root: str, name: str, log: str, stop: str, rate: str) -> None:
-    """Send keyed messages until ``stop`` exists, logging each acknowledged id."""
+    """Send keyed messages until ``stop`` exists, logging each acknowledged id.
+
+    The first send of an incarnation happens even if ``stop`` exists: the one before it
+    may have been killed after its send stored the message and before the log line, and
+    only this resend (same key, same id) acknowledges it."""
     pause = 1.0 / float(rate)
     seq = _last_seq(Path(log)) + 1
     fd = _log_fd(log)
+    first = True
     with Mailbox.open(root) as mb:
-        while not os.path.exists(stop):
+        while first or not os.path.exists(stop):
+            first = False
             to = ADDRESSES[seq % len(ADDRESSES)]
             msg = mb.send(name, to, subject=f"{name} {seq}", key=f"{name}:{seq}",
                           body={"producer": name, "seq": seq})
