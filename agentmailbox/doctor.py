@@ -46,6 +46,10 @@ class Finding:
                 "repaired": self.repaired}
 
 
+NOT_REPAIRED = object()
+"""What a repair returns when it found the finding could not be repaired safely now."""
+
+
 class _Doctor:
     def __init__(self, mb: Mailbox, repair: bool, stale_after: float | None) -> None:
         self.mb = mb
@@ -57,10 +61,11 @@ class _Doctor:
         self.findings: list[Finding] = []
 
     def note(self, kind: str, path: Path, detail: str, fix: Any = None) -> None:
+        """Record a finding; with ``--repair``, apply ``fix`` (which returns
+        :data:`NOT_REPAIRED` when it found it could not repair it safely now)."""
         repaired = False
         if self.repair and fix is not None:
-            fix()
-            repaired = True
+            repaired = fix() is not NOT_REPAIRED
         where = names.as_text(str(path.relative_to(self.mb.path)))
         self.findings.append(Finding(kind, where, detail, repaired))
 
@@ -144,7 +149,7 @@ class _Doctor:
 
     def _lock_files(self, paths: Iterable[Path]) -> None:
         """A lock file that is not a regular file with one name (a link, FIFO, folder, hard
-        link) is one nobody can hold (``Disk.open_append`` refuses it), so whatever takes
+        link) is one nobody can hold (``Disk.open_lock`` refuses it), so whatever takes
         that lock fails: quarantined as it is, never followed; the next taker makes a new
         one. (A lock file is never deleted, but no one holds one of these.)"""
         for path in paths:
@@ -245,7 +250,15 @@ class _Doctor:
             elif (self._check_file(inbox, path) and a is not None
                   and lease_start(a, now, lease_ns) < now - lease_ns):
                 self.note("lease-expired", path, "claimed past its lease",
-                          lambda i=entry.name[:-5]: inbox.release_expired([i], lease_ns))
+                          lambda i=entry.name[:-5]: self._release_expired(inbox, i, lease_ns))
+
+    @staticmethod
+    def _release_expired(inbox: Inbox, msg_id: str, lease_ns: int) -> object:
+        """Release the claim if it is still expired when looked at under the lease lock;
+        NOT_REPAIRED if another process holds the lock (it is releasing claims now) or the
+        claim was renewed or taken again meanwhile."""
+        outcome = inbox.release_expired([msg_id], lease_ns)
+        return None if outcome is not None and outcome[0] else NOT_REPAIRED
 
     def _hold(self, inbox: Inbox, path: Path, now: int) -> None:
         """A copy a process moved to its hold name to settle it, and died holding."""

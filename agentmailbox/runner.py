@@ -12,6 +12,7 @@ logs it and claims nothing for a pause that doubles while it lasts.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import math
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from . import layout
 from .backoff import Backoff
-from .errors import MailboxError, MessageNotFound
+from .errors import LockTimeout, MailboxError, MessageNotFound
 from .watch import RESCAN_SECONDS, STOP_CHECK_SECONDS, Pulse, Watcher, soonest
 
 if TYPE_CHECKING:
@@ -213,7 +214,8 @@ class CommandRunner:
             finally:
                 os.close(fd)
         except BaseException:
-            self.inbox.release(msg, reason="command did not start")
+            with contextlib.suppress(LockTimeout):  # held elsewhere: its lease gives it back
+                self.inbox.release(msg, reason="command did not start")
             raise
         waiter = threading.Thread(target=self._await_exit, args=(proc,),
                                   name=f"mailbox-exec-{proc.pid}", daemon=True)
@@ -239,6 +241,10 @@ class CommandRunner:
             self._record(msg, code, fields)
         except MessageNotFound:
             log.warning("lost", extra={**fields, "why": "the claimed file is gone"})
+        except LockTimeout as exc:  # another process releasing claims for that long
+            self._backoff.failed(msg.id)
+            log.warning("not released", extra={**fields, "why": str(exc),
+                                               "then": "its lease gives it back"})
 
     def _record(self, msg: Message, code: int, fields: dict[str, object]) -> None:
         if code == 0:
