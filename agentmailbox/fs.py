@@ -39,6 +39,7 @@ _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOE
 # for ever for a reader; it changes nothing for the regular file expected there.
 _APPEND_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
                  | os.O_CLOEXEC)
+_LOCK_FLAGS = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class Fsync(enum.StrEnum):
@@ -524,7 +525,7 @@ class Disk:
 
     def open_append(self, path: StrPath) -> int:
         """Open (or create, with this root's file mode) ``path`` for appending; the caller
-        closes the descriptor. Logs and lock files are opened here and nowhere else.
+        closes the descriptor. Logs are opened here and nowhere else.
 
         Never blocks and never follows a link: a symlink, FIFO, device, socket or folder
         planted at ``path`` is refused, so nothing outside the root is written and no
@@ -533,13 +534,24 @@ class Disk:
         Raises:
             StorageError: ``path`` is not a regular file (the message says what it is).
         """
+        return self._open_file(path, _APPEND_FLAGS, "open for append")
+
+    def open_lock(self, path: StrPath) -> int:
+        """Open (or create, with this root's file mode) the lock file ``path`` for
+        ``flock``, which needs no write access: a lock file another member of a group
+        root made without group write (a shell's ``flock`` under its own umask) can still
+        be taken. Lock files are opened here and nowhere else, checked as
+        :meth:`open_append` checks a log."""
+        return self._open_file(path, _LOCK_FLAGS, "open the lock")
+
+    def _open_file(self, path: StrPath, flags: int, doing: str) -> int:
         self.guard(path)
         try:
-            fd = os.open(path, _APPEND_FLAGS, self.file_mode)
+            fd = os.open(path, flags, self.file_mode)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
                 raise refused(path, self.lstat(path), "a regular file") from exc
-            raise from_oserror(exc, "open for append", str(path)) from exc
+            raise from_oserror(exc, doing, str(path)) from exc
         try:
             st = os.fstat(fd)
         except OSError as exc:

@@ -3,7 +3,7 @@
 Lock files are empty, created with the root's file mode (so members of a group root
 can open them), and never deleted: deleting a lock file while someone waits on it
 would let two holders in (see the portalocker notes in DESIGN). They are opened by
-:meth:`fs.Disk.open_append`, so a FIFO or link planted in their place is refused.
+:meth:`fs.Disk.open_lock`, so a FIFO or link planted in their place is refused.
 """
 
 from __future__ import annotations
@@ -58,6 +58,6 @@ def held(path: Path, disk: Disk, *, timeout: float, message: str, hint: str
 
 
 def _open(path: str, disk: Disk) -> int:
-    """The lock file's descriptor, opened as every appended file is: never blocking on a
-    FIFO, never following a link (portalocker's own ``open`` would do both)."""
-    return disk.open_append(path)  # with the root's mode (Disk.share)
+    """The lock file's descriptor (read only: ``flock`` needs no more), never blocking on
+    a FIFO, never following a link (portalocker's own ``open`` would do both)."""
+    return disk.open_lock(path)  # with the root's mode (Disk.share)
