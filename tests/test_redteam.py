@@ -314,6 +314,35 @@ def test_doctor_never_reports_a_lease_expired_claim_fixed_that_it_left_claimed(
         state, [(f.kind, f.repaired) for f in found])
 
 
+@broke("Inbox._release treats a claim gone by the time of its rename as a release "
+       "that found nothing only if the id is somewhere in the inbox (_expect raises "
+       "MessageNotFound for an id in no folder): a sweep that found a planted file in cur/ "
+       "expired, while doctor --repair quarantined it before the sweep's rename, makes the "
+       "reader's claim() raise for an id it never asked for, with unread mail waiting")
+def test_a_sweep_racing_doctor_never_fails_a_claim(tmp_path: Path) -> None:
+    """A reader's claim returns the unread message even when doctor quarantines a bad file
+    in cur/ between its sweep's look and its release of that file."""
+    mb = Mailbox.init(tmp_path, fsync="never", lease_seconds=0.5)
+    mb.add_agent("alice")
+    mb.add_agent("bob")
+    msg = mb.send("alice", "bob", subject="unread")
+    planted = mb.path / "agents" / "bob" / "inbox" / "cur" / f"{'0' * 20}-{'0' * 16}.json"
+    planted.write_bytes(b"not a message")
+    os.utime(planted, (1, 1))
+    time.sleep(0.6)  # its ctime is past the lease too: the sweep finds it expired
+    reader = Mailbox.open(mb.path).inbox("bob")
+    settle = reader._settle
+
+    def doctor_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        found = doctor.check(Mailbox.open(mb.path), repair=True)
+        assert ["malformed"] == [f.kind for f in found]  # quarantined under the sweep
+        return settle(*args, **kwargs)
+
+    reader._settle = doctor_meanwhile  # type: ignore[method-assign]
+    got = reader.claim()
+    assert got is not None and msg.id == got.id
+
+
 _RUN_WHILE_LOCKED = """
 import sys
 from agentmailbox import Mailbox, inbox
