@@ -279,7 +279,8 @@ def test_a_lease_lock_another_member_made_read_only_stops_no_reader(shared_dir: 
     "one the running user cannot open for writing: bob's doctor reports only "
     "lease-expired, and doctor --repair ends with the StorageError its hint sends the user "
     "to doctor for"))
-def test_doctor_repair_by_a_member_who_cannot_take_the_lease_lock_ends_with_a_report(shared_dir: Path) -> None:
+def test_doctor_repair_by_a_member_who_cannot_take_the_lease_lock_ends_with_a_report(
+        shared_dir: Path) -> None:
     """doctor --repair, run by a member, ends with a report (never with the error whose
     hint sent the user to doctor), and what it leaves unrepaired names the lease lock."""
     root = _lock_taken_by_a_shell(shared_dir)
