@@ -264,6 +264,125 @@ def test_no_claim_leaves_for_new_while_another_process_releases(tmp_path: Path) 
     assert State.NEW is inbox.state_of(msg.id)
 
 
+@broke("a release acts on the name cur/<id>.json, not on the claim the releaser made: a "
+       "reader whose lease ran out and whose message a sweep gave back and another reader "
+       "claimed afresh still releases that newer claim (Inbox.release takes the lease lock "
+       "but asks nothing of the claim it moves), so a third reader gets the message while "
+       "the second one's claim is a moment old")
+def test_a_late_release_never_gives_back_another_readers_fresh_claim(tmp_path: Path) -> None:
+    """A reader whose claim is a moment old keeps it, whatever a reader whose lease ran out
+    does with the message it held before."""
+    mb = Mailbox.init(tmp_path, fsync="never", lease_seconds=0.5)
+    mb.add_agent("alice")
+    mb.add_agent("bob")
+    msg = mb.send("alice", "bob", subject="once")
+    slow, second, third = (Mailbox.open(mb.path).inbox("bob") for _ in range(3))
+    with contextlib.suppress(RuntimeError), slow.processing() as mine:
+        assert mine is not None and msg.id == mine.id
+        time.sleep(0.6)  # the slow reader outlives its lease...
+        again = second.claim()  # ...its sweep gives the message back, claimed afresh
+        assert again is not None and msg.id == again.id
+        raise RuntimeError("the slow reader's work failed: processing() releases")
+    assert (State.CLAIMED, None) == (second.state_of(msg.id), third.claim())
+
+
+@broke("doctor --repair marks a lease-expired claim repaired (and exits 0) when "
+       "Inbox.release_expired found the lease lock held and released nothing: the fix's "
+       "outcome (None) is not looked at, so the claim stays in cur/ and the report says fixed")
+def test_doctor_never_reports_a_lease_expired_claim_fixed_that_it_left_claimed(
+        tmp_path: Path) -> None:
+    """doctor --repair says fixed only for a claim it gave back: one left claimed because
+    another process held the lease lock is still reported, unrepaired."""
+    mb = Mailbox.init(tmp_path, fsync="never", lease_seconds=0.5)
+    mb.add_agent("alice")
+    mb.add_agent("bob")
+    msg = mb.send("alice", "bob", subject="once")
+    assert mb.inbox("bob").claim() is not None
+    time.sleep(0.6)
+    lock = mb.root.paths.agent("bob").lock("lease")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+         str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and "held" == holder.stdout.readline().strip()
+        found = doctor.check(Mailbox.open(mb.path), repair=True)
+        state = mb.inbox("bob").state_of(msg.id)
+    finally:
+        holder.communicate("")
+    assert (State.CLAIMED, [("lease-expired", False)]) == (
+        state, [(f.kind, f.repaired) for f in found])
+
+
+@broke("Inbox._release treats a claim gone by the time of its rename as a release "
+       "that found nothing only if the id is somewhere in the inbox (_expect raises "
+       "MessageNotFound for an id in no folder): a sweep that found a planted file in cur/ "
+       "expired, while doctor --repair quarantined it before the sweep's rename, makes the "
+       "reader's claim() raise for an id it never asked for, with unread mail waiting")
+def test_a_sweep_racing_doctor_never_fails_a_claim(tmp_path: Path) -> None:
+    """A reader's claim returns the unread message even when doctor quarantines a bad file
+    in cur/ between its sweep's look and its release of that file."""
+    mb = Mailbox.init(tmp_path, fsync="never", lease_seconds=0.5)
+    mb.add_agent("alice")
+    mb.add_agent("bob")
+    msg = mb.send("alice", "bob", subject="unread")
+    planted = mb.path / "agents" / "bob" / "inbox" / "cur" / f"{'0' * 20}-{'0' * 16}.json"
+    planted.write_bytes(b"not a message")
+    os.utime(planted, (1, 1))
+    time.sleep(0.6)  # its ctime is past the lease too: the sweep finds it expired
+    reader = Mailbox.open(mb.path).inbox("bob")
+    settle = reader._settle
+
+    def doctor_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        found = doctor.check(Mailbox.open(mb.path), repair=True)
+        assert ["malformed"] == [f.kind for f in found]  # quarantined under the sweep
+        return settle(*args, **kwargs)
+
+    reader._settle = doctor_meanwhile  # type: ignore[method-assign]
+    got = reader.claim()
+    assert got is not None and msg.id == got.id
+
+
+_RUN_WHILE_LOCKED = """
+import sys
+from agentmailbox import Mailbox, inbox
+from agentmailbox.runner import CommandRunner
+inbox.LEASE_LOCK_SECONDS = 0.3  # the 10 s wait, shortened
+mb = Mailbox.open(sys.argv[1])
+command = 'if grep -q fails "$MAILBOX_PATH"; then exit 1; fi; sleep 1; exit 0'
+runner = CommandRunner(mb.inbox("bob"), mb.root, command, max_inflight=2, heartbeat=False)
+outcomes = runner.run(once=True, idle_timeout=5)
+print(outcomes.done, outcomes.released)
+"""
+
+
+@broke("a command runner (mailbox watch --exec) dies with LockTimeout when it gives back "
+       "the claim of a failed command while another process holds the inbox's lease lock "
+       "for longer than LEASE_LOCK_SECONDS: CommandRunner._settle catches only "
+       "MessageNotFound, so the loop ends and SIGTERMs every other command still running")
+def test_a_command_runner_outlives_a_lease_lock_held_elsewhere(tmp_path: Path) -> None:
+    """A runner whose failed command's claim cannot be given back at once (the lease lock
+    is held elsewhere) keeps running the other commands to their end."""
+    mb = Mailbox.init(tmp_path, fsync="never")
+    mb.add_agent("alice")
+    mb.add_agent("bob")
+    mb.send("alice", "bob", subject="fails")
+    works = mb.send("alice", "bob", subject="works")
+    lock = mb.root.paths.agent("bob").lock("lease")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+         str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and "held" == holder.stdout.readline().strip()
+        ran = subprocess.run([sys.executable, "-c", _RUN_WHILE_LOCKED, str(mb.path)],
+                             cwd=ROOT, env=python_env(), capture_output=True, text=True,
+                             timeout=60)
+    finally:
+        holder.communicate("")
+    assert (0, State.DONE) == (ran.returncode, mb.inbox("bob").state_of(works.id)), ran.stderr
+
+
 # -- writers that accept what their readers refuse -----------------------------------------------
 
 @pytest.mark.parametrize("note", [5, "x" * 70_000], ids=["note-not-text", "note-over-64-KiB"])

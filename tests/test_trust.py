@@ -225,3 +225,66 @@ def test_two_users_of_a_group_root_claim_finish_and_boot_on_each_others_mail(
     authors = {orjson.loads(line)["pid"] for line in events}
     assert len(authors) >= 2
     assert [] == [f.to_dict() for f in doctor.check(mb)]
+
+
+_LEASED_OUT = """
+import sys, time
+from agentmailbox import Mailbox
+mb = Mailbox.init(sys.argv[1], fsync="never", mode="group", lease_seconds=0.5)
+for agent in ("alice", "bob"):
+    mb.add_agent(agent)
+claimed = mb.send("alice", "bob", subject="claimed, then left")
+mb.send("alice", "bob", subject="unread")
+assert mb.inbox("bob").claim() is not None
+time.sleep(0.6)  # its lease runs out
+"""
+
+
+def _lock_taken_by_a_shell(shared_dir: Path) -> Path:
+    """A group root where alice's claim of bob's mail ran out, and alice then ran the
+    release recipe of PROTOCOL.md §23.3 (``flock "$ROOT/agents/$AGENT/run/lease.lock" sh -c
+    '…'``) from a shell with the common umask 022: flock(1) made lease.lock ``0644``."""
+    made = _as_user(ALICE_UID, GROUP, code=_LEASED_OUT.replace(
+        "sys.argv[1]", repr(str(shared_dir))), groups=(GROUP,))
+    assert 0 == made.returncode, made.stderr
+    root = shared_dir / ".mailbox"
+    lock = root / "agents" / "bob" / "run" / "lease.lock"
+    subprocess.run(["setpriv", f"--reuid={ALICE_UID}", f"--regid={GROUP}", f"--groups={GROUP}",
+                    "sh", "-c", f"umask 022; flock '{lock}' sh -c 'umask 007; true'"],
+                   check=True, timeout=30)
+    assert 0o644 == lock.stat().st_mode & 0o777
+    return root
+
+
+@as_root
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "locks.acquire opens the lease lock for appending (Disk.open_append, O_WRONLY), though "
+    "flock(2) needs only a descriptor open for reading: a lease.lock another member made "
+    "without group write (flock(1) under umask 022, or chmod) makes every claim of the "
+    "inbox raise StorageError while a claim is expired (the sweep in Inbox._refill opens "
+    "it), so bob cannot read the unread message"))
+def test_a_lease_lock_another_member_made_read_only_stops_no_reader(shared_dir: Path) -> None:
+    """In a group root, a member still reads unread mail when the inbox's lease lock was
+    made by another member without group write."""
+    root = _lock_taken_by_a_shell(shared_dir)
+    read = _run_as(BOB_UID, root, "read", "bob", "--json")
+    assert 0 == read.returncode, read.stderr
+
+
+@as_root
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "doctor's _lock_files finds links, FIFOs, folders and hard links at a lock file, not "
+    "one the running user cannot open for writing: bob's doctor reports only "
+    "lease-expired, and doctor --repair ends with the StorageError its hint sends the user "
+    "to doctor for"))
+def test_doctor_repair_by_a_member_who_cannot_take_the_lease_lock_ends_with_a_report(
+        shared_dir: Path) -> None:
+    """doctor --repair, run by a member, ends with a report (never with the error whose
+    hint sent the user to doctor), and what it leaves unrepaired names the lease lock."""
+    root = _lock_taken_by_a_shell(shared_dir)
+    repaired = _run_as(BOB_UID, root, "doctor", "--repair", "--json")
+    assert repaired.returncode in (0, 10), repaired.stderr
+    left = [f["path"] for f in orjson.loads(repaired.stdout) if not f["repaired"]]
+    assert repaired.returncode == 0 or "agents/bob/run/lease.lock" in left, left
