@@ -141,9 +141,10 @@ class Inbox:
         # mail comes in id order, so most ids fall in the same day as the one before.
         self._span = ("", "", "")
         # What this handle claimed and has not finished: the message if it asks for a
-        # receipt, else None (so done(id) needs no read to know), and its path in done/
-        # and that path's folder (built once, by the claim's done check).
-        self._claims: dict[str, tuple[Message | None, str, str]] = {}
+        # receipt, else None (so done(id) needs no read to know), its path in done/ and
+        # that path's folder (built once, by the claim's done check), and the ctime the
+        # claim's file had when this handle last set it (by the claim, or a renewal).
+        self._claims: dict[str, tuple[Message | None, str, str, int]] = {}
         self._bell: Doorbell | None = None  # what wait() waits on, kept between calls
         # The last lease sweep of this handle (wall clock, ns) and the earliest time a claim
         # in cur/ can have run out since (see _sweep_if_due).
@@ -380,13 +381,14 @@ class Inbox:
         if self._disk.lstat(done) is not None:
             self._settle(msg_id, done, _DONE_BEFORE)
             return None
-        msg = self._load_claimed(dest, msg_id, before)
-        if msg is None:
+        loaded = self._load_claimed(dest, msg_id, before)
+        if loaded is None:
             return None
+        msg, changed = loaded
         self._root.clock.observe(stamp_of(msg_id))
         self._root.journal.record_fields("claim", {"agent": self.agent, "id": msg_id,
                                                    "epoch": self._epoch()})
-        self._remember(msg, done, folder)
+        self._remember(msg, done, folder, changed)
         if msg.receipt and self._notify:
             self._tell(msg, "read")
         return msg
@@ -438,8 +440,9 @@ class Inbox:
         return self.settle_hold(ours, f"{self._new_s}{msg_id}.json",
                                 "duplicate delivery of a message already unread")
 
-    def _load_claimed(self, path: str, msg_id: str, before: int) -> Message | None:
-        """Start the lease of the claim at ``path``, then read and check the message.
+    def _load_claimed(self, path: str, msg_id: str, before: int) -> tuple[Message, int] | None:
+        """Start the lease of the claim at ``path``, then read and check the message; with
+        it, the claimed file's ctime once the lease is started.
 
         One open file serves every step: its ``fstat`` shows a second link (a file
         planted from elsewhere, quarantined *before* the lease is set, since setting
@@ -464,8 +467,10 @@ class Inbox:
                     self._dead.bury(path, "hard link to a file elsewhere (not written "
                                     "through tmp/)", agent=self.agent)
                 return None
+            changed = st.st_ctime_ns
             if not lease_set_by_rename(st, before):
                 self._disk.touch_open(fd, path)  # the lease starts now
+                changed = os.fstat(fd).st_ctime_ns
             faults.hit("claim.taken")
             data = read_open(fd, st, limit)
         except Foreign as exc:
@@ -481,7 +486,7 @@ class Inbox:
         if msg.expired():
             self._dead.bury(path, "expired", agent=self.agent, expires_at=msg.expires_at)
             return None
-        return msg
+        return msg, changed
 
     def _is_own_staging(self, msg_id: str, st: os.stat_result, path: str | Path | None = None
                         ) -> bool:
@@ -518,7 +523,7 @@ class Inbox:
             claimed, folder = _UNKNOWN, self._done_folder(msg_id)
             dest = f"{folder}/{msg_id}.json"
         else:
-            msg_id, (claimed, dest, folder) = given, known
+            msg_id, (claimed, dest, folder, _) = given, known
         if folder in self._days:
             moved = self._settle(msg_id, dest, _DONE_BEFORE)
         else:
@@ -580,14 +585,14 @@ class Inbox:
             return MessageNotFound(msg_id, f"the inbox of {self.agent}")
         return None
 
-    def _remember(self, msg: Message, done: str, folder: str) -> None:
+    def _remember(self, msg: Message, done: str, folder: str, changed: int) -> None:
         """Note a claim of this handle, its path in ``done/`` and that path's folder
         (bounded: a claim someone else finished is forgotten in time), so that ``done(id)``
         knows without a read whether a receipt is asked."""
         claims = self._claims
         if len(claims) >= _CLAIMS_REMEMBERED:
             del claims[next(iter(claims))]
-        claims[msg.id] = (msg if msg.receipt else None, done, folder)
+        claims[msg.id] = (msg if msg.receipt else None, done, folder, changed)
 
     def _asks_receipt(self, folder: str, msg_id: str) -> Message | None:
         """The finished message at ``folder`` if it asks for a receipt (a claim this handle
@@ -616,7 +621,9 @@ class Inbox:
         and this claim's copy is quarantined as a duplicate: either way the id is unread.
         Made with the inbox's lease lock held (``run/lease.lock``), as every release is,
         so a sweep that found a claim expired releases it before anyone can claim it
-        again; a release of an id that is not claimed changes nothing.
+        again; a release of an id that is not claimed changes nothing. A claim this
+        handle made whose lease ran out and that another reader has claimed again since
+        is that reader's: it is left claimed, and this returns False.
         """
         msg_id = _id_of(msg)
         if self._disk.lstat(f"{self._cur_s}{msg_id}.json") is None:  # no lock file made
@@ -627,6 +634,14 @@ class Inbox:
                                 f"for {LEASE_LOCK_SECONDS:g} s",
                         hint="retry; if it persists, find the process holding "
                              f"{self._lease_lock}"):
+            mine = self._claims.get(msg_id)
+            if mine is not None:
+                st = self._disk.lstat(f"{self._cur_s}{msg_id}.json")
+                if st is not None and st.st_ctime_ns != mine[3]:
+                    # Claimed again since (this handle's lease ran out, a sweep gave it
+                    # back, another reader took it): that claim is not ours to give back.
+                    del self._claims[msg_id]
+                    return False
             return self._release(msg_id, reason)
 
     def _release(self, msg_id: str, reason: str) -> bool:
@@ -670,8 +685,12 @@ class Inbox:
                 ends = lease_start(st, now, lease_ns) + lease_ns
                 if ends >= now:
                     due = min(due, ends + 1)
-                elif self._release(msg_id, "lease expired"):
-                    released.append(msg_id)
+                    continue
+                try:
+                    if self._release(msg_id, "lease expired"):
+                        released.append(msg_id)
+                except MessageNotFound:
+                    pass  # gone from every folder since the look (doctor quarantined it)
             return released, due
         finally:
             lock.release()
@@ -680,7 +699,14 @@ class Inbox:
         """Extend the lease of a claimed message (start it again now). False if it is no
         longer claimed."""
         msg_id = _id_of(msg)
-        return self._disk.touch(f"{self._cur_s}{msg_id}.json")
+        path = f"{self._cur_s}{msg_id}.json"
+        if not self._disk.touch(path):
+            return False
+        mine = self._claims.get(msg_id)
+        st = None if mine is None else self._disk.lstat(path)
+        if mine is not None and st is not None:
+            self._claims[msg_id] = (*mine[:3], st.st_ctime_ns)
+        return True
 
     def lease_end(self, msg_id: str) -> int | None:
         """When the claim of ``msg_id`` returns to unread mail unless done, renewed or

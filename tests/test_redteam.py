@@ -264,11 +264,6 @@ def test_no_claim_leaves_for_new_while_another_process_releases(tmp_path: Path) 
     assert State.NEW is inbox.state_of(msg.id)
 
 
-@broke("a release acts on the name cur/<id>.json, not on the claim the releaser made: a "
-       "reader whose lease ran out and whose message a sweep gave back and another reader "
-       "claimed afresh still releases that newer claim (Inbox.release takes the lease lock "
-       "but asks nothing of the claim it moves), so a third reader gets the message while "
-       "the second one's claim is a moment old")
 def test_a_late_release_never_gives_back_another_readers_fresh_claim(tmp_path: Path) -> None:
     """A reader whose claim is a moment old keeps it, whatever a reader whose lease ran out
     does with the message it held before."""
@@ -286,9 +281,6 @@ def test_a_late_release_never_gives_back_another_readers_fresh_claim(tmp_path: P
     assert (State.CLAIMED, None) == (second.state_of(msg.id), third.claim())
 
 
-@broke("doctor --repair marks a lease-expired claim repaired (and exits 0) when "
-       "Inbox.release_expired found the lease lock held and released nothing: the fix's "
-       "outcome (None) is not looked at, so the claim stays in cur/ and the report says fixed")
 def test_doctor_never_reports_a_lease_expired_claim_fixed_that_it_left_claimed(
         tmp_path: Path) -> None:
     """doctor --repair says fixed only for a claim it gave back: one left claimed because
@@ -314,11 +306,6 @@ def test_doctor_never_reports_a_lease_expired_claim_fixed_that_it_left_claimed(
         state, [(f.kind, f.repaired) for f in found])
 
 
-@broke("Inbox._release treats a claim gone by the time of its rename as a release "
-       "that found nothing only if the id is somewhere in the inbox (_expect raises "
-       "MessageNotFound for an id in no folder): a sweep that found a planted file in cur/ "
-       "expired, while doctor --repair quarantined it before the sweep's rename, makes the "
-       "reader's claim() raise for an id it never asked for, with unread mail waiting")
 def test_a_sweep_racing_doctor_never_fails_a_claim(tmp_path: Path) -> None:
     """A reader's claim returns the unread message even when doctor quarantines a bad file
     in cur/ between its sweep's look and its release of that file."""
@@ -356,10 +343,6 @@ print(outcomes.done, outcomes.released)
 """
 
 
-@broke("a command runner (mailbox watch --exec) dies with LockTimeout when it gives back "
-       "the claim of a failed command while another process holds the inbox's lease lock "
-       "for longer than LEASE_LOCK_SECONDS: CommandRunner._settle catches only "
-       "MessageNotFound, so the loop ends and SIGTERMs every other command still running")
 def test_a_command_runner_outlives_a_lease_lock_held_elsewhere(tmp_path: Path) -> None:
     """A runner whose failed command's claim cannot be given back at once (the lease lock
     is held elsewhere) keeps running the other commands to their end."""
