@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -238,6 +238,21 @@ def test_a_lease_sweep_never_releases_a_claim_taken_after_it_looked(tmp_path: Pa
     assert (State.CLAIMED, True) == (reader.state_of(msg.id), reader.done(msg.id))
 
 
+@contextlib.contextmanager
+def _lease_lock_held_elsewhere(mb: Mailbox, agent: str) -> Iterator[None]:
+    """Another process holds ``agent``'s lease lock (flock) for the block."""
+    lock = mb.root.paths.agent(agent).lock("lease")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+         str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and "held" == holder.stdout.readline().strip()
+        yield
+    finally:
+        holder.communicate("")
+
+
 def test_no_claim_leaves_for_new_while_another_process_releases(tmp_path: Path) -> None:
     """While another process holds the inbox's lease lock (it is releasing claims), a sweep
     gives nothing back and the claim stays claimed; once the lock is free, the next sweep
@@ -249,17 +264,9 @@ def test_no_claim_leaves_for_new_while_another_process_releases(tmp_path: Path) 
     inbox = mb.inbox("bob")
     assert inbox.claim() is not None
     time.sleep(1.2)
-    lock = mb.root.paths.agent("bob").lock("lease")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); "
-         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
-         str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and "held" == holder.stdout.readline().strip()
+    with _lease_lock_held_elsewhere(mb, "bob"):
         assert [] == Mailbox.open(mb.path).inbox("bob").requeue_expired()
         assert State.CLAIMED is inbox.state_of(msg.id)
-    finally:
-        holder.communicate("")
     assert [msg.id] == Mailbox.open(mb.path).inbox("bob").requeue_expired()
     assert State.NEW is inbox.state_of(msg.id)
 
@@ -291,17 +298,9 @@ def test_doctor_never_reports_a_lease_expired_claim_fixed_that_it_left_claimed(
     msg = mb.send("alice", "bob", subject="once")
     assert mb.inbox("bob").claim() is not None
     time.sleep(0.6)
-    lock = mb.root.paths.agent("bob").lock("lease")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); "
-         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
-         str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and "held" == holder.stdout.readline().strip()
+    with _lease_lock_held_elsewhere(mb, "bob"):
         found = doctor.check(Mailbox.open(mb.path), repair=True)
         state = mb.inbox("bob").state_of(msg.id)
-    finally:
-        holder.communicate("")
     assert (State.CLAIMED, [("lease-expired", False)]) == (
         state, [(f.kind, f.repaired) for f in found])
 
@@ -351,18 +350,10 @@ def test_a_command_runner_outlives_a_lease_lock_held_elsewhere(tmp_path: Path) -
     mb.add_agent("bob")
     mb.send("alice", "bob", subject="fails")
     works = mb.send("alice", "bob", subject="works")
-    lock = mb.root.paths.agent("bob").lock("lease")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); "
-         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
-         str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and "held" == holder.stdout.readline().strip()
+    with _lease_lock_held_elsewhere(mb, "bob"):
         ran = subprocess.run([sys.executable, "-c", _RUN_WHILE_LOCKED, str(mb.path)],
                              cwd=ROOT, env=python_env(), capture_output=True, text=True,
                              timeout=60)
-    finally:
-        holder.communicate("")
     assert (0, State.DONE) == (ran.returncode, mb.inbox("bob").state_of(works.id)), ran.stderr
 
 
