@@ -635,14 +635,20 @@ class Inbox:
                         hint="retry; if it persists, find the process holding "
                              f"{self._lease_lock}"):
             mine = self._claims.get(msg_id)
-            if mine is not None:
-                st = self._disk.lstat(f"{self._cur_s}{msg_id}.json")
-                if st is not None and st.st_ctime_ns != mine[3]:
-                    # Claimed again since (this handle's lease ran out, a sweep gave it
-                    # back, another reader took it): that claim is not ours to give back.
-                    del self._claims[msg_id]
-                    return False
+            if mine is not None and self._claimed_again(msg_id, mine[3]):
+                del self._claims[msg_id]
+                return False
             return self._release(msg_id, reason)
+
+    def _claimed_again(self, msg_id: str, changed: int) -> bool:
+        """Whether ``cur/<msg_id>.json``, which this handle claimed (or renewed) leaving
+        ctime ``changed``, has changed since its lease ran out: then a sweep gave it back
+        and another reader claimed it again, and that claim is not this handle's. (A
+        change within the lease is the sender's staging name going, never a new claim.)"""
+        st = self._disk.lstat(f"{self._cur_s}{msg_id}.json")
+        lease_ns = int(self._root.config.lease_seconds * 1e9)
+        return (st is not None and st.st_ctime_ns != changed
+                and st.st_ctime_ns - changed >= lease_ns - _CLOCK_TICK_NS)
 
     def _release(self, msg_id: str, reason: str) -> bool:
         """:meth:`release`, with the lease lock held."""
