@@ -23,7 +23,7 @@ from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from . import layout, locks, names
+from . import layout, names
 from .dead import DeadLetters
 from .errors import Conflict, InvalidInput, LockTimeout, MailboxError, MessageNotFound
 from .fs import (
@@ -38,6 +38,7 @@ from .fs import (
     same_file,
     staging_name,
 )
+from .memory import agent_lock
 from .message import Malformed, Message, day_of, day_span, decode, iso, stamp_of
 from .root import Root
 
@@ -128,7 +129,6 @@ class Inbox:
         self._notify = notify
         paths = root.paths.agent(agent)
         self.path = paths.inbox
-        self._lease_lock = paths.lock("lease")
         self.tmp, self.new, self.cur = paths.inbox_tmp, paths.inbox_new, paths.inbox_cur
         self.done_dir = paths.inbox_done
         # Plain strings on the hot paths: pathlib joins cost more than the syscalls.
@@ -629,11 +629,7 @@ class Inbox:
         if self._disk.lstat(f"{self._cur_s}{msg_id}.json") is None:  # no lock file made
             self._claims.pop(msg_id, None)
             return self._expect(msg_id, State.NEW)
-        with locks.held(self._lease_lock, self._disk, timeout=LEASE_LOCK_SECONDS,
-                        message=f"{self.agent}: another process has been releasing claims "
-                                f"for {LEASE_LOCK_SECONDS:g} s",
-                        hint="retry; if it persists, find the process holding "
-                             f"{self._lease_lock}"):
+        with agent_lock(self._root, self.agent, "lease", timeout=LEASE_LOCK_SECONDS):
             mine = self._claims.get(msg_id)
             if mine is not None and self._claimed_again(msg_id, mine[3]):
                 del self._claims[msg_id]
@@ -673,33 +669,33 @@ class Inbox:
         after an earlier look (another sweep released it meanwhile) keeps its claim.
         """
         try:
-            lock = locks.acquire(self._lease_lock, self._disk, timeout=0,
-                                 message="the lease lock is held", hint="")
+            with agent_lock(self._root, self.agent, "lease", timeout=0):
+                return self._release_looked_again(msg_ids, lease_ns)
         except LockTimeout:
             return None
-        try:
-            now = time.time_ns()
-            due = now + lease_ns
-            released = []
-            for msg_id in msg_ids:
-                st = self._disk.lstat(f"{self._cur_s}{msg_id}.json")
-                # A claim with a second link is no claim of ours: a version 1 half-claim
-                # (or a planted link), settled by doctor; releasing it would give it a
-                # name in dead/.
-                if st is None or st.st_nlink != 1:
-                    continue
-                ends = lease_start(st, now, lease_ns) + lease_ns
-                if ends >= now:
-                    due = min(due, ends + 1)
-                    continue
-                try:
-                    if self._release(msg_id, "lease expired"):
-                        released.append(msg_id)
-                except MessageNotFound:
-                    pass  # gone from every folder since the look (doctor quarantined it)
-            return released, due
-        finally:
-            lock.release()
+
+    def _release_looked_again(self, msg_ids: builtins.list[str], lease_ns: int
+                              ) -> tuple[builtins.list[str], int]:
+        """:meth:`release_expired` with the lease lock held."""
+        now = time.time_ns()
+        due = now + lease_ns
+        released = []
+        for msg_id in msg_ids:
+            st = self._disk.lstat(f"{self._cur_s}{msg_id}.json")
+            # A claim with a second link is no claim of ours: a version 1 half-claim (or a
+            # planted link), settled by doctor; releasing it would give it a name in dead/.
+            if st is None or st.st_nlink != 1:
+                continue
+            ends = lease_start(st, now, lease_ns) + lease_ns
+            if ends >= now:
+                due = min(due, ends + 1)
+                continue
+            try:
+                if self._release(msg_id, "lease expired"):
+                    released.append(msg_id)
+            except MessageNotFound:
+                pass  # gone from every folder since the look (doctor quarantined it)
+        return released, due
 
     def renew(self, msg: Message | str) -> bool:
         """Extend the lease of a claimed message (start it again now). False if it is no
