@@ -77,10 +77,9 @@ class Quotas:
 
     def full(self, inbox: Inbox) -> Fill | None:
         """The fill of ``inbox`` if it holds its quota of unread mail, else None."""
-        agent = inbox.agent
-        gauge = self._gauges.get(agent) or self._gauge(agent)
+        gauge = self._gauge(inbox.agent)
         now = time.monotonic_ns()
-        quota = gauge.quota if now < gauge.quota_until else self._quota_of(gauge, agent, now)
+        quota = self._quota_of(gauge, inbox.agent, now)
         if quota <= 0:
             return None
         if now >= gauge.recount_at or gauge.unread >= quota:
