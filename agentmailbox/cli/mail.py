@@ -281,7 +281,11 @@ def done(c: Ctx, args: tuple[str, ...], agent: str | None, as_json: bool) -> Non
 @json_option
 @pass_ctx
 def release(c: Ctx, args: tuple[str, ...], agent: str | None, as_json: bool) -> None:
-    """Give claimed messages of AGENT back to its unread mail."""
+    """Give claimed messages of AGENT back to its unread mail.
+
+    Each release holds the inbox's lease lock (agents/AGENT/run/lease.lock), as every
+    sweep of expired claims does: it waits up to 10 s for another process releasing
+    claims of the inbox, then exits 6."""
     box, ids = _box_and_ids(c, args, agent)
     results = {i: box.release(i) for i in ids}
     emit([{"id": i, "released": r} for i, r in results.items()], as_json,
